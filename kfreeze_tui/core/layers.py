@@ -1,0 +1,362 @@
+"""The layer walk: a ``keras.Model`` into plain frozen dataclasses.
+
+No Keras object escapes this module: the UI and the command line get :class:`ModelInfo` and
+:class:`LayerInfo`, which are cheap to copy, compare and render.
+
+Trainable state is derived from the model's trainable weights, not from ``layer.trainable``
+flags: after a save/load a nested Sequential and every InputLayer come back with
+``trainable=True`` whatever they were, and a frozen container overrides its layers' flags.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfreeze_tui.core import grouping
+
+Shape = tuple[int | None, ...]
+
+BATCH_NORM_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
+
+
+@dataclass(frozen=True, slots=True)
+class WeightInfo:
+    """One weight variable of a layer."""
+
+    name: str
+    shape: Shape
+    dtype: str
+    trainable: bool
+
+    @property
+    def size(self) -> int:
+        """Number of scalars."""
+        return math.prod(d or 0 for d in self.shape) if self.shape else 1
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    """One row of the layer tree.
+
+    Attributes:
+        index: position in its container's ``.layers``.
+        path: indices from the root model, e.g. ``(0, 143)`` inside a wrapped base.
+        name: the layer's name.
+        class_name: its class, e.g. ``Conv2D``.
+        output_shapes: one shape per output, batch dimension included, None for unknown dims.
+        params: all parameters, including those of nested layers.
+        trainable_params: parameters that training would update.
+        non_trainable_params: the rest.
+        trainable: whether training updates it (for weightless layers: its flags and its
+            containers' flags).
+        has_weights: whether it holds any weights.
+        inbound: names of the layers that feed it in its container.
+        depth: 0 for the root model's layers, 1 inside a nested model, ...
+        stage: stage number within its container (see :mod:`grouping`).
+        block: block name within its container.
+        is_container: whether it is a nested model whose layers follow it.
+        child_count: how many layers it directly holds (0 unless a container).
+        weights: its own and nested weights.
+    """
+
+    index: int
+    path: tuple[int, ...]
+    name: str
+    class_name: str
+    output_shapes: tuple[Shape, ...]
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    trainable: bool
+    has_weights: bool
+    inbound: tuple[str, ...]
+    depth: int
+    stage: int
+    block: str
+    is_container: bool = False
+    child_count: int = 0
+    weights: tuple[WeightInfo, ...] = ()
+
+    @property
+    def path_text(self) -> str:
+        """The path as the UI shows it: ``143``, or ``0.143`` inside a nested model."""
+        return ".".join(str(i) for i in self.path)
+
+    @property
+    def output_shape(self) -> Shape | None:
+        """The first output shape (most layers have exactly one)."""
+        return self.output_shapes[0] if self.output_shapes else None
+
+    @property
+    def output_shape_text(self) -> str:
+        """Shapes as Keras prints them: ``(None, 7, 7, 512)``; several joined by ``, ``."""
+        return ", ".join(format_shape(s) for s in self.output_shapes) or "?"
+
+    @property
+    def is_batch_norm(self) -> bool:
+        """Whether it is a BatchNormalization layer (frozen ones run in inference mode)."""
+        return self.class_name in BATCH_NORM_CLASSES
+
+    @property
+    def parent_path(self) -> tuple[int, ...]:
+        """The path of the container that holds it (``()`` for the root)."""
+        return self.path[:-1]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A walked model.
+
+    Attributes:
+        name: the model's name.
+        source: where it came from (a catalog name or a path).
+        description: one line about it (architecture, size, weights).
+        input_shapes: one shape per model input.
+        output_shapes: one shape per model output.
+        total_params: ``model.count_params()``.
+        trainable_params: size of ``model.trainable_weights``.
+        non_trainable_params: the rest.
+        layers: every layer, depth first: a container is followed by its layers.
+        random_weights: the weights are random (``--weights none``).
+    """
+
+    name: str
+    source: str
+    description: str
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    layers: tuple[LayerInfo, ...]
+    random_weights: bool = False
+    _by_path: dict[tuple[int, ...], LayerInfo] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self._by_path.update({layer.path: layer for layer in self.layers})
+
+    @property
+    def top_level(self) -> tuple[LayerInfo, ...]:
+        """The root model's own layers, as ``model.layers`` gives them."""
+        return tuple(layer for layer in self.layers if layer.depth == 0)
+
+    def layer(self, path: tuple[int, ...]) -> LayerInfo:
+        """The layer at ``path`` (KeyError if there is none)."""
+        return self._by_path[path]
+
+    def children(self, path: tuple[int, ...]) -> tuple[LayerInfo, ...]:
+        """The layers directly inside the container at ``path`` (``()`` is the root)."""
+        depth = len(path)
+        return tuple(
+            layer
+            for layer in self.layers
+            if layer.depth == depth and layer.path[:-1] == path
+        )
+
+    def find(self, name: str) -> LayerInfo | None:
+        """The first layer (depth first) called ``name``."""
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    @property
+    def trainable_fraction(self) -> float:
+        """Trainable parameters as a fraction of all (0 for a model without weights)."""
+        return self.trainable_params / self.total_params if self.total_params else 0.0
+
+
+def format_shape(shape: Shape | None) -> str:
+    """``(None, 7, 7, 512)``, as Keras prints shapes."""
+    if shape is None:
+        return "?"
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _shape(value: Any) -> Shape:
+    return tuple(None if d is None else int(d) for d in value)
+
+
+def _tensor_shapes(tensors: Any) -> tuple[Shape, ...]:
+    if tensors is None:
+        return ()
+    if isinstance(tensors, dict):
+        tensors = list(tensors.values())
+    if not isinstance(tensors, (list, tuple)):
+        tensors = [tensors]
+    shapes: list[Shape] = []
+    for tensor in tensors:
+        if isinstance(tensor, (list, tuple, dict)):
+            shapes.extend(_tensor_shapes(tensor))
+        elif hasattr(tensor, "shape"):
+            shapes.append(_shape(tensor.shape))
+    return tuple(shapes)
+
+
+def _container_graph(container: Any) -> Any:
+    """The Functional graph behind a container (a built Sequential keeps one inside)."""
+    if hasattr(container, "_nodes"):
+        return container
+    return getattr(container, "_functional", None)
+
+
+def _node_in(graph: Any, layer: Any) -> Any:
+    """The node through which ``layer`` takes part in ``graph`` (None if not found)."""
+    nodes = getattr(graph, "_nodes", None)
+    inbound = getattr(layer, "_inbound_nodes", None) or []
+    if nodes is None:
+        return inbound[0] if len(inbound) == 1 else None
+    for i, node in enumerate(inbound):
+        if f"{id(layer)}_ib-{i}" in nodes:
+            return node
+    return None
+
+
+def _is_container(layer: Any, model_class: type) -> bool:
+    return isinstance(layer, model_class) and bool(getattr(layer, "layers", None))
+
+
+def walk(model: Any, source: str = "", description: str = "", random_weights: bool = False) -> ModelInfo:
+    """Walk a Keras model into a :class:`ModelInfo`.
+
+    Args:
+        model: a built ``keras.Model`` (functional, Sequential or nested).
+        source: where it came from, kept for headers and plans.
+        description: one line about it.
+        random_weights: the weights are random, which the UI says.
+
+    Returns:
+        The walked model; no Keras object is kept in it.
+    """
+    import keras
+
+    trainable_ids = {id(v) for v in model.trainable_weights}
+    rows: list[LayerInfo] = []
+    # A collection in the middle of a 1,000-layer walk costs more than the walk itself.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _walk_container(model, (), 0, trainable_ids, True, keras.Model, rows)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    all_weights = _unique(model.weights)
+    total = sum(_size(v) for v in all_weights)
+    trainable = sum(_size(v) for v in all_weights if id(v) in trainable_ids)
+    return ModelInfo(
+        name=model.name,
+        source=source,
+        description=description or model.name,
+        input_shapes=_tensor_shapes(getattr(model, "inputs", None)),
+        output_shapes=_tensor_shapes(getattr(model, "outputs", None)),
+        total_params=total,
+        trainable_params=trainable,
+        non_trainable_params=total - trainable,
+        layers=tuple(rows),
+        random_weights=random_weights,
+    )
+
+
+def _unique(variables: Any) -> list[Any]:
+    seen: set[int] = set()
+    unique = []
+    for variable in variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            unique.append(variable)
+    return unique
+
+
+def _size(variable: Any) -> int:
+    return math.prod(int(d) for d in variable.shape)
+
+
+def _walk_container(
+    container: Any,
+    prefix: tuple[int, ...],
+    depth: int,
+    trainable_ids: set[int],
+    parents_trainable: bool,
+    model_class: type,
+    rows: list[LayerInfo],
+) -> None:
+    layers = list(container.layers)
+    graph = _container_graph(container)
+    outputs: list[tuple[Shape, ...]] = []
+    inbounds: list[tuple[str, ...]] = []
+    for position, layer in enumerate(layers):
+        node = _node_in(graph, layer) if graph is not None else None
+        if node is not None:
+            shapes = _tensor_shapes(node.outputs)
+            inbound = tuple(dict.fromkeys(p.operation.name for p in node.parent_nodes))
+        else:
+            try:
+                shapes = _tensor_shapes(layer.output)
+            except (AttributeError, ValueError, RuntimeError):
+                shapes = ()
+            inbound = (layers[position - 1].name,) if position else ()
+        outputs.append(shapes)
+        inbounds.append(inbound)
+    stage_of = grouping.stages([s[0] if s else None for s in outputs])
+    block_of = grouping.blocks(
+        [layer.name for layer in layers],
+        [type(layer).__name__ for layer in layers],
+        [len(i) for i in inbounds],
+        stage_of,
+    )
+    for position, layer in enumerate(layers):
+        path = (*prefix, position)
+        variables = _unique(layer.weights)
+        weights = tuple(
+            WeightInfo(
+                name=getattr(v, "path", None) or v.name,
+                shape=_shape(v.shape),
+                dtype=str(v.dtype),
+                trainable=id(v) in trainable_ids,
+            )
+            for v in variables
+        )
+        params = sum(w.size for w in weights)
+        trainable_params = sum(w.size for w in weights if w.trainable)
+        flags_trainable = parents_trainable and bool(layer.trainable)
+        container_here = _is_container(layer, model_class)
+        rows.append(
+            LayerInfo(
+                index=position,
+                path=path,
+                name=layer.name,
+                class_name=type(layer).__name__,
+                output_shapes=outputs[position],
+                params=params,
+                trainable_params=trainable_params,
+                non_trainable_params=params - trainable_params,
+                trainable=trainable_params > 0 if weights else flags_trainable,
+                has_weights=bool(weights),
+                inbound=inbounds[position],
+                depth=depth,
+                stage=stage_of[position],
+                block=block_of[position],
+                is_container=container_here,
+                child_count=len(layer.layers) if container_here else 0,
+                weights=weights,
+            )
+        )
+        if container_here:
+            _walk_container(
+                layer, path, depth + 1, trainable_ids, flags_trainable, model_class, rows
+            )
+
+
+def iter_stage_starts(layers: tuple[LayerInfo, ...]) -> Iterator[LayerInfo]:
+    """The layers at which a stage begins within their container (first layers excluded)."""
+    previous: dict[tuple[int, ...], int] = {}
+    for layer in layers:
+        parent = layer.parent_path
+        if parent in previous and previous[parent] != layer.stage:
+            yield layer
+        previous[parent] = layer.stage

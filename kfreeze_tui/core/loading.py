@@ -1,0 +1,531 @@
+"""From a source (a catalog name or a model file) to a ``keras.Model``.
+
+Every way loading can fail ends in a :class:`LoadError` that says in one sentence what is
+wrong with *this* input and what to do about it. Keras's own messages are often misleading
+("File not found" for a file that exists but is empty or truncated), so files are examined
+before and after Keras has had its go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from kfreeze_tui.core import catalog
+from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+#: Deep user models (thousands of layers) overflow Python's default recursion limit in Keras.
+RECURSION_LIMIT = 20_000
+#: Seconds before a weights download is given up; offline boxes fail at once anyway.
+DOWNLOAD_TIMEOUT = 60.0
+
+
+class LoadError(Exception):
+    """A source could not be turned into a model.
+
+    Attributes:
+        message: what is wrong with this input.
+        hint: what to do about it.
+        kind: a short machine-readable tag (``missing``, ``empty``, ``download`` ...), used
+            by the app to offer a way out (e.g. random weights after a failed download).
+    """
+
+    def __init__(self, message: str, hint: str = "", kind: str = "error") -> None:
+        self.message = message.rstrip(".")
+        self.hint = hint.rstrip(".")
+        self.kind = kind
+        super().__init__(self.sentence)
+
+    @property
+    def sentence(self) -> str:
+        """The message and the hint as one sentence."""
+        if self.hint:
+            return f"{self.message}: {self.hint}."
+        return f"{self.message}."
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to turn a source into a model.
+
+    Attributes:
+        weights: for a catalog name: ``imagenet``, ``none`` (random), or a weights file.
+        input_shape: for a catalog name: ``(H, W, C)``; None means the architecture's
+            default size, so that every output shape is concrete.
+        include_top: for a catalog name: keep the imagenet classifier.
+        custom_objects: a Python file that defines (and registers) custom layers.
+        unsafe: allow Lambda layers, whose Python code is stored in the file.
+        gpu: let TensorFlow use the GPU (with memory growth); the CPU otherwise.
+    """
+
+    weights: str = "imagenet"
+    input_shape: tuple[int, int, int] | None = None
+    include_top: bool = False
+    custom_objects: Path | None = None
+    unsafe: bool = False
+    gpu: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """A model and what it came from.
+
+    Attributes:
+        model: the Keras model.
+        source: the source as given (a catalog name or a path).
+        description: one line for headers, e.g. ``ResNet50 · keras.applications · 224x224x3``.
+        random_weights: the weights are random (``--weights none``), which the UI says.
+        architecture: the catalog entry, when the source is a catalog name.
+        warnings: things the user should know (e.g. ``--unsafe`` in effect).
+    """
+
+    model: Any
+    source: str
+    description: str
+    random_weights: bool = False
+    architecture: catalog.Architecture | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """Parse ``H,W,C`` (also ``HxWxC``) into a tuple of three positive integers.
+
+    Args:
+        text: what the user typed.
+
+    Returns:
+        ``(H, W, C)``.
+
+    Raises:
+        LoadError: when the text is not three positive integers.
+    """
+    parts = [p.strip() for p in text.replace("x", ",").replace("X", ",").split(",")]
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or any(d <= 0 for d in dims):
+        raise LoadError(
+            f"--input-shape {text!r} is not three positive integers",
+            "write it as height,width,channels, e.g. --input-shape 224,224,3",
+            kind="usage",
+        )
+    return dims  # type: ignore[return-value]
+
+
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` names a file rather than a catalog architecture."""
+    return (
+        "/" in source
+        or "\\" in source
+        or source.startswith(".")
+        or source.lower().endswith((*MODEL_SUFFIXES, ".weights.h5", ".toml", ".pb"))
+    )
+
+
+def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
+    """Load a model from a catalog name or a ``.keras`` / ``.h5`` file.
+
+    Args:
+        source: ``resnet50`` (any case), or a path.
+        options: load options; defaults to imagenet weights at the default size.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        LoadError: for every way the source can fail, with one clear sentence.
+    """
+    options = options or LoadOptions()
+    path = Path(source).expanduser()
+    if path.exists():
+        return _load_file(path, source, options)
+    if looks_like_path(source):
+        raise LoadError(
+            f"{source} does not exist",
+            "check the path, or pass an architecture name such as resnet50",
+            kind="missing",
+        )
+    arch = catalog.find(source)
+    if arch is None:
+        suggestions = catalog.closest(source)
+        hint = "run `kfreeze models` to list every architecture"
+        if suggestions:
+            hint = f"did you mean {', '.join(suggestions)}? ({hint})"
+        raise LoadError(
+            f"{source!r} is neither a model file nor a keras.applications architecture",
+            hint,
+            kind="unknown",
+        )
+    return _build_architecture(arch, source, options)
+
+
+@contextlib.contextmanager
+def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
+    """Keras, imported quietly, with output captured and room for deep models."""
+    keras = import_keras(RuntimeOptions(gpu=options.gpu))
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+    with native_output_captured():
+        yield keras
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    line = text.splitlines()[0].strip()
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _build_architecture(
+    arch: catalog.Architecture, source: str, options: LoadOptions
+) -> LoadedModel:
+    weights_option = options.weights.strip()
+    weights: str | None
+    if weights_option.lower() == "imagenet":
+        weights = "imagenet"
+    elif weights_option.lower() in ("none", "random", ""):
+        weights = None
+    else:
+        weights_path = Path(weights_option).expanduser()
+        if not weights_path.is_file():
+            raise LoadError(
+                f"the weights file {weights_option} does not exist",
+                "pass --weights imagenet, --weights none, or the path of a weights file",
+                kind="missing",
+            )
+        weights = str(weights_path)
+    input_shape = options.input_shape or arch.default_input_shape
+    kwargs: dict[str, Any] = {
+        "weights": weights,
+        "include_top": options.include_top,
+        "input_shape": input_shape,
+    }
+    shape_text = "x".join(str(d) for d in input_shape)
+    with _keras_environment(options) as keras:
+        constructor = getattr(keras.applications, arch.name)
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+        try:
+            model = constructor(**kwargs)
+        except Exception as exc:
+            raise _architecture_error(arch, weights, exc, options) from exc
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
+    weights_text = {None: "random weights", "imagenet": "imagenet weights"}.get(
+        weights, f"weights from {weights}"
+    )
+    top_text = "with top" if options.include_top else "no top"
+    return LoadedModel(
+        model=model,
+        source=source,
+        description=f"{arch.name} · {shape_text} · {top_text} · {weights_text}",
+        random_weights=weights is None,
+        architecture=arch,
+    )
+
+
+def _architecture_error(
+    arch: catalog.Architecture, weights: str | None, exc: Exception, options: LoadOptions
+) -> LoadError:
+    text = str(exc)
+    lowered = text.lower()
+    if weights == "imagenet" and (
+        "url fetch failure" in lowered
+        or "urlopen" in lowered
+        or "name or service not known" in lowered
+        or "timed out" in lowered
+        or isinstance(exc, (OSError, socket.timeout))
+    ):
+        return LoadError(
+            f"could not download the imagenet weights for {arch.name} (no network access?)",
+            "pass --weights none for random weights, or --weights PATH for a weights file "
+            "you have",
+            kind="download",
+        )
+    if "input" in lowered and ("shape" in lowered or "size" in lowered):
+        shape = options.input_shape or arch.default_input_shape
+        return LoadError(
+            f"{arch.name} cannot be built for input shape {shape}: {_first_line(exc)}",
+            f"pass --input-shape with a size {arch.name} accepts, or leave it out to use "
+            f"{arch.default_size},{arch.default_size},3",
+            kind="shape",
+        )
+    if weights not in (None, "imagenet"):
+        return LoadError(
+            f"the weights in {weights} do not fit {arch.name}: {_first_line(exc)}",
+            "pass weights saved from the same architecture, input shape and --include-top",
+            kind="weights",
+        )
+    return LoadError(
+        f"{arch.name} could not be built: {_first_line(exc)}",
+        "check --input-shape, --include-top and --weights",
+        kind="build",
+    )
+
+
+def _load_file(path: Path, source: str, options: LoadOptions) -> LoadedModel:
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            raise LoadError(
+                f"{source} is a TensorFlow SavedModel, which Keras 3 can only load for "
+                "inference (keras.layers.TFSMLayer), not as a model whose layers can be frozen",
+                "re-save it from the code that built it with model.save('model.keras') and "
+                "open that file",
+                kind="savedmodel",
+            )
+        raise LoadError(
+            f"{source} is a directory, not a model file",
+            "pass a .keras or .h5 file, or an architecture name such as resnet50",
+            kind="directory",
+        )
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise LoadError(
+            f"{source} cannot be read ({exc.strerror or exc})",
+            "check its permissions",
+            kind="unreadable",
+        ) from exc
+    if size == 0:
+        raise LoadError(
+            f"{source} is empty (0 bytes), so it holds no model",
+            "save the model again with model.save(path)",
+            kind="empty",
+        )
+    lowered = path.name.lower()
+    if head.startswith(HDF5_MAGIC):
+        config = _h5_config(path, source)
+        fmt = "h5"
+        if lowered.endswith(".keras") or not lowered.endswith((".h5", ".hdf5")):
+            raise LoadError(
+                f"{source} is an HDF5 file but is not named .h5",
+                "rename it to end in .h5 so Keras reads it as a legacy HDF5 model",
+                kind="format",
+            )
+    elif head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
+        config = _zip_config(path, source)
+        fmt = "keras"
+        if not lowered.endswith(".keras"):
+            raise LoadError(
+                f"{source} is a Keras archive but is not named .keras",
+                "rename it to end in .keras",
+                kind="format",
+            )
+    else:
+        raise LoadError(
+            f"{source} is not a Keras model: it is neither a .keras archive nor an HDF5 file",
+            "pass a file written by model.save()",
+            kind="format",
+        )
+    return _deserialize(path, source, options, config, fmt)
+
+
+def _zip_config(path: Path, source: str) -> dict[str, Any]:
+    if not zipfile.is_zipfile(path):
+        raise LoadError(
+            f"{source} is a truncated or damaged .keras archive (its zip directory is missing)",
+            "copy or save the model again; the file was probably cut short",
+            kind="truncated",
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise LoadError(
+                    f"{source} is a zip archive without config.json, so not a Keras model",
+                    "pass a file written by model.save('model.keras')",
+                    kind="format",
+                )
+            config = json.loads(archive.read("config.json"))
+    except LoadError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise LoadError(
+            f"{source} is a damaged .keras archive ({_first_line(exc)})",
+            "copy or save the model again",
+            kind="truncated",
+        ) from exc
+    if not isinstance(config, dict):
+        raise LoadError(
+            f"{source} has a config.json that does not describe a model",
+            "pass a file written by model.save('model.keras')",
+            kind="format",
+        )
+    return config
+
+
+def _h5_config(path: Path, source: str) -> dict[str, Any]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+    except OSError as exc:
+        raise LoadError(
+            f"{source} is a truncated or damaged HDF5 file ({_first_line(exc)})",
+            "copy or save the model again",
+            kind="truncated",
+        ) from exc
+    if raw is None:
+        raise LoadError(
+            f"{source} holds only weights, not a model architecture",
+            "build the architecture in code and call model.load_weights() with it, or pass "
+            "it with --weights to the architecture it belongs to",
+            kind="weights-only",
+        )
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise LoadError(
+            f"{source} has a model description that is not valid JSON",
+            "save the model again with model.save(path)",
+            kind="format",
+        ) from exc
+    return config if isinstance(config, dict) else {}
+
+
+def _layer_configs(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer entry of a saved model config, nested models included."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        layers = inner.get("layers") if isinstance(inner, dict) else None
+        if isinstance(layers, list):
+            for entry in layers:
+                if isinstance(entry, dict) and "class_name" in entry:
+                    yield entry
+                    yield from _layer_configs(entry)
+
+
+def _import_custom_objects(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise LoadError(
+            f"the --custom-objects file {path} does not exist",
+            "pass the Python file that defines your custom layers",
+            kind="missing",
+        )
+    spec = importlib.util.spec_from_file_location(f"kfreeze_custom_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise LoadError(
+            f"the --custom-objects file {path} is not an importable Python file",
+            "pass a .py file that defines your custom layers",
+            kind="custom",
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise LoadError(
+            f"importing {path} failed with {type(exc).__name__}: {_first_line(exc)}",
+            "fix the error in that file and try again",
+            kind="custom",
+        ) from exc
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, type) and not name.startswith("_")
+    }
+
+
+def _unknown_classes(
+    config: dict[str, Any], fmt: str, custom: dict[str, Any], keras: ModuleType
+) -> list[str]:
+    registered = keras.saving.get_custom_objects()
+    known_short = {key.split(">")[-1] for key in registered} | set(custom)
+    unknown: list[str] = []
+    for entry in _layer_configs(config):
+        name = str(entry.get("class_name"))
+        if name in known_short or name in registered:
+            continue
+        if fmt == "keras":
+            module = entry.get("module")
+            if isinstance(module, str) and module.startswith("keras"):
+                continue
+            registered_name = entry.get("registered_name")
+            if registered_name in registered:
+                continue
+        elif hasattr(keras.layers, name) or name in ("Functional", "Sequential", "Model"):
+            continue
+        if name not in unknown:
+            unknown.append(name)
+    return unknown
+
+
+def _deserialize(
+    path: Path, source: str, options: LoadOptions, config: dict[str, Any], fmt: str
+) -> LoadedModel:
+    has_lambda = any(entry.get("class_name") == "Lambda" for entry in _layer_configs(config))
+    if has_lambda and not options.unsafe:
+        raise LoadError(
+            f"{source} contains a Lambda layer, whose Python code would run on loading and "
+            "could do anything, so kfreeze refuses it by default",
+            "if you trust the file, pass --unsafe to allow it",
+            kind="lambda",
+        )
+    warnings: list[str] = []
+    if options.unsafe:
+        warnings.append(
+            "--unsafe: Python code stored in the model file may run; use it only on files "
+            "you trust"
+        )
+    with _keras_environment(options) as keras:
+        custom = (
+            _import_custom_objects(options.custom_objects.expanduser())
+            if options.custom_objects
+            else {}
+        )
+        unknown = _unknown_classes(config, fmt, custom, keras)
+        if options.unsafe:
+            keras.config.enable_unsafe_deserialization()
+        try:
+            model = keras.saving.load_model(
+                str(path), custom_objects=custom or None, compile=False, safe_mode=not options.unsafe
+            )
+        except Exception as exc:
+            if unknown:
+                names = ", ".join(unknown)
+                raise LoadError(
+                    f"{source} uses the custom layer class {names}, which kfreeze does not know",
+                    "pass --custom-objects FILE.py with a Python file that defines it (decorated "
+                    "with @keras.saving.register_keras_serializable())",
+                    kind="custom",
+                ) from exc
+            if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
+                raise LoadError(
+                    f"{source} contains a Lambda layer that Keras refuses to load safely",
+                    "if you trust the file, pass --unsafe to allow it",
+                    kind="lambda",
+                ) from exc
+            raise LoadError(
+                f"{source} could not be loaded by Keras: {_first_line(exc)}",
+                "check that it was saved by Keras 3 with model.save()",
+                kind="keras",
+            ) from exc
+    if not isinstance(model, keras.Model):
+        raise LoadError(
+            f"{source} holds a {type(model).__name__}, not a Keras model",
+            "pass a file written by model.save() on a keras.Model",
+            kind="format",
+        )
+    return LoadedModel(
+        model=model,
+        source=source,
+        description=f"{path.name} · {model.name} · {len(model.layers)} layers",
+        warnings=warnings,
+    )

@@ -1,0 +1,140 @@
+"""TensorFlow start-up: quiet, on the CPU unless asked, and imported only when needed.
+
+TensorFlow prints C++ and absl log lines straight to file descriptor 2 before any Python
+logging is set up, and on a GPU box it reserves all GPU memory at the first op. Both have to
+be handled *before* TensorFlow is imported, which is what this module owns. Nothing here
+imports TensorFlow at module import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+_lock = threading.RLock()
+_captured: list[str] = []
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How TensorFlow may use the machine.
+
+    Attributes:
+        gpu: let TensorFlow see the GPUs (with memory growth on); by default kfreeze hides
+            them so that inspecting a model never reserves memory on a shared GPU box.
+    """
+
+    gpu: bool = False
+
+
+_configured: RuntimeOptions | None = None
+
+
+def tensorflow_imported() -> bool:
+    """Whether TensorFlow is already in this process (then its settings are not ours)."""
+    return "tensorflow" in sys.modules
+
+
+def configure(options: RuntimeOptions) -> None:
+    """Set the environment TensorFlow reads at import time.
+
+    Has no effect once TensorFlow is imported: a training script that imported it first
+    owns its settings, and kfreeze must not fight them.
+
+    Args:
+        options: whether the GPU may be used.
+    """
+    global _configured
+    with _lock:
+        if tensorflow_imported():
+            _configured = _configured or options
+            return
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        if options.gpu:
+            os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+        else:
+            # Hiding the devices is the only way to be sure CUDA is never initialised.
+            os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        _configured = options
+
+
+def captured_log() -> str:
+    """Everything TensorFlow and Keras printed while kfreeze had their output captured."""
+    with _lock:
+        return "".join(_captured)
+
+
+@contextlib.contextmanager
+def native_output_captured(stdout: bool = True) -> Iterator[None]:
+    """Send file descriptors 2 (and 1) to a temporary file for the duration.
+
+    Redirecting ``sys.stderr`` is not enough: TensorFlow's C++ code writes to the file
+    descriptor itself. What was caught is kept for :func:`captured_log`.
+
+    Args:
+        stdout: capture file descriptor 1 as well (Keras prints download progress there).
+    """
+    fds = [2, 1] if stdout else [2]
+    with _lock:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sink = tempfile.TemporaryFile(mode="w+b")
+        saved = {fd: os.dup(fd) for fd in fds}
+        py_sink = io.StringIO()
+        try:
+            for fd in fds:
+                os.dup2(sink.fileno(), fd)
+            redirect_out = (
+                contextlib.redirect_stdout(py_sink) if stdout else contextlib.nullcontext()
+            )
+            with redirect_out, contextlib.redirect_stderr(py_sink):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            _captured.append(sink.read().decode("utf-8", "replace"))
+            _captured.append(py_sink.getvalue())
+            sink.close()
+
+
+def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
+    """Import Keras (and TensorFlow) quietly, configured for the CPU unless asked otherwise.
+
+    Args:
+        options: runtime options; the first call's options win.
+
+    Returns:
+        The ``keras`` module.
+    """
+    if "keras" in sys.modules and tensorflow_imported():
+        return sys.modules["keras"]
+    configure(options or RuntimeOptions())
+    with native_output_captured():
+        import keras
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        with contextlib.suppress(Exception):
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+        if _configured is not None and _configured.gpu:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                with contextlib.suppress(RuntimeError):
+                    tf.config.experimental.set_memory_growth(gpu, True)
+    return keras

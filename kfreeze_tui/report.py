@@ -1,0 +1,141 @@
+"""Non-interactive output of a walked model: the rich table and the JSON document.
+
+Works on :class:`~kfreeze_tui.core.layers.ModelInfo` only, so it never touches Keras.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+
+
+def select(info: ModelInfo, pattern: re.Pattern[str] | None, expand_nested: bool) -> list[LayerInfo]:
+    """The rows to show.
+
+    Args:
+        info: the walked model.
+        pattern: keep rows whose name or type it matches (``re.search``); None keeps all.
+        expand_nested: include the layers of nested models after their container.
+
+    Returns:
+        The rows, in walk order.
+    """
+    rows = info.layers if expand_nested else info.top_level
+    if pattern is None:
+        return list(rows)
+    return [row for row in rows if pattern.search(row.name) or pattern.search(row.class_name)]
+
+
+def totals_text(info: ModelInfo) -> str:
+    """``Total params: 23,587,712 · trainable: ... (99.8%) · non-trainable: ...``."""
+    return (
+        f"Total params: {info.total_params:,} · "
+        f"trainable: {info.trainable_params:,} ({info.trainable_fraction:.1%}) · "
+        f"non-trainable: {info.non_trainable_params:,}"
+    )
+
+
+def _trainable_cell(row: LayerInfo) -> Text:
+    if not row.has_weights:
+        return Text("–", style="dim")
+    if row.is_container and 0 < row.trainable_params < row.params:
+        return Text(f"partly ({row.trainable_params:,})", style="yellow")
+    # A BatchNormalization layer's moving statistics are never trainable; its gamma and
+    # beta decide whether the layer is.
+    return Text("yes", style="green") if row.trainable else Text("no", style="red")
+
+
+def layer_table(info: ModelInfo, rows: list[LayerInfo], expand_nested: bool) -> Group:
+    """A table of ``rows`` (a section line between stages) and the model's totals.
+
+    Args:
+        info: the walked model (for the title and totals).
+        rows: the rows to show, from :func:`select`.
+        expand_nested: show paths (``0.143``) rather than plain indices.
+
+    Returns:
+        Something a rich Console can print.
+    """
+    table = Table(
+        title=f"{info.description}",
+        title_justify="left",
+        header_style="bold",
+        expand=False,
+        pad_edge=False,
+    )
+    table.add_column("index" if not expand_nested else "path", justify="right", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("type", no_wrap=True)
+    table.add_column("output shape", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("trainable", no_wrap=True)
+    table.add_column("stage", justify="right", no_wrap=True)
+    previous: tuple[tuple[int, ...], int] | None = None
+    for row in rows:
+        key = (row.parent_path, row.stage)
+        if previous is not None and row.depth == 0 and key != previous:
+            table.add_section()
+        if row.depth == 0:
+            previous = key
+        indent = "  " * row.depth
+        name = Text(indent + row.name, style="bold" if row.is_container else "")
+        table.add_row(
+            row.path_text if expand_nested else str(row.index),
+            name,
+            row.class_name,
+            row.output_shape_text,
+            f"{row.params:,}",
+            _trainable_cell(row),
+            str(row.stage),
+        )
+    footer = [Text(totals_text(info))]
+    shown = len(rows)
+    available = len(info.layers if expand_nested else info.top_level)
+    if shown != available:
+        footer.insert(0, Text(f"{shown} of {available} layers match", style="dim"))
+    return Group(table, *footer)
+
+
+def _json_shape(shapes: tuple[tuple[int | None, ...], ...]) -> Any:
+    if len(shapes) == 1:
+        return list(shapes[0])
+    return [list(shape) for shape in shapes]
+
+
+def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
+    """The ``kfreeze layers --json`` document.
+
+    Args:
+        info: the walked model.
+        rows: the rows to include.
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    return {
+        "model": info.name,
+        "total_params": info.total_params,
+        "trainable_params": info.trainable_params,
+        "non_trainable_params": info.non_trainable_params,
+        "layers": [
+            {
+                "index": row.index,
+                "path": list(row.path),
+                "name": row.name,
+                "type": row.class_name,
+                "output_shape": _json_shape(row.output_shapes),
+                "params": row.params,
+                "trainable": row.trainable,
+                "stage": row.stage,
+                "block": row.block,
+                "inbound": list(row.inbound),
+            }
+            for row in rows
+        ],
+    }
