@@ -154,13 +154,13 @@ def _cmd_layers(args: argparse.Namespace) -> int:
         try:
             pattern = re.compile(args.filter, re.IGNORECASE)
         except re.error as exc:
-            raise UsageError(f"--filter {args.filter!r} is not a valid regular expression ({exc})")
+            raise UsageError(
+                f"--filter {args.filter!r} is not a valid regular expression ({exc})"
+            ) from None
     loaded = load(args.model, load_options_from(args))  # type: ignore[arg-type]
     for warning in loaded.warnings:
         _warn(warning)
-    info = walk_layers.walk(
-        loaded.model, loaded.source, loaded.description, loaded.random_weights
-    )
+    info = walk_layers.walk(loaded.model, loaded.source, loaded.description, loaded.random_weights)
     rows = report.select(info, pattern, args.expand_nested)
     if args.json:
         json.dump(report.layers_document(info, rows), sys.stdout)
@@ -180,7 +180,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(
             [
-                {"name": a.name, "family": a.family, "default_input_shape": list(a.default_input_shape)}
+                {
+                    "name": a.name,
+                    "family": a.family,
+                    "default_input_shape": list(a.default_input_shape),
+                }
                 for a in entries
             ],
             sys.stdout,
@@ -240,8 +244,9 @@ def run(argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("KFREEZE_DEBUG"):
             traceback.print_exc()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
         _error(
-            f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'} "
+            f"unexpected {type(exc).__name__}: {detail} "
             "(this is a bug in kfreeze; run with KFREEZE_DEBUG=1 for the traceback)."
         )
         return EXIT_INTERNAL

@@ -15,7 +15,9 @@ from rich.text import Text
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo
 
 
-def select(info: ModelInfo, pattern: re.Pattern[str] | None, expand_nested: bool) -> list[LayerInfo]:
+def select(
+    info: ModelInfo, pattern: re.Pattern[str] | None, expand_nested: bool
+) -> list[LayerInfo]:
     """The rows to show.
 
     Args:

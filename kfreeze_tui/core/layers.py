@@ -154,9 +154,7 @@ class ModelInfo:
         """The layers directly inside the container at ``path`` (``()`` is the root)."""
         depth = len(path)
         return tuple(
-            layer
-            for layer in self.layers
-            if layer.depth == depth and layer.path[:-1] == path
+            layer for layer in self.layers if layer.depth == depth and layer.path[:-1] == path
         )
 
     def find(self, name: str) -> LayerInfo | None:
@@ -221,7 +219,9 @@ def _is_container(layer: Any, model_class: type) -> bool:
     return isinstance(layer, model_class) and bool(getattr(layer, "layers", None))
 
 
-def walk(model: Any, source: str = "", description: str = "", random_weights: bool = False) -> ModelInfo:
+def walk(
+    model: Any, source: str = "", description: str = "", random_weights: bool = False
+) -> ModelInfo:
     """Walk a Keras model into a :class:`ModelInfo`.
 
     Args:

@@ -250,8 +250,7 @@ def _architecture_error(
     ):
         return LoadError(
             f"could not download the imagenet weights for {arch.name} (no network access?)",
-            "pass --weights none for random weights, or --weights PATH for a weights file "
-            "you have",
+            "pass --weights none for random weights, or --weights PATH for a weights file you have",
             kind="download",
         )
     if "input" in lowered and ("shape" in lowered or "size" in lowered):
@@ -481,8 +480,7 @@ def _deserialize(
     warnings: list[str] = []
     if options.unsafe:
         warnings.append(
-            "--unsafe: Python code stored in the model file may run; use it only on files "
-            "you trust"
+            "--unsafe: Python code stored in the model file may run; use it only on files you trust"
         )
     with _keras_environment(options) as keras:
         custom = (
@@ -495,7 +493,10 @@ def _deserialize(
             keras.config.enable_unsafe_deserialization()
         try:
             model = keras.saving.load_model(
-                str(path), custom_objects=custom or None, compile=False, safe_mode=not options.unsafe
+                str(path),
+                custom_objects=custom or None,
+                compile=False,
+                safe_mode=not options.unsafe,
             )
         except Exception as exc:
             if unknown:

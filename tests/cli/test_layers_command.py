@@ -1,0 +1,141 @@
+"""The installed ``kfreeze`` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def test_version_and_help(run_kfreeze: Any) -> None:
+    from kfreeze_tui import __version__
+
+    version = run_kfreeze("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"kfreeze {__version__}"
+    helped = run_kfreeze("--help")
+    assert helped.returncode == 0 and "kfreeze layers MODEL" in helped.stdout
+    layers_help = run_kfreeze("layers", "--help")
+    assert layers_help.returncode == 0
+    for option in (
+        "--filter",
+        "--expand-nested",
+        "--json",
+        "--weights",
+        "--input-shape",
+        "--include-top",
+        "--custom-objects",
+        "--unsafe",
+        "--gpu",
+    ):
+        assert option in layers_help.stdout
+
+
+def test_layers_table_resnet50(run_kfreeze: Any) -> None:
+    result = run_kfreeze("layers", "resnet50", "--weights", "none")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no TensorFlow noise
+    rows = [line for line in result.stdout.splitlines() if "conv5_block1_1_conv" in line]
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("│ ").split("│")]
+    assert cells[:6] == [
+        "143",
+        "conv5_block1_1_conv",
+        "Conv2D",
+        "(None, 7, 7, 512)",
+        "524,800",
+        "yes",
+    ]
+    assert "Total params: 23,587,712" in result.stdout
+    assert "non-trainable: 53,120" in result.stdout
+
+
+def test_layers_json_small_model(
+    run_kfreeze: Any, small_model_file: Path, small_model: Any
+) -> None:
+    result = run_kfreeze("layers", str(small_model_file), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["model"] == "small_cnn"
+    assert document["total_params"] == small_model.count_params()
+    assert (
+        document["trainable_params"] + document["non_trainable_params"]
+        == small_model.count_params()
+    )
+    names = [layer["name"] for layer in document["layers"]]
+    assert names == [layer.name for layer in small_model.layers]
+    first_conv = document["layers"][1]
+    assert set(first_conv) == {
+        "index",
+        "path",
+        "name",
+        "type",
+        "output_shape",
+        "params",
+        "trainable",
+        "stage",
+        "block",
+        "inbound",
+    }
+    assert first_conv["output_shape"] == [None, 32, 32, 8]
+    assert first_conv["path"] == [1] and first_conv["inbound"] == ["image"]
+    assert document["layers"][-1]["output_shape"] == [None, 5]
+    assert [layer["stage"] for layer in document["layers"]][3:6] == [0, 1, 1]
+
+    filtered = run_kfreeze("layers", str(small_model_file), "--json", "--filter", "batchnorm")
+    assert [layer["name"] for layer in json.loads(filtered.stdout)["layers"]] == [
+        "stem_bn",
+        "block1_bn",
+    ]
+
+
+def test_layers_expand_nested(run_kfreeze: Any, wrapped_base: Any, tmp_path: Path) -> None:
+    path = tmp_path / "wrapped.keras"
+    wrapped_base.save(path)
+    result = run_kfreeze("layers", str(path), "--json", "--expand-nested")
+    assert result.returncode == 0, result.stderr
+    layers = json.loads(result.stdout)["layers"]
+    assert len(layers) == 3 + 175
+    assert layers[0]["path"] == [0] and layers[1]["path"] == [0, 0]
+    conv = next(layer for layer in layers if layer["name"] == "conv5_block1_1_conv")
+    assert conv["path"] == [0, 143] and conv["index"] == 143
+    assert layers[-1]["path"] == [2] and layers[-1]["type"] == "Dense"
+
+    table = run_kfreeze("layers", str(path), "--expand-nested", "--filter", "conv5_block1_1_conv")
+    assert "0.143" in table.stdout and "1 of 178 layers match" in table.stdout
+
+
+def test_load_error_exit_code_and_one_sentence(run_kfreeze: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    result = run_kfreeze("layers", str(empty), "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kfreeze: error: ") and "empty" in lines[0]
+
+
+def test_offline_imagenet_download(run_kfreeze: Any, tmp_path: Path) -> None:
+    # An empty Keras cache: the weights must be downloaded, which cannot work here.
+    result = run_kfreeze("layers", "mobilenetv3small", env={"KERAS_HOME": str(tmp_path)})
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "could not download the imagenet weights" in lines[0]
+    assert "--weights none" in lines[0]
+
+
+def test_usage_errors(run_kfreeze: Any, small_model_file: Path) -> None:
+    bad_regex = run_kfreeze("layers", str(small_model_file), "--filter", "conv[")
+    assert bad_regex.returncode == 2 and "not a valid regular expression" in bad_regex.stderr
+    bad_shape = run_kfreeze("layers", "resnet50", "--input-shape", "224,224")
+    assert bad_shape.returncode == 2 and "three positive integers" in bad_shape.stderr
+    unknown = run_kfreeze("layers", "resnet5")
+    assert unknown.returncode == 2 and "ResNet50" in unknown.stderr
+
+
+def test_models_command(run_kfreeze: Any) -> None:
+    result = run_kfreeze("models", "--json")
+    assert result.returncode == 0
+    entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    assert entries["InceptionV3"]["default_input_shape"] == [299, 299, 3]
+    assert len(entries) >= 40

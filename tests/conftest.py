@@ -1,0 +1,119 @@
+"""Session-wide fixtures: real Keras models, each built once per test session.
+
+Building ResNet50 costs about a second and importing Keras a few more, so every model the
+tests share is built here once. Models are built with ``weights=None``: nothing can be
+downloaded on the test machines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Keep the test process as quiet and GPU-free as the app, and make sure no cached imagenet
+# weights on a developer's machine change what the tests see.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+
+@pytest.fixture(scope="session")
+def keras() -> Any:
+    from kfreeze_tui.core.runtime import import_keras
+
+    return import_keras()
+
+
+@pytest.fixture(scope="session")
+def resnet50(keras: Any) -> Any:
+    """ResNet50 at 224 without top, random weights, loaded through kfreeze's own loader."""
+    from kfreeze_tui.core.loading import LoadOptions, load
+
+    return load("resnet50", LoadOptions(weights="none"))
+
+
+@pytest.fixture(scope="session")
+def resnet50_info(resnet50: Any) -> Any:
+    from kfreeze_tui.core.layers import walk
+
+    return walk(resnet50.model, resnet50.source, resnet50.description, resnet50.random_weights)
+
+
+@pytest.fixture(scope="session")
+def small_model(keras: Any) -> Any:
+    """A small CNN with BatchNormalization, 3 resolutions and a classifier."""
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="block1_conv")(x)
+    x = keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = keras.layers.MaxPooling2D(name="block1_pool")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", name="block2_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(5, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+@pytest.fixture(scope="session")
+def small_model_file(small_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "small.keras"
+    small_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wrapped_base(keras: Any) -> Any:
+    """The everyday user model: Sequential([base, GlobalAveragePooling2D(), Dense(10)])."""
+    base = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(224, 224, 3))
+    return keras.Sequential(
+        [
+            keras.Input((224, 224, 3)),
+            base,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="wrapped",
+    )
+
+
+@pytest.fixture(scope="session")
+def multi_io_model(keras: Any) -> Any:
+    """Two inputs, two outputs, and a nested model that itself has two outputs."""
+    a = keras.Input((16, 16, 3), name="image")
+    b = keras.Input((4,), name="meta")
+    inner_in = keras.Input((16, 16, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(inner_in)
+    inner = keras.Model(
+        inner_in,
+        [y, keras.layers.GlobalAveragePooling2D(name="inner_gap")(y)],
+        name="two_headed",
+    )
+    fmap, pooled = inner(a)
+    merged = keras.layers.Concatenate(name="merge")([pooled, b])
+    out1 = keras.layers.Dense(3, name="class_out")(merged)
+    out2 = keras.layers.Conv2D(1, 1, name="mask_out")(fmap)
+    return keras.Model([a, b], [out1, out2], name="multi_io")
+
+
+@pytest.fixture(scope="session")
+def run_kfreeze() -> Callable[..., Any]:
+    """Run the installed ``kfreeze`` command; returns the CompletedProcess."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("kfreeze")
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
+        command = [exe, *args] if exe else [sys.executable, "-m", "kfreeze_tui", *args]
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=full_env, check=False
+        )
+
+    return run

@@ -1,0 +1,32 @@
+"""The core never imports Textual; importing the package imports neither Keras nor Textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(result.stdout.split())
+
+
+def test_core_does_not_import_textual() -> None:
+    modules = _modules_after(
+        "import kfreeze_tui.core, kfreeze_tui.core.catalog, kfreeze_tui.core.loading, "
+        "kfreeze_tui.core.layers, kfreeze_tui.core.grouping, kfreeze_tui.core.runtime\n"
+        "from kfreeze_tui.core.loading import load, LoadOptions\n"
+        "from kfreeze_tui.core.layers import walk\n"
+        "info = walk(load('mobilenetv3small', LoadOptions(weights='none')).model)"
+    )
+    assert "keras" in modules  # the probe really did load a model
+    assert not any(name == "textual" or name.startswith("textual.") for name in modules)
+
+
+def test_package_and_cli_import_no_heavy_modules() -> None:
+    modules = _modules_after("import kfreeze_tui, kfreeze_tui.cli, kfreeze_tui.core.catalog")
+    for heavy in ("keras", "tensorflow", "textual"):
+        assert heavy not in modules
