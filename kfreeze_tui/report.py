@@ -69,7 +69,6 @@ def layer_table(info: ModelInfo, rows: list[LayerInfo], expand_nested: bool) -> 
         title_justify="left",
         header_style="bold",
         expand=False,
-        pad_edge=False,
     )
     table.add_column("index" if not expand_nested else "path", justify="right", no_wrap=True)
     table.add_column("name", overflow="fold")
