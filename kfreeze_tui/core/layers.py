@@ -31,6 +31,9 @@ class WeightInfo:
     shape: Shape
     dtype: str
     trainable: bool
+    can_train: bool = True
+    """Whether training could ever update it (False for moving statistics), whatever the
+    layer's flags say now; ``trainable`` is whether it is trainable in the model as loaded."""
 
     @property
     def size(self) -> int:
@@ -80,6 +83,11 @@ class LayerInfo:
     is_container: bool = False
     child_count: int = 0
     weights: tuple[WeightInfo, ...] = ()
+
+    @property
+    def trainable_size(self) -> int:
+        """Parameters training updates when the layer is trainable (not moving statistics)."""
+        return sum(w.size for w in self.weights if w.can_train)
 
     @property
     def path_text(self) -> str:
@@ -236,12 +244,13 @@ def walk(
     import keras
 
     trainable_ids = {id(v) for v in model.trainable_weights}
+    can_train_ids = _trainable_kind_ids(model)
     rows: list[LayerInfo] = []
     # A collection in the middle of a 1,000-layer walk costs more than the walk itself.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _walk_container(model, (), 0, trainable_ids, True, keras.Model, rows)
+        _walk_container(model, (), 0, trainable_ids, can_train_ids, True, keras.Model, rows)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -260,6 +269,21 @@ def walk(
         layers=tuple(rows),
         random_weights=random_weights,
     )
+
+
+def _trainable_kind_ids(model: Any) -> set[int]:
+    """Ids of the variables created trainable (kernels, gamma), whatever the flags say now.
+
+    ``layer.trainable = False`` flips ``variable.trainable`` too, so the variable's own flag
+    cannot tell a frozen kernel from a moving mean; the list it was created in can.
+    """
+    ids: set[int] = set()
+    for layer in model._flatten_layers(include_self=True):
+        created = getattr(layer, "_trainable_variables", None)
+        if created is None:
+            return {id(v) for v in model.weights if getattr(v, "trainable", True)}
+        ids.update(id(v) for v in created)
+    return ids
 
 
 def _unique(variables: Any) -> list[Any]:
@@ -281,6 +305,7 @@ def _walk_container(
     prefix: tuple[int, ...],
     depth: int,
     trainable_ids: set[int],
+    can_train_ids: set[int],
     parents_trainable: bool,
     model_class: type,
     rows: list[LayerInfo],
@@ -318,6 +343,7 @@ def _walk_container(
                 shape=_shape(v.shape),
                 dtype=str(v.dtype),
                 trainable=id(v) in trainable_ids,
+                can_train=id(v) in can_train_ids,
             )
             for v in variables
         )
@@ -348,7 +374,14 @@ def _walk_container(
         )
         if container_here:
             _walk_container(
-                layer, path, depth + 1, trainable_ids, flags_trainable, model_class, rows
+                layer,
+                path,
+                depth + 1,
+                trainable_ids,
+                can_train_ids,
+                flags_trainable,
+                model_class,
+                rows,
             )
 
 

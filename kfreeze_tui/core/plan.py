@@ -1,0 +1,268 @@
+"""The freeze plan as plain data, and what it means for each layer and for the totals.
+
+A :class:`FreezePlan` says where the freeze boundary is, which layers are exceptions to it,
+and what happens to BatchNormalization layers after it. :class:`PlanView` evaluates a plan
+against a walked model without Keras: every keypress in the app goes through it, so its
+answers cost the same on VGG16 and on a 3,000-layer model (prefix sums, not loops).
+
+Layers are counted in *leaf order*: the depth-first order of the walk with nested containers
+left out (their weights are their layers' weights). "Before the boundary" means earlier in
+that order, which for a single model is ``model.layers`` order.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from itertools import accumulate
+
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+
+Path = tuple[int, ...]
+
+
+class BNPolicy(str, Enum):
+    """What happens to BatchNormalization layers after the boundary."""
+
+    FROZEN = "frozen"
+    """Kept frozen (inference mode), as the Keras fine-tuning guide recommends."""
+    TRAINABLE = "trainable"
+    """Trained like the layers around them."""
+
+    def toggled(self) -> BNPolicy:
+        """The other policy."""
+        return BNPolicy.TRAINABLE if self is BNPolicy.FROZEN else BNPolicy.FROZEN
+
+
+class Reason(str, Enum):
+    """Why a layer is (or is not) trainable under a plan."""
+
+    BEFORE_BOUNDARY = "before the freeze boundary"
+    AFTER_BOUNDARY = "at or after the freeze boundary"
+    BN_POLICY = "BatchNormalization policy: kept frozen after the boundary"
+    EXCEPTION = "exception to the boundary (toggled with space)"
+    CONTAINER = "nested model: trainable where its layers are"
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    """Where to freeze.
+
+    Attributes:
+        boundary: path of the first layer that trains; every layer before it (in leaf order)
+            is frozen. None freezes every layer.
+        exceptions: paths of layers whose state is the opposite of what the boundary and the
+            BatchNormalization policy give them.
+        bn_policy: what happens to BatchNormalization layers after the boundary.
+    """
+
+    boundary: Path | None = (0,)
+    exceptions: frozenset[Path] = field(default_factory=frozenset)
+    bn_policy: BNPolicy = BNPolicy.FROZEN
+
+    def with_boundary(self, boundary: Path | None) -> FreezePlan:
+        """The plan with a new boundary (exceptions kept)."""
+        return replace(self, boundary=boundary)
+
+    def toggled_exception(self, path: Path) -> FreezePlan:
+        """The plan with ``path`` added to or removed from the exceptions."""
+        return replace(self, exceptions=self.exceptions ^ {path})
+
+    def with_bn_policy(self, policy: BNPolicy) -> FreezePlan:
+        """The plan with another BatchNormalization policy."""
+        return replace(self, bn_policy=policy)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Parameter counts of the model with a plan applied."""
+
+    total: int
+    trainable: int
+
+    @property
+    def non_trainable(self) -> int:
+        """``total - trainable``."""
+        return self.total - self.trainable
+
+    @property
+    def trainable_fraction(self) -> float:
+        """Trainable share of all parameters (0 for a model without weights)."""
+        return self.trainable / self.total if self.total else 0.0
+
+
+class PlanView:
+    """A walked model's leaves and prefix sums, to evaluate plans in O(exceptions).
+
+    Args:
+        info: the walked model.
+    """
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+        self.leaves: tuple[LayerInfo, ...] = tuple(
+            row for row in info.layers if not row.is_container
+        )
+        self._leaf_pos: dict[Path, int] = {leaf.path: i for i, leaf in enumerate(self.leaves)}
+        self._is_bn = [leaf.is_batch_norm for leaf in self.leaves]
+        sizes = [leaf.trainable_size for leaf in self.leaves]
+        self._size = sizes
+        self._prefix = [0, *accumulate(sizes)]
+        self._prefix_bn = [
+            0,
+            *accumulate(s if bn else 0 for s, bn in zip(sizes, self._is_bn, strict=True)),
+        ]
+        self._prefix_bn_count = [0, *accumulate(1 if bn else 0 for bn in self._is_bn)]
+        # Each row's leaves are the contiguous range [start, end) of leaf positions.
+        self._span: dict[Path, tuple[int, int]] = {}
+        positions = [self._leaf_pos.get(row.path) for row in info.layers]
+        next_leaf = len(self.leaves)
+        firsts: list[int] = [0] * len(info.layers)
+        for i in range(len(info.layers) - 1, -1, -1):
+            if positions[i] is not None:
+                next_leaf = positions[i]  # type: ignore[assignment]
+            firsts[i] = next_leaf
+        for i, row in enumerate(info.layers):
+            start = firsts[i]
+            if row.is_container:
+                end = start
+                prefix_len = len(row.path)
+                j = i + 1
+                while j < len(info.layers) and info.layers[j].path[:prefix_len] == row.path:
+                    if positions[j] is not None:
+                        end = positions[j] + 1  # type: ignore[operator]
+                    j += 1
+                self._span[row.path] = (start, max(start, end))
+            else:
+                self._span[row.path] = (start, start + 1)
+
+    # -- positions -------------------------------------------------------------------------
+
+    def boundary_position(self, plan: FreezePlan) -> int:
+        """Leaf position of the boundary (``len(leaves)`` when everything is frozen)."""
+        if plan.boundary is None:
+            return len(self.leaves)
+        span = self._span.get(plan.boundary)
+        return span[0] if span else 0
+
+    def span(self, path: Path) -> tuple[int, int]:
+        """The leaf positions ``[start, end)`` a row covers (one leaf, or a container's)."""
+        return self._span[path]
+
+    def leaf_position(self, path: Path) -> int | None:
+        """Leaf position of a (non-container) layer."""
+        return self._leaf_pos.get(path)
+
+    # -- states ----------------------------------------------------------------------------
+
+    def _default(self, pos: int, boundary: int, policy: BNPolicy) -> bool:
+        if pos < boundary:
+            return False
+        return not (policy is BNPolicy.FROZEN and self._is_bn[pos])
+
+    def leaf_trainable(self, plan: FreezePlan, path: Path) -> bool:
+        """Whether the (non-container) layer at ``path`` trains under ``plan``."""
+        pos = self._leaf_pos[path]
+        state = self._default(pos, self.boundary_position(plan), plan.bn_policy)
+        return state != (path in plan.exceptions)
+
+    def reason(self, plan: FreezePlan, path: Path) -> Reason:
+        """Why the layer at ``path`` is in the state :meth:`leaf_trainable` gives."""
+        if path not in self._leaf_pos:
+            return Reason.CONTAINER
+        if path in plan.exceptions:
+            return Reason.EXCEPTION
+        pos = self._leaf_pos[path]
+        if pos < self.boundary_position(plan):
+            return Reason.BEFORE_BOUNDARY
+        if plan.bn_policy is BNPolicy.FROZEN and self._is_bn[pos]:
+            return Reason.BN_POLICY
+        return Reason.AFTER_BOUNDARY
+
+    def trainable_in(self, plan: FreezePlan, path: Path) -> int:
+        """Trainable parameters of a row (a layer, or all layers of a container)."""
+        start, end = self._span[path]
+        return self._trainable_between(plan, start, end)
+
+    def _trainable_between(self, plan: FreezePlan, start: int, end: int) -> int:
+        boundary = self.boundary_position(plan)
+        lo = max(start, boundary)
+        count = 0
+        if lo < end:
+            count = self._prefix[end] - self._prefix[lo]
+            if plan.bn_policy is BNPolicy.FROZEN:
+                count -= self._prefix_bn[end] - self._prefix_bn[lo]
+        for path in plan.exceptions:
+            pos = self._leaf_pos.get(path)
+            if pos is None or not start <= pos < end:
+                continue
+            size = self._size[pos]
+            count += -size if self._default(pos, boundary, plan.bn_policy) else size
+        return count
+
+    def totals(self, plan: FreezePlan) -> Totals:
+        """The model's parameter counts with ``plan`` applied."""
+        return Totals(
+            total=self.info.total_params,
+            trainable=self._trainable_between(plan, 0, len(self.leaves)),
+        )
+
+    def batch_norms_after_boundary(self, plan: FreezePlan) -> int:
+        """How many BatchNormalization layers sit at or after the boundary."""
+        boundary = self.boundary_position(plan)
+        return self._prefix_bn_count[-1] - self._prefix_bn_count[boundary]
+
+    def boundary_layer(self, plan: FreezePlan) -> LayerInfo | None:
+        """The first layer that trains by the boundary (None when everything is frozen)."""
+        pos = self.boundary_position(plan)
+        return self.leaves[pos] if pos < len(self.leaves) else None
+
+    # -- building plans --------------------------------------------------------------------
+
+    def plan_from_model(self) -> FreezePlan:
+        """The plan that reproduces the trainable state of the model as loaded.
+
+        A model with nothing frozen gets the default plan (boundary at the first layer,
+        BatchNormalization kept frozen). Otherwise the boundary goes after the last frozen layer
+        before the first that trains; the BatchNormalization layers after it decide the policy
+        by majority; every layer that still differs is an exception.
+        """
+        weighted = [i for i, leaf in enumerate(self.leaves) if leaf.has_weights]
+        if all(self.leaves[i].trainable for i in weighted):
+            return FreezePlan(boundary=self.first_path())
+        first = next((i for i in weighted if self.leaves[i].trainable), len(self.leaves))
+        # The boundary goes right after the last frozen layer before the first trainable one,
+        # so weightless layers in between (padding, activations) count as trainable.
+        frozen_before = [i for i in weighted if i < first]
+        start = frozen_before[-1] + 1 if frozen_before else 0
+        boundary = self.leaves[start].path if start < len(self.leaves) else None
+        bns = [i for i in weighted if i >= start and self._is_bn[i]]
+        frozen_bns = sum(1 for i in bns if not self.leaves[i].trainable)
+        policy = BNPolicy.FROZEN if not bns or frozen_bns * 2 >= len(bns) else BNPolicy.TRAINABLE
+        plan = FreezePlan(boundary=boundary, bn_policy=policy)
+        b = self.boundary_position(plan)
+        exceptions = frozenset(
+            self.leaves[i].path
+            for i in weighted
+            if self._default(i, b, policy) != self.leaves[i].trainable
+        )
+        return replace(plan, exceptions=exceptions)
+
+    def first_path(self) -> Path | None:
+        """Path of the first leaf (the boundary that freezes nothing)."""
+        return self.leaves[0].path if self.leaves else None
+
+    def leaf_at_or_after(self, position: int) -> LayerInfo | None:
+        """The leaf at a position, for callers that hold positions."""
+        return self.leaves[position] if 0 <= position < len(self.leaves) else None
+
+    def positions_of(self, paths: list[Path]) -> list[int]:
+        """Sorted leaf positions of the given paths (unknown paths dropped)."""
+        return sorted(p for p in (self._leaf_pos.get(path) for path in paths) if p is not None)
+
+    @staticmethod
+    def next_after(sorted_positions: list[int], position: int) -> int | None:
+        """The first of ``sorted_positions`` greater than ``position``."""
+        i = bisect.bisect_right(sorted_positions, position)
+        return sorted_positions[i] if i < len(sorted_positions) else None
