@@ -27,6 +27,7 @@ DESCRIPTION = """\
 Choose what to freeze and what to train when fine-tuning a Keras model.
 
 commands:
+  kfreeze [MODEL]        open the explorer on MODEL (without MODEL: pick one from a list)
   kfreeze layers MODEL   print every layer with its index, shape, params and trainable state
   kfreeze models         list the keras.applications architectures and their input sizes
 
@@ -114,6 +115,41 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(handler=_cmd_models)
     return parser
+
+
+SUBCOMMANDS = ("layers", "models")
+
+
+def build_tui_parser() -> argparse.ArgumentParser:
+    """The parser of ``kfreeze [MODEL]``, which opens the explorer."""
+    parser = argparse.ArgumentParser(
+        prog="kfreeze",
+        description="Open the explorer on MODEL: an architecture name or a .keras/.h5 file. "
+        "Without MODEL, a picker lists the architectures and the model files here.",
+        epilog="Other commands: kfreeze layers, kfreeze models (kfreeze --help).",
+    )
+    parser.add_argument("model", metavar="MODEL", nargs="?", help="architecture or model file")
+    _add_load_options(parser)
+    return parser
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core.runtime import RuntimeOptions, configure, stderr_kept_off_the_terminal
+
+    options = load_options_from(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "the explorer needs a terminal; use `kfreeze layers MODEL` for output to a pipe "
+            "or a file"
+        )
+    # TensorFlow reads its settings when it is imported, which happens in the app's worker.
+    configure(RuntimeOptions(gpu=args.gpu))
+    from kfreeze_tui.app import make_app
+
+    with stderr_kept_off_the_terminal():
+        app = make_app(args.model, options)  # type: ignore[arg-type]
+        app.run()
+    return app.return_code or EXIT_OK
 
 
 def load_options_from(args: argparse.Namespace) -> object:
@@ -216,15 +252,13 @@ def run(argv: Sequence[str]) -> int:
     """
     from kfreeze_tui.core.loading import LoadError
 
-    parser = build_parser()
-    if not argv:
-        parser.print_help()
-        return EXIT_OK
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return EXIT_USAGE
+    argv = list(argv)
+    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+    else:
+        args = build_tui_parser().parse_args(argv)
+        handler = _run_tui
     try:
         return handler(args)
     except LoadError as exc:

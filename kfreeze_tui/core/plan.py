@@ -183,9 +183,10 @@ class PlanView:
     def trainable_in(self, plan: FreezePlan, path: Path) -> int:
         """Trainable parameters of a row (a layer, or all layers of a container)."""
         start, end = self._span[path]
-        return self._trainable_between(plan, start, end)
+        return self.trainable_between(plan, start, end)
 
-    def _trainable_between(self, plan: FreezePlan, start: int, end: int) -> int:
+    def trainable_between(self, plan: FreezePlan, start: int, end: int) -> int:
+        """Trainable parameters of the leaves at positions ``[start, end)`` under ``plan``."""
         boundary = self.boundary_position(plan)
         lo = max(start, boundary)
         count = 0
@@ -201,11 +202,15 @@ class PlanView:
             count += -size if self._default(pos, boundary, plan.bn_policy) else size
         return count
 
+    def trainable_size_between(self, start: int, end: int) -> int:
+        """Parameters the leaves at ``[start, end)`` would train if all were trainable."""
+        return self._prefix[end] - self._prefix[start]
+
     def totals(self, plan: FreezePlan) -> Totals:
         """The model's parameter counts with ``plan`` applied."""
         return Totals(
             total=self.info.total_params,
-            trainable=self._trainable_between(plan, 0, len(self.leaves)),
+            trainable=self.trainable_between(plan, 0, len(self.leaves)),
         )
 
     def batch_norms_after_boundary(self, plan: FreezePlan) -> int:

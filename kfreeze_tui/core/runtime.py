@@ -17,9 +17,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import IO, TextIO
 
 _lock = threading.RLock()
 _captured: list[str] = []
+_ui_sink: IO[bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,55 @@ def configure(options: RuntimeOptions) -> None:
 def captured_log() -> str:
     """Everything TensorFlow and Keras printed while kfreeze had their output captured."""
     with _lock:
-        return "".join(_captured)
+        return "".join(_captured) + _read_ui_sink()
+
+
+def _read_ui_sink() -> str:
+    if _ui_sink is None:
+        return ""
+    # pread leaves the shared file offset alone: TensorFlow may be writing at this moment.
+    fd = _ui_sink.fileno()
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0).decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def stderr_kept_off_the_terminal() -> Iterator[TextIO]:
+    """For the lifetime of a full-screen UI: file descriptor 2 goes to a log, not the screen.
+
+    TensorFlow may write to file descriptor 2 at any moment (at import, at its first op, on
+    saving), from any thread, and a line written there lands in the middle of the UI. So for
+    as long as the UI runs, descriptor 2 points at a temporary log, and the UI draws on a
+    duplicate of the terminal, which replaces ``sys.__stderr__`` (where Textual's driver
+    writes). :func:`captured_log` reads the log for the error screen.
+
+    Yields:
+        The terminal, as a text stream.
+    """
+    global _ui_sink
+    with _lock:
+        sys.stderr.flush()
+        terminal_fd = os.dup(2)
+        encoding = getattr(sys.__stderr__, "encoding", None) or "utf-8"
+        terminal = os.fdopen(terminal_fd, "w", encoding=encoding, errors="replace")
+        sink = tempfile.TemporaryFile(mode="a+b")  # O_APPEND: every writer appends
+        original_dunder, original_stderr = sys.__stderr__, sys.stderr
+        os.dup2(sink.fileno(), 2)
+        sys.__stderr__ = terminal
+        sys.stderr = terminal
+        _ui_sink = sink
+    try:
+        yield terminal
+    finally:
+        with _lock:
+            with contextlib.suppress(Exception):
+                terminal.flush()
+            os.dup2(terminal.fileno(), 2)
+            sys.__stderr__, sys.stderr = original_dunder, original_stderr
+            _captured.append(_read_ui_sink())
+            _ui_sink = None
+            sink.close()
+            terminal.close()
 
 
 @contextlib.contextmanager
@@ -83,6 +133,11 @@ def native_output_captured(stdout: bool = True) -> Iterator[None]:
     Args:
         stdout: capture file descriptor 1 as well (Keras prints download progress there).
     """
+    if _ui_sink is not None:
+        # A full-screen UI is running: descriptor 2 already goes to the log, and swapping
+        # descriptors or sys.stdout from a worker thread would tear the UI's own output.
+        yield
+        return
     fds = [2, 1] if stdout else [2]
     with _lock:
         for stream in (sys.stdout, sys.stderr):

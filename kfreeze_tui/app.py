@@ -1,0 +1,271 @@
+"""KFreezeApp: screens, the loading worker, the command palette and quitting.
+
+The app starts drawing before TensorFlow is imported: opening a model runs in a thread
+worker that imports Keras, builds or loads the model and walks it, reporting each step with
+a message. The app keeps a :class:`ModelSession` (core), never a Keras object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+
+from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
+from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.screens.confirm import ConfirmScreen
+from kfreeze_tui.screens.error import ErrorScreen
+from kfreeze_tui.screens.explorer import ExplorerScreen
+from kfreeze_tui.screens.help import HelpScreen
+from kfreeze_tui.screens.loading import LoadingScreen
+from kfreeze_tui.screens.picker import PickerScreen
+from kfreeze_tui.widgets.layer_table import LayerTable
+
+
+class KFreezeApp(App[None]):
+    """The kfreeze TUI."""
+
+    CSS_PATH = "kfreeze.tcss"
+    TITLE = "kfreeze"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+p", "command_palette", "Commands", show=False),
+    ]
+
+    @dataclass
+    class LoadProgress(Message):
+        """A step of opening a model (only the latest matters)."""
+
+        text: str
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, KFreezeApp.LoadProgress)
+
+    @dataclass
+    class ModelReady(Message):
+        """The model is open and walked."""
+
+        session: ModelSession
+
+    @dataclass
+    class LoadFailed(Message):
+        """The model could not be opened."""
+
+        source: str
+        error: LoadError
+
+    def __init__(
+        self,
+        source: str | None = None,
+        options: LoadOptions | None = None,
+        *,
+        loaded: LoadedModel | None = None,
+        root: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.options = options or LoadOptions()
+        self.preloaded = loaded
+        self.root = root or Path.cwd()
+        self.session: ModelSession | None = None
+
+    def on_mount(self) -> None:
+        if self.preloaded is not None:
+            self.open_model(self.preloaded.source)
+        elif self.source:
+            self.open_model(self.source)
+        else:
+            self.action_open_picker()
+
+    # -- opening models --------------------------------------------------------------------
+
+    def open_model(self, source: str, options: LoadOptions | None = None) -> None:
+        """Show the loading view and open ``source`` in a worker."""
+        if options is not None:
+            self.options = options
+        self.source = source
+        self.switch_to(LoadingScreen(source))
+        self._open(source, self.options, self.preloaded)
+
+    def open_with_random_weights(self, source: str) -> None:
+        """After a failed imagenet download: the same architecture with random weights."""
+        self.open_model(source, replace(self.options, weights="none"))
+
+    def switch_to(self, screen: Screen[None]) -> None:
+        """Replace the whole screen stack with ``screen``."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(screen)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="load",
+        description="opening the model",
+    )
+    def _open(self, source: str, options: LoadOptions, preloaded: LoadedModel | None) -> None:
+        from kfreeze_tui.core import catalog
+        from kfreeze_tui.core.loading import load
+        from kfreeze_tui.core.runtime import RuntimeOptions, import_keras
+
+        try:
+            if preloaded is None:
+                self.post_message(self.LoadProgress("Importing TensorFlow and Keras"))
+                import_keras(RuntimeOptions(gpu=options.gpu))
+                arch = catalog.find(source)
+                if arch is not None and not Path(source).exists():
+                    shape = options.input_shape or arch.default_input_shape
+                    what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
+                    if options.weights.lower() == "imagenet":
+                        what += " with imagenet weights"
+                    self.post_message(self.LoadProgress(what))
+                else:
+                    self.post_message(self.LoadProgress(f"Loading {Path(source).name}"))
+                loaded = load(source, options)
+            else:
+                loaded = preloaded
+            self.post_message(self.LoadProgress(f"Reading {len(loaded.model.layers)} layers"))
+            session = ModelSession(loaded)
+        except LoadError as error:
+            self.post_message(self.LoadFailed(source, error))
+            return
+        except Exception as exc:  # a bug or an odd model: still one sentence, no traceback
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.post_message(
+                self.LoadFailed(
+                    source,
+                    LoadError(
+                        f"opening {source} failed with {type(exc).__name__}: {detail}",
+                        "run `kfreeze layers` on it with KFREEZE_DEBUG=1 to see the traceback",
+                        kind="internal",
+                    ),
+                )
+            )
+            return
+        self.post_message(self.ModelReady(session))
+
+    @on(LoadProgress)
+    def _on_load_progress(self, message: LoadProgress) -> None:
+        if isinstance(self.screen, LoadingScreen):
+            self.screen.step(message.text)
+
+    @on(ModelReady)
+    def _on_model_ready(self, message: ModelReady) -> None:
+        self.preloaded = None
+        self.session = message.session
+        self.switch_to(ExplorerScreen(message.session))
+
+    @on(LoadFailed)
+    def _on_load_failed(self, message: LoadFailed) -> None:
+        from kfreeze_tui.core.runtime import captured_log
+
+        self.preloaded = None
+        self.switch_to(ErrorScreen(message.source, message.error, captured_log()))
+
+    def action_open_picker(self) -> None:
+        """Show the picker (catalog and model files under the current folder)."""
+        note = (
+            "" if self.options.weights.lower() == "imagenet" else f"weights: {self.options.weights}"
+        )
+        self.switch_to(PickerScreen(self.root, note))
+
+    # -- help, palette, quit ---------------------------------------------------------------
+
+    def binding_groups(self) -> list[tuple[str, list[Binding]]]:
+        """Every binding of the explorer and the tree, for the help screen and the palette."""
+
+        def explicit(bindings: Iterable[BindingType]) -> list[Binding]:
+            return [b for b in bindings if isinstance(b, Binding)]
+
+        return [
+            (
+                "Freezing",
+                [b for b in explicit(ExplorerScreen.BINDINGS) if b.action in PLAN_ACTIONS],
+            ),
+            ("Moving", explicit(LayerTable.BINDINGS)),
+            (
+                "Other",
+                [b for b in explicit(ExplorerScreen.BINDINGS) if b.action not in PLAN_ACTIONS]
+                + [Binding("ctrl+p", "command_palette", "Command palette: every action by name")],
+            ),
+        ]
+
+    def action_help(self) -> None:
+        """Show every key."""
+        self.push_screen(HelpScreen(self.binding_groups()))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        explorer = screen if isinstance(screen, ExplorerScreen) else None
+        if explorer is None:
+            return
+        from kfreeze_tui.screens.help import key_label
+
+        for title, bindings in self.binding_groups():
+            for binding in bindings:
+                if binding.action in ("command_palette",):
+                    continue
+                target = explorer.table if binding in LayerTable.BINDINGS else explorer
+                yield SystemCommand(
+                    f"{binding.description} ({key_label(binding.key)})",
+                    f"{title}: {binding.description.lower()}",
+                    _runner(target, binding.action),
+                )
+
+    async def action_request_quit(self) -> None:
+        """Quit, asking first when the plan has changes that were not exported."""
+        screen = self.screen
+        if isinstance(screen, ExplorerScreen) and screen.dirty:
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.exit()
+
+            self.push_screen(
+                ConfirmScreen(
+                    "Quit without exporting?",
+                    "The freeze plan has changes that were not exported.",
+                ),
+                answered,
+            )
+            return
+        self.exit()
+
+
+PLAN_ACTIONS = {"boundary", "exception", "bn_policy", "freeze_all", "unfreeze_all", "copy"}
+
+
+def _runner(target: object, action: str) -> object:
+    async def run() -> None:
+        await target.run_action(action)  # type: ignore[attr-defined]
+
+    return run
+
+
+def make_app(
+    source: str | None = None,
+    options: LoadOptions | None = None,
+    *,
+    loaded: LoadedModel | None = None,
+    root: Path | None = None,
+) -> KFreezeApp:
+    """The one factory for the app: used by the CLI, the tests and the screenshot script.
+
+    Args:
+        source: a catalog name or a model file; None opens the picker.
+        options: load options.
+        loaded: an already loaded model (tests and scripts), opened instead of ``source``.
+        root: the folder the picker searches for model files (default: the current one).
+
+    Returns:
+        The app, not yet running.
+    """
+    return KFreezeApp(source, options, loaded=loaded, root=root)

@@ -1,0 +1,1 @@
+"""The app's screens: picker, loading, explorer, layer detail, error, help and dialogs."""

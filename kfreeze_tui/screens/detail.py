@@ -1,0 +1,109 @@
+"""The layer detail: config, inbound layers, weights, and why it is (not) trainable."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from kfreeze_tui.core.layers import LayerInfo, format_shape
+from kfreeze_tui.core.plan import FreezePlan
+from kfreeze_tui.core.session import LayerDetail, ModelSession
+
+
+def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Table:
+    """The top of the detail view: identity, state and reason, inbound, weights."""
+    view = session.view
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("name", layer.name)
+    grid.add_row("type", layer.class_name)
+    grid.add_row("index", f"{layer.path_text} (stage {layer.stage}, block {layer.block})")
+    grid.add_row("output", layer.output_shape_text)
+    grid.add_row(
+        "params",
+        f"{layer.params:,} ({layer.trainable_size:,} trainable when the layer trains)",
+    )
+    if layer.is_container:
+        trains = view.trainable_in(plan, layer.path)
+        state = Text(f"{trains:,} of its params train: ")
+        state.append(view.reason(plan, layer.path).value)
+    else:
+        trains_bool = view.leaf_trainable(plan, layer.path)
+        state = Text("trains" if trains_bool else "frozen", style="bold")
+        state.append(f": {view.reason(plan, layer.path).value}")
+        if layer.is_batch_norm and not trains_bool:
+            state.append(" (runs in inference mode: moving statistics are not updated)")
+    grid.add_row("state", state)
+    grid.add_row("inbound", ", ".join(layer.inbound) or "(model input)")
+    if layer.weights:
+        weights = Table(box=None, header_style="bold", pad_edge=False)
+        weights.add_column("weight")
+        weights.add_column("shape")
+        weights.add_column("dtype")
+        weights.add_column("kind")
+        for weight in layer.weights:
+            weights.add_row(
+                weight.name,
+                format_shape(weight.shape),
+                weight.dtype,
+                "trainable" if weight.can_train else "non-trainable (statistics)",
+            )
+        grid.add_row("weights", weights)
+    else:
+        grid.add_row("weights", "none")
+    return grid
+
+
+class LayerDetailScreen(ModalScreen[None]):
+    """Everything about one layer; the config is read from Keras in a worker."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter", "dismiss", "Close"),
+    ]
+
+    def __init__(self, session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> None:
+        super().__init__()
+        self.session = session
+        self.plan = plan
+        self.layer = layer
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-body") as body:
+            body.border_title = f"layer {self.layer.path_text}: {self.layer.name}"
+            body.border_subtitle = "Esc to close"
+            yield Static(detail_text(self.session, self.plan, self.layer), id="detail-top")
+            yield Static("config: reading…", id="detail-config")
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-body").focus()
+        self._read_config()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="detail",
+        description="reading the layer config",
+    )
+    def _read_config(self) -> None:
+        detail = self.session.detail(self.layer.path)
+        self.app.call_from_thread(self._show_config, detail)
+
+    def _show_config(self, detail: LayerDetail) -> None:
+        from rich.syntax import Syntax
+
+        self.query_one("#detail-config", Static).update(
+            Syntax(detail.config, "json", theme="ansi_dark", word_wrap=True)
+        )
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)

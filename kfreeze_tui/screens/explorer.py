@@ -1,0 +1,239 @@
+"""The explorer: the layer tree, the layer under the cursor, and live counts.
+
+Every key here changes the plan (plain data in the core) or moves the cursor; none calls
+Keras. The screen owns the plan and hands it to the tree and the status bar.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from kfreeze_tui.core.layers import LayerInfo
+from kfreeze_tui.core.plan import FreezePlan
+from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.core.snippet import freeze_snippet
+from kfreeze_tui.widgets.layer_table import LayerTable
+from kfreeze_tui.widgets.status_bar import StatusBar
+
+
+def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | None) -> Text:
+    """The side pane's text about the layer under the cursor."""
+    text = Text()
+    if layer is None:
+        return text
+    view = session.view
+    text.append(f"{layer.name}\n", style="bold")
+    text.append(f"{layer.class_name} · index {layer.path_text}\n")
+    text.append(f"output {layer.output_shape_text}\n")
+    text.append(f"{layer.params:,} params")
+    if layer.params:
+        text.append(f" ({layer.trainable_size:,} trainable when it trains)")
+    text.append("\n")
+    text.append(f"stage {layer.stage} · block {layer.block}\n")
+    if layer.is_container:
+        trains = view.trainable_in(plan, layer.path)
+        text.append(f"nested model, {layer.child_count} layers, {trains:,} params train\n")
+    else:
+        trains = view.leaf_trainable(plan, layer.path)
+        text.append("trains" if trains else "frozen", style="bold green" if trains else "bold cyan")
+        text.append(f": {view.reason(plan, layer.path).value}\n")
+    if layer.inbound:
+        shown = ", ".join(layer.inbound[:4]) + (" ..." if len(layer.inbound) > 4 else "")
+        text.append(f"from {shown}\n", style="dim")
+    return text
+
+
+class ExplorerScreen(Screen[None]):
+    """The main screen of an open model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "boundary", "Freeze before"),
+        Binding("space", "exception", "Toggle layer"),
+        Binding("b", "bn_policy", "BatchNorm"),
+        Binding("slash", "filter", "Filter"),
+        Binding("y", "copy", "Copy code"),
+        Binding("F", "freeze_all", "Freeze all", show=False),
+        Binding("U", "unfreeze_all", "Unfreeze all", show=False),
+        Binding("minus", "collapse_all", "Collapse all", show=False),
+        Binding("plus,equals_sign", "expand_all", "Expand all", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.request_quit", "Quit"),
+    ]
+
+    plan: reactive[FreezePlan] = reactive(FreezePlan, init=False, always_update=False)
+    """The freeze plan being edited."""
+
+    narrow: reactive[bool] = reactive(False)
+    """The terminal is too narrow for the side pane."""
+
+    def __init__(self, session: ModelSession) -> None:
+        super().__init__()
+        self.session = session
+        self.set_reactive(ExplorerScreen.plan, session.initial_plan())
+        self.initial_plan = self.plan
+
+    def compose(self) -> ComposeResult:
+        info = self.session.info
+        yield Static(self._header_text(), id="model-bar")
+        with Horizontal(id="explorer-body"):
+            yield LayerTable(info, self.session.view, self.plan, id="layers")
+            with Vertical(id="side-pane"):
+                yield Static(id="layer-summary")
+        yield Input(
+            placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
+        )
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def _header_text(self) -> Text:
+        info = self.session.info
+        text = Text()
+        text.append(" kfreeze ", style="bold reverse")
+        text.append(f" {info.description} · {len(info.layers)} layers ")
+        if self.session.random_weights:
+            text.append(" RANDOM WEIGHTS ", style="bold reverse red")
+        for warning in self.session.warnings:
+            text.append(f"  {warning}", style="yellow")
+        return text
+
+    def on_mount(self) -> None:
+        self.query_one(StatusBar).show(self.session.view, self.plan)
+        self.query_one("#filter", Input).display = False
+        table = self.query_one(LayerTable)
+        table.focus()
+        self._show_summary(table.current_layer)
+
+    def on_resize(self) -> None:
+        self.narrow = self.size.width < 100
+
+    def watch_narrow(self, narrow: bool) -> None:
+        self.set_class(narrow, "-narrow")
+
+    def watch_plan(self, plan: FreezePlan) -> None:
+        table = self.query_one(LayerTable)
+        table.set_plan(plan)
+        self.query_one(StatusBar).show(self.session.view, plan)
+        self._show_summary(table.current_layer)
+
+    @property
+    def table(self) -> LayerTable:
+        """The layer tree."""
+        return self.query_one(LayerTable)
+
+    @on(LayerTable.Highlighted)
+    def _highlighted(self, event: LayerTable.Highlighted) -> None:
+        self._show_summary(event.layer)
+
+    def _show_summary(self, layer: LayerInfo | None) -> None:
+        self.query_one("#layer-summary", Static).update(
+            layer_summary(self.session, self.plan, layer)
+        )
+
+    @on(LayerTable.LayerSelected)
+    def _selected(self, event: LayerTable.LayerSelected) -> None:
+        from kfreeze_tui.screens.detail import LayerDetailScreen
+
+        self.app.push_screen(LayerDetailScreen(self.session, self.plan, event.layer))
+
+    # -- plan actions ----------------------------------------------------------------------
+
+    def action_boundary(self) -> None:
+        layer = self.table.current_layer
+        if layer is not None:
+            self.plan = self.plan.with_boundary(layer.path)
+
+    def action_freeze_all(self) -> None:
+        self.plan = FreezePlan(boundary=None, bn_policy=self.plan.bn_policy)
+
+    def action_unfreeze_all(self) -> None:
+        self.plan = FreezePlan(
+            boundary=self.session.view.first_path(), bn_policy=self.plan.bn_policy
+        )
+
+    def action_exception(self) -> None:
+        node = self.table.current_node
+        if node is None or node.layer is None or node.layer.is_container:
+            self.notify(
+                "Space toggles one layer: move the cursor to a layer row.", severity="warning"
+            )
+            return
+        self.plan = self.plan.toggled_exception(node.layer.path)
+
+    def action_bn_policy(self) -> None:
+        self.plan = self.plan.with_bn_policy(self.plan.bn_policy.toggled())
+        self.notify(
+            "BatchNormalization after the boundary: "
+            + (
+                "kept frozen (inference mode)"
+                if self.plan.bn_policy.value == "frozen"
+                else "trained"
+            )
+        )
+
+    def action_copy(self) -> None:
+        snippet = freeze_snippet(self.session.view, self.plan)
+        self.app.copy_to_clipboard(snippet)
+        self.notify(f"Copied a {snippet.count(chr(10))}-line freeze snippet to the clipboard.")
+
+    def action_collapse_all(self) -> None:
+        self.table.collapse_all()
+
+    def action_expand_all(self) -> None:
+        self.table.expand_all()
+
+    # -- filter ----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        field = event.input
+        text = event.value
+        if not text:
+            field.remove_class("-invalid")
+            self.table.set_filter(None)
+            return
+        try:
+            pattern = re.compile(text, re.IGNORECASE)
+        except re.error as exc:
+            field.add_class("-invalid")
+            field.tooltip = f"not a regular expression: {exc}"
+            return
+        field.remove_class("-invalid")
+        count = self.table.set_filter(pattern)
+        field.border_title = f"{count} match{'es' if count != 1 else ''}"
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.display or field.value:
+            field.value = ""
+            field.display = False
+            field.remove_class("-invalid")
+            self.table.set_filter(None)
+            self.table.focus()
+
+    def key_escape(self) -> None:
+        self.action_clear_filter()
+
+    @property
+    def dirty(self) -> bool:
+        """The plan differs from the one the model was opened or last exported with."""
+        return self.plan != self.initial_plan

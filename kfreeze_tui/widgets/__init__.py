@@ -1,0 +1,1 @@
+"""The app's widgets: the layer tree and the status bar."""

@@ -1,0 +1,684 @@
+"""The layer tree: one row per layer, grouped into collapsible stages and blocks.
+
+A Line-API widget: only the rows on screen are rendered, the boundary line is a virtual row
+found by bisection, and moving the cursor refreshes two lines. So every keypress costs the
+same on VGG16 (23 layers) and on a 3,000-layer model; only collapsing, expanding and
+filtering rebuild the list of visible rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, format_shape
+from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+Path = tuple[int, ...]
+
+#: Levels with fewer layers than this are not grouped (a 2-layer stem needs no stages).
+GROUP_MIN_LAYERS = 12
+
+
+@dataclass
+class Node:
+    """A node of the tree: a stage or block group, or a layer (a container has children)."""
+
+    key: str
+    kind: str  # "stage", "block" or "layer"
+    title: str
+    start: int  # leaf position of its first leaf: rows sort by it
+    end: int
+    layer: LayerInfo | None = None
+    children: list[Node] = field(default_factory=list)
+    first_layer: LayerInfo | None = None
+
+    @property
+    def expandable(self) -> bool:
+        """Groups and nested models can be collapsed."""
+        return bool(self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A visible row: a node at an indentation level."""
+
+    node: Node
+    indent: int
+
+
+def _size_text(shape: tuple[int | None, ...] | None) -> str:
+    if shape is None or len(shape) < 3:
+        return ""
+    dims = shape[1:-1]
+    return "x".join("?" if d is None else str(d) for d in dims)
+
+
+def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
+    """The tree of nodes for a walked model: stages, then blocks, then layers.
+
+    Args:
+        info: the walked model.
+        view: its plan view (for leaf spans).
+
+    Returns:
+        The top-level nodes.
+    """
+    children_of: dict[Path, list[LayerInfo]] = {}
+    for row in info.layers:
+        children_of.setdefault(row.parent_path, []).append(row)
+
+    def layer_node(row: LayerInfo) -> Node:
+        start, end = view.span(row.path)
+        node = Node(
+            key=f"layer:{row.path_text}",
+            kind="layer",
+            title=row.name,
+            start=start,
+            end=end,
+            layer=row,
+            first_layer=row,
+        )
+        if row.is_container:
+            node.children = level(row.path)
+        return node
+
+    def runs(rows: list[LayerInfo], attribute: str) -> list[list[LayerInfo]]:
+        grouped: list[list[LayerInfo]] = []
+        for row in rows:
+            if grouped and getattr(grouped[-1][-1], attribute) == getattr(row, attribute):
+                grouped[-1].append(row)
+            else:
+                grouped.append([row])
+        return grouped
+
+    def group(kind: str, key: str, title: str, members: list[Node]) -> Node:
+        return Node(
+            key=key,
+            kind=kind,
+            title=title,
+            start=members[0].start,
+            end=members[-1].end,
+            children=members,
+            first_layer=members[0].first_layer,
+        )
+
+    def blocks_of(rows: list[LayerInfo], parent_key: str) -> list[Node]:
+        block_runs = runs(rows, "block")
+        if len(block_runs) == 1:
+            return [layer_node(row) for row in rows]
+        nodes: list[Node] = []
+        for run in block_runs:
+            if len(run) == 1:
+                nodes.append(layer_node(run[0]))
+                continue
+            title = f"{run[0].block}  {run[0].path_text}–{run[-1].path_text}"
+            nodes.append(
+                group(
+                    "block",
+                    f"{parent_key}/block:{run[0].path_text}",
+                    title,
+                    [layer_node(row) for row in run],
+                )
+            )
+        return nodes
+
+    def level(parent: Path) -> list[Node]:
+        rows = children_of.get(parent, [])
+        key = "/".join(str(i) for i in parent) or "root"
+        if len(rows) < GROUP_MIN_LAYERS:
+            return [layer_node(row) for row in rows]
+        stage_runs = runs(rows, "stage")
+        if len(stage_runs) == 1:
+            return blocks_of(rows, key)
+        nodes: list[Node] = []
+        for run in stage_runs:
+            size = _size_text(run[0].output_shape)
+            spatial = f" · {size}" if size else ""
+            params = sum(row.params for row in run)
+            title = (
+                f"stage {run[0].stage}{spatial} · layers {run[0].path_text}–{run[-1].path_text}"
+                f" · {params:,} params"
+            )
+            nodes.append(
+                group(
+                    "stage",
+                    f"{key}/stage:{run[0].stage}",
+                    title,
+                    blocks_of(run, f"{key}/stage:{run[0].stage}"),
+                )
+            )
+        return nodes
+
+    return level(())
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column widths for the current widget width."""
+
+    index: int
+    type: int
+    shape: int
+    params: int = 11
+    state: int = 7
+
+    @property
+    def fixed(self) -> int:
+        """Width of everything but the name column (and the separators)."""
+        extra = sum(1 + w for w in (self.type, self.shape) if w)
+        return 2 + self.index + 1 + extra + 1 + self.params + 1 + self.state
+
+
+class LayerTable(ScrollView, can_focus=True):
+    """The scrollable layer tree with a cursor, a drawn freeze boundary and a filter."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "first", "First row", show=False),
+        Binding("end,G", "last", "Last row", show=False),
+        Binding("left,h", "collapse", "Collapse", show=False),
+        Binding("right,l", "expand", "Expand", show=False),
+        Binding("enter", "select", "Detail / toggle group", show=False),
+        Binding("right_square_bracket", "next_stage", "Next stage", show=False),
+        Binding("left_square_bracket", "previous_stage", "Previous stage", show=False),
+        Binding("right_curly_bracket", "next_block", "Next block", show=False),
+        Binding("left_curly_bracket", "previous_block", "Previous block", show=False),
+        Binding("n", "next_match", "Next match", show=False),
+        Binding("N", "previous_match", "Previous match", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "layer-table--header",
+        "layer-table--group",
+        "layer-table--trainable",
+        "layer-table--frozen",
+        "layer-table--partial",
+        "layer-table--exception",
+        "layer-table--boundary",
+        "layer-table--cursor",
+        "layer-table--dim",
+    }
+
+    cursor: reactive[int] = reactive(0, always_update=True, init=False)
+    """Index of the highlighted row in the visible rows."""
+
+    class Highlighted(Message):
+        """The cursor moved to another row."""
+
+        def __init__(self, layer: LayerInfo | None, title: str) -> None:
+            super().__init__()
+            self.layer = layer
+            self.title = title
+
+    class LayerSelected(Message):
+        """Enter was pressed on a layer row: open its detail."""
+
+        def __init__(self, layer: LayerInfo) -> None:
+            super().__init__()
+            self.layer = layer
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        view: PlanView,
+        plan: FreezePlan,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.info = info
+        self.view = view
+        self.plan = plan
+        self._roots = build_tree(info, view)
+        self._nodes_by_key: dict[str, Node] = {}
+        self._parent_of: dict[str, Node | None] = {}
+        self._index_nodes(self._roots, None)
+        self._collapsed: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._rows: list[Row] = []
+        self._starts: list[int] = []
+        self._row_of_key: dict[str, int] = {}
+        self._columns = Columns(index=3, type=0, shape=0)
+        leaf_paths = [leaf.path for leaf in view.leaves]
+        self._stage_starts = sorted(view.span(node.path)[0] for node in _stage_start_layers(info))
+        self._block_starts = sorted(view.span(node.path)[0] for node in _block_start_layers(info))
+        self._all_leaves = leaf_paths
+        self._rebuild_rows()
+
+    def _index_nodes(self, nodes: list[Node], parent: Node | None) -> None:
+        for node in nodes:
+            self._nodes_by_key[node.key] = node
+            self._parent_of[node.key] = parent
+            self._index_nodes(node.children, node)
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def _rebuild_rows(self) -> None:
+        """Recompute the visible rows (collapse, expand and filter changes only)."""
+        rows: list[Row] = []
+        if self._pattern is not None:
+            pattern = self._pattern
+            for row in self.info.layers:
+                if pattern.search(row.name) or pattern.search(row.class_name):
+                    node = self._nodes_by_key[f"layer:{row.path_text}"]
+                    rows.append(Row(node, row.depth))
+        else:
+
+            def visit(nodes: list[Node], indent: int) -> None:
+                for node in nodes:
+                    rows.append(Row(node, indent))
+                    if node.children and node.key not in self._collapsed:
+                        visit(node.children, indent + 1)
+
+            visit(self._roots, 0)
+        self._rows = rows
+        self._starts = [row.node.start for row in rows]
+        self._row_of_key = {row.node.key: i for i, row in enumerate(rows)}
+        self._update_virtual_size()
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._rows) + 2)
+
+    @property
+    def row_count(self) -> int:
+        """How many rows are visible (filter and collapsed groups applied)."""
+        return len(self._rows)
+
+    @property
+    def match_count(self) -> int | None:
+        """Rows matching the filter, None when no filter is set."""
+        return len(self._rows) if self._pattern is not None else None
+
+    def _boundary_row(self) -> int:
+        """Index of the visible row the boundary line is drawn above."""
+        return bisect.bisect_left(self._starts, self.view.boundary_position(self.plan))
+
+    def _line_of_row(self, row_index: int) -> int:
+        return row_index + (1 if row_index >= self._boundary_row() else 0)
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def current_node(self) -> Node | None:
+        """The node under the cursor."""
+        return self._rows[self.cursor].node if self._rows else None
+
+    @property
+    def current_layer(self) -> LayerInfo | None:
+        """The layer under the cursor (a group's first layer)."""
+        node = self.current_node
+        return node.first_layer if node else None
+
+    def set_plan(self, plan: FreezePlan) -> None:
+        """Show another plan (one refresh of the visible lines, no rebuild)."""
+        self.plan = plan
+        self.refresh()
+
+    def set_filter(self, pattern: re.Pattern[str] | None) -> int:
+        """Show only layers whose name or type matches (None shows the tree again).
+
+        Returns:
+            The number of matching layers (all rows when the filter is cleared).
+        """
+        keep = self.current_layer
+        self._pattern = pattern
+        self._rebuild_rows()
+        self._cursor_to_layer(keep, expand=pattern is None)
+        self.refresh()
+        return len(self._rows)
+
+    def move_to_path(self, path: Path) -> bool:
+        """Put the cursor on the layer at ``path``, expanding the groups around it."""
+        layer = self.info.layer(path) if path in {row.path for row in self.info.layers} else None
+        if layer is None:
+            return False
+        return self._cursor_to_layer(layer, expand=True)
+
+    # -- cursor ----------------------------------------------------------------------------
+
+    def _cursor_to_layer(self, layer: LayerInfo | None, expand: bool) -> bool:
+        if not self._rows:
+            self.cursor = 0
+            return False
+        if layer is None:
+            self.cursor = 0
+            return False
+        key = f"layer:{layer.path_text}"
+        if expand and key not in self._row_of_key and self._pattern is None:
+            changed = False
+            parent = self._parent_of.get(key)
+            while parent is not None:
+                if parent.key in self._collapsed:
+                    self._collapsed.discard(parent.key)
+                    changed = True
+                parent = self._parent_of.get(parent.key)
+            if changed:
+                self._rebuild_rows()
+        if key in self._row_of_key:
+            self.cursor = self._row_of_key[key]
+            return True
+        # Filtered out or collapsed: go to the nearest row before it.
+        position = self.view.span(layer.path)[0]
+        self.cursor = max(0, bisect.bisect_right(self._starts, position) - 1)
+        return False
+
+    def validate_cursor(self, value: int) -> int:
+        return max(0, min(value, len(self._rows) - 1)) if self._rows else 0
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._refresh_row(old)
+        self._refresh_row(new)
+        self._scroll_cursor_into_view()
+        node = self.current_node
+        self.post_message(
+            self.Highlighted(node.first_layer if node else None, node.title if node else "")
+        )
+
+    def _refresh_row(self, row_index: int) -> None:
+        if 0 <= row_index < len(self._rows):
+            y = self._line_of_row(row_index) - int(self.scroll_y) + 1
+            self.refresh(Region(0, y, self.size.width, 1))
+
+    def _content_height(self) -> int:
+        return max(1, self.size.height - 1)
+
+    def _scroll_cursor_into_view(self) -> None:
+        line = self._line_of_row(self.cursor)
+        top = int(self.scroll_y)
+        height = self._content_height()
+        # Keep the boundary line in view too when it sits right above the cursor.
+        wanted_top = line - 1 if self._boundary_row() == self.cursor else line
+        if wanted_top < top:
+            self.scroll_to(y=max(0, wanted_top), animate=False)
+        elif line >= top + height:
+            self.scroll_to(y=line - height + 1, animate=False)
+
+    def action_cursor_up(self) -> None:
+        self.cursor -= 1
+
+    def action_cursor_down(self) -> None:
+        self.cursor += 1
+
+    def action_page_up(self) -> None:
+        self.cursor -= self._content_height() - 1
+
+    def action_page_down(self) -> None:
+        self.cursor += self._content_height() - 1
+
+    def action_first(self) -> None:
+        self.cursor = 0
+
+    def action_last(self) -> None:
+        self.cursor = len(self._rows) - 1
+
+    def action_collapse(self) -> None:
+        node = self.current_node
+        if node is None or self._pattern is not None:
+            return
+        if node.children and node.key not in self._collapsed:
+            self._collapsed.add(node.key)
+            self._rebuild_rows()
+            self.cursor = self._row_of_key[node.key]
+            self.refresh()
+            return
+        parent = self._parent_of.get(node.key)
+        if parent is not None and parent.key in self._row_of_key:
+            self.cursor = self._row_of_key[parent.key]
+
+    def action_expand(self) -> None:
+        node = self.current_node
+        if node is None or self._pattern is not None:
+            return
+        if node.children and node.key in self._collapsed:
+            self._collapsed.discard(node.key)
+            self._rebuild_rows()
+            self.cursor = self._row_of_key[node.key]
+            self.refresh()
+        elif node.children:
+            self.cursor += 1
+
+    def action_select(self) -> None:
+        node = self.current_node
+        if node is None:
+            return
+        if node.kind != "layer":
+            if node.key in self._collapsed:
+                self.action_expand()
+            else:
+                self.action_collapse()
+            return
+        assert node.layer is not None
+        self.post_message(self.LayerSelected(node.layer))
+
+    def collapse_all(self) -> None:
+        """Collapse every group (stages stay visible)."""
+        self._collapsed = {key for key, node in self._nodes_by_key.items() if node.kind != "layer"}
+        keep = self.current_layer
+        self._rebuild_rows()
+        self._cursor_to_layer(keep, expand=False)
+        self.refresh()
+
+    def expand_all(self) -> None:
+        """Expand every group."""
+        keep = self.current_layer
+        self._collapsed.clear()
+        self._rebuild_rows()
+        self._cursor_to_layer(keep, expand=False)
+        self.refresh()
+
+    def _jump(self, starts: list[int], forward: bool) -> None:
+        layer = self.current_layer
+        if layer is None or not starts:
+            return
+        position = self.view.span(layer.path)[0]
+        if forward:
+            i = bisect.bisect_right(starts, position)
+            target = starts[i] if i < len(starts) else None
+        else:
+            i = bisect.bisect_left(starts, position) - 1
+            target = starts[i] if i >= 0 else None
+        if target is None:
+            self.app.bell()
+            return
+        leaf = self.view.leaves[target]
+        # A stage that starts with a nested model starts at the container row.
+        self._cursor_to_layer(_outermost_starting_at(self.info, self.view, leaf), expand=True)
+        self.refresh()
+
+    def action_next_stage(self) -> None:
+        self._jump(self._stage_starts, forward=True)
+
+    def action_previous_stage(self) -> None:
+        self._jump(self._stage_starts, forward=False)
+
+    def action_next_block(self) -> None:
+        self._jump(self._block_starts, forward=True)
+
+    def action_previous_block(self) -> None:
+        self._jump(self._block_starts, forward=False)
+
+    def action_next_match(self) -> None:
+        if self._pattern is None or not self._rows:
+            self.app.bell()
+            return
+        self.cursor = (self.cursor + 1) % len(self._rows)
+
+    def action_previous_match(self) -> None:
+        if self._pattern is None or not self._rows:
+            self.app.bell()
+            return
+        self.cursor = (self.cursor - 1) % len(self._rows)
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._columns = self._layout_columns(event.size.width)
+        self._update_virtual_size()
+        self._scroll_cursor_into_view()
+
+    def _layout_columns(self, width: int) -> Columns:
+        index = max([3, *(len(row.path_text) for row in self.info.layers)])
+        type_width = min(18, max([4, *(len(row.class_name) for row in self.info.layers)]))
+        shape_width = min(20, max([5, *(len(row.output_shape_text) for row in self.info.layers)]))
+        columns = Columns(index=index, type=type_width, shape=shape_width)
+        if width - columns.fixed < 20:
+            columns = Columns(index=index, type=0, shape=shape_width)
+        if width - columns.fixed < 18:
+            columns = Columns(index=index, type=0, shape=0)
+        return columns
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            return self._header_strip(width)
+        line = int(self.scroll_y) + y - 1
+        boundary_row = self._boundary_row()
+        if line == boundary_row:
+            return self._boundary_strip(width)
+        row_index = line if line < boundary_row else line - 1
+        if not 0 <= row_index < len(self._rows):
+            return Strip.blank(width, self.rich_style)
+        return self._row_strip(self._rows[row_index], row_index == self.cursor, width)
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"layer-table--{name}", partial=True)
+
+    def _cells(
+        self, index: str, name: str, type_: str, shape: str, params: str, state: str, width: int
+    ) -> str:
+        c = self._columns
+        name_width = max(8, width - c.fixed)
+        if len(name) > name_width:
+            name = name[: name_width - 1] + "…"
+        parts = [" ", index.rjust(c.index), " ", name.ljust(name_width)]
+        if c.type:
+            parts += [" ", _fit(type_, c.type).ljust(c.type)]
+        if c.shape:
+            parts += [" ", _fit(shape, c.shape).ljust(c.shape)]
+        parts += [" ", params.rjust(c.params), " ", state.ljust(c.state)]
+        return "".join(parts)[:width].ljust(width)
+
+    def _header_strip(self, width: int) -> Strip:
+        text = self._cells("#", "name", "type", "output shape", "params", "state", width)
+        return Strip([Segment(text, self.rich_style + self._style("header"))], width)
+
+    def _boundary_strip(self, width: int) -> Strip:
+        layer = self.view.boundary_layer(self.plan)
+        if layer is None:
+            label = " ▲ every layer frozen "
+        elif self.view.boundary_position(self.plan) == 0:
+            label = " ▼ nothing frozen: every layer trains "
+        else:
+            label = f" ▲ frozen · trainable ▼  boundary at {layer.path_text} {layer.name} "
+        text = ("──" + label).ljust(width, "─")[:width]
+        return Strip([Segment(text, self.rich_style + self._style("boundary"))], width)
+
+    def _row_strip(self, row: Row, is_cursor: bool, width: int) -> Strip:
+        node = row.node
+        indent = "  " * row.indent
+        base = self.rich_style
+        if node.kind != "layer":
+            marker = "▸ " if node.key in self._collapsed else "▾ "
+            title = node.title
+            boundary = self.view.boundary_position(self.plan)
+            if node.key in self._collapsed and node.start < boundary < node.end:
+                title += "  ◆ boundary inside"
+            state, _ = self._span_state(node.start, node.end)
+            state_width = self._columns.state
+            head = (" " + indent + marker + title)[: max(0, width - state_width - 1)]
+            text = head.ljust(width - state_width - 1) + " " + state.ljust(state_width)
+            style = base + self._style("group")
+            if is_cursor:
+                style += self._style("cursor")
+            return Strip([Segment(text[:width].ljust(width), style)], width)
+        layer = node.layer
+        assert layer is not None
+        state, style_name = self._state(layer)
+        marker = ""
+        if node.children:
+            marker = "▸ " if node.key in self._collapsed else "▾ "
+        params = f"{layer.params:,}" if layer.params else "0"
+        text = self._cells(
+            layer.path_text,
+            indent + marker + layer.name,
+            layer.class_name,
+            layer.output_shape_text,
+            params,
+            state,
+            width,
+        )
+        style = base + self._style(style_name)
+        if layer.path in self.plan.exceptions:
+            style += self._style("exception")
+        if is_cursor:
+            style += self._style("cursor")
+        return Strip([Segment(text, style)], width)
+
+    def _span_state(self, start: int, end: int) -> tuple[str, str]:
+        trainable = self.view.trainable_between(self.plan, start, end)
+        if trainable == 0:
+            return "frozen", "frozen"
+        if trainable == self.view.trainable_size_between(start, end):
+            return "train", "trainable"
+        return "partly", "partial"
+
+    def _state(self, layer: LayerInfo) -> tuple[str, str]:
+        if layer.is_container:
+            return self._span_state(*self.view.span(layer.path))
+        trains = self.view.leaf_trainable(self.plan, layer.path)
+        mark = "*" if layer.path in self.plan.exceptions else ""
+        if not layer.has_weights:
+            return ("·" + mark, "trainable" if trains else "frozen")
+        return ("train" + mark, "trainable") if trains else ("frozen" + mark, "frozen")
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _stage_start_layers(info: ModelInfo) -> list[LayerInfo]:
+    from kfreeze_tui.core.layers import iter_stage_starts
+
+    return list(iter_stage_starts(info.layers))
+
+
+def _block_start_layers(info: ModelInfo) -> list[LayerInfo]:
+    starts: list[LayerInfo] = []
+    previous: dict[Path, str] = {}
+    for layer in info.layers:
+        parent = layer.parent_path
+        if parent in previous and previous[parent] != layer.block:
+            starts.append(layer)
+        previous[parent] = layer.block
+    return starts
+
+
+def _outermost_starting_at(info: ModelInfo, view: PlanView, leaf: LayerInfo) -> LayerInfo:
+    """The outermost row whose leaves start at ``leaf`` (the leaf itself if none)."""
+    position = view.span(leaf.path)[0]
+    for depth in range(len(leaf.path)):
+        candidate = info.layer(leaf.path[: depth + 1])
+        if view.span(candidate.path)[0] == position:
+            return candidate
+    return leaf
+
+
+__all__ = ["LayerTable", "Node", "Row", "build_tree", "format_shape"]

@@ -1,0 +1,51 @@
+"""The status bar: live parameter counts, the boundary and the BatchNormalization policy."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
+
+
+def status_text(view: PlanView, plan: FreezePlan) -> Text:
+    """The status bar's text for a plan (pure, so the tests and the app share it).
+
+    Args:
+        view: the walked model's plan view.
+        plan: the current plan.
+
+    Returns:
+        Two lines: the counts; the boundary and the BatchNormalization policy.
+    """
+    totals = view.totals(plan)
+    text = Text()
+    text.append("Trainable ", style="bold")
+    text.append(f"{totals.trainable:,}", style="bold green")
+    text.append(f" ({totals.trainable_fraction:.1%})  ")
+    text.append("Frozen ", style="bold")
+    text.append(f"{totals.non_trainable:,}", style="bold cyan")
+    text.append(f"  Total {totals.total:,}\n")
+    layer = view.boundary_layer(plan)
+    if layer is None:
+        text.append("Boundary: none, every layer frozen")
+    elif view.boundary_position(plan) == 0:
+        text.append("Boundary: none, every layer trains")
+    else:
+        text.append("Boundary ", style="bold")
+        text.append(f"{layer.path_text} {layer.name}")
+    bns = view.batch_norms_after_boundary(plan)
+    if bns:
+        verb = "kept frozen" if plan.bn_policy is BNPolicy.FROZEN else "trained"
+        text.append(f"  ·  {bns} BatchNorm after it: {verb} (b)")
+    if plan.exceptions:
+        text.append(f"  ·  {len(plan.exceptions)} exception(s)")
+    return text
+
+
+class StatusBar(Static):
+    """Counts for the current plan, updated on every change."""
+
+    def show(self, view: PlanView, plan: FreezePlan) -> None:
+        """Render the counts of ``plan``."""
+        self.update(status_text(view, plan))
