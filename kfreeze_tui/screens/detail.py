@@ -74,13 +74,13 @@ class LayerDetailScreen(ModalScreen[None]):
         super().__init__()
         self.session = session
         self.plan = plan
-        self.layer = layer
+        self.shown_layer = layer
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body") as body:
-            body.border_title = f"layer {self.layer.path_text}: {self.layer.name}"
+            body.border_title = f"layer {self.shown_layer.path_text}: {self.shown_layer.name}"
             body.border_subtitle = "Esc to close"
-            yield Static(detail_text(self.session, self.plan, self.layer), id="detail-top")
+            yield Static(detail_text(self.session, self.plan, self.shown_layer), id="detail-top")
             yield Static("config: reading…", id="detail-config")
 
     def on_mount(self) -> None:
@@ -95,7 +95,7 @@ class LayerDetailScreen(ModalScreen[None]):
         description="reading the layer config",
     )
     def _read_config(self) -> None:
-        detail = self.session.detail(self.layer.path)
+        detail = self.session.detail(self.shown_layer.path)
         self.app.call_from_thread(self._show_config, detail)
 
     def _show_config(self, detail: LayerDetail) -> None:

@@ -204,16 +204,16 @@ class ExplorerScreen(Screen[None]):
         field = event.input
         text = event.value
         if not text:
-            field.remove_class("-invalid")
+            field.remove_class("-bad-regex")
             self.table.set_filter(None)
             return
         try:
             pattern = re.compile(text, re.IGNORECASE)
         except re.error as exc:
-            field.add_class("-invalid")
+            field.add_class("-bad-regex")
             field.tooltip = f"not a regular expression: {exc}"
             return
-        field.remove_class("-invalid")
+        field.remove_class("-bad-regex")
         count = self.table.set_filter(pattern)
         field.border_title = f"{count} match{'es' if count != 1 else ''}"
 
@@ -226,7 +226,7 @@ class ExplorerScreen(Screen[None]):
         if field.display or field.value:
             field.value = ""
             field.display = False
-            field.remove_class("-invalid")
+            field.remove_class("-bad-regex")
             self.table.set_filter(None)
             self.table.focus()
 
