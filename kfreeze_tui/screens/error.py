@@ -27,7 +27,7 @@ class ErrorScreen(Screen[None]):
         super().__init__()
         self.source = source
         self.error = error
-        self.log = log.strip()
+        self.tf_log = log.strip()
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="error-box") as box:
@@ -50,7 +50,7 @@ class ErrorScreen(Screen[None]):
                 markup=True,
             )
         with VerticalScroll(id="error-log"):
-            yield Static(self.log or "(TensorFlow printed nothing)", markup=False)
+            yield Static(self.tf_log or "(TensorFlow printed nothing)", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -535,15 +535,24 @@ class LayerTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
 
     def _layout_columns(self, width: int) -> Columns:
-        index = max([3, *(len(row.path_text) for row in self.info.layers)])
-        type_width = min(18, max([4, *(len(row.class_name) for row in self.info.layers)]))
-        shape_width = min(20, max([5, *(len(row.output_shape_text) for row in self.info.layers)]))
-        columns = Columns(index=index, type=type_width, shape=shape_width)
-        if width - columns.fixed < 20:
-            columns = Columns(index=index, type=0, shape=shape_width)
-        if width - columns.fixed < 18:
-            columns = Columns(index=index, type=0, shape=0)
-        return columns
+        """Widest layout that leaves the names whole: the type goes first, then the shape."""
+        layers = self.info.layers
+        index = max([3, *(len(row.path_text) for row in layers)])
+        type_width = min(18, max([4, *(len(row.class_name) for row in layers)]))
+        shape_width = min(20, max([5, *(len(row.output_shape_text) for row in layers)]))
+        # Names are indented by two per level: groups (up to two) and nested models.
+        wanted_name = min(36, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
+        params = max([6, *(len(f"{row.params:,}") for row in layers)])
+        for columns in (
+            Columns(index=index, type=type_width, shape=shape_width, params=params),
+            Columns(index=index, type=0, shape=shape_width, params=params),
+        ):
+            if width - columns.fixed >= wanted_name:
+                return columns
+        columns = Columns(index=index, type=0, shape=shape_width, params=params)
+        if width - columns.fixed >= 16:
+            return columns
+        return Columns(index=index, type=0, shape=0, params=params)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width

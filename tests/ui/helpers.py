@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from kfreeze_tui.screens.explorer import ExplorerScreen
 
 
-async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float = 120) -> None:
+async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float = 60) -> None:
     """Let the app run until ``predicate()`` is true (the loading worker is a real thread)."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -1,0 +1,176 @@
+"""Picker, loading, error screen, the offline fallback, resizing, NO_COLOR, big models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import screen_text, wait_for, wait_for_explorer
+
+from kfreeze_tui.app import make_app
+from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+from kfreeze_tui.screens.error import ErrorScreen
+from kfreeze_tui.screens.picker import PickerScreen, find_model_files
+
+
+async def test_picker_filters_and_opens(tmp_path: Path, small_model_file: Path) -> None:
+    target = tmp_path / "models" / "mine.keras"
+    target.parent.mkdir()
+    target.write_bytes(small_model_file.read_bytes())
+    app = make_app(options=LoadOptions(weights="none"), root=tmp_path)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, PickerScreen))
+        picker = app.screen
+        await wait_for(pilot, lambda: any(c.kind == "file" for c in picker.choices))
+        text = screen_text(pilot)
+        assert "models/mine.keras" in text
+        row = next(line for line in text.splitlines() if "ConvNeXtBase" in line)
+        assert "224x224x3" in row and "259" in row and "87,566,464" in row  # known counts
+        for char in "efficientnetv2":
+            await pilot.press(char)
+        assert {c.source for c in picker.shown} == {
+            f"EfficientNetV2{s}" for s in ("B0", "B1", "B2", "B3", "S", "M", "L")
+        }
+        await pilot.press("escape")
+        for char in "mine":
+            await pilot.press(char)
+        assert [c.source for c in picker.shown] == ["models/mine.keras"]
+        await pilot.press("enter")
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.session.info.name == "small_cnn"
+
+
+async def test_picker_opens_an_architecture(tmp_path: Path) -> None:
+    app = make_app(options=LoadOptions(weights="none"), root=tmp_path)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, PickerScreen))
+        for char in "mobilenetv3small":
+            await pilot.press(char)
+        await pilot.press("enter")
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.session.info.name == "MobileNetV3Small"
+        assert "RANDOM WEIGHTS" in screen_text(pilot)
+
+
+def test_find_model_files_skips_weights_hidden_and_venvs(tmp_path: Path) -> None:
+    for relative in (
+        "a.keras",
+        "b.h5",
+        "c.weights.h5",
+        ".hidden/d.keras",
+        "venv/e.keras",
+        "x/y/f.keras",
+        "notes.txt",
+    ):
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    found = {p.relative_to(tmp_path).as_posix() for p in find_model_files(tmp_path)}
+    assert found == {"a.keras", "b.h5", "x/y/f.keras"}
+
+
+async def test_load_failure_shows_error_screen_and_goes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = make_app("missing.keras", root=tmp_path)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        text = screen_text(pilot)
+        assert "missing.keras does not exist" in text
+        assert "Check the path" in text
+        assert "Traceback" not in text
+        await pilot.press("r")  # not offered for a missing file: nothing happens
+        assert isinstance(app.screen, ErrorScreen)
+        await pilot.press("l")
+        assert app.screen.query_one("#error-log").display
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickerScreen))
+
+
+async def test_offline_download_offers_random_weights(
+    keras: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty Keras cache, so the imagenet weights must be downloaded (no network here).
+    from keras.src.backend import config
+
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
+    app = make_app("mobilenetv3small", LoadOptions(weights="imagenet"), root=tmp_path)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        text = screen_text(pilot)
+        assert "could not download the imagenet weights for MobileNetV3Small" in text
+        assert "random weights" in text
+        await pilot.press("r")
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.session.random_weights
+        assert "RANDOM WEIGHTS" in screen_text(pilot)
+
+
+async def test_resize_to_80x24_keeps_the_essentials(resnet50: Any) -> None:
+    app = make_app(loaded=resnet50)
+    async with app.run_test(size=(140, 40)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.query_one("#side-pane").display
+        for _ in range(5):
+            await pilot.press("right_square_bracket")
+        await pilot.press("f")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert explorer.has_class("-narrow")
+        text = screen_text(pilot)
+        lines = text.splitlines()
+        assert len(lines) == 24 and max(len(line) for line in lines) <= 80
+        # The cursor row, the counts and the boundary stay on screen.
+        assert "conv5_block1_1_conv" in text
+        assert "Trainable 14,953,472" in text and "Boundary 143" in text
+        assert any("143" in line and "(None, 7, 7, 512)" in line for line in lines)
+        await pilot.press("j", "k")  # still responsive
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.2)
+        assert not explorer.has_class("-narrow")
+
+
+async def test_no_color_keeps_frozen_rows_distinct(
+    resnet50: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(loaded=resnet50)
+    assert app.no_color
+    async with app.run_test(size=(120, 40)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        for _ in range(5):
+            await pilot.press("right_square_bracket")
+        await pilot.press("f", "k", "k")
+        lines = screen_text(pilot).splitlines()
+        # Without colour the state is still spelled out on every row.
+        assert any("conv4_block6_3_conv" in line and "frozen" in line for line in lines)
+        assert any("143" in line and "train" in line for line in lines)
+        del explorer
+
+
+@pytest.fixture(scope="module")
+def deep_model(keras: Any) -> LoadedModel:
+    """A user model of 3,000 layers: 1,500 Dense + ReLU pairs."""
+    inputs = keras.Input((8,), name="x")
+    x = inputs
+    for i in range(1500):
+        x = keras.layers.Dense(8, name=f"block{i}_dense")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+    model = keras.Model(inputs, x, name="deep")
+    return LoadedModel(model=model, source="deep", description="deep: 3,001 layers")
+
+
+async def test_3000_layer_model(deep_model: LoadedModel) -> None:
+    app = make_app(loaded=deep_model)
+    async with app.run_test(size=(120, 40)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        table = explorer.table
+        assert len(explorer.session.info.layers) == 3001
+        await pilot.press("G")
+        assert table.current_layer.name == "block1499_relu"
+        await pilot.press("f")
+        assert explorer.plan.boundary == (3000,)
+        await pilot.press("pageup", "pageup", "right_curly_bracket")
+        assert "Trainable 0" in screen_text(pilot)  # only a ReLU is after the boundary
