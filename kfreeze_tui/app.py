@@ -7,6 +7,10 @@ a message. The app keeps a :class:`ModelSession` (core), never a Keras object.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -176,6 +180,39 @@ class KFreezeApp(App[None]):
             "" if self.options.weights.lower() == "imagenet" else f"weights: {self.options.weights}"
         )
         self.switch_to(PickerScreen(self.root, note))
+
+    # -- crashes ---------------------------------------------------------------------------
+
+    crash_log: Path | None = None
+    """Where the traceback of an unexpected error went (None until one happens)."""
+
+    def _fatal_error(self) -> None:
+        """An unexpected error: one sentence on the terminal, the traceback in a file.
+
+        Textual would print a full traceback with locals over the user's terminal; kfreeze
+        promises one clear sentence. ``KFREEZE_DEBUG=1`` restores Textual's traceback.
+        """
+        if os.environ.get("KFREEZE_DEBUG"):
+            super()._fatal_error()
+            return
+        from rich.text import Text
+
+        error = sys.exc_info()[1] or self._exception
+        trace = "".join(traceback.format_exception(error)) if error else "(no traceback)"
+        handle, name = tempfile.mkstemp(prefix="kfreeze-crash-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(trace)
+        self.crash_log = Path(name)
+        detail = str(error).strip().splitlines()[0] if error and str(error).strip() else ""
+        kind = type(error).__name__ if error else "error"
+        self.bell()
+        self._exit_renderables.append(
+            Text(
+                f"kfreeze: error: unexpected {kind}{': ' + detail if detail else ''} "
+                f"(this is a bug in kfreeze; the traceback is in {name})."
+            )
+        )
+        self._close_messages_no_wait()
 
     # -- help, palette, quit ---------------------------------------------------------------
 

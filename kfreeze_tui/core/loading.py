@@ -527,6 +527,6 @@ def _deserialize(
     return LoadedModel(
         model=model,
         source=source,
-        description=f"{path.name} · {model.name} · {len(model.layers)} layers",
+        description=f"{path.name} · {model.name}",
         warnings=warnings,
     )

@@ -174,3 +174,23 @@ async def test_3000_layer_model(deep_model: LoadedModel) -> None:
         assert explorer.plan.boundary == (3000,)
         await pilot.press("pageup", "pageup", "right_curly_bracket")
         assert "Trainable 0" in screen_text(pilot)  # only a ReLU is after the boundary
+
+
+async def test_an_unexpected_error_is_one_sentence(
+    small_loaded: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(loaded=small_loaded)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for_explorer(pilot)
+            try:
+                raise RuntimeError("boom")
+            except RuntimeError as error:
+                app._handle_exception(error)  # what Textual calls for an unhandled error
+            await pilot.pause()
+    assert app.return_code == 1
+    assert app.crash_log is not None and "RuntimeError: boom" in app.crash_log.read_text()
+    printed = " ".join(capfd.readouterr().err.split())
+    assert "kfreeze: error: unexpected RuntimeError: boom (this is a bug in kfreeze" in printed
+    assert "Traceback" not in printed and "locals" not in printed
+    app.crash_log.unlink()
