@@ -1,0 +1,98 @@
+"""Regenerate the README's screenshots (SVG) from the real app, headless.
+
+    python scripts/screenshots.py
+
+Builds ResNet50 with random weights (nothing is downloaded), opens it through make_app()
+and saves what the terminal would show after the same key presses a user would make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from kfreeze_tui.app import KFreezeApp, make_app
+from kfreeze_tui.core.loading import LoadedModel, LoadOptions, load
+from kfreeze_tui.core.runtime import import_keras
+from kfreeze_tui.screens.error import ErrorScreen
+from kfreeze_tui.screens.explorer import ExplorerScreen
+from kfreeze_tui.screens.picker import PickerScreen
+
+OUT = Path(__file__).resolve().parents[1] / "screenshots"
+
+
+async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 60) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            await pilot.pause(0.2)
+            return
+        await pilot.pause(0.05)
+    raise RuntimeError(f"timed out on {type(pilot.app.screen).__name__}")
+
+
+async def boundary_at_143(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, ExplorerScreen))
+    await pilot.press(*["right_square_bracket"] * 5, "f")
+
+
+async def filtered(pilot: Pilot) -> None:
+    await boundary_at_143(pilot)
+    await pilot.press("slash", *"conv5.*_bn$")
+
+
+async def detail(pilot: Pilot) -> None:
+    await boundary_at_143(pilot)
+    await pilot.press("j", "enter")
+    await pilot.pause(1.0)
+
+
+async def picker(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, PickerScreen))
+    await pilot.pause(0.5)
+
+
+async def error(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
+
+
+async def shoot(
+    name: str, app: KFreezeApp, size: tuple[int, int], steps: Callable[[Pilot], Awaitable[None]]
+) -> None:
+    async with app.run_test(size=size) as pilot:
+        await steps(pilot)
+        await pilot.pause(0.3)
+        app.save_screenshot(str(OUT / f"{name}.svg"))
+    print(f"screenshots/{name}.svg")
+
+
+def resnet_with_fixed_names() -> LoadedModel:
+    keras = import_keras()
+    inputs = keras.Input((224, 224, 3), name="input_layer")
+    model = keras.applications.ResNet50(weights=None, include_top=False, input_tensor=inputs)
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "resnet50.keras"
+    model.save(path)
+    return load(str(path))
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    resnet = resnet_with_fixed_names()
+    await shoot("explorer", make_app(loaded=resnet), (120, 36), boundary_at_143)
+    await shoot("filter", make_app(loaded=resnet), (120, 36), filtered)
+    await shoot("detail", make_app(loaded=resnet), (120, 40), detail)
+    await shoot("explorer-80x24", make_app(loaded=resnet), (80, 24), boundary_at_143)
+    with tempfile.TemporaryDirectory() as empty:
+        os.chdir(empty)
+        await shoot("picker", make_app(options=LoadOptions(weights="none"), root=Path(empty)),
+                    (100, 30), picker)
+        await shoot("error", make_app("missing.keras", root=Path(empty)), (100, 30), error)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
