@@ -7,6 +7,7 @@ a message. The app keeps a :class:`ModelSession` (core), never a Keras object.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -165,6 +166,9 @@ class KFreezeApp(App[None]):
     def _on_model_ready(self, message: ModelReady) -> None:
         self.preloaded = None
         self.session = message.session
+        # The model is hundreds of thousands of long-lived Python objects: take them out of
+        # the garbage collector's scans so that a collection never stalls a keypress.
+        gc.freeze()
         self.switch_to(ExplorerScreen(message.session))
 
     @on(LoadFailed)

@@ -89,8 +89,12 @@ async def main() -> None:
     await shoot("explorer-80x24", make_app(loaded=resnet), (80, 24), boundary_at_143)
     with tempfile.TemporaryDirectory() as empty:
         os.chdir(empty)
-        await shoot("picker", make_app(options=LoadOptions(weights="none"), root=Path(empty)),
-                    (100, 30), picker)
+        await shoot(
+            "picker",
+            make_app(options=LoadOptions(weights="none"), root=Path(empty)),
+            (100, 30),
+            picker,
+        )
         await shoot("error", make_app("missing.keras", root=Path(empty)), (100, 30), error)
 
 

@@ -26,8 +26,6 @@ from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
-#: Deep user models (thousands of layers) overflow Python's default recursion limit in Keras.
-RECURSION_LIMIT = 20_000
 #: Seconds before a weights download is given up; offline boxes fail at once anyway.
 DOWNLOAD_TIMEOUT = 60.0
 
@@ -176,8 +174,6 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
 def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
     """Keras, imported quietly, with output captured and room for deep models."""
     keras = import_keras(RuntimeOptions(gpu=options.gpu))
-    if sys.getrecursionlimit() < RECURSION_LIMIT:
-        sys.setrecursionlimit(RECURSION_LIMIT)
     with native_output_captured():
         yield keras
 

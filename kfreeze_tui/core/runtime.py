@@ -38,6 +38,10 @@ class RuntimeOptions:
 
 _configured: RuntimeOptions | None = None
 
+#: Keras builds and walks graphs recursively: a user model of a few thousand layers overflows
+#: Python's default limit of 1,000 frames.
+RECURSION_LIMIT = 20_000
+
 
 def tensorflow_imported() -> bool:
     """Whether TensorFlow is already in this process (then its settings are not ours)."""
@@ -170,6 +174,8 @@ def native_output_captured(stdout: bool = True) -> Iterator[None]:
 def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
     """Import Keras (and TensorFlow) quietly, configured for the CPU unless asked otherwise.
 
+    Also raises the recursion limit, which deep models need.
+
     Args:
         options: runtime options; the first call's options win.
 
@@ -177,6 +183,7 @@ def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
         The ``keras`` module.
     """
     if "keras" in sys.modules and tensorflow_imported():
+        _raise_recursion_limit()
         return sys.modules["keras"]
     configure(options or RuntimeOptions())
     with native_output_captured():
@@ -192,4 +199,11 @@ def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
             for gpu in tf.config.list_physical_devices("GPU"):
                 with contextlib.suppress(RuntimeError):
                     tf.config.experimental.set_memory_growth(gpu, True)
+    # After the import: importing TensorFlow sets the limit to 3,000 itself.
+    _raise_recursion_limit()
     return keras
+
+
+def _raise_recursion_limit() -> None:
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)

@@ -23,7 +23,7 @@ from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
 from kfreeze_tui.widgets.layer_table import LayerTable
-from kfreeze_tui.widgets.status_bar import StatusBar
+from kfreeze_tui.widgets.status_bar import StatusBar, TextPane
 
 
 def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | None) -> Text:
@@ -89,7 +89,7 @@ class ExplorerScreen(Screen[None]):
         with Horizontal(id="explorer-body"):
             yield LayerTable(info, self.session.view, self.plan, id="layers")
             with Vertical(id="side-pane"):
-                yield Static(id="layer-summary")
+                yield TextPane(id="layer-summary")
         yield Input(
             placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
         )
@@ -136,7 +136,7 @@ class ExplorerScreen(Screen[None]):
         self._show_summary(event.layer)
 
     def _show_summary(self, layer: LayerInfo | None) -> None:
-        self.query_one("#layer-summary", Static).update(
+        self.query_one("#layer-summary", TextPane).set_text(
             layer_summary(self.session, self.plan, layer)
         )
 

@@ -215,7 +215,7 @@ class LayerTable(ScrollView, can_focus=True):
         "layer-table--dim",
     }
 
-    cursor: reactive[int] = reactive(0, always_update=True, init=False)
+    cursor: reactive[int] = reactive(0, always_update=True, init=False, repaint=False)
     """Index of the highlighted row in the visible rows."""
 
     class Highlighted(Message):
@@ -331,6 +331,8 @@ class LayerTable(ScrollView, can_focus=True):
         """Show another plan (one refresh of the visible lines, no rebuild)."""
         self.plan = plan
         self.refresh()
+        # The boundary line may have moved in above the cursor and pushed it off the screen.
+        self._scroll_cursor_into_view()
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> int:
         """Show only layers whose name or type matches (None shows the tree again).
@@ -384,9 +386,11 @@ class LayerTable(ScrollView, can_focus=True):
         return max(0, min(value, len(self._rows) - 1)) if self._rows else 0
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self._refresh_row(old)
-        self._refresh_row(new)
-        self._scroll_cursor_into_view()
+        top = int(self.scroll_y)
+        self._scroll_cursor_into_view(new - old)
+        if int(self.scroll_y) == top:  # a scroll repaints everything anyway
+            self._refresh_row(old)
+            self._refresh_row(new)
         node = self.current_node
         self.post_message(
             self.Highlighted(node.first_layer if node else None, node.title if node else "")
@@ -400,16 +404,31 @@ class LayerTable(ScrollView, can_focus=True):
     def _content_height(self) -> int:
         return max(1, self.size.height - 1)
 
-    def _scroll_cursor_into_view(self) -> None:
+    def _scroll_cursor_into_view(self, step: int = 0) -> None:
+        """Scroll so the cursor row shows.
+
+        A single step past the edge scrolls a quarter page, as vim's 'scrolljump' does:
+        scrolling repaints the whole tree (and sends it all over SSH), so holding j down
+        repaints once per few steps instead of on every step. A longer jump to a row off the
+        screen (a stage, a block, a match) puts it a third of the way down, with its context
+        above and below it.
+        """
         line = self._line_of_row(self.cursor)
         top = int(self.scroll_y)
         height = self._content_height()
         # Keep the boundary line in view too when it sits right above the cursor.
         wanted_top = line - 1 if self._boundary_row() == self.cursor else line
-        if wanted_top < top:
-            self.scroll_to(y=max(0, wanted_top), animate=False)
-        elif line >= top + height:
-            self.scroll_to(y=line - height + 1, animate=False)
+        if top <= wanted_top and line < top + height:
+            return
+        if abs(step) == 1:
+            jump = max(1, height // 4)
+            if wanted_top < top:
+                target = wanted_top - jump + 1
+            else:
+                target = line - height + jump
+        else:
+            target = wanted_top - height // 3
+        self.scroll_to(y=max(0, target), animate=False, immediate=True)
 
     def action_cursor_up(self) -> None:
         self.cursor -= 1

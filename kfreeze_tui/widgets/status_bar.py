@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
@@ -43,9 +43,35 @@ def status_text(view: PlanView, plan: FreezePlan) -> Text:
     return text
 
 
-class StatusBar(Static):
+class TextPane(Widget):
+    """A fixed-size pane showing a Text; changing it repaints without a layout pass.
+
+    ``Static.update`` asks for a new layout of the whole screen, which on every keypress
+    costs more than everything else a keypress does; the panes here have a size set in the
+    stylesheet, so a repaint is enough.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._text = Text()
+
+    def set_text(self, text: Text) -> None:
+        """Show ``text`` (one repaint, no layout)."""
+        self._text = text
+        self.refresh()
+
+    @property
+    def text(self) -> Text:
+        """What the pane shows."""
+        return self._text
+
+    def render(self) -> Text:
+        return self._text
+
+
+class StatusBar(TextPane):
     """Counts for the current plan, updated on every change."""
 
     def show(self, view: PlanView, plan: FreezePlan) -> None:
         """Render the counts of ``plan``."""
-        self.update(status_text(view, plan))
+        self.set_text(status_text(view, plan))
