@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 from textual.pilot import Pilot
@@ -78,15 +79,23 @@ async def press_and_paint(pilot: Pilot, key: str) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presses", type=int, default=40)
-    presses = parser.parse_args().presses
+    parser.add_argument("--rounds", type=int, default=3, help="median over this many rounds")
+    arguments = parser.parse_args()
+    presses = arguments.presses
     models = {
         "VGG16 (20 layers)": load("vgg16", LoadOptions(weights="none")),
         "EfficientNetV2L (1028 layers)": load("efficientnetv2l", LoadOptions(weights="none")),
         "3,000-layer model": deep_model(),
     }
-    measured = {name: await measure(loaded, presses) for name, loaded in models.items()}
+    measured: dict[str, dict[str, float]] = {}
+    for name, loaded in models.items():
+        rounds = [await measure(loaded, presses) for _ in range(arguments.rounds)]
+        measured[name] = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     baseline = measured["VGG16 (20 layers)"]
-    print(f"CPU ms per keypress (mean of {presses}), ratio to VGG16 in brackets")
+    print(
+        f"CPU ms per keypress (mean of {presses} presses, median of {arguments.rounds} rounds), "
+        "ratio to VGG16 in brackets"
+    )
     print(f"{'model':32}{'no-op key':>12}" + "".join(f"{key:>22}" for key in KEYS))
     for name, results in measured.items():
         cells = "".join(
