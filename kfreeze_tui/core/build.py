@@ -8,8 +8,16 @@ when any layer inside it trains; otherwise Keras would hide its trainable layers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from kfreeze_tui.core.head import (
+    HeadSpec,
+    feature_layer,
+    pooling_class,
+    resolved_pooling,
+    validate,
+)
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 
@@ -42,3 +50,128 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
         )
     for leaf in view.leaves:
         layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
+
+
+class PlanError(Exception):
+    """A plan or head that does not fit the model; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """How the new model is compiled.
+
+    Attributes:
+        enabled: compile at all (``--no-compile`` turns it off).
+        learning_rate: Adam's learning rate; 1e-4 is what the Keras guide suggests for
+            fine-tuning.
+        labels: ``sparse`` (integer class ids) or ``onehot`` (one-hot vectors).
+    """
+
+    enabled: bool = True
+    learning_rate: float = 1e-4
+    labels: str = "sparse"
+
+
+@dataclass(frozen=True)
+class LossChoice:
+    """The loss and metric that fit a head's activation and the label format."""
+
+    loss_class: str
+    from_logits: bool
+    metric: str
+
+    @property
+    def loss_source(self) -> str:
+        """The loss as Python source, for the generated script."""
+        arg = "from_logits=True" if self.from_logits else ""
+        return f"keras.losses.{self.loss_class}({arg})"
+
+
+def loss_for(head: HeadSpec, compile_spec: CompileSpec) -> LossChoice:
+    """Binary cross-entropy for sigmoid (or one logit), categorical for the rest."""
+    logits = head.activation == "linear"
+    if head.activation == "sigmoid" or (logits and head.classes == 1):
+        return LossChoice("BinaryCrossentropy", logits, "binary_accuracy")
+    if compile_spec.labels == "onehot":
+        return LossChoice("CategoricalCrossentropy", logits, "categorical_accuracy")
+    return LossChoice("SparseCategoricalCrossentropy", logits, "sparse_categorical_accuracy")
+
+
+def _check_compile(compile_spec: CompileSpec) -> None:
+    if compile_spec.labels not in ("sparse", "onehot"):
+        raise PlanError(f"labels {compile_spec.labels!r} must be sparse or onehot.")
+    if not compile_spec.learning_rate > 0:
+        raise PlanError(f"the learning rate must be positive, not {compile_spec.learning_rate:g}.")
+
+
+def build_model(
+    model: Any,
+    view: PlanView,
+    plan: FreezePlan,
+    head: HeadSpec,
+    compile_spec: CompileSpec | None = None,
+) -> Any:
+    """Apply a whole plan to a loaded model: freeze, add the head, compile.
+
+    The layers of ``model`` are shared with the new model (their flags change in place), as
+    when a user writes ``keras.Model(base.inputs, head(base.output))``.
+
+    Args:
+        model: the loaded Keras model ``view`` was walked from.
+        view: its plan view.
+        plan: where to freeze.
+        head: the head to add.
+        compile_spec: how to compile; None compiles with the defaults.
+
+    Returns:
+        The new ``keras.Model``, ready to train.
+
+    Raises:
+        PlanError: when the head does not fit the model.
+    """
+    from kfreeze_tui.core.runtime import import_keras
+
+    keras = import_keras()
+    compile_spec = compile_spec or CompileSpec()
+    problems = validate(view.info, head)
+    if problems:
+        raise PlanError(problems[0].rstrip("."))
+    _check_compile(compile_spec)
+    layer_info = feature_layer(view.info, head)
+    assert layer_info is not None
+    apply_freeze(model, view, plan)
+    x = model.get_layer(layer_info.name).output
+    pooling = resolved_pooling(view.info, head)
+    if pooling != "none":
+        pool_class = pooling_class(pooling, layer_info.output_shapes[0])
+        x = getattr(keras.layers, pool_class)(name="head_pool")(x)
+    for i, dense in enumerate(head.hidden, start=1):
+        x = keras.layers.Dense(dense.units, activation=dense.activation, name=f"head_dense_{i}")(x)
+    if head.dropout > 0:
+        x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
+    mixed = _uses_mixed_precision(model)
+    outputs = keras.layers.Dense(
+        head.classes,
+        activation=head.activation,
+        dtype="float32" if mixed and head.float32_head else None,
+        name="head_output",
+    )(x)
+    new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
+    if compile_spec.enabled:
+        choice = loss_for(head, compile_spec)
+        loss_class = getattr(keras.losses, choice.loss_class)
+        # Compiled after the flags are set: compile() captures what is trainable.
+        new.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=compile_spec.learning_rate),
+            loss=loss_class(from_logits=choice.from_logits),
+            metrics=[choice.metric],
+        )
+    return new
+
+
+def _uses_mixed_precision(model: Any) -> bool:
+    for layer in model.layers:
+        policy = getattr(layer, "dtype_policy", None)
+        if policy is not None and str(getattr(policy, "name", "")).startswith("mixed"):
+            return True
+    return False

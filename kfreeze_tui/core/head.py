@@ -17,8 +17,13 @@ POOLINGS = ("avg", "max", "flatten", "none")
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
 HIDDEN_ACTIVATIONS = ("relu", "gelu", "swish", "silu", "tanh", "elu", "selu", "linear")
 POOLING_LAYERS = frozenset(
-    {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-     "GlobalMaxPooling1D", "Flatten"}
+    {
+        "GlobalAveragePooling2D",
+        "GlobalMaxPooling2D",
+        "GlobalAveragePooling1D",
+        "GlobalMaxPooling1D",
+        "Flatten",
+    }
 )
 
 
@@ -37,7 +42,8 @@ class HeadSpec:
     Attributes:
         feature_layer: name of the top-level layer the head attaches to; None means the
             default (see :func:`default_feature_layer`).
-        pooling: ``avg``, ``max``, ``flatten`` or ``none`` (for features that are flat).
+        pooling: ``avg``, ``max``, ``flatten`` or ``none`` (for features that are flat);
+            None picks ``avg`` for a feature map and ``none`` for flat features.
         hidden: hidden Dense layers, in order.
         dropout: dropout rate before the classifier (0 for none).
         classes: number of output units.
@@ -46,7 +52,7 @@ class HeadSpec:
     """
 
     feature_layer: str | None = None
-    pooling: str = "avg"
+    pooling: str | None = None
     hidden: tuple[DenseSpec, ...] = field(default_factory=tuple)
     dropout: float = 0.2
     classes: int = 10
@@ -91,6 +97,14 @@ def feature_layer(info: ModelInfo, head: HeadSpec) -> LayerInfo | None:
     return next((row for row in info.top_level if row.name == head.feature_layer), None)
 
 
+def resolved_pooling(info: ModelInfo, head: HeadSpec) -> str:
+    """The pooling the head uses: the spec's, or the default for its feature layer."""
+    if head.pooling is not None:
+        return head.pooling
+    layer = feature_layer(info, head)
+    return default_pooling(layer.output_shape if layer else None)
+
+
 def default_pooling(shape: Shape | None) -> str:
     """``avg`` for a feature map, ``none`` for features that are already flat."""
     return "none" if shape is not None and len(shape) <= 2 else "avg"
@@ -133,30 +147,35 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
         names = [row.name for row in info.top_level]
         close = difflib.get_close_matches(str(head.feature_layer), names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        problems.append(f"The feature layer {head.feature_layer!r} is not a layer of the "
-                        f"model{hint}.")
+        problems.append(
+            f"The feature layer {head.feature_layer!r} is not a layer of the model{hint}."
+        )
     elif len(layer.output_shapes) != 1:
-        problems.append(f"The feature layer {layer.name} has {len(layer.output_shapes)} "
-                        "outputs; choose a layer with one output.")
-    if head.pooling not in POOLINGS:
-        problems.append(f"Pooling {head.pooling!r} is not one of {', '.join(POOLINGS)}.")
+        problems.append(
+            f"The feature layer {layer.name} has {len(layer.output_shapes)} "
+            "outputs; choose a layer with one output."
+        )
+    pooling = resolved_pooling(info, head)
+    if pooling not in POOLINGS:
+        problems.append(f"Pooling {pooling!r} is not one of {', '.join(POOLINGS)}.")
     elif layer is not None and len(layer.output_shapes) == 1:
         shape = layer.output_shapes[0]
         rank = len(shape)
-        if head.pooling == "none" and rank > 2:
+        if pooling == "none" and rank > 2:
             problems.append(
                 f"Pooling 'none' leaves the {rank}-D feature map {_shape(shape)} of {layer.name}, "
                 "but a classifier needs flat features: choose avg, max or flatten."
             )
-        elif head.pooling in ("avg", "max") and rank not in (3, 4):
+        elif pooling in ("avg", "max") and rank not in (3, 4):
             problems.append(
-                f"Pooling {head.pooling!r} needs a 3-D or 4-D feature map, but {layer.name} "
+                f"Pooling {pooling!r} needs a 3-D or 4-D feature map, but {layer.name} "
                 f"outputs {_shape(shape)}: choose pooling none."
             )
-        elif head.pooling == "flatten" and rank <= 2:
-            problems.append(f"{layer.name} outputs flat features {_shape(shape)}: choose "
-                            "pooling none.")
-        elif head.pooling == "flatten" and None in shape[1:]:
+        elif pooling == "flatten" and rank <= 2:
+            problems.append(
+                f"{layer.name} outputs flat features {_shape(shape)}: choose pooling none."
+            )
+        elif pooling == "flatten" and None in shape[1:]:
             problems.append(
                 f"Flatten needs known dimensions, but {layer.name} outputs {_shape(shape)}: "
                 "choose avg or max."
@@ -165,18 +184,23 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
         if dense.units < 1:
             problems.append(f"Hidden layer {i} has {dense.units} units; it needs at least 1.")
         if dense.activation not in HIDDEN_ACTIVATIONS:
-            problems.append(f"Hidden layer {i} has an unknown activation {dense.activation!r} "
-                            f"(one of {', '.join(HIDDEN_ACTIVATIONS)}).")
+            problems.append(
+                f"Hidden layer {i} has an unknown activation {dense.activation!r} "
+                f"(one of {', '.join(HIDDEN_ACTIVATIONS)})."
+            )
     if not 0 <= head.dropout < 1:
-        problems.append(f"Dropout {head.dropout:g} is outside [0, 1): 0 means none, 0.2 to 0.5 "
-                        "is usual.")
+        problems.append(
+            f"Dropout {head.dropout:g} is outside [0, 1): 0 means none, 0.2 to 0.5 is usual."
+        )
     if head.classes < 1:
         problems.append(f"Classes must be at least 1, not {head.classes}.")
     if head.activation not in ACTIVATIONS:
         problems.append(f"Activation {head.activation!r} is not one of {', '.join(ACTIVATIONS)}.")
     elif head.activation == "softmax" and head.classes == 1:
-        problems.append("Softmax over 1 class always outputs 1.0: use sigmoid for a binary "
-                        "label, or 2 classes with softmax.")
+        problems.append(
+            "Softmax over 1 class always outputs 1.0: use sigmoid for a binary "
+            "label, or 2 classes with softmax."
+        )
     return problems
 
 
@@ -187,22 +211,39 @@ def head_layers(info: ModelInfo, head: HeadSpec) -> list[HeadLayer]:
         return []
     shape = layer.output_shapes[0]
     layers: list[HeadLayer] = []
-    if head.pooling != "none":
-        names = {"avg": "GlobalAveragePooling", "max": "GlobalMaxPooling"}
-        suffix = "2D" if len(shape) == 4 else "1D"
-        class_name = "Flatten" if head.pooling == "flatten" else names[head.pooling] + suffix
-        shape = pooled_shape(shape, head.pooling)
+    pooling = resolved_pooling(info, head)
+    if pooling != "none":
+        shape_before = shape
+        shape = pooled_shape(shape, pooling)
+        class_name = pooling_class(pooling, shape_before)
         layers.append(HeadLayer("head_pool", class_name, shape, 0))
     width = shape[-1] or 0
     for i, dense in enumerate(head.hidden, start=1):
-        layers.append(HeadLayer(f"head_dense_{i}", "Dense", (shape[0], dense.units),
-                                width * dense.units + dense.units))
+        layers.append(
+            HeadLayer(
+                f"head_dense_{i}",
+                "Dense",
+                (shape[0], dense.units),
+                width * dense.units + dense.units,
+            )
+        )
         width = dense.units
     if head.dropout > 0:
         layers.append(HeadLayer("head_dropout", "Dropout", (shape[0], width), 0))
-    layers.append(HeadLayer("head_output", "Dense", (shape[0], head.classes),
-                            width * head.classes + head.classes))
+    layers.append(
+        HeadLayer(
+            "head_output", "Dense", (shape[0], head.classes), width * head.classes + head.classes
+        )
+    )
     return layers
+
+
+def pooling_class(pooling: str, shape: Shape) -> str:
+    """The Keras layer class of a pooling on a feature map of ``shape``."""
+    if pooling == "flatten":
+        return "Flatten"
+    prefix = "GlobalAveragePooling" if pooling == "avg" else "GlobalMaxPooling"
+    return prefix + ("2D" if len(shape) == 4 else "1D")
 
 
 def _shape(shape: Shape) -> str:

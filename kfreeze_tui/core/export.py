@@ -1,0 +1,269 @@
+"""Writing the result: an atomic, verified ``.keras`` file, the plan, the script, a SavedModel.
+
+Nothing is written over an existing file unless asked (``force``), and nothing is ever left
+half-written: each file is written beside its target under a temporary name and renamed into
+place only when complete (a rename within a folder is atomic). The model is loaded back from
+its temporary file and compared with the model that was saved before it is renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfreeze_tui.core.layers import walk
+from kfreeze_tui.core.runtime import import_keras, native_output_captured
+
+Progress = Callable[[str], None]
+
+
+class ExportError(Exception):
+    """An export that cannot or did not work; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to write.
+
+    Attributes:
+        model_path: the ``.keras`` file.
+        plan_path: the plan (``.toml``), or None.
+        script_path: the Python script (``.py``), or None.
+        savedmodel_path: an inference SavedModel folder (``model.export``), or None.
+        force: replace files that exist.
+    """
+
+    model_path: Path
+    plan_path: Path | None = None
+    script_path: Path | None = None
+    savedmodel_path: Path | None = None
+    force: bool = False
+
+    def targets(self) -> list[Path]:
+        """Every path the export writes."""
+        paths = [self.model_path, self.plan_path, self.script_path, self.savedmodel_path]
+        return [p for p in paths if p is not None]
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A file (or folder) the export wrote."""
+
+    path: Path
+    what: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The model file, loaded back and compared with the model that was saved."""
+
+    layers: int
+    trainable_params: int
+    non_trainable_params: int
+    checks: tuple[str, ...]
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how the model file was verified."""
+
+    files: list[WrittenFile] = field(default_factory=list)
+    verification: Verification | None = None
+
+
+def existing_targets(request: ExportRequest) -> list[Path]:
+    """Targets that exist already (the export refuses them unless forced)."""
+    return [path for path in request.targets() if path.exists()]
+
+
+def check_request(request: ExportRequest) -> None:
+    """Refuse a request before anything is written.
+
+    Raises:
+        ExportError: for a wrong suffix, a missing folder, or a file that exists.
+    """
+    if request.model_path.suffix != ".keras":
+        raise ExportError(f"the model file {request.model_path} must end in .keras")
+    if request.plan_path is not None and request.plan_path.suffix != ".toml":
+        raise ExportError(f"the plan file {request.plan_path} must end in .toml")
+    if request.script_path is not None and request.script_path.suffix != ".py":
+        raise ExportError(f"the script {request.script_path} must end in .py")
+    paths = request.targets()
+    if len(set(paths)) != len(paths):
+        raise ExportError("two of the files to write have the same path")
+    for path in paths:
+        if not path.parent.is_dir():
+            raise ExportError(f"the folder {path.parent} does not exist")
+        if path.is_dir() and path != request.savedmodel_path:
+            raise ExportError(f"{path} is a folder")
+    if not request.force:
+        existing = existing_targets(request)
+        if existing:
+            raise ExportError(
+                f"{existing[0]} exists already; pass --force to replace it (or choose another name)"
+            )
+
+
+def _temp_beside(path: Path, suffix: str) -> Path:
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".kfreeze-tmp{suffix}", dir=path.parent
+    )
+    os.close(handle)
+    return Path(name)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    temp = _temp_beside(path, path.suffix)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def verify(saved: Any, loaded: Any) -> Verification:
+    """Compare a model with the one loaded back from its file.
+
+    Raises:
+        ExportError: naming the first difference.
+    """
+    before, after = walk(saved), walk(loaded)
+    checks: list[str] = []
+    if [r.name for r in before.layers] != [r.name for r in after.layers]:
+        raise ExportError("the saved model has different layers from the model that was saved")
+    checks.append(f"{len(after.top_level)} layers, same names and order")
+    for a, b in zip(before.layers, after.layers, strict=True):
+        if a.trainable_params != b.trainable_params:
+            raise ExportError(
+                f"layer {a.name} has {b.trainable_params:,} trainable parameters after loading "
+                f"but {a.trainable_params:,} before"
+            )
+    checks.append("every layer's trainable state is the same")
+    if (before.trainable_params, before.total_params) != (
+        after.trainable_params,
+        after.total_params,
+    ):
+        raise ExportError("the saved model's parameter counts differ from the model's")
+    for a, b in zip(saved.weights, loaded.weights, strict=True):
+        if tuple(a.shape) != tuple(b.shape) or not _same_values(a, b):
+            raise ExportError(f"the weight {a.path} changed in the saved file")
+    checks.append(f"all {len(saved.weights)} weights equal")
+    if getattr(saved, "optimizer", None) is not None and saved.compiled:
+        if not getattr(loaded, "compiled", False):
+            raise ExportError("the saved model lost its compile settings")
+        checks.append("compiled (optimizer, loss and metrics restored)")
+    return Verification(
+        layers=len(after.top_level),
+        trainable_params=after.trainable_params,
+        non_trainable_params=after.non_trainable_params,
+        checks=tuple(checks),
+    )
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    import numpy as np
+
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def export(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None = None,
+    script_text: str | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write the model (verified), and the plan, script and SavedModel if asked.
+
+    Args:
+        model: the new Keras model.
+        request: what to write where.
+        plan_text: the plan's TOML, when ``request.plan_path`` is set.
+        script_text: the script, when ``request.script_path`` is set.
+        progress: called with a short text before each step.
+
+    Returns:
+        The files written and the verification.
+
+    Raises:
+        ExportError: when anything fails; files not yet renamed into place are removed, and
+            no existing file has been touched unless the whole model file was verified.
+    """
+    report = progress or (lambda _text: None)
+    check_request(request)
+    keras = import_keras()
+    result = ExportResult()
+    temp = _temp_beside(request.model_path, ".keras")
+    try:
+        report(f"Saving {request.model_path.name}")
+        with native_output_captured():
+            model.save(temp)
+            report("Loading it back to verify")
+            try:
+                loaded = keras.saving.load_model(temp)
+            except Exception as exc:
+                raise ExportError(f"the saved file does not load back: {exc}") from exc
+        result.verification = verify(model, loaded)
+        os.replace(temp, request.model_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    result.files.append(WrittenFile(request.model_path, "model", _size(request.model_path)))
+    if request.plan_path is not None and plan_text is not None:
+        report(f"Writing {request.plan_path.name}")
+        write_text_atomic(request.plan_path, plan_text)
+        result.files.append(WrittenFile(request.plan_path, "plan", _size(request.plan_path)))
+    if request.script_path is not None and script_text is not None:
+        report(f"Writing {request.script_path.name}")
+        write_text_atomic(request.script_path, script_text)
+        result.files.append(WrittenFile(request.script_path, "script", _size(request.script_path)))
+    if request.savedmodel_path is not None:
+        report(f"Exporting the SavedModel {request.savedmodel_path.name}")
+        _export_savedmodel(model, request.savedmodel_path)
+        result.files.append(
+            WrittenFile(request.savedmodel_path, "SavedModel", _size(request.savedmodel_path))
+        )
+    return result
+
+
+def _export_savedmodel(model: Any, target: Path) -> None:
+    temp = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".kfreeze-tmp", dir=target.parent)
+    )
+    shutil.rmtree(temp)
+    try:
+        with native_output_captured():
+            model.export(str(temp), verbose=False)
+        if target.exists():
+            old = temp.with_name(temp.name + ".old")
+            os.replace(target, old)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(temp)
+        raise
+
+
+def params(model: Any) -> tuple[int, int]:
+    """Trainable and non-trainable parameters as Keras reports them."""
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    return trainable, model.count_params() - trainable
