@@ -30,6 +30,11 @@ commands:
   kfreeze [MODEL]        open the explorer on MODEL (without MODEL: pick one from a list)
   kfreeze layers MODEL   print every layer with its index, shape, params and trainable state
   kfreeze models         list the keras.applications architectures and their input sizes
+  kfreeze export MODEL --freeze-before LAYER -o OUT.keras
+                         freeze, add a head, compile and write a verified model (and plan,
+                         script, SavedModel) without the explorer
+  kfreeze apply PLAN.toml -o OUT.keras
+                         rebuild the model a plan file describes
 
 MODEL is a keras.applications architecture name (resnet50, EfficientNetV2L, ...; any case)
 or a .keras / .h5 file. Run `kfreeze COMMAND --help` for a command's options.
@@ -114,10 +119,115 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(handler=_cmd_models)
+
+    export = commands.add_parser(
+        "export",
+        help="freeze, add a head and write a ready-to-train model",
+        description="Freeze every layer of MODEL before LAYER, add a classification head, "
+        "compile, and write a .keras file that is verified by loading it back; optionally "
+        "also the plan, a plain-Keras script and an inference SavedModel.",
+    )
+    export.add_argument("model", metavar="MODEL", help="architecture name or .keras/.h5 file")
+    export.add_argument(
+        "--freeze-before",
+        required=True,
+        metavar="NAME|INDEX|PATH",
+        help="the first layer that trains: a name (conv5_block1_1_conv), an index of "
+        "model.layers (143) or a path into a nested model (0.143); 'all' freezes every layer",
+    )
+    export.add_argument(
+        "--bn",
+        choices=("frozen", "trainable"),
+        default="frozen",
+        help="BatchNormalization after the boundary (default: kept frozen)",
+    )
+    _add_head_options(export)
+    _add_output_options(export)
+    _add_load_options(export)
+    export.set_defaults(handler=_cmd_export)
+
+    apply = commands.add_parser(
+        "apply",
+        help="rebuild the model a plan file describes",
+        description="Load the model a plan names, apply the plan and write the result, "
+        "verified, like kfreeze export.",
+    )
+    apply.add_argument("plan", metavar="PLAN.toml", type=Path, help="a plan written by kfreeze")
+    _add_output_options(apply)
+    apply.add_argument("--gpu", action="store_true", help="let TensorFlow use the GPU")
+    apply.set_defaults(handler=_cmd_apply)
     return parser
 
 
-SUBCOMMANDS = ("layers", "models")
+def _add_head_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the new head")
+    group.add_argument(
+        "--feature-layer",
+        metavar="NAME",
+        help="where the head attaches (default: the model's output, or the layer "
+        "before its classifier)",
+    )
+    group.add_argument(
+        "--pool",
+        choices=("avg", "max", "flatten", "none"),
+        help="pooling of the feature map (default: avg, none for flat features)",
+    )
+    group.add_argument(
+        "--hidden",
+        metavar="256,128",
+        default="",
+        help="hidden Dense layers (units; relu), comma separated",
+    )
+    group.add_argument("--dropout", type=float, default=0.2, help="dropout rate (default 0.2)")
+    group.add_argument("--classes", type=int, default=10, help="output classes (default 10)")
+    group.add_argument(
+        "--activation",
+        choices=("softmax", "sigmoid", "linear"),
+        default="softmax",
+        help="output activation (default softmax)",
+    )
+    group.add_argument("--no-compile", action="store_true", help="do not compile the model")
+    group.add_argument(
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate (default 1e-4, as the Keras guide suggests)",
+    )
+    group.add_argument(
+        "--labels",
+        choices=("sparse", "onehot"),
+        default="sparse",
+        help="label format for the loss (default sparse: integer class ids)",
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT.keras",
+        help="the model file to write",
+    )
+    group.add_argument("--plan", type=Path, metavar="OUT.toml", help="also write the plan")
+    group.add_argument(
+        "--script",
+        type=Path,
+        metavar="OUT.py",
+        help="also write a plain-Keras script that rebuilds the model",
+    )
+    group.add_argument(
+        "--savedmodel",
+        type=Path,
+        metavar="DIR",
+        help="also export an inference SavedModel (model.export)",
+    )
+    group.add_argument("--force", action="store_true", help="replace files that exist")
+
+
+SUBCOMMANDS = ("layers", "models", "export", "apply")
 
 
 def build_tui_parser() -> argparse.ArgumentParser:
@@ -237,6 +347,127 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hidden(text: str) -> tuple[object, ...]:
+    from kfreeze_tui.core.head import DenseSpec
+
+    layers = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        units, _, activation = part.partition(":")
+        if not units.isdigit():
+            raise UsageError(f"--hidden {text!r} must be units separated by commas, e.g. 256,128")
+        layers.append(DenseSpec(int(units), activation or "relu"))
+    return tuple(layers)
+
+
+def _request(args: argparse.Namespace) -> object:
+    from kfreeze_tui.core.export import ExportRequest
+
+    return ExportRequest(
+        model_path=args.output,
+        plan_path=args.plan,
+        script_path=args.script,
+        savedmodel_path=args.savedmodel,
+        force=args.force,
+    )
+
+
+def _print_result(result: object, notes: list[str]) -> None:
+    from rich.console import Console
+
+
+    console = Console(stderr=False, soft_wrap=True)
+    for note in notes:
+        _warn(note)
+    verification = result.verification  # type: ignore[attr-defined]
+    for written in result.files:  # type: ignore[attr-defined]
+        console.print(
+            f"wrote {written.path} ({written.what}, {written.size / 1e6:,.1f} MB)", highlight=False
+        )
+    if verification is not None:
+        console.print(
+            f"verified: {verification.layers} layers, {verification.trainable_params:,} trainable "
+            f"and {verification.non_trainable_params:,} non-trainable parameters; "
+            + "; ".join(verification.checks),
+            highlight=False,
+        )
+
+
+def _export_session(
+    session: object,
+    load: object,
+    plan: object,
+    head: object,
+    compile_spec: object,
+    args: argparse.Namespace,
+) -> int:
+    from kfreeze_tui.core.export import check_request
+    from kfreeze_tui.core.head import validate
+
+    request = _request(args)
+    check_request(request)  # type: ignore[arg-type]
+    problems = validate(session.info, head)  # type: ignore[attr-defined]
+    if problems:
+        from kfreeze_tui.core.build import PlanError
+
+        raise PlanError(problems[0].rstrip("."))
+    result = session.export(load, plan, head, compile_spec, request)  # type: ignore[attr-defined]
+    _print_result(result, [])
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core.build import CompileSpec
+    from kfreeze_tui.core.export import check_request
+    from kfreeze_tui.core.head import HeadSpec
+    from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.plan import BNPolicy, FreezePlan
+    from kfreeze_tui.core.session import ModelSession, parse_layer_ref
+
+    head = HeadSpec(
+        feature_layer=args.feature_layer,
+        pooling=args.pool,
+        hidden=_hidden(args.hidden),  # type: ignore[arg-type]
+        dropout=args.dropout,
+        classes=args.classes,
+        activation=args.activation,
+    )
+    compile_spec = CompileSpec(
+        enabled=not args.no_compile, learning_rate=args.lr, labels=args.labels
+    )
+    check_request(_request(args))  # type: ignore[arg-type]  # before the slow load
+    options = load_options_from(args)
+    loaded = load(args.model, options)  # type: ignore[arg-type]
+    for warning in loaded.warnings:
+        _warn(warning)
+    session = ModelSession(loaded)
+    boundary = (
+        None
+        if args.freeze_before.strip().lower() == "all"
+        else parse_layer_ref(session.info, args.freeze_before)
+    )
+    plan = FreezePlan(boundary=boundary, bn_policy=BNPolicy(args.bn))
+    return _export_session(session, options, plan, head, compile_spec, args)
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from kfreeze_tui.core import planfile
+    from kfreeze_tui.core.export import check_request
+    from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.session import ModelSession
+
+    doc = planfile.read(args.plan)
+    check_request(_request(args))  # type: ignore[arg-type]
+    options = replace(doc.load, gpu=args.gpu)
+    loaded = load(doc.source, options)
+    session = ModelSession(loaded)
+    plan, notes = planfile.resolve(doc, session.info)
+    for note in notes:
+        _warn(note)
+    return _export_session(session, options, plan, doc.head, doc.compile, args)
+
+
 def _error(message: str) -> None:
     print(f"kfreeze: error: {message}", file=sys.stderr)
 
@@ -250,6 +481,8 @@ def run(argv: Sequence[str]) -> int:
     Returns:
         The process exit code.
     """
+    from kfreeze_tui.core.build import PlanError
+    from kfreeze_tui.core.export import ExportError
     from kfreeze_tui.core.loading import LoadError
 
     argv = list(argv)
@@ -264,8 +497,8 @@ def run(argv: Sequence[str]) -> int:
     except LoadError as exc:
         _error(exc.sentence)
         return EXIT_USAGE
-    except UsageError as exc:
-        _error(f"{exc}.")
+    except (UsageError, PlanError, ExportError) as exc:
+        _error(f"{str(exc).rstrip('.')}.")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted.")

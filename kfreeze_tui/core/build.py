@@ -149,7 +149,7 @@ def build_model(
         x = keras.layers.Dense(dense.units, activation=dense.activation, name=f"head_dense_{i}")(x)
     if head.dropout > 0:
         x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
-    mixed = _uses_mixed_precision(model)
+    mixed = uses_mixed_precision(model)
     outputs = keras.layers.Dense(
         head.classes,
         activation=head.activation,
@@ -169,7 +169,7 @@ def build_model(
     return new
 
 
-def _uses_mixed_precision(model: Any) -> bool:
+def uses_mixed_precision(model: Any) -> bool:
     for layer in model.layers:
         policy = getattr(layer, "dtype_policy", None)
         if policy is not None and str(getattr(policy, "name", "")).startswith("mixed"):

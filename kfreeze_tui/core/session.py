@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.build import layer_at
+from kfreeze_tui.core.build import CompileSpec, layer_at
+from kfreeze_tui.core.export import ExportRequest, ExportResult, Progress
+from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import ModelInfo, walk
-from kfreeze_tui.core.loading import LoadedModel
+from kfreeze_tui.core.loading import LoadedModel, LoadOptions
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 
@@ -67,3 +69,74 @@ class ModelSession:
     def model(self) -> Any:
         """The Keras model, for the core's builders (not for the UI)."""
         return self._loaded.model
+
+    @property
+    def source(self) -> str:
+        """Where the model came from."""
+        return self._loaded.source
+
+    def export(
+        self,
+        load_options: LoadOptions,
+        plan: FreezePlan,
+        head: HeadSpec,
+        compile_spec: CompileSpec,
+        request: ExportRequest,
+        progress: Progress | None = None,
+    ) -> ExportResult:
+        """Build the model of a whole plan and write it, verified, with plan and script.
+
+        Raises:
+            PlanError: the head does not fit (nothing is written).
+            ExportError: a target exists or writing failed (nothing half-written).
+        """
+        from kfreeze_tui.core.build import build_model, uses_mixed_precision
+        from kfreeze_tui.core.export import check_request, export
+        from kfreeze_tui.core.planfile import document, to_toml
+        from kfreeze_tui.core.script import python_script
+
+        check_request(request)
+        report = progress or (lambda _text: None)
+        report("Building the model")
+        model = build_model(self.model, self.view, plan, head, compile_spec)
+        plan_text = to_toml(
+            document(self.source, load_options, self.view, plan, head, compile_spec)
+        )
+        script_text = python_script(
+            self.source,
+            load_options,
+            self.view,
+            plan,
+            head,
+            compile_spec,
+            mixed_precision=uses_mixed_precision(self.model),
+        )
+        return export(model, request, plan_text, script_text, progress)
+
+
+def parse_layer_ref(info: ModelInfo, text: str) -> tuple[int, ...]:
+    """A layer given as a name, an index (``143``) or a path (``0.143``).
+
+    Raises:
+        PlanError: when no layer matches, with the closest names.
+    """
+    import difflib
+
+    from kfreeze_tui.core.build import PlanError
+
+    stripped = text.strip()
+    if stripped and all(part.isdigit() for part in stripped.split(".")):
+        path = tuple(int(part) for part in stripped.split("."))
+        try:
+            return info.layer(path).path
+        except KeyError:
+            raise PlanError(
+                f"the model has no layer at index {stripped} (it has {len(info.top_level)} "
+                "layers at the top level)"
+            ) from None
+    row = info.find(stripped)
+    if row is None:
+        close = difflib.get_close_matches(stripped, [r.name for r in info.layers], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PlanError(f"the model has no layer named {stripped!r}{hint}")
+    return row.path

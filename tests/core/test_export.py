@@ -1,0 +1,173 @@
+"""Build, export, verify, replay: the exported model is what the plan says, and trains so."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kfreeze_tui.core.build import CompileSpec, PlanError, build_model
+from kfreeze_tui.core.export import ExportError, ExportRequest
+from kfreeze_tui.core.head import HeadSpec
+from kfreeze_tui.core.layers import walk
+from kfreeze_tui.core.loading import LoadOptions, load
+from kfreeze_tui.core.plan import BNPolicy, FreezePlan
+from kfreeze_tui.core.session import ModelSession
+
+NONE = LoadOptions(weights="none")
+HEAD = HeadSpec(pooling="avg", dropout=0.0, classes=10, activation="softmax")
+
+
+def trainable_count(model: Any) -> int:
+    return sum(math.prod(v.shape) for v in model.trainable_weights)
+
+
+@pytest.fixture(scope="module")
+def exported(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """ResNet50 exported with the boundary at conv5_block1_1_conv, BatchNorm trainable."""
+    folder = tmp_path_factory.mktemp("export")
+    session = ModelSession(load("resnet50", NONE))
+    plan = FreezePlan(
+        boundary=session.info.find("conv5_block1_1_conv").path, bn_policy=BNPolicy.TRAINABLE
+    )
+    request = ExportRequest(folder / "out.keras", folder / "out.toml", folder / "out.py")
+    steps: list[str] = []
+    result = session.export(NONE, plan, HEAD, CompileSpec(), request, steps.append)
+    return {"folder": folder, "result": result, "steps": steps, "request": request}
+
+
+def test_exported_resnet50_reloads_with_the_planned_counts(
+    exported: dict[str, Any], keras: Any
+) -> None:
+    reloaded = keras.saving.load_model(exported["request"].model_path)
+    assert len(reloaded.layers) == 177
+    trainable = trainable_count(reloaded)
+    assert (trainable, reloaded.count_params() - trainable) == (14_996_490, 8_611_712)
+    verification = exported["result"].verification
+    assert verification.trainable_params == 14_996_490 and verification.layers == 177
+    assert [f.what for f in exported["result"].files] == ["model", "plan", "script"]
+    assert exported["steps"][0] == "Building the model"
+    assert any(step.startswith("Loading it back") for step in exported["steps"])
+    assert reloaded.compiled and reloaded.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+
+
+def test_default_policy_keeps_stage5_batchnorm_frozen(keras: Any, tmp_path: Path) -> None:
+    session = ModelSession(load("resnet50", NONE))
+    plan = FreezePlan(boundary=session.info.find("conv5_block1_1_conv").path)
+    session.export(NONE, plan, HEAD, CompileSpec(), ExportRequest(tmp_path / "m.keras"))
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    info = walk(reloaded)
+    stage5_bn = [r for r in info.layers if r.is_batch_norm and r.name.startswith("conv5")]
+    assert len(stage5_bn) == 10
+    assert all(not r.trainable and r.trainable_params == 0 for r in stage5_bn)
+    assert info.trainable_params == 14_953_472 + 20_490
+
+
+def test_one_training_step_moves_exactly_the_trainable_weights(keras: Any) -> None:
+    # A small model with BatchNormalization both sides of the boundary keeps this step fast.
+    session = ModelSession(
+        load("mobilenetv2", LoadOptions(weights="none", input_shape=(64, 64, 3)))
+    )
+    boundary = session.info.find("block_14_expand").path
+    plan = FreezePlan(boundary=boundary)  # BatchNormalization after it stays frozen
+    model = build_model(session.model, session.view, plan, HEAD, CompileSpec(learning_rate=1e-2))
+    before = {id(v): np.array(v) for v in model.weights}
+    trainable_ids = {id(v) for v in model.trainable_weights}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 64, 64, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(8,))
+    model.train_on_batch(x, y)
+    changed = {id(v) for v in model.weights if not np.array_equal(before[id(v)], np.array(v))}
+    frozen = [v for v in model.weights if id(v) not in trainable_ids]
+    assert any("moving_mean" in v.path for v in frozen)  # frozen statistics are checked too
+    assert not [v.path for v in frozen if id(v) in changed]
+    assert not [v.path for v in model.trainable_weights if id(v) not in changed]
+
+
+def test_script_rebuilds_the_same_model(exported: dict[str, Any], keras: Any) -> None:
+    script = exported["request"].script_path
+    probe = (
+        "import json, math, runpy\n"
+        f"model = runpy.run_path({str(script)!r})['model']\n"
+        "trainable = {id(v) for v in model.trainable_weights}\n"
+        "rows = [(l.name, sum(math.prod(v.shape) for v in l.weights if id(v) in trainable))"
+        " for l in model.layers]\n"
+        "print(json.dumps({'rows': rows, 'compiled': model.compiled}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    rebuilt = json.loads(result.stdout.strip().splitlines()[-1])
+    reloaded = walk(keras.saving.load_model(exported["request"].model_path))
+    assert [tuple(r) for r in rebuilt["rows"]] == [
+        (row.name, row.trainable_params) for row in reloaded.top_level
+    ]
+    assert rebuilt["compiled"]
+
+
+def test_script_for_a_nested_base(wrapped_base: Any, tmp_path: Path, keras: Any) -> None:
+    from kfreeze_tui.core.loading import LoadedModel
+
+    path = tmp_path / "wrapped.keras"
+    wrapped_base.save(path)
+    session = ModelSession(load(str(path)))
+    plan = FreezePlan(boundary=(0, 143))
+    request = ExportRequest(tmp_path / "out.keras", script_path=tmp_path / "out.py")
+    result = session.export(LoadOptions(), plan, HeadSpec(classes=3), CompileSpec(), request)
+    assert result.verification is not None
+    # The wrapped base ends in a classifier: the head goes on its pooled features.
+    reloaded = keras.saving.load_model(request.model_path)
+    assert reloaded.layers[-1].name == "head_output"
+    expected = session.view.totals(plan).trainable - 10 * 2048 - 10 + (2048 * 3 + 3)
+    assert trainable_count(reloaded) == expected
+    probe = (
+        "import math, runpy\n"
+        f"m = runpy.run_path({str(request.script_path)!r})['model']\n"
+        "print(sum(math.prod(v.shape) for v in m.trainable_weights))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert int(out.stdout.strip().splitlines()[-1]) == expected
+    del LoadedModel
+
+
+def test_multi_output_model_export(multi_io_model: Any, tmp_path: Path, keras: Any) -> None:
+    from kfreeze_tui.core.loading import LoadedModel
+
+    session = ModelSession(LoadedModel(multi_io_model, "multi", "multi"))
+    head = HeadSpec(feature_layer="merge", classes=2, activation="sigmoid")
+    plan = FreezePlan(boundary=session.info.find("merge").path)
+    request = ExportRequest(tmp_path / "multi.keras")
+    session.export(LoadOptions(), plan, head, CompileSpec(), request)
+    reloaded = keras.saving.load_model(request.model_path)
+    assert len(reloaded.inputs) == 2 and reloaded.output.shape == (None, 2)
+    assert trainable_count(reloaded) == (4 + 4) * 2 + 2  # only the head trains
+
+
+def test_refuses_to_overwrite(exported: dict[str, Any]) -> None:
+    target = exported["request"].model_path
+    stamp = target.stat().st_mtime_ns
+    session = ModelSession(load("mobilenetv3small", NONE))
+    with pytest.raises(ExportError, match="exists already; pass --force"):
+        session.export(NONE, FreezePlan(), HEAD, CompileSpec(), ExportRequest(target))
+    assert target.stat().st_mtime_ns == stamp
+
+
+def test_invalid_head_writes_nothing(tmp_path: Path) -> None:
+    session = ModelSession(load("mobilenetv3small", NONE))
+    with pytest.raises(PlanError, match="Softmax over 1 class"):
+        session.export(
+            NONE,
+            FreezePlan(),
+            HeadSpec(classes=1),
+            CompileSpec(),
+            ExportRequest(tmp_path / "m.keras"),
+        )
+    assert list(tmp_path.iterdir()) == []
