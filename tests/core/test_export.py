@@ -112,8 +112,6 @@ def test_script_rebuilds_the_same_model(exported: dict[str, Any], keras: Any) ->
 
 
 def test_script_for_a_nested_base(wrapped_base: Any, tmp_path: Path, keras: Any) -> None:
-    from kfreeze_tui.core.loading import LoadedModel
-
     path = tmp_path / "wrapped.keras"
     wrapped_base.save(path)
     session = ModelSession(load(str(path)))
@@ -135,7 +133,6 @@ def test_script_for_a_nested_base(wrapped_base: Any, tmp_path: Path, keras: Any)
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
     )
     assert int(out.stdout.strip().splitlines()[-1]) == expected
-    del LoadedModel
 
 
 def test_multi_output_model_export(multi_io_model: Any, tmp_path: Path, keras: Any) -> None:

@@ -39,7 +39,7 @@ def test_a_classifier_top_attaches_before_the_classifier(resnet_top_info: Any) -
 def test_head_layers_preview(resnet50_info: Any) -> None:
     head = HeadSpec(hidden=(DenseSpec(256),), dropout=0.3, classes=5)
     layers = head_layers(resnet50_info, head)
-    assert [(l.class_name, l.output_shape, l.params) for l in layers] == [
+    assert [(h.class_name, h.output_shape, h.params) for h in layers] == [
         ("GlobalAveragePooling2D", (None, 2048), 0),
         ("Dense", (None, 256), 2048 * 256 + 256),
         ("Dropout", (None, 256), 0),
