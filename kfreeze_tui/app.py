@@ -117,28 +117,50 @@ class KFreezeApp(App[None]):
         description="opening the model",
     )
     def _open(self, source: str, options: LoadOptions, preloaded: LoadedModel | None) -> None:
-        from kfreeze_tui.core import catalog
+        from kfreeze_tui.core import catalog, planfile
+        from kfreeze_tui.core.build import PlanError
         from kfreeze_tui.core.loading import load
         from kfreeze_tui.core.runtime import RuntimeOptions, import_keras
 
         try:
+            document = None
+            model_source = source
+            if preloaded is None and source.lower().endswith(".toml"):
+                self.post_message(self.LoadProgress(f"Reading the plan {Path(source).name}"))
+                try:
+                    document = planfile.read(Path(source))
+                except PlanError as exc:
+                    raise LoadError(str(exc), "pass a plan written by kfreeze", "plan") from exc
+                model_source = document.source
+                options = replace(document.load, gpu=options.gpu)
+                self.options = options
             if preloaded is None:
                 self.post_message(self.LoadProgress("Importing TensorFlow and Keras"))
                 import_keras(RuntimeOptions(gpu=options.gpu))
-                arch = catalog.find(source)
-                if arch is not None and not Path(source).exists():
+                arch = catalog.find(model_source)
+                if arch is not None and not Path(model_source).exists():
                     shape = options.input_shape or arch.default_input_shape
                     what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
                     if options.weights.lower() == "imagenet":
                         what += " with imagenet weights"
                     self.post_message(self.LoadProgress(what))
                 else:
-                    self.post_message(self.LoadProgress(f"Loading {Path(source).name}"))
-                loaded = load(source, options)
+                    self.post_message(self.LoadProgress(f"Loading {Path(model_source).name}"))
+                loaded = load(model_source, options)
             else:
                 loaded = preloaded
             self.post_message(self.LoadProgress(f"Reading {len(loaded.model.layers)} layers"))
             session = ModelSession(loaded)
+            session.load_options = options
+            if document is not None:
+                try:
+                    session.warnings += session.apply_document(document)
+                except PlanError as exc:
+                    raise LoadError(
+                        f"the plan {Path(source).name} does not fit {model_source}: {exc}",
+                        "check the plan's boundary and exceptions against `kfreeze layers`",
+                        "plan",
+                    ) from exc
         except LoadError as error:
             self.post_message(self.LoadFailed(source, error))
             return

@@ -374,7 +374,6 @@ def _request(args: argparse.Namespace) -> object:
 def _print_result(result: object, notes: list[str]) -> None:
     from rich.console import Console
 
-
     console = Console(stderr=False, soft_wrap=True)
     for note in notes:
         _warn(note)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape
+from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 POOLINGS = ("avg", "max", "flatten", "none")
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -248,3 +249,48 @@ def pooling_class(pooling: str, shape: Shape) -> str:
 
 def _shape(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
+    """The top-level layers the new model keeps: the feature layer and all that feeds it."""
+    by_name = {row.name: row for row in info.top_level}
+    kept: dict[str, LayerInfo] = {}
+    stack = [feature]
+    while stack:
+        row = stack.pop()
+        if row.name in kept:
+            continue
+        kept[row.name] = row
+        stack.extend(by_name[name] for name in row.inbound if name in by_name)
+    return [row for row in info.top_level if row.name in kept]
+
+
+@dataclass(frozen=True)
+class NewTotals:
+    """Parameter counts of the model the export builds (base as planned, plus the head)."""
+
+    total: int
+    trainable: int
+    head: int
+
+    @property
+    def non_trainable(self) -> int:
+        """``total - trainable``."""
+        return self.total - self.trainable
+
+
+def new_totals(view: PlanView, plan: FreezePlan, head: HeadSpec) -> NewTotals | None:
+    """The new model's counts; None while the head is not valid.
+
+    Layers after the feature layer that do not feed it (an old classifier) are left out, as
+    the export leaves them out; the head's layers all train.
+    """
+    info = view.info
+    layer = feature_layer(info, head)
+    if layer is None or validate(info, head):
+        return None
+    kept = kept_layers(info, layer)
+    head_params = sum(h.params for h in head_layers(info, head))
+    base_total = sum(row.params for row in kept)
+    base_trainable = sum(view.trainable_in(plan, row.path) for row in kept)
+    return NewTotals(base_total + head_params, base_trainable + head_params, head_params)

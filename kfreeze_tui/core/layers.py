@@ -223,6 +223,27 @@ def _node_in(graph: Any, layer: Any) -> Any:
     return None
 
 
+def _inbound_layers(node: Any, layer_ids: set[int]) -> tuple[str, ...]:
+    """Names of the layers feeding a node, looking through plain operations.
+
+    A functional graph may hold operations that are not layers (``x + 3.0`` in MobileNetV3's
+    hard-swish); they are not in ``.layers``, so the layers behind them are named instead.
+    """
+    names: list[str] = []
+    seen: set[int] = set()
+    queue = list(node.parent_nodes)
+    while queue:
+        parent = queue.pop(0)
+        if id(parent) in seen:
+            continue
+        seen.add(id(parent))
+        if id(parent.operation) in layer_ids:
+            names.append(parent.operation.name)
+        else:
+            queue.extend(parent.parent_nodes)
+    return tuple(dict.fromkeys(names))
+
+
 def _is_container(layer: Any, model_class: type) -> bool:
     return isinstance(layer, model_class) and bool(getattr(layer, "layers", None))
 
@@ -314,11 +335,12 @@ def _walk_container(
     graph = _container_graph(container)
     outputs: list[tuple[Shape, ...]] = []
     inbounds: list[tuple[str, ...]] = []
+    layer_ids = {id(layer) for layer in layers}
     for position, layer in enumerate(layers):
         node = _node_in(graph, layer) if graph is not None else None
         if node is not None:
             shapes = _tensor_shapes(node.outputs)
-            inbound = tuple(dict.fromkeys(p.operation.name for p in node.parent_nodes))
+            inbound = _inbound_layers(node, layer_ids)
         else:
             try:
                 shapes = _tensor_shapes(layer.output)

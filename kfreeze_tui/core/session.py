@@ -16,6 +16,7 @@ from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import ModelInfo, walk
 from kfreeze_tui.core.loading import LoadedModel, LoadOptions
 from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.planfile import PlanDocument
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,28 @@ class ModelSession:
         self.view = PlanView(self.info)
         self.warnings = list(loaded.warnings)
         self.architecture = loaded.architecture
+        self._preset: FreezePlan | None = None
+        self.head = HeadSpec()
+        self.compile_spec = CompileSpec()
+        self.load_options = LoadOptions()
+
+    def apply_document(self, doc: PlanDocument) -> list[str]:
+        """Start from a plan file: its freeze plan, head and compile settings.
+
+        Returns:
+            Notes on how the plan's layers were matched (by name or by index).
+
+        Raises:
+            PlanError: when the plan does not fit this model.
+        """
+        from kfreeze_tui.core.planfile import resolve
+
+        plan, notes = resolve(doc, self.info)
+        self._preset = plan
+        self.head = doc.head
+        self.compile_spec = doc.compile
+        self.load_options = doc.load
+        return notes
 
     @property
     def random_weights(self) -> bool:
@@ -51,8 +74,8 @@ class ModelSession:
         return self._loaded.random_weights
 
     def initial_plan(self) -> FreezePlan:
-        """The plan matching the model's trainable state as loaded."""
-        return self.view.plan_from_model()
+        """A plan file's plan, or the plan matching the model's trainable state as loaded."""
+        return self._preset or self.view.plan_from_model()
 
     def detail(self, path: tuple[int, ...]) -> LayerDetail:
         """The config of the layer at ``path`` (calls Keras: run it off the UI thread)."""

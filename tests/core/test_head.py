@@ -83,3 +83,25 @@ def test_flatten_needs_known_dims(keras: Any) -> None:
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs))
     problems = validate(walk(model), HeadSpec(pooling="flatten"))
     assert "Flatten needs known dimensions" in problems[0]
+
+
+@pytest.mark.parametrize("include_top", [False, True])
+def test_new_totals_equal_the_built_model(keras: Any, include_top: bool) -> None:
+    import math
+
+    from kfreeze_tui.core.build import CompileSpec, build_model
+    from kfreeze_tui.core.head import new_totals
+    from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+    model = keras.applications.MobileNetV3Small(
+        weights=None, include_top=include_top, input_shape=(224, 224, 3)
+    )
+    view = PlanView(walk(model))
+    plan = FreezePlan(boundary=view.info.top_level[100].path)
+    head = HeadSpec(hidden=(DenseSpec(32),), classes=4)
+    expected = new_totals(view, plan, head)
+    built = build_model(model, view, plan, head, CompileSpec(enabled=False))
+    trainable = sum(math.prod(v.shape) for v in built.trainable_weights)
+    assert expected is not None
+    assert (expected.total, expected.trainable) == (built.count_params(), trainable)
+    assert new_totals(view, plan, HeadSpec(classes=0)) is None
