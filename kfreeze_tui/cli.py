@@ -372,22 +372,19 @@ def _request(args: argparse.Namespace) -> object:
 
 
 def _print_result(result: object, notes: list[str]) -> None:
-    from rich.console import Console
+    from kfreeze_tui.core.export import human_size
 
-    console = Console(stderr=False, soft_wrap=True)
     for note in notes:
         _warn(note)
-    verification = result.verification  # type: ignore[attr-defined]
     for written in result.files:  # type: ignore[attr-defined]
-        console.print(
-            f"wrote {written.path} ({written.what}, {written.size / 1e6:,.1f} MB)", highlight=False
-        )
+        print(f"wrote {written.path} ({written.what}, {human_size(written.size)})")
+    verification = result.verification  # type: ignore[attr-defined]
     if verification is not None:
-        console.print(
-            f"verified: {verification.layers} layers, {verification.trainable_params:,} trainable "
-            f"and {verification.non_trainable_params:,} non-trainable parameters; "
-            + "; ".join(verification.checks),
-            highlight=False,
+        print(
+            f"verified by loading it back: {verification.layers} layers, "
+            f"{verification.trainable_params:,} trainable and "
+            f"{verification.non_trainable_params:,} non-trainable parameters; "
+            + "; ".join(verification.checks)
         )
 
 

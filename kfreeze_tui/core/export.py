@@ -117,7 +117,19 @@ def _temp_beside(path: Path, suffix: str) -> Path:
         prefix=f".{path.name}.", suffix=f".kfreeze-tmp{suffix}", dir=path.parent
     )
     os.close(handle)
+    # mkstemp makes the file private; the result should get the permissions any new file gets.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
+
+
+def human_size(size: int) -> str:
+    """``95.1 MB``, ``1.4 kB``, ``512 B``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size} B"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

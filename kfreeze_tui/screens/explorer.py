@@ -10,7 +10,7 @@ import re
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -18,10 +18,15 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from kfreeze_tui.core.build import CompileSpec
+from kfreeze_tui.core.export import ExportRequest, ExportResult
+from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
+from kfreeze_tui.screens.export import ExportRunScreen
+from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
 from kfreeze_tui.widgets.status_bar import StatusBar, TextPane
 
@@ -62,6 +67,9 @@ class ExplorerScreen(Screen[None]):
         Binding("b", "bn_policy", "BatchNorm"),
         Binding("slash", "filter", "Filter"),
         Binding("y", "copy", "Copy code"),
+        Binding("e", "export", "Export"),
+        Binding("c", "feature_layer", "Head here", show=False),
+        Binding("p", "toggle_pane", "Head pane", show=False),
         Binding("F", "freeze_all", "Freeze all", show=False),
         Binding("U", "unfreeze_all", "Unfreeze all", show=False),
         Binding("minus", "collapse_all", "Collapse all", show=False),
@@ -82,6 +90,9 @@ class ExplorerScreen(Screen[None]):
         self.session = session
         self.set_reactive(ExplorerScreen.plan, session.initial_plan())
         self.initial_plan = self.plan
+        self.head: HeadSpec = session.head
+        self.compile_spec: CompileSpec = session.compile_spec
+        self.exported = False
 
     def compose(self) -> ComposeResult:
         info = self.session.info
@@ -90,6 +101,7 @@ class ExplorerScreen(Screen[None]):
             yield LayerTable(info, self.session.view, self.plan, id="layers")
             with Vertical(id="side-pane"):
                 yield TextPane(id="layer-summary")
+                yield HeadPane(self.session.head, self.session.compile_spec, id="head-pane")
         yield Input(
             placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
         )
@@ -108,6 +120,9 @@ class ExplorerScreen(Screen[None]):
         return text
 
     def on_mount(self) -> None:
+        self.head = self.session.head
+        self.compile_spec = self.session.compile_spec
+        self.query_one(HeadPane).show_preview(self.session.view, self.plan)
         self.query_one(StatusBar).show(self.session.view, self.plan)
         self.query_one("#filter", Input).display = False
         table = self.query_one(LayerTable)
@@ -125,6 +140,7 @@ class ExplorerScreen(Screen[None]):
         table.set_plan(plan)
         self.query_one(StatusBar).show(self.session.view, plan)
         self._show_summary(table.current_layer)
+        self.query_one(HeadPane).show_preview(self.session.view, plan)
 
     @property
     def table(self) -> LayerTable:
@@ -231,7 +247,101 @@ class ExplorerScreen(Screen[None]):
             self.table.focus()
 
     def key_escape(self) -> None:
+        if self.query_one(HeadPane).has_focus_within:
+            self.table.focus()
+            return
         self.action_clear_filter()
+
+    # -- head and export -------------------------------------------------------------------
+
+    @on(HeadPane.Changed)
+    def _head_changed(self, event: HeadPane.Changed) -> None:
+        self.head = event.head
+        self.compile_spec = event.compile_spec
+        self.query_one(HeadPane).show_preview(self.session.view, self.plan)
+
+    def action_feature_layer(self) -> None:
+        layer = self.table.current_layer
+        if layer is None:
+            return
+        if layer.depth:
+            outer = self.session.info.layer(layer.path[:1]).name
+            self.notify(
+                f"{layer.name} is inside the nested model {outer}: the head attaches to a "
+                "layer of the outer model.",
+                severity="warning",
+            )
+            return
+        self.query_one(HeadPane).set_feature_layer(layer.name)
+        self.notify(f"The head attaches to {layer.name} {layer.output_shape_text}.")
+
+    def action_toggle_pane(self) -> None:
+        self.toggle_class("-show-pane")
+        if self.has_class("-show-pane") and self.narrow:
+            self.query_one("#head-pooling").focus()
+        else:
+            self.table.focus()
+
+    def action_export(self) -> None:
+        from pathlib import Path
+
+        from kfreeze_tui.screens.export import ExportScreen
+
+        pane = self.query_one(HeadPane)
+        problems = pane.input_problems + validate(self.session.info, self.head)
+        if problems:
+            self.notify(problems[0], title="Fix the head first", severity="error")
+            return
+        default = Path.cwd() / f"{self.session.info.name}_finetune.keras"
+        self.app.push_screen(ExportScreen(default), self._export_requested)
+
+    def _export_requested(self, request: ExportRequest | None) -> None:
+        if request is None:
+            return
+        from kfreeze_tui.screens.export import ExportRunScreen
+
+        run = ExportRunScreen()
+        self.app.push_screen(run)
+        self._run_export(run, request, self.plan, self.head, self.compile_spec)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="export",
+        description="exporting the model",
+    )
+    def _run_export(
+        self,
+        run: ExportRunScreen,
+        request: ExportRequest,
+        plan: FreezePlan,
+        head: HeadSpec,
+        compile_spec: CompileSpec,
+    ) -> None:
+        from kfreeze_tui.core.build import PlanError
+        from kfreeze_tui.core.export import ExportError
+
+        def progress(text: str) -> None:
+            self.app.call_from_thread(run.step, text)
+
+        try:
+            result = self.session.export(
+                self.session.load_options, plan, head, compile_spec, request, progress
+            )
+        except (PlanError, ExportError, OSError) as exc:
+            self.app.call_from_thread(run.failed, f"{str(exc).rstrip('.')}.")
+            return
+        except Exception as exc:  # Keras failed to save or load: one sentence still
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.app.call_from_thread(run.failed, f"{type(exc).__name__}: {detail}")
+            return
+        self.app.call_from_thread(self._exported, run, result, plan)
+
+    def _exported(self, run: ExportRunScreen, result: ExportResult, plan: FreezePlan) -> None:
+        self.initial_plan = plan  # exported: quitting no longer asks
+        self.exported = True
+        run.finished(result)
 
     @property
     def dirty(self) -> bool:

@@ -1,0 +1,248 @@
+"""The head pane: edits the HeadSpec and compile settings, and previews the result live.
+
+Fields are edited with the keyboard alone: Tab moves between them, a choice field cycles
+with left/right (or space), number fields are typed. Every change posts
+:class:`HeadPane.Changed`; the preview (head layers, new totals, problems) is redrawn from
+the core's pure functions, never by calling Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Input, Label
+
+from kfreeze_tui.core.build import CompileSpec
+from kfreeze_tui.core.head import (
+    DenseSpec,
+    HeadSpec,
+    feature_layer,
+    head_layers,
+    new_totals,
+    resolved_pooling,
+    validate,
+)
+from kfreeze_tui.core.layers import format_shape
+from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.widgets.status_bar import TextPane
+
+
+class CycleField(Widget, can_focus=True):
+    """A choice among a few values: left/right or space cycle through them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "cycle(-1)", "Previous", show=False),
+        Binding("right,space", "cycle(1)", "Next", show=False),
+    ]
+
+    value: reactive[str] = reactive("")
+    """The chosen value."""
+
+    class Changed(Message):
+        """The value changed."""
+
+        def __init__(self, field: CycleField, value: str) -> None:
+            super().__init__()
+            self.field = field
+            self.value = value
+
+    def __init__(self, options: tuple[str, ...], value: str, *, id: str) -> None:
+        super().__init__(id=id)
+        self.options = options
+        self.set_reactive(CycleField.value, value)
+
+    def render(self) -> Text:
+        return Text.assemble("◂ ", (self.value, "bold"), " ▸")
+
+    def action_cycle(self, step: int) -> None:
+        index = self.options.index(self.value) if self.value in self.options else 0
+        self.value = self.options[(index + step) % len(self.options)]
+
+    def watch_value(self, value: str) -> None:
+        self.post_message(self.Changed(self, value))
+
+
+def _row(label: str, field: Widget) -> Horizontal:
+    return Horizontal(Label(label, classes="head-label"), field, classes="head-row")
+
+
+def parse_hidden(text: str) -> tuple[DenseSpec, ...] | None:
+    """``256,128`` (or ``256:gelu,128``) into Dense specs; None when it does not parse."""
+    layers = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        units, _, activation = part.partition(":")
+        if not units.strip().isdigit():
+            return None
+        layers.append(DenseSpec(int(units), activation.strip() or "relu"))
+    return tuple(layers)
+
+
+class HeadPane(VerticalScroll):
+    """The head form and its live preview."""
+
+    class Changed(Message):
+        """The head or the compile settings changed."""
+
+        def __init__(self, head: HeadSpec, compile_spec: CompileSpec) -> None:
+            super().__init__()
+            self.head = head
+            self.compile_spec = compile_spec
+
+    def __init__(self, head: HeadSpec, compile_spec: CompileSpec, *, id: str) -> None:
+        super().__init__(id=id)
+        self.head = head
+        self.compile_spec = compile_spec
+        self._input_problems: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        head = self.head
+        yield TextPane(id="head-feature")
+        yield _row(
+            "pooling",
+            CycleField(
+                ("auto", "avg", "max", "flatten", "none"), head.pooling or "auto", id="head-pooling"
+            ),
+        )
+        hidden = ",".join(
+            f"{d.units}" + (f":{d.activation}" if d.activation != "relu" else "")
+            for d in head.hidden
+        )
+        yield _row(
+            "hidden", Input(hidden, placeholder="e.g. 256,128", id="head-hidden", compact=True)
+        )
+        yield _row("dropout", Input(f"{head.dropout:g}", id="head-dropout", compact=True))
+        yield _row("classes", Input(str(head.classes), id="head-classes", compact=True))
+        yield _row(
+            "output",
+            CycleField(("softmax", "sigmoid", "linear"), head.activation, id="head-activation"),
+        )
+        yield _row(
+            "compile",
+            CycleField(
+                ("yes", "no"), "yes" if self.compile_spec.enabled else "no", id="head-compile"
+            ),
+        )
+        yield _row(
+            "learn rate", Input(f"{self.compile_spec.learning_rate:g}", id="head-lr", compact=True)
+        )
+        yield _row(
+            "labels", CycleField(("sparse", "onehot"), self.compile_spec.labels, id="head-labels")
+        )
+        yield TextPane(id="head-preview")
+
+    def set_feature_layer(self, name: str | None) -> None:
+        """Attach the head to another layer (None: the default)."""
+        self.head = self.head.with_feature_layer(name)
+        self._changed()
+
+    @on(CycleField.Changed)
+    def _cycle_changed(self, event: CycleField.Changed) -> None:
+        event.stop()
+        value = event.value
+        field = event.field.id
+        if field == "head-pooling":
+            self.head = replace(self.head, pooling=None if value == "auto" else value)
+        elif field == "head-activation":
+            self.head = replace(self.head, activation=value)
+        elif field == "head-compile":
+            self.compile_spec = replace(self.compile_spec, enabled=value == "yes")
+        elif field == "head-labels":
+            self.compile_spec = replace(self.compile_spec, labels=value)
+        self._changed()
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        if not (event.input.id or "").startswith("head-"):
+            return
+        event.stop()
+        field, text = event.input.id, event.value.strip()
+        problem = ""
+        try:
+            if field == "head-hidden":
+                hidden = parse_hidden(text)
+                if hidden is None:
+                    problem = "Hidden layers are units separated by commas, e.g. 256,128."
+                else:
+                    self.head = replace(self.head, hidden=hidden)
+            elif field == "head-dropout":
+                self.head = replace(self.head, dropout=float(text or 0))
+            elif field == "head-classes":
+                self.head = replace(self.head, classes=int(text))
+            elif field == "head-lr":
+                rate = float(text)
+                if rate <= 0:
+                    problem = "The learning rate must be positive."
+                else:
+                    self.compile_spec = replace(self.compile_spec, learning_rate=rate)
+        except ValueError:
+            label = {
+                "head-dropout": "Dropout",
+                "head-classes": "Classes",
+                "head-lr": "The learning rate",
+            }[field or ""]
+            problem = f"{label} must be a number, not {text!r}."
+        if problem:
+            self._input_problems[field or ""] = problem
+        else:
+            self._input_problems.pop(field or "", None)
+        event.input.set_class(bool(problem), "-bad-value")
+        self._changed()
+
+    @property
+    def input_problems(self) -> list[str]:
+        """Fields whose text does not parse (the spec keeps its last good value)."""
+        return list(self._input_problems.values())
+
+    def _changed(self) -> None:
+        self.post_message(self.Changed(self.head, self.compile_spec))
+
+    def show_preview(self, view: PlanView, plan: FreezePlan) -> None:
+        """Redraw the feature line and the preview for the current plan."""
+        info = view.info
+        layer = feature_layer(info, self.head)
+        feature = Text()
+        feature.append("New head", style="bold")
+        feature.append(" on ")
+        if layer is None:
+            feature.append(str(self.head.feature_layer), style="bold red")
+        else:
+            feature.append(layer.name, style="bold")
+            feature.append(f" {layer.output_shape_text}")
+            if self.head.feature_layer is None:
+                feature.append(" (default)", style="dim")
+        feature.append("\nc on a row: attach there", style="dim")
+        self.query_one("#head-feature", TextPane).set_text(feature)
+        preview = Text()
+        problems = self.input_problems + validate(info, self.head)
+        if problems:
+            for problem in problems:
+                preview.append(f"✗ {problem}\n", style="bold red")
+        else:
+            pooling = resolved_pooling(info, self.head)
+            preview.append(f"head ({pooling} pooling):\n", style="dim")
+            for head_layer in head_layers(info, self.head):
+                preview.append(
+                    f" {head_layer.class_name} {format_shape(head_layer.output_shape)} "
+                    f"{head_layer.params:,}\n"
+                )
+            totals = new_totals(view, plan, self.head)
+            if totals is not None:
+                preview.append("new model:\n", style="dim")
+                preview.append(f" trainable {totals.trainable:,}\n", style="green")
+                preview.append(f" frozen    {totals.non_trainable:,}\n", style="cyan")
+                preview.append(f" total     {totals.total:,}\n")
+        self.query_one("#head-preview", TextPane).set_text(preview)
+
+    @property
+    def valid(self) -> bool:
+        """No field has a problem."""
+        return not self._input_problems
