@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the model a plan names, apply the plan and write the result, "
         "verified, like kfreeze export.",
     )
-    apply.add_argument("plan", metavar="PLAN.toml", type=Path, help="a plan written by kfreeze")
+    apply.add_argument(
+        "plan_file", metavar="PLAN.toml", type=Path, help="a plan written by kfreeze"
+    )
     _add_output_options(apply)
     apply.add_argument("--gpu", action="store_true", help="let TensorFlow use the GPU")
     apply.set_defaults(handler=_cmd_apply)
@@ -453,7 +455,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.loading import load
     from kfreeze_tui.core.session import ModelSession
 
-    doc = planfile.read(args.plan)
+    doc = planfile.read(args.plan_file)
     check_request(_request(args))  # type: ignore[arg-type]
     options = replace(doc.load, gpu=args.gpu)
     loaded = load(doc.source, options)

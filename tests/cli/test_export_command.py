@@ -1,0 +1,193 @@
+"""kfreeze export and kfreeze apply as a user runs them, and the plan file as training code
+uses it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXPORT = [
+    "export",
+    "resnet50",
+    "--weights",
+    "none",
+    "--freeze-before",
+    "conv5_block1_1_conv",
+    "--bn",
+    "trainable",
+    "--pool",
+    "avg",
+    "--dropout",
+    "0",
+    "--classes",
+    "10",
+]
+
+
+@pytest.fixture(scope="module")
+def cli_export(run_kfreeze: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli_export")
+    result = run_kfreeze(
+        *EXPORT,
+        "-o",
+        str(folder / "m.keras"),
+        "--plan",
+        str(folder / "m.toml"),
+        "--script",
+        str(folder / "m.py"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "verified by loading it back: 177 layers, 14,996,490 trainable and 8,611,712 "
+        "non-trainable parameters" in result.stdout
+    )
+    return folder
+
+
+def _layer_states(path: Path) -> list[tuple[str, int]]:
+    probe = (
+        "import json, math, sys\n"
+        "from kfreeze_tui.core.runtime import import_keras\n"
+        "from kfreeze_tui.core.layers import walk\n"
+        "import_keras()\n"
+        "import keras\n"
+        f"info = walk(keras.saving.load_model({str(path)!r}))\n"
+        "print(json.dumps([(r.name, r.trainable_params) for r in info.layers]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    return [tuple(row) for row in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def test_apply_reproduces_the_export(run_kfreeze: Any, cli_export: Path) -> None:
+    replayed = cli_export / "replayed.keras"
+    result = run_kfreeze("apply", str(cli_export / "m.toml"), "-o", str(replayed))
+    assert result.returncode == 0, result.stderr
+    assert "14,996,490 trainable" in result.stdout
+    assert _layer_states(replayed) == _layer_states(cli_export / "m.keras")
+
+
+def test_refuses_to_overwrite_without_force(run_kfreeze: Any, cli_export: Path) -> None:
+    target = cli_export / "m.keras"
+    before = target.stat().st_mtime_ns
+    result = run_kfreeze(*EXPORT, "-o", str(target))
+    assert result.returncode == 2 and result.stdout == ""
+    assert "exists already; pass --force" in result.stderr
+    assert target.stat().st_mtime_ns == before
+
+
+def test_bad_input_exits_2_and_writes_nothing(run_kfreeze: Any, tmp_path: Path) -> None:
+    cases = [
+        (["--freeze-before", "expanded_conv_projec"], "did you mean expanded_conv_project"),
+        (["--freeze-before", "999"], "no layer at index 999"),
+        (["--freeze-before", "143", "--classes", "1"], "Softmax over 1 class"),
+        (["--freeze-before", "143", "--dropout", "1.5"], "outside [0, 1)"),
+        (["--freeze-before", "143", "--pool", "none"], "Pooling 'none' leaves the 4-D"),
+        (["--freeze-before", "143", "--hidden", "12a"], "--hidden"),
+    ]
+    for extra, message in cases:
+        result = run_kfreeze(
+            "export",
+            "mobilenetv3small",
+            "--weights",
+            "none",
+            *extra,
+            "-o",
+            str(tmp_path / "x.keras"),
+        )
+        assert result.returncode == 2, (extra, result.stderr)
+        assert message in result.stderr, (extra, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_not_fitting_the_model(run_kfreeze: Any, cli_export: Path, tmp_path: Path) -> None:
+    text = (cli_export / "m.toml").read_text()
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        text.replace('boundary = "conv5_block1_1_conv"', 'boundary = "nope"').replace(
+            "boundary_path = [143]", "boundary_path = [999]"
+        )
+    )
+    result = run_kfreeze("apply", str(broken), "-o", str(tmp_path / "out.keras"))
+    assert result.returncode == 2
+    assert "boundary nope (index 999) is not a layer of this model" in result.stderr
+    # A renamed boundary is still found by its index, and kfreeze says so.
+    renamed = tmp_path / "renamed.toml"
+    renamed.write_text(text.replace('boundary = "conv5_block1_1_conv"', 'boundary = "old"'))
+    result = run_kfreeze("apply", str(renamed), "-o", str(tmp_path / "out.keras"))
+    assert result.returncode == 0, result.stderr
+    assert "not found by name: used index 143 (conv5_block1_1_conv)" in result.stderr
+    assert not (tmp_path / "garbage.toml").exists()
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_text("this is = = not toml")
+    result = run_kfreeze("apply", str(garbage), "-o", str(tmp_path / "g.keras"))
+    assert result.returncode == 2 and "is not valid TOML" in result.stderr
+
+
+def test_apply_plan_api(cli_export: Path, keras: Any) -> None:
+    from kfreeze_tui import apply_plan
+
+    base = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(224, 224, 3))
+    model = apply_plan(base, cli_export / "m.toml")
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    assert (len(model.layers), trainable) == (177, 14_996_490)
+    assert model.compiled
+
+
+def test_a_kill_during_save_leaves_no_partial_file(tmp_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("kfreeze")
+    command = [exe] if exe else [sys.executable, "-m", "kfreeze_tui"]
+    target = tmp_path / "killed.keras"
+    process = subprocess.Popen(
+        [*command, *EXPORT, "-o", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # Wait until the model is being written, then kill the process hard.
+        while time.monotonic() < deadline:
+            temps = [p for p in tmp_path.iterdir() if "kfreeze-tmp" in p.name]
+            if temps and temps[0].stat().st_size > 1_000_000:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the export never started writing")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not target.exists()
+    assert all(p.name.startswith(".") for p in tmp_path.iterdir())  # only the hidden temp
+
+
+def test_plan_opens_in_the_explorer(cli_export: Path) -> None:
+    import asyncio
+
+    from kfreeze_tui.app import make_app
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "ui"))
+    from helpers import screen_text, wait_for_explorer
+
+    async def run() -> None:
+        app = make_app(str(cli_export / "m.toml"))
+        async with app.run_test(size=(130, 40)) as pilot:
+            explorer = await wait_for_explorer(pilot)
+            assert explorer.plan.boundary == (143,)
+            assert explorer.plan.bn_policy.value == "trainable"
+            assert explorer.head.dropout == 0.0
+            assert "Trainable 14,976,000" in screen_text(pilot)
+
+    asyncio.run(run())
