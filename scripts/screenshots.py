@@ -51,6 +51,27 @@ async def detail(pilot: Pilot) -> None:
     await pilot.pause(1.0)
 
 
+async def head_pane(pilot: Pilot) -> None:
+    await boundary_at_143(pilot)
+    screen = pilot.app.screen
+    screen.query_one("#head-hidden").focus()
+    await pilot.press(*"256")
+    screen.query_one("#head-classes").value = ""
+    screen.query_one("#head-classes").focus()
+    await pilot.press(*"5")
+
+
+async def export_result(pilot: Pilot) -> None:
+    from kfreeze_tui.screens.export import ExportRunScreen
+
+    await boundary_at_143(pilot)
+    await pilot.press("e")
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ExportRunScreen))
+    await until(pilot, lambda: pilot.app.screen.done, timeout=180)
+
+
 async def picker(pilot: Pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, PickerScreen))
     await pilot.pause(0.5)
@@ -87,6 +108,10 @@ async def main() -> None:
     await shoot("filter", make_app(loaded=resnet), (120, 36), filtered)
     await shoot("detail", make_app(loaded=resnet), (120, 40), detail)
     await shoot("explorer-80x24", make_app(loaded=resnet), (80, 24), boundary_at_143)
+    await shoot("head-pane", make_app(loaded=resnet), (130, 40), head_pane)
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        await shoot("export-result", make_app(loaded=resnet), (120, 36), export_result)
     with tempfile.TemporaryDirectory() as empty:
         os.chdir(empty)
         await shoot(

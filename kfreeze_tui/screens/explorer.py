@@ -292,7 +292,7 @@ class ExplorerScreen(Screen[None]):
         if problems:
             self.notify(problems[0], title="Fix the head first", severity="error")
             return
-        default = Path.cwd() / f"{self.session.info.name}_finetune.keras"
+        default = Path(f"{self.session.info.name}_finetune.keras")  # in the current folder
         self.app.push_screen(ExportScreen(default), self._export_requested)
 
     def _export_requested(self, request: ExportRequest | None) -> None:

@@ -82,3 +82,37 @@ def test_explorer_80x24(snap_compare: Any, named_resnet: Any) -> None:
     assert snap_compare(
         make_app(loaded=named_resnet), terminal_size=(80, 24), run_before=_boundary_at_143
     )
+
+
+def test_head_pane(snap_compare: Any, named_resnet: Any) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await _boundary_at_143(pilot)
+        screen = pilot.app.screen
+        screen.query_one("#head-hidden").focus()
+        await pilot.press(*"256")
+        screen.query_one("#head-classes").value = ""
+        screen.query_one("#head-classes").focus()
+        await pilot.press(*"5")
+        await pilot.pause()
+
+    assert snap_compare(
+        make_app(loaded=named_resnet), terminal_size=(130, 40), run_before=run_before
+    )
+
+
+def test_export_dialog(
+    snap_compare: Any, named_resnet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot: Pilot) -> None:
+        await _boundary_at_143(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        field = pilot.app.screen.query_one("#export-path")
+        field.value = "resnet50_finetune.keras"  # relative: the same on every machine
+        await pilot.pause()
+
+    assert snap_compare(
+        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=run_before
+    )
