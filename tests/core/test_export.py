@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kfreeze_tui.core.build import CompileSpec, PlanError, build_model
+from kfreeze_tui.core.build import CompileSpec, PlanError
 from kfreeze_tui.core.export import ExportError, ExportRequest
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import walk
@@ -69,14 +69,16 @@ def test_default_policy_keeps_stage5_batchnorm_frozen(keras: Any, tmp_path: Path
     assert info.trainable_params == 14_953_472 + 20_490
 
 
-def test_one_training_step_moves_exactly_the_trainable_weights(keras: Any) -> None:
+def test_one_training_step_moves_exactly_the_trainable_weights(keras: Any, tmp_path: Path) -> None:
     # A small model with BatchNormalization both sides of the boundary keeps this step fast.
-    session = ModelSession(
-        load("mobilenetv2", LoadOptions(weights="none", input_shape=(64, 64, 3)))
-    )
-    boundary = session.info.find("block_14_expand").path
-    plan = FreezePlan(boundary=boundary)  # BatchNormalization after it stays frozen
-    model = build_model(session.model, session.view, plan, HEAD, CompileSpec(learning_rate=1e-2))
+    options = LoadOptions(weights="none", input_shape=(64, 64, 3))
+    session = ModelSession(load("mobilenetv2", options))
+    plan = FreezePlan(boundary=session.info.find("block_14_expand").path)  # BN after: frozen
+    request = ExportRequest(tmp_path / "m.keras", savedmodel_path=tmp_path / "m_savedmodel")
+    result = session.export(options, plan, HEAD, CompileSpec(learning_rate=1e-2), request)
+    assert (tmp_path / "m_savedmodel" / "saved_model.pb").is_file()
+    assert [f.what for f in result.files] == ["model", "SavedModel"]
+    model = keras.saving.load_model(request.model_path)  # the exported file itself
     before = {id(v): np.array(v) for v in model.weights}
     trainable_ids = {id(v) for v in model.trainable_weights}
     rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pexpect
 import pyte
@@ -18,11 +19,11 @@ COLUMNS, LINES = 110, 32
 class Terminal:
     """A pseudo-terminal running a command, with a pyte screen that follows its output."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         self.screen = pyte.Screen(COLUMNS, LINES)
         self.stream = pyte.ByteStream(self.screen)
         self.child = pexpect.spawn(
-            command[0], command[1:], dimensions=(LINES, COLUMNS), env=env, timeout=5
+            command[0], command[1:], dimensions=(LINES, COLUMNS), env=env, timeout=5, cwd=cwd
         )
         self.raw = b""
 
@@ -62,10 +63,10 @@ def kfreeze_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "kfreeze_tui"]
 
 
-def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str]) -> None:
+def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(LINES)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # kfreeze must silence TensorFlow by itself
-    terminal = Terminal([*kfreeze_command, "resnet50", "--weights", "none"], env)
+    terminal = Terminal([*kfreeze_command, "resnet50", "--weights", "none"], env, cwd=tmp_path)
     try:
         # The first frame comes before TensorFlow is imported.
         first = terminal.wait_for(lambda text: "Opening resnet50" in text, timeout=30)
@@ -79,6 +80,16 @@ def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str]) -> None:
             assert noise not in text, noise
         terminal.send("b")
         terminal.wait_for(lambda text: "14,976,000" in text)
+        # Export with the keyboard alone: e, then Enter for the default file names.
+        terminal.send("e")
+        terminal.wait_for(lambda text: "resnet50_finetune.keras" in text)
+        terminal.send("\r")
+        terminal.wait_for(lambda text: "Verified by loading it back" in text, timeout=180)
+        assert (tmp_path / "resnet50_finetune.keras").is_file()
+        assert (tmp_path / "resnet50_finetune.toml").is_file()
+        assert (tmp_path / "resnet50_finetune.py").is_file()
+        terminal.send("\r")
+        terminal.send("F")  # a change after the export: quitting asks again
         terminal.send("q")
         terminal.wait_for(lambda text: "Quit without exporting?" in text)
         terminal.send("y")
