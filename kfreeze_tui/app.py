@@ -80,6 +80,7 @@ class KFreezeApp(App[None]):
         self.preloaded = loaded
         self.root = root or Path.cwd()
         self.session: ModelSession | None = None
+        self.random_weights_chosen = False
 
     def on_mount(self) -> None:
         if self.preloaded is not None:
@@ -101,6 +102,7 @@ class KFreezeApp(App[None]):
 
     def open_with_random_weights(self, source: str) -> None:
         """After a failed imagenet download: the same architecture with random weights."""
+        self.random_weights_chosen = True
         self.open_model(source, replace(self.options, weights="none"))
 
     def switch_to(self, screen: Screen[None]) -> None:
@@ -133,6 +135,8 @@ class KFreezeApp(App[None]):
                     raise LoadError(str(exc), "pass a plan written by kfreeze", "plan") from exc
                 model_source = document.source
                 options = replace(document.load, gpu=options.gpu)
+                if self.random_weights_chosen:  # the user chose it after a failed download
+                    options = replace(options, weights="none")
                 self.options = options
             if preloaded is None:
                 self.post_message(self.LoadProgress("Importing TensorFlow and Keras"))

@@ -350,15 +350,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _hidden(text: str) -> tuple[object, ...]:
-    from kfreeze_tui.core.head import DenseSpec
+    from kfreeze_tui.core.head import parse_hidden
 
-    layers = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        units, _, activation = part.partition(":")
-        if not units.isdigit():
-            raise UsageError(f"--hidden {text!r} must be units separated by commas, e.g. 256,128")
-        layers.append(DenseSpec(int(units), activation or "relu"))
-    return tuple(layers)
+    layers = parse_hidden(text)
+    if layers is None:
+        raise UsageError(f"--hidden {text!r} must be units separated by commas, e.g. 256,128")
+    return layers
 
 
 def _request(args: argparse.Namespace) -> object:

@@ -65,6 +65,17 @@ class HeadSpec:
         return replace(self, feature_layer=name)
 
 
+def parse_hidden(text: str) -> tuple[DenseSpec, ...] | None:
+    """``256,128`` (or ``256:gelu,128``) into Dense specs; None when it does not parse."""
+    layers = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        units, _, activation = part.partition(":")
+        if not units.strip().isdigit():
+            return None
+        layers.append(DenseSpec(int(units), activation.strip() or "relu"))
+    return tuple(layers)
+
+
 def is_classifier_top(info: ModelInfo) -> bool:
     """Whether the model ends in a classifier: a Dense fed by global pooling or Flatten."""
     top = info.top_level

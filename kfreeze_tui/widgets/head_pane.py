@@ -23,11 +23,11 @@ from textual.widgets import Input, Label
 
 from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.head import (
-    DenseSpec,
     HeadSpec,
     feature_layer,
     head_layers,
     new_totals,
+    parse_hidden,
     resolved_pooling,
     validate,
 )
@@ -73,17 +73,6 @@ class CycleField(Widget, can_focus=True):
 
 def _row(label: str, field: Widget) -> Horizontal:
     return Horizontal(Label(label, classes="head-label"), field, classes="head-row")
-
-
-def parse_hidden(text: str) -> tuple[DenseSpec, ...] | None:
-    """``256,128`` (or ``256:gelu,128``) into Dense specs; None when it does not parse."""
-    layers = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        units, _, activation = part.partition(":")
-        if not units.strip().isdigit():
-            return None
-        layers.append(DenseSpec(int(units), activation.strip() or "relu"))
-    return tuple(layers)
 
 
 class HeadPane(VerticalScroll):

@@ -107,9 +107,11 @@ def test_script_rebuilds_the_same_model(exported: dict[str, Any], keras: Any) ->
     )
     rebuilt = json.loads(result.stdout.strip().splitlines()[-1])
     reloaded = walk(keras.saving.load_model(exported["request"].model_path))
-    assert [tuple(r) for r in rebuilt["rows"]] == [
+    # The input layer's automatic name depends on how many models a process built before.
+    assert len(rebuilt["rows"]) == len(reloaded.top_level)
+    assert [tuple(r) for r in rebuilt["rows"]][1:] == [
         (row.name, row.trainable_params) for row in reloaded.top_level
-    ]
+    ][1:]
     assert rebuilt["compiled"]
 
 

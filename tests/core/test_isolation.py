@@ -30,3 +30,13 @@ def test_package_and_cli_import_no_heavy_modules() -> None:
     modules = _modules_after("import kfreeze_tui, kfreeze_tui.cli, kfreeze_tui.core.catalog")
     for heavy in ("keras", "tensorflow", "textual"):
         assert heavy not in modules
+
+
+def test_the_app_starts_without_tensorflow() -> None:
+    # The first frame must not wait for TensorFlow: nothing on the start-up path imports it.
+    modules = _modules_after(
+        "import kfreeze_tui.cli, kfreeze_tui.app\napp = kfreeze_tui.app.make_app('resnet50')"
+    )
+    assert "textual" in modules
+    for heavy in ("keras", "tensorflow", "numpy", "h5py"):
+        assert heavy not in modules, heavy
