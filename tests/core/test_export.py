@@ -172,3 +172,30 @@ def test_invalid_head_writes_nothing(tmp_path: Path) -> None:
             ExportRequest(tmp_path / "m.keras"),
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mixed_precision_head_stays_float32(keras: Any) -> None:
+    from kfreeze_tui.core.build import build_model
+    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.script import python_script
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, dtype="mixed_float16", name="conv")(inputs)
+    model = keras.Model(inputs, x, name="mixed")
+    session = ModelSession(LoadedModel(model, "mixed", "mixed"))
+    built = build_model(
+        model, session.view, FreezePlan(), HeadSpec(classes=3), CompileSpec(enabled=False)
+    )
+    assert built.get_layer("conv").compute_dtype == "float16"
+    assert built.get_layer("head_output").compute_dtype == "float32"
+    assert built.output.dtype == "float32"
+    script = python_script(
+        "mixed.keras",
+        LoadOptions(),
+        session.view,
+        FreezePlan(),
+        HeadSpec(classes=3),
+        CompileSpec(),
+        mixed_precision=True,
+    )
+    assert 'dtype="float32", name="head_output"' in script
