@@ -17,6 +17,7 @@ machine hits both alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -60,10 +61,8 @@ def tui_run(command: list[str]) -> tuple[float, float, int]:
     raw = b""
     first = interactive = None
     while interactive is None:
-        try:
+        with contextlib.suppress(pexpect.TIMEOUT):  # nothing new on the terminal yet
             raw += child.read_nonblocking(65536, timeout=0.01)
-        except pexpect.TIMEOUT:
-            pass
         now = time.perf_counter() - start
         if first is None and b"Opening" in raw:
             first = now
