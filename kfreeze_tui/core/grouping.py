@@ -68,11 +68,6 @@ def stages(shapes: Sequence[Shape | None]) -> list[int]:
     return result
 
 
-def stage_starts(stage_of: Sequence[int]) -> list[int]:
-    """Indices at which a new stage begins (the first layer excluded)."""
-    return [i for i in range(1, len(stage_of)) if stage_of[i] != stage_of[i - 1]]
-
-
 def snake_case(class_name: str) -> str:
     """Keras's automatic layer-name prefix for a class: ``Conv2D`` -> ``conv2d``."""
     return _CAMEL.sub("_", class_name).lower()

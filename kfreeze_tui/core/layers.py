@@ -407,11 +407,13 @@ def _walk_container(
             )
 
 
-def iter_stage_starts(layers: tuple[LayerInfo, ...]) -> Iterator[LayerInfo]:
-    """The layers at which a stage begins within their container (first layers excluded)."""
-    previous: dict[tuple[int, ...], int] = {}
+def iter_group_starts(layers: tuple[LayerInfo, ...], attribute: str) -> Iterator[LayerInfo]:
+    """The layers at which a new stage (``attribute="stage"``) or block (``"block"``) begins
+    within their container; first layers excluded."""
+    previous: dict[tuple[int, ...], object] = {}
     for layer in layers:
         parent = layer.parent_path
-        if parent in previous and previous[parent] != layer.stage:
+        value = getattr(layer, attribute)
+        if parent in previous and previous[parent] != value:
             yield layer
-        previous[parent] = layer.stage
+        previous[parent] = value

@@ -12,7 +12,6 @@ that order, which for a single model is ``model.layers`` order.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from itertools import accumulate
@@ -257,17 +256,3 @@ class PlanView:
     def first_path(self) -> Path | None:
         """Path of the first leaf (the boundary that freezes nothing)."""
         return self.leaves[0].path if self.leaves else None
-
-    def leaf_at_or_after(self, position: int) -> LayerInfo | None:
-        """The leaf at a position, for callers that hold positions."""
-        return self.leaves[position] if 0 <= position < len(self.leaves) else None
-
-    def positions_of(self, paths: list[Path]) -> list[int]:
-        """Sorted leaf positions of the given paths (unknown paths dropped)."""
-        return sorted(p for p in (self._leaf_pos.get(path) for path in paths) if p is not None)
-
-    @staticmethod
-    def next_after(sorted_positions: list[int], position: int) -> int | None:
-        """The first of ``sorted_positions`` greater than ``position``."""
-        i = bisect.bisect_right(sorted_positions, position)
-        return sorted_positions[i] if i < len(sorted_positions) else None

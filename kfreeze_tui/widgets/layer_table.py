@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, format_shape
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, iter_group_starts
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 Path = tuple[int, ...]
@@ -257,10 +257,12 @@ class LayerTable(ScrollView, can_focus=True):
         self._starts: list[int] = []
         self._row_of_key: dict[str, int] = {}
         self._columns = Columns(index=3, type=0, shape=0)
-        leaf_paths = [leaf.path for leaf in view.leaves]
-        self._stage_starts = sorted(view.span(node.path)[0] for node in _stage_start_layers(info))
-        self._block_starts = sorted(view.span(node.path)[0] for node in _block_start_layers(info))
-        self._all_leaves = leaf_paths
+        self._stage_starts = sorted(
+            view.span(row.path)[0] for row in iter_group_starts(info.layers, "stage")
+        )
+        self._block_starts = sorted(
+            view.span(row.path)[0] for row in iter_group_starts(info.layers, "block")
+        )
         self._rebuild_rows()
 
     def _index_nodes(self, nodes: list[Node], parent: Node | None) -> None:
@@ -682,23 +684,6 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _stage_start_layers(info: ModelInfo) -> list[LayerInfo]:
-    from kfreeze_tui.core.layers import iter_stage_starts
-
-    return list(iter_stage_starts(info.layers))
-
-
-def _block_start_layers(info: ModelInfo) -> list[LayerInfo]:
-    starts: list[LayerInfo] = []
-    previous: dict[Path, str] = {}
-    for layer in info.layers:
-        parent = layer.parent_path
-        if parent in previous and previous[parent] != layer.block:
-            starts.append(layer)
-        previous[parent] = layer.block
-    return starts
-
-
 def _outermost_starting_at(info: ModelInfo, view: PlanView, leaf: LayerInfo) -> LayerInfo:
     """The outermost row whose leaves start at ``leaf`` (the leaf itself if none)."""
     position = view.span(leaf.path)[0]
@@ -709,4 +694,4 @@ def _outermost_starting_at(info: ModelInfo, view: PlanView, leaf: LayerInfo) -> 
     return leaf
 
 
-__all__ = ["LayerTable", "Node", "Row", "build_tree", "format_shape"]
+__all__ = ["LayerTable", "Node", "Row", "build_tree"]
