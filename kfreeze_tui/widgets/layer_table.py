@@ -351,8 +351,9 @@ class LayerTable(ScrollView, can_focus=True):
 
     def move_to_path(self, path: Path) -> bool:
         """Put the cursor on the layer at ``path``, expanding the groups around it."""
-        layer = self.info.layer(path) if path in {row.path for row in self.info.layers} else None
-        if layer is None:
+        try:
+            layer = self.info.layer(path)
+        except KeyError:
             return False
         return self._cursor_to_layer(layer, expand=True)
 
