@@ -112,9 +112,9 @@ class ExplorerScreen(Screen[None]):
         info = self.session.info
         text = Text()
         text.append(" kfreeze ", style="bold reverse")
-        text.append(f" {info.description} · {len(info.layers)} layers ")
-        if self.session.random_weights:
+        if self.session.random_weights:  # first, so that a narrow terminal never cuts it off
             text.append(" RANDOM WEIGHTS ", style="bold reverse red")
+        text.append(f" {info.description} · {len(info.layers)} layers ")
         for warning in self.session.warnings:
             text.append(f"  {warning}", style="yellow")
         return text
