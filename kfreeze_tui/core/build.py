@@ -156,7 +156,14 @@ def build_model(
         dtype="float32" if mixed and head.float32_head else None,
         name="head_output",
     )(x)
-    new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
+    try:
+        new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
+    except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlanError(
+            f"a model with the head on {layer_info.name} cannot be built from the model's "
+            f"inputs ({detail})"
+        ) from exc
     if compile_spec.enabled:
         choice = loss_for(head, compile_spec)
         loss_class = getattr(keras.losses, choice.loss_class)

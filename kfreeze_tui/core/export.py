@@ -219,8 +219,22 @@ def export(
         ExportError: when anything fails; files not yet renamed into place are removed, and
             no existing file has been touched unless the whole model file was verified.
     """
-    report = progress or (lambda _text: None)
     check_request(request)
+    try:
+        return _export(model, request, plan_text, script_text, progress or (lambda _t: None))
+    except OSError as exc:  # a full disk, a folder without write permission, ...
+        reason = exc.strerror or str(exc)
+        where = exc.filename or request.model_path.parent
+        raise ExportError(f"could not write {where}: {reason}") from exc
+
+
+def _export(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None,
+    script_text: str | None,
+    report: Progress,
+) -> ExportResult:
     keras = import_keras()
     result = ExportResult()
     temp = _temp_beside(request.model_path, ".keras")

@@ -199,3 +199,12 @@ def test_mixed_precision_head_stays_float32(keras: Any) -> None:
         mixed_precision=True,
     )
     assert 'dtype="float32", name="head_output"' in script
+
+
+def test_an_unwritable_folder_is_one_sentence(small_model: Any) -> None:
+    from kfreeze_tui.core.export import export
+
+    # /proc refuses new files even to root, as a read-only or full disk would.
+    with pytest.raises(ExportError, match="could not write"):
+        export(small_model, ExportRequest(Path("/proc/kfreeze-test.keras")))
+    assert not Path("/proc/kfreeze-test.keras").exists()
