@@ -107,7 +107,9 @@ async def main() -> None:
     await shoot("explorer", make_app(loaded=resnet), (120, 36), boundary_at_143)
     await shoot("filter", make_app(loaded=resnet), (120, 36), filtered)
     await shoot("detail", make_app(loaded=resnet), (120, 40), detail)
-    await shoot("explorer-80x24", make_app(loaded=resnet), (80, 24), boundary_at_143)
+    # As `kfreeze resnet50 --weights none` opens it: the header says RANDOM WEIGHTS.
+    random = load("resnet50", LoadOptions(weights="none"))
+    await shoot("explorer-80x24", make_app(loaded=random), (80, 24), boundary_at_143)
     await shoot("head-pane", make_app(loaded=resnet), (130, 40), head_pane)
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
