@@ -1,15 +1,22 @@
 """Stages and blocks: how the rows of a container's layer list are grouped.
 
-Pure functions over plain values (names, shapes, inbound counts), so they are cheap and can
-be tested without Keras.
+Pure functions over plain values (names, classes, shapes and the graph as inbound
+positions), so they are cheap and can be tested without Keras.
 
-* A **stage** starts at a layer whose output is spatially smaller than every output before
-  it in the same container (padding, which grows the map, starts none). ResNet50 at 224:
-  stages start at indices 2 (112x112), 6 (56), 39 (28), 81 (14) and 143 (7).
-* A **block** is a name prefix such as ``conv5_block1`` or ``block6a``. Layers whose names
-  carry no block (Keras's automatic ``conv2d_12`` names) are grouped into runs that end at a
-  merge layer (Add, Concatenate ...), named after it, which is how Inception's ``mixed``
-  blocks come out.
+* A **block** is the span of one unit of the architecture: a residual, inception or MBConv
+  unit, a NASNet cell. The graph finds the spans first: between two points where a single
+  tensor is live (everything before could be cached as one feature map) lies one unit.
+  Names then label them (``conv5_block1``, ``block6a``, ``mixed3``, ``cell_reduce_4``) and
+  split the spans the graph cannot (NASNet's cells always keep two tensors live). Layers
+  with Keras's automatic names (``conv2d_12``, ``re_lu_3``) join the unit around them.
+* A **stage** begins where the *main path* is downsampled to about half or less (a strided
+  convolution or a pooling). Side branches (squeeze-and-excite, gating: tensors that only
+  reach the rest of the network through a broadcasting merge) never start one. The stage
+  starts at the first layer (padding aside) of the block that downsamples, or of the next
+  block when the downsampling is that block's last layer (VGG's ``blockN_pool``).
+  ResNet50 at 224: stages start at indices 2 (112x112), 6 (56), 39 (28), 81 (14), 143 (7).
+* Where names carry the architecture's own stage numbering (``convN_blockM``, ``blockNx``,
+  ``stage_N``) and it agrees with the graph, stages are named by it (``conv5``, ``block6``).
 """
 
 from __future__ import annotations
@@ -17,16 +24,70 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 Shape = tuple[int | None, ...]
 
+#: A downsampling shrinks each spatial side to at most this fraction (149 -> 147 is none).
+DOWNSAMPLE_RATIO = 0.6
+
+PADDING_CLASSES = frozenset({"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"})
+NORMALIZATION_CLASSES = frozenset(
+    {
+        "BatchNormalization",
+        "SyncBatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+    }
+)
+#: Layers that prepare the input: a stage never starts on one.
+PREPROCESSING_CLASSES = frozenset(
+    {"InputLayer", "Rescaling", "Normalization", "Resizing", "CenterCrop"}
+)
+
 _BLOCK_PATTERNS = (
+    # InceptionResNetV2's repeated units: block35_1, block17_20, block8_10.
+    re.compile(r"^(block\d+_\d+)(?:_|$)"),
     re.compile(r"^(.*block_?\d+[a-z]?)(?:_|$)"),
     re.compile(r"^(.*stage_?\d+)(?:_|$)"),
     re.compile(r"^(expanded_conv(?:_\d+)?)(?:_|$)"),
+    re.compile(r"^(mixed_?\d+[a-z]?)(?:_|$)"),
+    # conv_7b, mixed_6a: a word, a number and a letter.
+    re.compile(r"^([a-z]+_\d+[a-z])(?:_|$)"),
+    re.compile(r"^(.*?stem)(?:_|$)"),
 )
+#: NASNet's cells end every name with the cell's id: ``normal_conv_1_12``, ``..._reduce_4``.
+_CELL = re.compile(r"(?:^|_)(?:normal|reduction|adjust)_\w*?_((?:stem_|reduce_)?\d+)$")
+#: MobileNet (v1): ``conv_dw_3``, ``conv_pw_3_bn``, ``conv_pad_4`` belong to unit 3 or 4.
+_MOBILENET_UNIT = re.compile(r"^conv_(?:dw|pw|pad)_(\d+)(?:_|$)")
+#: InceptionV3 names the inner concatenations of its modules mixed9 and mixed10
+#: ``mixed9_<i>``: module ``9 + i``.
+_INCEPTION_INNER = re.compile(r"^mixed(\d+)_(\d+)$")
 _NUMBERED_TOKEN = re.compile(r"^([a-z]+\d+)(?:_|$)")
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])")
+_CAMEL_WORD = re.compile(r"(.)([A-Z][a-z]+)")
+_CAMEL_LOWER = re.compile(r"([a-z])([A-Z])")
+
+#: The architectures' own stage numbering, tried in order: ``conv3_block1`` (ResNet,
+#: DenseNet), ``block4a`` (EfficientNet), ``stage_2`` (ConvNeXt), ``block4_conv1`` (VGG).
+_STAGE_NUMBERING = (
+    re.compile(r"^(conv)(\d+)_"),
+    re.compile(r"^(block)(\d+)[a-z]_"),
+    re.compile(r"(?:^|_)(stage_?)(\d+)(?:_|$)"),
+    re.compile(r"^(block)(\d+)_"),
+)
+#: A numbering that puts more numbers than this into one stage is not a stage numbering.
+_MAX_NUMBERS_PER_STAGE = 2
+
+
+def spatial_dims(shape: Shape | None) -> tuple[int, ...] | None:
+    """The spatial dims of a channels-last output, None if not spatial or unknown."""
+    if shape is None or len(shape) < 3:
+        return None
+    dims = shape[1:-1]
+    if any(d is None for d in dims):
+        return None
+    return tuple(int(d) for d in dims if d is not None)
 
 
 def spatial_size(shape: Shape | None) -> int | None:
@@ -38,39 +99,19 @@ def spatial_size(shape: Shape | None) -> int | None:
     Returns:
         ``H * W`` for ``(N, H, W, C)``, ``T`` for ``(N, T, C)``, None for ``(N, C)``.
     """
-    if shape is None or len(shape) < 3:
-        return None
-    dims = shape[1:-1]
-    if any(d is None for d in dims):
-        return None
-    return math.prod(d for d in dims if d is not None)
-
-
-def stages(shapes: Sequence[Shape | None]) -> list[int]:
-    """The stage number of each layer of one container, in ``.layers`` order.
-
-    Args:
-        shapes: the first output shape of each layer.
-
-    Returns:
-        One stage number per layer, starting at 0.
-    """
-    result: list[int] = []
-    stage = 0
-    smallest: int | None = None
-    for shape in shapes:
-        size = spatial_size(shape)
-        if size is not None:
-            if smallest is not None and size < smallest:
-                stage += 1
-            smallest = size if smallest is None else min(smallest, size)
-        result.append(stage)
-    return result
+    dims = spatial_dims(shape)
+    return None if dims is None else math.prod(dims)
 
 
 def snake_case(class_name: str) -> str:
-    """Keras's automatic layer-name prefix for a class: ``Conv2D`` -> ``conv2d``."""
-    return _CAMEL.sub("_", class_name).lower()
+    """Keras's automatic layer-name prefix for a class: ``Conv2D`` -> ``conv2d``,
+    ``ReLU`` -> ``re_lu`` (the same two substitutions as Keras's ``to_snake_case``)."""
+    return _CAMEL_LOWER.sub(r"\1_\2", _CAMEL_WORD.sub(r"\1_\2", class_name)).lower()
+
+
+def is_automatic_name(name: str, class_name: str) -> bool:
+    """Whether ``name`` is one Keras made up (``conv2d_12``), not the architecture's."""
+    return re.fullmatch(re.escape(snake_case(class_name)) + r"(?:_\d+)?", name.lower()) is not None
 
 
 def name_block(name: str, class_name: str) -> str | None:
@@ -81,9 +122,18 @@ def name_block(name: str, class_name: str) -> str | None:
         class_name: its class, to tell ``conv2d_5`` (automatic) from ``conv1_pad``.
 
     Returns:
-        A block name such as ``conv5_block1``, ``block6a`` or ``conv1``.
+        A block name such as ``conv5_block1``, ``block6a``, ``cell_3`` or ``conv1``.
     """
     lowered = name.lower()
+    cell = _CELL.search(lowered)
+    if cell:
+        return f"cell_{cell.group(1)}"
+    inner = _INCEPTION_INNER.match(lowered)
+    if inner:
+        return f"mixed{int(inner.group(1)) + int(inner.group(2))}"
+    unit = _MOBILENET_UNIT.match(lowered)
+    if unit:
+        return f"block_{unit.group(1)}"
     for pattern in _BLOCK_PATTERNS:
         match = pattern.match(lowered)
         if match:
@@ -97,55 +147,336 @@ def name_block(name: str, class_name: str) -> str | None:
     return None
 
 
+# -- the graph ---------------------------------------------------------------------------
+
+
+def last_uses(inbound: Sequence[Sequence[int]]) -> list[int]:
+    """For each layer, the position of the last layer that reads its output (-1: none)."""
+    last = [-1] * len(inbound)
+    for position, sources in enumerate(inbound):
+        for source in sources:
+            if 0 <= source < position:
+                last[source] = max(last[source], position)
+    return last
+
+
+def live_after(inbound: Sequence[Sequence[int]]) -> list[int]:
+    """How many tensors are live between position ``i`` and ``i + 1``, for each ``i``.
+
+    A tensor is live there when a layer at or before ``i`` made it and a later one reads it.
+    """
+    n = len(inbound)
+    last = last_uses(inbound)
+    delta = [0] * (n + 1)
+    for position, end in enumerate(last):
+        if end > position:
+            delta[position] += 1
+            delta[end] -= 1
+    live: list[int] = []
+    running = 0
+    for i in range(n):
+        running += delta[i]
+        live.append(running)
+    return live
+
+
+def segments(inbound: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """Spans ``[start, end]`` between the points where at most one tensor is live."""
+    result: list[tuple[int, int]] = []
+    start = 0
+    for i, count in enumerate(live_after(inbound)):
+        if count <= 1:
+            result.append((start, i))
+            start = i + 1
+    if start < len(inbound):
+        result.append((start, len(inbound) - 1))
+    return result
+
+
+def main_path(shapes: Sequence[Shape | None], inbound: Sequence[Sequence[int]]) -> list[bool]:
+    """Whether each layer is on the main path, not a side branch.
+
+    A layer is on a side branch when every way from it to the model's outputs goes through a
+    merge where another input is spatially larger: squeeze-and-excite's 1x1 tensors scale a
+    larger map and never carry the map forward themselves. (Inputs, not the merge's output,
+    are compared: a layer's inbound looks through plain operations such as ``x + y``.)
+    """
+    n = len(shapes)
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    for position, sources in enumerate(inbound):
+        for source in sources:
+            if 0 <= source < position:
+                consumers[source].append(position)
+    main = [False] * n
+    for i in range(n - 1, -1, -1):
+        if not consumers[i]:
+            main[i] = True
+            continue
+        mine = spatial_size(shapes[i]) or 0
+        for consumer in consumers[i]:
+            if not main[consumer]:
+                continue
+            widest = max((spatial_size(shapes[s]) or 0) for s in inbound[consumer])
+            if mine >= widest:
+                main[i] = True
+                break
+    return main
+
+
+# -- blocks ------------------------------------------------------------------------------
+
+
+def _unit_kind(class_name: str, has_weights: bool) -> str:
+    """How a layer without a block name joins its neighbours.
+
+    ``"start"``: it begins a unit of its own (a convolution, a dense layer, a pooling);
+    ``"next"``: it belongs with what follows (padding); ``"previous"``: with what precedes
+    (normalization, activation, reshaping).
+    """
+    if class_name in PADDING_CLASSES:
+        return "next"
+    if class_name in NORMALIZATION_CLASSES:
+        return "previous"
+    if has_weights or ("Pooling" in class_name and "Global" not in class_name):
+        return "start"
+    return "previous"
+
+
 def blocks(
     names: Sequence[str],
     class_names: Sequence[str],
-    inbound_counts: Sequence[int],
-    stage_of: Sequence[int],
+    inbound: Sequence[Sequence[int]],
+    has_weights: Sequence[bool],
 ) -> list[str]:
     """The block of each layer of one container.
 
     Args:
         names: layer names in ``.layers`` order.
         class_names: their classes.
-        inbound_counts: how many layers feed each (2 or more: a merge layer).
-        stage_of: their stages (a run without a block never spans two stages).
+        inbound: for each layer, the positions of the layers that feed it.
+        has_weights: whether each layer holds weights.
 
     Returns:
         One block name per layer.
     """
-    result: list[str] = [""] * len(names)
+    n = len(names)
+    named: list[str | None] = [
+        name_block(nm, cls) for nm, cls in zip(names, class_names, strict=True)
+    ]
     known: list[str] = []
-    pending: list[int] = []
-
-    def close(block: str | None) -> None:
-        if not pending:
-            return
-        label = block or names[pending[0]]
-        for i in pending:
-            result[i] = label
-        pending.clear()
-
-    for i, (name, class_name) in enumerate(zip(names, class_names, strict=True)):
-        block = name_block(name, class_name)
+    for i, block in enumerate(named):
         if block is None:
-            tokens = set(name.lower().split("_"))
-            block = next((b for b in reversed(known) if b.lower() in tokens), None)
-        if pending and stage_of[pending[-1]] != stage_of[i]:
-            close(None)
-        if block is None:
-            pending.append(i)
-            if inbound_counts[i] >= 2:
-                close(name)
-            continue
-        if pending:
-            if inbound_counts[i] >= 2:
-                pending.append(i)
-                close(block)
-                continue
-            close(None)
-        result[i] = block
-        if not known or known[-1] != block:
+            # ``bn_Conv1`` and ``Conv1_relu`` mention the block ``Conv1`` before them.
+            tokens = set(names[i].lower().split("_"))
+            named[i] = next((b for b in reversed(known) if b.lower() in tokens), None)
+        elif not known or known[-1] != block:
             known.append(block)
-    close(None)
-    return result
+
+    # None: not decided yet; "<" joins the block before it, ">" the block after it.
+    result: list[str | None] = [None] * n
+    for start, end in segments(inbound):
+        span = range(start, end + 1)
+        labels = [named[i] for i in span if named[i]]
+        if end > start and labels:
+            _label_by_names(result, named, start, end, labels)
+        elif end > start:
+            weighty = any(
+                has_weights[i] and class_names[i] not in NORMALIZATION_CLASSES for i in span
+            )
+            label = names[end] if weighty or start == 0 else "<"
+            for i in span:
+                result[i] = label
+        else:
+            label = named[start]
+            if label is None:
+                kind = _unit_kind(class_names[start], has_weights[start])
+                label = {"start": names[start], "next": ">", "previous": "<"}[kind]
+            result[start] = label
+    return _resolve_joins(result, names)
+
+
+def _label_by_names(
+    result: list[str | None],
+    named: Sequence[str | None],
+    start: int,
+    end: int,
+    labels: list[str | None],
+) -> None:
+    """Label one graph span by the block names inside it.
+
+    With one name, the span is that block. With several (NASNet's cells, which the graph
+    cannot separate), each block ends at its last named layer and owns the layers up to it.
+    """
+    distinct = list(dict.fromkeys(labels))
+    if len(distinct) == 1:
+        for i in range(start, end + 1):
+            result[i] = distinct[0]
+        return
+    ends = {label: i for i in range(start, end + 1) if (label := named[i])}
+    order = sorted(ends.items(), key=lambda item: item[1])
+    k = 0
+    for i in range(start, end + 1):
+        while k < len(order) - 1 and order[k][1] < i:
+            k += 1
+        result[i] = order[k][0]
+
+
+def _resolve_joins(result: list[str | None], names: Sequence[str]) -> list[str]:
+    n = len(result)
+    resolved: list[str] = [""] * n
+    following: str | None = None
+    for i in range(n - 1, -1, -1):
+        if result[i] not in (None, ">", "<"):
+            following = result[i]
+        if result[i] == ">":
+            result[i] = following or "<"
+    previous: str | None = None
+    for i in range(n):
+        label = result[i]
+        if label in (None, "<"):
+            label = previous or names[i]
+        resolved[i] = label  # type: ignore[assignment]
+        previous = label
+    return resolved
+
+
+# -- stages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stages of one container.
+
+    Attributes:
+        of: the stage number of each layer, starting at 0.
+        starts: the position where each stage after the first starts.
+        names: a name for each stage: the architecture's own (``conv3``, ``block4-5``) or
+            ``stage N``.
+    """
+
+    of: tuple[int, ...]
+    starts: tuple[int, ...]
+    names: tuple[str, ...]
+
+
+def _is_downsampled(dims: tuple[int, ...], reference: tuple[int, ...]) -> bool:
+    if len(dims) != len(reference):
+        return False
+    ratio = (math.prod(dims) / math.prod(reference)) ** (1 / len(dims))
+    return ratio <= DOWNSAMPLE_RATIO
+
+
+def downsamplings(shapes: Sequence[Shape | None], inbound: Sequence[Sequence[int]]) -> list[int]:
+    """Positions of the main-path layers that shrink the feature map to about half or less."""
+    main = main_path(shapes, inbound)
+    events: list[int] = []
+    reference: tuple[int, ...] | None = None
+    for i, shape in enumerate(shapes):
+        dims = spatial_dims(shape)
+        if dims is None or not main[i] or not all(dims):
+            continue
+        if reference is None or len(dims) != len(reference):
+            reference = dims
+            continue
+        if _is_downsampled(dims, reference):
+            events.append(i)
+            reference = dims
+        elif math.prod(dims) < math.prod(reference):
+            reference = dims  # a valid convolution's trim (149 -> 147) moves the reference
+    return events
+
+
+def stages(
+    names: Sequence[str],
+    class_names: Sequence[str],
+    shapes: Sequence[Shape | None],
+    inbound: Sequence[Sequence[int]],
+    block_of: Sequence[str],
+) -> Stages:
+    """The stages of one container.
+
+    Args:
+        names: layer names in ``.layers`` order.
+        class_names: their classes.
+        shapes: the first output shape of each layer.
+        inbound: for each layer, the positions of the layers that feed it.
+        block_of: the block of each layer (see :func:`blocks`).
+
+    Returns:
+        Each layer's stage, the stage starts and the stage names.
+    """
+    n = len(names)
+    run_start = [0] * n
+    run_end = [0] * n
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and block_of[j + 1] == block_of[i]:
+            j += 1
+        for k in range(i, j + 1):
+            run_start[k], run_end[k] = i, j
+        i = j + 1
+
+    def first_real(start: int, end: int) -> int:
+        for k in range(start, end + 1):
+            if class_names[k] not in PADDING_CLASSES | PREPROCESSING_CLASSES:
+                return k
+        return start
+
+    starts: list[int] = []
+    for event in downsamplings(shapes, inbound):
+        lo, hi = run_start[event], run_end[event]
+        start = first_real(lo, hi)
+        if event > start and event == hi:
+            if hi + 1 >= n:
+                continue
+            start = first_real(hi + 1, run_end[hi + 1])
+        if start > 0 and (not starts or start > starts[-1]):
+            starts.append(start)
+
+    of: list[int] = []
+    stage = 0
+    for position in range(n):
+        while stage < len(starts) and starts[stage] <= position:
+            stage += 1
+        of.append(stage)
+    real = [
+        (nm, s) for nm, c, s in zip(names, class_names, of, strict=True) if c not in PADDING_CLASSES
+    ]
+    return Stages(tuple(of), tuple(starts), tuple(_stage_names(real, len(starts) + 1)))
+
+
+def _stage_names(named_stages: Sequence[tuple[str, int]], count: int) -> list[str]:
+    """Each stage's name: the architecture's numbering where it agrees with the graph.
+
+    Args:
+        named_stages: (layer name, stage) of the layers that count (padding left out: the
+            stage starts after ``conv1_pad``, which still carries conv1's number).
+        count: the number of stages.
+    """
+    generic = [f"stage {s}" for s in range(count)]
+    for pattern in _STAGE_NUMBERING:
+        numbers: list[dict[int, str]] = [{} for _ in range(count)]
+        stage_of_number: dict[int, set[int]] = {}
+        for name, stage in named_stages:
+            match = pattern.search(name.lower())
+            if match:
+                number = int(match.group(2))
+                numbers[stage][number] = match.group(1)
+                stage_of_number.setdefault(number, set()).add(stage)
+        if not stage_of_number:
+            continue
+        if (
+            any(len(s) > 1 for s in stage_of_number.values())
+            or any(len(found) > _MAX_NUMBERS_PER_STAGE for found in numbers)
+            or 2 * sum(1 for found in numbers if found) < count
+        ):
+            return generic
+        named = list(generic)
+        for stage, found in enumerate(numbers):
+            if found:
+                prefix = next(iter(found.values()))
+                low, high = min(found), max(found)
+                named[stage] = f"{prefix}{low}" + (f"-{high}" if high != low else "")
+        return named
+    return generic

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kfreeze_tui.core import grouping
 
 Shape = tuple[int | None, ...]
+T = TypeVar("T")
+#: A plain operation between layers (``x + y``): its ``op:`` name and its inputs' names.
+OpDef = tuple[str, tuple[str, ...]]
 
 BATCH_NORM_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
 
@@ -61,6 +64,11 @@ class LayerInfo:
         depth: 0 for the root model's layers, 1 inside a nested model, ...
         stage: stage number within its container (see :mod:`grouping`).
         block: block name within its container.
+        stage_name: the stage's name: the architecture's own (``conv5``) or ``stage 5``.
+        sources: its input tensors: layer names, or ``op:add_3`` for the output of a plain
+            operation (``x + y``) that is not a layer.
+        ops: the definitions of those operations (and of the operations before them, up to
+            the layers): ``("op:add_3", ("conv2d", "op:add_2"))``.
         is_container: whether it is a nested model whose layers follow it.
         child_count: how many layers it directly holds (0 unless a container).
         weights: its own and nested weights.
@@ -80,6 +88,9 @@ class LayerInfo:
     depth: int
     stage: int
     block: str
+    stage_name: str = ""
+    sources: tuple[str, ...] = ()
+    ops: tuple[OpDef, ...] = ()
     is_container: bool = False
     child_count: int = 0
     weights: tuple[WeightInfo, ...] = ()
@@ -145,14 +156,22 @@ class ModelInfo:
     _by_path: dict[tuple[int, ...], LayerInfo] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _memo: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_path.update({layer.path: layer for layer in self.layers})
 
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """``compute()``, once per model: for answers that the UI asks for on every keypress
+        and that depend on the model alone (the model never changes once walked)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[no-any-return]
+
     @property
     def top_level(self) -> tuple[LayerInfo, ...]:
         """The root model's own layers, as ``model.layers`` gives them."""
-        return tuple(layer for layer in self.layers if layer.depth == 0)
+        return self.memo("top_level", lambda: tuple(row for row in self.layers if row.depth == 0))
 
     def layer(self, path: tuple[int, ...]) -> LayerInfo:
         """The layer at ``path`` (KeyError if there is none)."""
@@ -223,25 +242,47 @@ def _node_in(graph: Any, layer: Any) -> Any:
     return None
 
 
-def _inbound_layers(node: Any, layer_ids: set[int]) -> tuple[str, ...]:
-    """Names of the layers feeding a node, looking through plain operations.
+def _inbound_sources(node: Any, layer_ids: set[int]) -> tuple[tuple[str, ...], tuple[OpDef, ...]]:
+    """The tensors feeding a node, and the plain operations that make some of them.
 
     A functional graph may hold operations that are not layers (``x + 3.0`` in MobileNetV3's
-    hard-swish); they are not in ``.layers``, so the layers behind them are named instead.
+    hard-swish, ConvNeXt's residual ``x + y``); they are not in ``.layers``. An input made by
+    one is named ``op:<operation name>`` and defined by the inputs of that operation.
+
+    Returns:
+        The input names (layer names or ``op:`` names) and the definitions of every
+        operation between the node and the layers before it.
     """
-    names: list[str] = []
-    seen: set[int] = set()
-    queue = list(node.parent_nodes)
-    while queue:
-        parent = queue.pop(0)
-        if id(parent) in seen:
-            continue
-        seen.add(id(parent))
+    ops: dict[str, tuple[str, ...]] = {}
+
+    def label(parent: Any) -> str:
         if id(parent.operation) in layer_ids:
-            names.append(parent.operation.name)
+            return str(parent.operation.name)
+        key = f"op:{parent.operation.name}"
+        if key not in ops:
+            ops[key] = ()  # a placeholder while its inputs are named
+            ops[key] = tuple(dict.fromkeys(label(p) for p in parent.parent_nodes))
+        return key
+
+    direct = tuple(dict.fromkeys(label(parent) for parent in node.parent_nodes))
+    return direct, tuple(ops.items())
+
+
+def layers_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The layers behind inputs that may be operations' outputs (what ``inbound`` shows)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = list(reversed(names))
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name.startswith("op:"):
+            stack.extend(reversed(ops.get(name, ())))
         else:
-            queue.extend(parent.parent_nodes)
-    return tuple(dict.fromkeys(names))
+            found.append(name)
+    return tuple(found)
 
 
 def _is_container(layer: Any, model_class: type) -> bool:
@@ -335,26 +376,35 @@ def _walk_container(
     graph = _container_graph(container)
     outputs: list[tuple[Shape, ...]] = []
     inbounds: list[tuple[str, ...]] = []
+    sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]] = []
     layer_ids = {id(layer) for layer in layers}
     for position, layer in enumerate(layers):
         node = _node_in(graph, layer) if graph is not None else None
         if node is not None:
             shapes = _tensor_shapes(node.outputs)
-            inbound = _inbound_layers(node, layer_ids)
+            sources, ops = _inbound_sources(node, layer_ids)
+            inbound = layers_behind(sources, dict(ops))
         else:
             try:
                 shapes = _tensor_shapes(layer.output)
             except (AttributeError, ValueError, RuntimeError):
                 shapes = ()
             inbound = (layers[position - 1].name,) if position else ()
+            sources, ops = inbound, ()
         outputs.append(shapes)
         inbounds.append(inbound)
-    stage_of = grouping.stages([s[0] if s else None for s in outputs])
+        sources_of.append((sources, ops))
+    names = [layer.name for layer in layers]
+    class_names = [type(layer).__name__ for layer in layers]
+    position_of = {name: i for i, name in enumerate(names)}
+    inbound_positions = [
+        [position_of[n] for n in names_in if n in position_of] for names_in in inbounds
+    ]
     block_of = grouping.blocks(
-        [layer.name for layer in layers],
-        [type(layer).__name__ for layer in layers],
-        [len(i) for i in inbounds],
-        stage_of,
+        names, class_names, inbound_positions, [bool(layer.weights) for layer in layers]
+    )
+    stages = grouping.stages(
+        names, class_names, [s[0] if s else None for s in outputs], inbound_positions, block_of
     )
     for position, layer in enumerate(layers):
         path = (*prefix, position)
@@ -386,8 +436,11 @@ def _walk_container(
                 trainable=trainable_params > 0 if weights else flags_trainable,
                 has_weights=bool(weights),
                 inbound=inbounds[position],
+                sources=sources_of[position][0],
+                ops=sources_of[position][1],
                 depth=depth,
-                stage=stage_of[position],
+                stage=stages.of[position],
+                stage_name=stages.names[stages.of[position]],
                 block=block_of[position],
                 is_container=container_here,
                 child_count=len(layer.layers) if container_here else 0,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from itertools import accumulate
 
+from kfreeze_tui.core.cut import Cut, CutIndex
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo
 
 Path = tuple[int, ...]
@@ -100,6 +101,7 @@ class PlanView:
 
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
+        self.cuts = CutIndex(info)
         self.leaves: tuple[LayerInfo, ...] = tuple(
             row for row in info.layers if not row.is_container
         )
@@ -216,6 +218,10 @@ class PlanView:
         """How many BatchNormalization layers sit at or after the boundary."""
         boundary = self.boundary_position(plan)
         return self._prefix_bn_count[-1] - self._prefix_bn_count[boundary]
+
+    def cut(self, plan: FreezePlan) -> Cut:
+        """The cut the plan's boundary makes (exceptions aside): which tensors cross it."""
+        return self.cuts.at(plan.boundary)
 
     def boundary_layer(self, plan: FreezePlan) -> LayerInfo | None:
         """The first layer that trains by the boundary (None when everything is frozen)."""

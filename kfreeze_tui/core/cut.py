@@ -1,0 +1,169 @@
+"""The cut a freeze boundary makes through the graph.
+
+Freezing ``layers[:k]`` cuts the graph in ``model.layers`` order. The tensors that cross the
+cut are the outputs of frozen layers that trainable layers read. When exactly one crosses,
+the cut is *clean*: everything frozen could be run once and its output cached as features.
+When several cross, the boundary usually sits inside a block (a residual unit's shortcut
+crosses it), which the Keras fine-tuning guides warn against.
+
+Everything here is precomputed once per model from the walked :class:`ModelInfo`, so asking
+for the cut at a boundary on every keypress is a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+
+Path = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What a boundary cuts.
+
+    Attributes:
+        boundary: name of the first layer that trains (None: everything is frozen).
+        crossing: names of the frozen layers whose outputs trainable layers read.
+        clean: exactly one tensor crosses (or none: nothing, or everything, is frozen).
+        splits_block: the block the boundary cuts through when the cut is not clean and
+            the boundary is not at the start of its block.
+    """
+
+    boundary: str | None
+    crossing: tuple[str, ...]
+    clean: bool
+    splits_block: str | None
+
+    def describe(self) -> str:
+        """One line for the status bar: ``clean cut: conv4_block6_out``."""
+        if self.boundary is None:
+            return "no cut: every layer frozen"
+        if not self.crossing:
+            return "no cut: every layer trains"
+        if self.clean:
+            return f"clean cut: {self.crossing[0]}"
+        shown = ", ".join(self.crossing[:3]) + (", ..." if len(self.crossing) > 3 else "")
+        count = f"{len(self.crossing)} tensors cross ({shown})"
+        if self.splits_block:
+            return f"splits block {self.splits_block}: {count}"
+        return f"not clean: {count}"
+
+    def brief(self) -> str:
+        """The status bar's shorter form: the tensors' names are left to the side pane."""
+        if self.clean or not self.crossing:
+            return self.describe()
+        count = f"{len(self.crossing)} tensors cross"
+        if self.splits_block:
+            return f"splits block {self.splits_block} ({count})"
+        return f"not clean: {count}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``cut`` object of ``kfreeze layers --json``."""
+        return {
+            "boundary": self.boundary,
+            "crossing": list(self.crossing),
+            "clean": self.clean,
+            "splits_block": self.splits_block,
+        }
+
+
+class _Container:
+    """One container's graph: for every position, which tensors cross a cut just before it.
+
+    The tensors are the layers' outputs and those of the plain operations between layers
+    (``x + y`` in ConvNeXt's residuals), which run as soon as their last input exists. A
+    tensor crosses the boundaries after the point it is made, up to its last reader.
+    """
+
+    def __init__(self, rows: tuple[LayerInfo, ...]) -> None:
+        position_of = {row.name: i for i, row in enumerate(rows)}
+        self.rows = rows
+        self.block_start = [i == 0 or rows[i - 1].block != rows[i].block for i in range(len(rows))]
+        ops: dict[str, tuple[str, ...]] = {}
+        for row in rows:
+            ops.update(row.ops)
+        made_at: dict[str, int | None] = dict(position_of)
+
+        def where(label: str) -> int | None:
+            if label not in made_at:
+                made_at[label] = None  # against a cycle while its inputs are placed
+                places = [p for p in (where(x) for x in ops.get(label, ())) if p is not None]
+                made_at[label] = max(places) if places else None
+            return made_at[label]
+
+        last_read: dict[str, int] = {}
+        for reader, row in enumerate(rows):
+            for label in row.sources or row.inbound:
+                last_read[label] = max(last_read.get(label, -1), reader)
+        for label, inputs in ops.items():
+            runs_at = where(label)
+            if runs_at is None:
+                continue
+            for source in inputs:
+                last_read[source] = max(last_read.get(source, -1), runs_at)
+        starting: dict[int, list[tuple[str, int]]] = {}
+        for label, last in last_read.items():
+            made = where(label)
+            if made is not None and last > made:
+                starting.setdefault(made + 1, []).append((self._display(label, made), last))
+        # crossing[p]: (name, last reader) of each tensor that crosses a cut before position p.
+        self.crossing: list[tuple[tuple[str, int], ...]] = []
+        active: list[tuple[str, int]] = []
+        for p in range(len(rows) + 1):
+            active = [item for item in active if item[1] >= p] + starting.get(p, [])
+            self.crossing.append(tuple(active))
+
+    def _display(self, label: str, made: int) -> str:
+        if not label.startswith("op:"):
+            return label
+        return f"{label[3:]} after {self.rows[made].name}"
+
+    def names_at(self, position: int) -> list[str]:
+        """What crosses a cut just before ``position``."""
+        return [label for label, _ in self.crossing[position]]
+
+    def passing(self, position: int) -> list[str]:
+        """What crosses the layer at ``position`` to be read after it (the container at
+        ``position`` is cut inside, so what only it reads is counted there)."""
+        return [label for label, last in self.crossing[position] if last > position]
+
+
+class CutIndex:
+    """The cut at every boundary of a walked model, precomputed.
+
+    Args:
+        info: the walked model.
+    """
+
+    def __init__(self, info: ModelInfo) -> None:
+        members: dict[Path, list[LayerInfo]] = {}
+        for row in info.layers:
+            members.setdefault(row.parent_path, []).append(row)
+        self._containers = {path: _Container(tuple(rows)) for path, rows in members.items()}
+
+    def at(self, boundary: Path | None) -> Cut:
+        """The cut made by freezing everything before the layer at ``boundary``.
+
+        Args:
+            boundary: a layer's path (a container's path cuts before the container), or None
+                for "everything frozen".
+        """
+        if boundary is None:
+            return Cut(None, (), True, None)
+        container = self._containers[boundary[:-1]]
+        position = boundary[-1]
+        row = container.rows[position]
+        names = container.names_at(position)
+        # Enclosing models: what their earlier layers feed past the container being cut.
+        for depth in range(len(boundary) - 1, 0, -1):
+            outer = self._containers[boundary[: depth - 1]]
+            names.extend(outer.passing(boundary[depth - 1]))
+        crossing = tuple(dict.fromkeys(names))
+        clean = len(crossing) <= 1
+        splits = None
+        if not clean and not container.block_start[position]:
+            splits = row.block
+        return Cut(row.name, crossing, clean, splits)
