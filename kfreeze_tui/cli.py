@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show the layers of nested models, under their container, with paths",
     )
+    layers.add_argument(
+        "--boundary",
+        metavar="NAME|INDEX|PATH",
+        help="also report the cut a freeze boundary there makes: which tensors cross it, "
+        "whether it is clean, which block it splits",
+    )
     layers.add_argument("--json", action="store_true", help="print one JSON object instead")
     _add_load_options(layers)
     layers.set_defaults(handler=_cmd_layers)
@@ -292,10 +298,15 @@ def _warn(message: str) -> None:
     print(f"kfreeze: warning: {message}", file=sys.stderr)
 
 
+def _note(message: str) -> None:
+    print(f"kfreeze: note: {message}", file=sys.stderr)
+
+
 def _cmd_layers(args: argparse.Namespace) -> int:
     from kfreeze_tui import report
     from kfreeze_tui.core import layers as walk_layers
     from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.names import find_layer
 
     pattern = None
     if args.filter:
@@ -309,13 +320,32 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         _warn(warning)
     info = walk_layers.walk(loaded.model, loaded.source, loaded.description, loaded.random_weights)
+    notes: list[str] = []
+    cut = None
+    if args.boundary is not None:
+        from kfreeze_tui.core.cut import CutIndex
+        from kfreeze_tui.core.session import parse_layer_ref
+
+        cut = CutIndex(info).at(parse_layer_ref(info, args.boundary, notes))
+    if pattern is not None:
+        row, note = find_layer(info, args.filter)
+        if row is not None and note:
+            notes.append(note)
+            pattern = re.compile(re.escape(row.name))
+    for note in notes:
+        _note(note)
     rows = report.select(info, pattern, args.expand_nested)
     if args.json:
-        json.dump(report.layers_document(info, rows), sys.stdout)
+        document = report.layers_document(info, rows)
+        if cut is not None:
+            document["cut"] = cut.to_json()
+        json.dump(document, sys.stdout)
         sys.stdout.write("\n")
         return EXIT_OK
     console = _stdout_console()
     console.print(report.layer_table(info, rows, args.expand_nested))  # type: ignore[attr-defined]
+    if cut is not None:
+        print(f"Boundary {cut.boundary}: {cut.describe()}")
     return EXIT_OK
 
 
@@ -397,9 +427,14 @@ def _export_session(
 ) -> int:
     from kfreeze_tui.core.export import check_request
     from kfreeze_tui.core.head import validate
+    from kfreeze_tui.core.names import find_layer
 
     request = _request(args)
     check_request(request)  # type: ignore[arg-type]
+    if head.feature_layer:  # type: ignore[attr-defined]
+        _, note = find_layer(session.info, head.feature_layer, top_level=True)  # type: ignore[attr-defined]
+        if note:
+            _note(f"feature layer {note}")
     problems = validate(session.info, head)  # type: ignore[attr-defined]
     if problems:
         from kfreeze_tui.core.build import PlanError
@@ -435,11 +470,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         _warn(warning)
     session = ModelSession(loaded)
+    notes: list[str] = []
     boundary = (
         None
         if args.freeze_before.strip().lower() == "all"
-        else parse_layer_ref(session.info, args.freeze_before)
+        else parse_layer_ref(session.info, args.freeze_before, notes)
     )
+    for note in notes:
+        _note(f"--freeze-before {note}")
     plan = FreezePlan(boundary=boundary, bn_policy=BNPolicy(args.bn))
     return _export_session(session, options, plan, head, compile_spec, args)
 

@@ -134,6 +134,7 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
                 "params": row.params,
                 "trainable": row.trainable,
                 "stage": row.stage,
+                "stage_name": row.stage_name,
                 "block": row.block,
                 "inbound": list(row.inbound),
             }

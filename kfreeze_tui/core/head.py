@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape
+from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 POOLINGS = ("avg", "max", "flatten", "none")
@@ -91,6 +92,10 @@ def default_feature_layer(info: ModelInfo) -> LayerInfo:
     The model's (first) output layer; but a model ending in a classifier (ResNet50 with its
     top: ``avg_pool`` then ``predictions``) attaches before that classifier.
     """
+    return info.memo("default_feature_layer", lambda: _default_feature_layer(info))
+
+
+def _default_feature_layer(info: ModelInfo) -> LayerInfo:
     top = info.top_level
     if is_classifier_top(info):
         classifier = top[-1]
@@ -106,7 +111,7 @@ def feature_layer(info: ModelInfo, head: HeadSpec) -> LayerInfo | None:
     """The layer the head attaches to (None when the named layer does not exist)."""
     if head.feature_layer is None:
         return default_feature_layer(info)
-    return next((row for row in info.top_level if row.name == head.feature_layer), None)
+    return find_layer(info, head.feature_layer, top_level=True)[0]
 
 
 def resolved_pooling(info: ModelInfo, head: HeadSpec) -> str:
@@ -264,6 +269,10 @@ def _shape(shape: Shape) -> str:
 
 def kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
     """The top-level layers the new model keeps: the feature layer and all that feeds it."""
+    return info.memo(("kept_layers", feature.path), lambda: _kept_layers(info, feature))
+
+
+def _kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
     by_name = {row.name: row for row in info.top_level}
     kept: dict[str, LayerInfo] = {}
     stack = [feature]
@@ -301,7 +310,18 @@ def new_totals(view: PlanView, plan: FreezePlan, head: HeadSpec) -> NewTotals | 
     if layer is None or validate(info, head):
         return None
     kept = kept_layers(info, layer)
+
+    # What the new model leaves out (an old classifier) is usually a few layers: count the
+    # whole model with prefix sums and take those away, so a keypress costs the same on any
+    # model.
+    def left_out() -> list[LayerInfo]:
+        kept_paths = {row.path for row in kept}
+        return [row for row in info.top_level if row.path not in kept_paths]
+
+    dropped = info.memo(("dropped_layers", layer.path), left_out)
     head_params = sum(h.params for h in head_layers(info, head))
-    base_total = sum(row.params for row in kept)
-    base_trainable = sum(view.trainable_in(plan, row.path) for row in kept)
+    base_total = info.memo(("kept_params", layer.path), lambda: sum(row.params for row in kept))
+    base_trainable = view.totals(plan).trainable - sum(
+        view.trainable_in(plan, row.path) for row in dropped
+    )
     return NewTotals(base_total + head_params, base_trainable + head_params, head_params)

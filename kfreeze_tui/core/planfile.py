@@ -17,6 +17,7 @@ from kfreeze_tui.core.build import CompileSpec, PlanError
 from kfreeze_tui.core.head import DenseSpec, HeadSpec, feature_layer, resolved_pooling
 from kfreeze_tui.core.layers import ModelInfo
 from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 if sys.version_info >= (3, 11):
@@ -242,6 +243,11 @@ def read(path: Path) -> PlanDocument:
 
 def _find(info: ModelInfo, ref: LayerRef, what: str, notes: list[str]) -> tuple[int, ...]:
     by_name = [row for row in info.layers if row.name == ref.name]
+    if not by_name:
+        old, note = find_layer(info, ref.name)
+        if old is not None and note:
+            notes.append(f"{what} {note}")
+            return old.path
     if by_name:
         if len(by_name) == 1 or any(row.path == ref.path for row in by_name):
             chosen = next((r for r in by_name if r.path == ref.path), by_name[0])

@@ -137,8 +137,11 @@ class ModelSession:
         return export(model, request, plan_text, script_text, progress)
 
 
-def parse_layer_ref(info: ModelInfo, text: str) -> tuple[int, ...]:
+def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
     """A layer given as a name, an index (``143``) or a path (``0.143``).
+
+    Keras 2 names of ResNet's layers (``res5a_branch2a``) are accepted; a note saying
+    which layer they stand for is appended to ``notes``.
 
     Raises:
         PlanError: when no layer matches, with the closest names.
@@ -146,6 +149,7 @@ def parse_layer_ref(info: ModelInfo, text: str) -> tuple[int, ...]:
     import difflib
 
     from kfreeze_tui.core.build import PlanError
+    from kfreeze_tui.core.names import find_layer
 
     stripped = text.strip()
     if stripped and all(part.isdigit() for part in stripped.split(".")):
@@ -157,7 +161,9 @@ def parse_layer_ref(info: ModelInfo, text: str) -> tuple[int, ...]:
                 f"the model has no layer at index {stripped} (it has {len(info.top_level)} "
                 "layers at the top level)"
             ) from None
-    row = info.find(stripped)
+    row, note = find_layer(info, stripped)
+    if note and notes is not None:
+        notes.append(note)
     if row is None:
         close = difflib.get_close_matches(stripped, [r.name for r in info.layers], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
