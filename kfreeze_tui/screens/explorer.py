@@ -22,6 +22,7 @@ from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
+from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
@@ -41,10 +42,13 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     text.append(f"{layer.class_name} · index {layer.path_text}\n")
     text.append(f"output {layer.output_shape_text}\n")
     text.append(f"{layer.params:,} params")
-    if layer.params:
-        text.append(f" ({layer.trainable_size:,} trainable when it trains)")
+    if layer.params and layer.trainable_size != layer.params:
+        text.append(f" ({layer.trainable_size:,} trainable)")
     text.append("\n")
-    text.append(f"stage {layer.stage} · block {layer.block}\n")
+    stage = f"stage {layer.stage}"
+    if layer.stage_name and layer.stage_name != stage:
+        stage += f" ({layer.stage_name})"
+    text.append(f"{stage} · block {layer.block}\n")
     if layer.is_container:
         trains = view.trainable_in(plan, layer.path)
         text.append(f"nested model, {layer.child_count} layers, {trains:,} params train\n")
@@ -52,6 +56,10 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
         trains = view.leaf_trainable(plan, layer.path)
         text.append("trains" if trains else "frozen", style="bold green" if trains else "bold cyan")
         text.append(f": {view.reason(plan, layer.path).value}\n")
+    cut = view.cuts.at(layer.path)
+    text.append("f here: ")
+    text.append(cut.describe(), style="green" if cut.clean else "yellow")
+    text.append("\n")
     if layer.inbound:
         shown = ", ".join(layer.inbound[:4]) + (" ..." if len(layer.inbound) > 4 else "")
         text.append(f"from {shown}\n", style="dim")
@@ -166,8 +174,18 @@ class ExplorerScreen(Screen[None]):
 
     def action_boundary(self) -> None:
         layer = self.table.current_layer
-        if layer is not None:
-            self.plan = self.plan.with_boundary(layer.path)
+        if layer is None:
+            return
+        self.plan = self.plan.with_boundary(layer.path)
+        cut = self.session.view.cut(self.plan)
+        if cut.splits_block:
+            self.notify(
+                f"The boundary at {layer.name} splits block {cut.splits_block}: "
+                f"{len(cut.crossing)} tensors cross it. Keras's guides train blocks whole; "
+                "press { to go to the block's start.",
+                title="Not a clean cut",
+                severity="warning",
+            )
 
     def action_freeze_all(self) -> None:
         self.plan = FreezePlan(boundary=None, bn_policy=self.plan.bn_policy)
@@ -230,8 +248,13 @@ class ExplorerScreen(Screen[None]):
             field.tooltip = f"not a regular expression: {exc}"
             return
         field.remove_class("-bad-regex")
+        row, note = find_layer(self.session.info, text.strip())
+        if row is not None and note:  # a Keras 2 name: show the layer it stands for
+            pattern = re.compile(re.escape(row.name))
         count = self.table.set_filter(pattern)
         field.border_title = f"{count} match{'es' if count != 1 else ''}"
+        if note:
+            field.border_title += f" · {note}"
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:

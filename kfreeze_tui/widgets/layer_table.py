@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -64,6 +65,17 @@ def _size_text(shape: tuple[int | None, ...] | None) -> str:
         return ""
     dims = shape[1:-1]
     return "x".join("?" if d is None else str(d) for d in dims)
+
+
+def _typical_shape(rows: list[LayerInfo]) -> tuple[int | None, ...] | None:
+    """The output shape most of a stage's layers have (its first layer may still be at the
+    previous resolution, and squeeze-and-excite layers are 1x1)."""
+    shapes = [row.output_shape for row in rows if row.output_shape and len(row.output_shape) > 2]
+    if not shapes:
+        return None
+    counts = Counter(shape[1:-1] for shape in shapes)
+    dims = counts.most_common(1)[0][0]
+    return next(shape for shape in shapes if shape[1:-1] == dims)
 
 
 def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
@@ -145,12 +157,14 @@ def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
             return blocks_of(rows, key)
         nodes: list[Node] = []
         for run in stage_runs:
-            size = _size_text(run[0].output_shape)
+            size = _size_text(_typical_shape(run))
             spatial = f" · {size}" if size else ""
             params = sum(row.params for row in run)
+            name = run[0].stage_name
+            own = f" · {name}" if name and name != f"stage {run[0].stage}" else ""
             title = (
-                f"stage {run[0].stage}{spatial} · layers {run[0].path_text}–{run[-1].path_text}"
-                f" · {params:,} params"
+                f"stage {run[0].stage}{own}{spatial} · layers {run[0].path_text}–"
+                f"{run[-1].path_text} · {params:,} params"
             )
             nodes.append(
                 group(

@@ -16,10 +16,11 @@ def status_text(view: PlanView, plan: FreezePlan) -> Text:
         plan: the current plan.
 
     Returns:
-        Two lines: the counts; the boundary and the BatchNormalization policy.
+        Three lines: the counts; the boundary and the cut it makes; the BatchNormalization
+        policy and the exceptions.
     """
     totals = view.totals(plan)
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append("Trainable ", style="bold")
     text.append(f"{totals.trainable:,}", style="bold green")
     text.append(f" ({totals.trainable_fraction:.1%})  ")
@@ -34,12 +35,18 @@ def status_text(view: PlanView, plan: FreezePlan) -> Text:
     else:
         text.append("Boundary ", style="bold")
         text.append(f"{layer.path_text} {layer.name}")
+        cut = view.cut(plan)
+        text.append("  ·  ")
+        text.append(cut.brief(), style="green" if cut.clean else "yellow")
+    text.append("\n")
     bns = view.batch_norms_after_boundary(plan)
+    notes = []
     if bns:
         verb = "kept frozen" if plan.bn_policy is BNPolicy.FROZEN else "trained"
-        text.append(f"  ·  {bns} BatchNorm after it: {verb} (b)")
+        notes.append(f"{bns} BatchNorm after it: {verb} (b)")
     if plan.exceptions:
-        text.append(f"  ·  {len(plan.exceptions)} exception(s)")
+        notes.append(f"{len(plan.exceptions)} exception(s)")
+    text.append("  ·  ".join(notes))
     return text
 
 
