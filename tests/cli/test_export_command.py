@@ -36,8 +36,13 @@ EXPORT = [
 @pytest.fixture(scope="module")
 def cli_export(run_kfreeze: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli_export")
+    # The Keras 2 names of the boundary and of the default feature layer, as old tutorials
+    # write them: the export (and the plan it writes) use today's names.
+    old_names = ["res5a_branch2a" if arg == "conv5_block1_1_conv" else arg for arg in EXPORT]
     result = run_kfreeze(
-        *EXPORT,
+        *old_names,
+        "--feature-layer",
+        "res5c_relu",
         "-o",
         str(folder / "m.keras"),
         "--plan",
@@ -46,6 +51,12 @@ def cli_export(run_kfreeze: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
         str(folder / "m.py"),
     )
     assert result.returncode == 0, result.stderr
+    assert (
+        "--freeze-before res5a_branch2a is the Keras 2 name of conv5_block1_1_conv (index 143)"
+        in result.stderr
+    )
+    assert "feature layer res5c_relu is the Keras 2 name of conv5_block3_out" in result.stderr
+    assert 'boundary = "conv5_block1_1_conv"' in (folder / "m.toml").read_text()
     assert (
         "verified by loading it back: 177 layers, 14,996,490 trainable and 8,611,712 "
         "non-trainable parameters" in result.stdout

@@ -73,6 +73,7 @@ def test_layers_json_small_model(
         "params",
         "trainable",
         "stage",
+        "stage_name",
         "block",
         "inbound",
     }
@@ -139,3 +140,41 @@ def test_models_command(run_kfreeze: Any) -> None:
     entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert entries["InceptionV3"]["default_input_shape"] == [299, 299, 3]
     assert len(entries) >= 40
+
+
+def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
+    clean = run_kfreeze(
+        "layers", "resnet50", "--weights", "none", "--boundary", "conv5_block1_1_conv", "--json"
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["cut"] == {
+        "boundary": "conv5_block1_1_conv",
+        "crossing": ["conv4_block6_out"],
+        "clean": True,
+        "splits_block": None,
+    }
+    # A Keras 2 name, in the table: the cut line under it, and a note on stderr.
+    split = run_kfreeze(
+        "layers",
+        "resnet50",
+        "--weights",
+        "none",
+        "--boundary",
+        "res5a_branch2b",
+        "--filter",
+        "res5a_branch2b",
+    )
+    assert split.returncode == 0, split.stderr
+    assert (
+        "kfreeze: note: res5a_branch2b is the Keras 2 name of conv5_block1_2_conv (index 146)"
+        in split.stderr
+    )
+    lines = split.stdout.splitlines()
+    assert sum("conv5_block1_2_conv" in line for line in lines) == 2  # the row and the cut
+    assert lines[-1] == (
+        "Boundary conv5_block1_2_conv: splits block conv5_block1: 2 tensors cross "
+        "(conv4_block6_out, conv5_block1_1_relu)"
+    )
+    missing = run_kfreeze("layers", "resnet50", "--weights", "none", "--boundary", "res9z")
+    assert missing.returncode == 2
+    assert "no layer named 'res9z'" in missing.stderr and "Traceback" not in missing.stderr

@@ -291,3 +291,45 @@ async def test_small_model_space_on_batchnorm(small_loaded: Any) -> None:
         view = explorer.session.view
         assert view.leaf_trainable(explorer.plan, table.current_layer.path)
         assert "stem_bn" in screen_text(pilot) and "train*" in screen_text(pilot)
+
+
+async def test_the_cut_shows_as_the_boundary_and_cursor_move(resnet50: Any) -> None:
+    app = make_app(loaded=resnet50)
+    async with app.run_test(size=SIZE) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        table = explorer.table
+        for _ in range(5):
+            await pilot.press("right_square_bracket")
+        # The side pane says what f would do here, before it is pressed.
+        summary = explorer.query_one("#layer-summary")
+        assert "f here: clean cut: conv4_block6_out" in summary.text.plain
+        await pilot.press("f")
+        assert "Boundary 143 conv5_block1_1_conv  ·  clean cut: conv4_block6_out" in (
+            screen_text(pilot)
+        )
+        assert not app._notifications  # a clean cut needs no warning
+        await pilot.press("j")
+        assert table.current_layer.name == "conv5_block1_1_bn"
+        assert "f here: splits block conv5_block1" in summary.text.plain
+        await pilot.press("f")
+        assert "splits block conv5_block1 (2 tensors cross)" in screen_text(pilot)
+        warnings = [n.message for n in app._notifications]
+        assert any("splits block conv5_block1" in m and "tensors cross it" in m for m in warnings)
+        # `{` goes back to the block's start, where the cut is clean again.
+        await pilot.press("left_curly_bracket", "f")
+        assert explorer.plan.boundary == (143,)
+        assert "clean cut: conv4_block6_out" in screen_text(pilot)
+
+
+async def test_the_filter_takes_keras2_resnet_names(resnet50: Any) -> None:
+    app = make_app(loaded=resnet50)
+    async with app.run_test(size=SIZE) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        await pilot.press("slash", *"res5a_branch2a", "enter")
+        table = explorer.table
+        assert table.match_count == 1
+        assert table.current_layer.name == "conv5_block1_1_conv"
+        field = explorer.query_one("#filter")
+        assert "res5a_branch2a is the Keras 2 name of conv5_block1_1_conv (index 143)" in str(
+            field.border_title
+        )

@@ -45,6 +45,21 @@ def test_explorer_boundary_143(snap_compare: Any, named_resnet: Any) -> None:
     )
 
 
+def test_explorer_split_cut(snap_compare: Any, named_resnet: Any) -> None:
+    """The boundary inside a residual unit: the status bar says which block it splits."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _boundary_at_143(pilot)
+        await pilot.press("j", "j", "j", "f")  # conv5_block1_2_conv
+        await pilot.pause()
+        status = pilot.app.screen.query_one("#status").text.plain
+        assert "splits block conv5_block1" in status  # under the warning toast
+
+    assert snap_compare(
+        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=run_before
+    )
+
+
 def test_explorer_filter(snap_compare: Any, named_resnet: Any) -> None:
     async def run_before(pilot: Pilot) -> None:
         await _boundary_at_143(pilot)
