@@ -40,6 +40,11 @@ async def boundary_at_143(pilot: Pilot) -> None:
     await pilot.press(*["right_square_bracket"] * 5, "f")
 
 
+async def split_cut(pilot: Pilot) -> None:
+    await boundary_at_143(pilot)
+    await pilot.press("j", "j", "j", "f")  # conv5_block1_2_conv: inside a residual unit
+
+
 async def filtered(pilot: Pilot) -> None:
     await boundary_at_143(pilot)
     await pilot.press("slash", *"conv5.*_bn$")
@@ -105,6 +110,7 @@ async def main() -> None:
     OUT.mkdir(exist_ok=True)
     resnet = resnet_with_fixed_names()
     await shoot("explorer", make_app(loaded=resnet), (120, 36), boundary_at_143)
+    await shoot("split-cut", make_app(loaded=resnet), (120, 36), split_cut)
     await shoot("filter", make_app(loaded=resnet), (120, 36), filtered)
     await shoot("detail", make_app(loaded=resnet), (120, 40), detail)
     # As `kfreeze resnet50 --weights none` opens it: the header says RANDOM WEIGHTS.
