@@ -8,10 +8,11 @@ a message. The app keeps a :class:`ModelSession` (core), never a Keras object.
 from __future__ import annotations
 
 import gc
+import io
 import os
+import re
 import sys
 import tempfile
-import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from kfreeze_tui.widgets.layer_table import LayerTable
 class KFreezeApp(App[None]):
     """The kfreeze TUI."""
 
-    CSS_PATH = "kfreeze.tcss"
+    CSS_PATH = Path(__file__).with_name("kfreeze.tcss")  # absolute: subclasses live elsewhere
     TITLE = "kfreeze"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -81,6 +82,8 @@ class KFreezeApp(App[None]):
         self.root = root or Path.cwd()
         self.session: ModelSession | None = None
         self.random_weights_chosen = False
+        self.crash_log: Path | None = None
+        """Where the traceback of an unexpected error went (set by :func:`run_app`)."""
 
     def on_mount(self) -> None:
         if self.preloaded is not None:
@@ -211,39 +214,6 @@ class KFreezeApp(App[None]):
         )
         self.switch_to(PickerScreen(self.root, note))
 
-    # -- crashes ---------------------------------------------------------------------------
-
-    crash_log: Path | None = None
-    """Where the traceback of an unexpected error went (None until one happens)."""
-
-    def _fatal_error(self) -> None:
-        """An unexpected error: one sentence on the terminal, the traceback in a file.
-
-        Textual would print a full traceback with locals over the user's terminal; kfreeze
-        promises one clear sentence. ``KFREEZE_DEBUG=1`` restores Textual's traceback.
-        """
-        if os.environ.get("KFREEZE_DEBUG"):
-            super()._fatal_error()
-            return
-        from rich.text import Text
-
-        error = sys.exc_info()[1] or self._exception
-        trace = "".join(traceback.format_exception(error)) if error else "(no traceback)"
-        handle, name = tempfile.mkstemp(prefix="kfreeze-crash-", suffix=".txt")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(trace)
-        self.crash_log = Path(name)
-        detail = str(error).strip().splitlines()[0] if error and str(error).strip() else ""
-        kind = type(error).__name__ if error else "error"
-        self.bell()
-        self._exit_renderables.append(
-            Text(
-                f"kfreeze: error: unexpected {kind}{': ' + detail if detail else ''} "
-                f"(this is a bug in kfreeze; the traceback is in {name})."
-            )
-        )
-        self._close_messages_no_wait()
-
     # -- help, palette, quit ---------------------------------------------------------------
 
     def binding_groups(self) -> list[tuple[str, list[Binding]]]:
@@ -315,6 +285,48 @@ def _runner(target: object, action: str) -> object:
         await target.run_action(action)  # type: ignore[attr-defined]
 
     return run
+
+
+_TRACEBACK_LAST_LINE = re.compile(r"^(\w[\w.]*): (.+)$")
+
+
+def run_app(app: KFreezeApp, *, headless: bool = False) -> int:
+    """Run the app; an unexpected error ends it with one sentence, not a traceback.
+
+    Textual prints what ends an app (a crash's traceback, with locals) through its public
+    ``error_console``. kfreeze points that console at a buffer: a traceback goes to a file
+    whose path the sentence gives (``KFREEZE_DEBUG=1`` prints it instead), anything else is
+    printed as it is.
+
+    Args:
+        app: the app from :func:`make_app`.
+        headless: run without a terminal (tests).
+
+    Returns:
+        The app's return code.
+    """
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    app.error_console = Console(file=buffer, width=120, color_system=None, markup=False)
+    app.run(headless=headless)
+    printed = buffer.getvalue()
+    if "Traceback" in printed and not os.environ.get("KFREEZE_DEBUG"):
+        handle, name = tempfile.mkstemp(prefix="kfreeze-crash-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(printed)
+        app.crash_log = Path(name)
+        matches = [_TRACEBACK_LAST_LINE.match(line.strip()) for line in printed.splitlines()]
+        found = [m for m in matches if m and not m.group(1).startswith(("File", "http"))]
+        what = f"{found[-1].group(1)}: {found[-1].group(2)}" if found else "error"
+        print(
+            f"kfreeze: error: unexpected {what} (this is a bug in kfreeze; the traceback is "
+            f"in {name}).",
+            file=sys.stderr,
+        )
+    elif printed:
+        sys.stderr.write(printed)
+    return app.return_code or 0
 
 
 def make_app(

@@ -262,12 +262,11 @@ def _run_tui(args: argparse.Namespace) -> int:
         )
     # TensorFlow reads its settings when it is imported, which happens in the app's worker.
     configure(RuntimeOptions(gpu=args.gpu))
-    from kfreeze_tui.app import make_app
+    from kfreeze_tui.app import make_app, run_app
 
     with stderr_kept_off_the_terminal():
         app = make_app(args.model, options)  # type: ignore[arg-type]
-        app.run()
-    return app.return_code or EXIT_OK
+        return run_app(app)
 
 
 def load_options_from(args: argparse.Namespace) -> object:

@@ -176,21 +176,27 @@ async def test_3000_layer_model(deep_model: LoadedModel) -> None:
         assert "Trainable 0" in screen_text(pilot)  # only a ReLU is after the boundary
 
 
-async def test_an_unexpected_error_is_one_sentence(
-    small_loaded: Any, capfd: pytest.CaptureFixture[str]
+def test_an_unexpected_error_is_one_sentence(
+    small_loaded: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(loaded=small_loaded)
-    with pytest.raises(RuntimeError, match="boom"):
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for_explorer(pilot)
-            try:
-                raise RuntimeError("boom")
-            except RuntimeError as error:
-                app._handle_exception(error)  # what Textual calls for an unhandled error
-            await pilot.pause()
-    assert app.return_code == 1
-    assert app.crash_log is not None and "RuntimeError: boom" in app.crash_log.read_text()
-    printed = " ".join(capfd.readouterr().err.split())
+    from textual import on
+
+    from kfreeze_tui.app import KFreezeApp, run_app
+
+    monkeypatch.delenv("KFREEZE_DEBUG", raising=False)
+
+    class Crashing(KFreezeApp):
+        @on(KFreezeApp.ModelReady)
+        def _crash(self) -> None:
+            raise RuntimeError("boom")
+
+    app = Crashing(loaded=small_loaded)
+    assert run_app(app, headless=True) == 1
+    assert app.crash_log is not None
+    trace = app.crash_log.read_text()
+    assert "Traceback" in trace and "RuntimeError: boom" in trace
+    printed = " ".join(capsys.readouterr().err.split())
     assert "kfreeze: error: unexpected RuntimeError: boom (this is a bug in kfreeze" in printed
+    assert str(app.crash_log) in printed
     assert "Traceback" not in printed and "locals" not in printed
     app.crash_log.unlink()
