@@ -26,6 +26,7 @@ from textual.screen import Screen
 
 from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
 from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.keymap import Keymap, display_keys
 from kfreeze_tui.screens.confirm import ConfirmScreen
 from kfreeze_tui.screens.error import ErrorScreen
 from kfreeze_tui.screens.explorer import ExplorerScreen
@@ -74,8 +75,12 @@ class KFreezeApp(App[None]):
         *,
         loaded: LoadedModel | None = None,
         root: Path | None = None,
+        keymap: Keymap | None = None,
     ) -> None:
         super().__init__()
+        self.keymap: Keymap = keymap or {}
+        """The user's keys by binding id (checked by :func:`kfreeze_tui.keymap.check`)."""
+        self.set_keymap(self.keymap)
         self.source = source
         self.options = options or LoadOptions()
         self.preloaded = loaded
@@ -235,24 +240,38 @@ class KFreezeApp(App[None]):
             ),
         ]
 
+    def get_key_display(self, binding: Binding) -> str:
+        """Keys as a user reads them, in the footer, the help and the palette alike:
+        ``PgDn``, ``Esc``, ``Enter``, ``Ctrl+P`` (Textual's own hook for this)."""
+        if binding.key_display:
+            return binding.key_display
+        key = binding.key
+        if key in KEY_DISPLAY:
+            return KEY_DISPLAY[key]
+        if key.startswith("ctrl+") and len(key) == 6:
+            return f"Ctrl+{key[-1].upper()}"
+        return super().get_key_display(binding)
+
+    def key_label(self, binding: Binding) -> str:
+        """The keys of ``binding`` as the user has them: ``], n``."""
+        return display_keys(binding, self.keymap, self.get_key_display)
+
     def action_help(self) -> None:
         """Show every key."""
-        self.push_screen(HelpScreen(self.binding_groups()))
+        self.push_screen(HelpScreen(self.binding_groups(), self.key_label))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         explorer = screen if isinstance(screen, ExplorerScreen) else None
         if explorer is None:
             return
-        from kfreeze_tui.screens.help import key_label
-
         for title, bindings in self.binding_groups():
             for binding in bindings:
                 if binding.action in ("command_palette",):
                     continue
                 target = explorer.table if binding in LayerTable.BINDINGS else explorer
                 yield SystemCommand(
-                    f"{binding.description} ({key_label(binding.key)})",
+                    f"{binding.description} ({self.key_label(binding)})",
                     f"{title}: {binding.description.lower()}",
                     _runner(target, binding.action),
                 )
@@ -276,6 +295,19 @@ class KFreezeApp(App[None]):
             return
         self.exit()
 
+
+KEY_DISPLAY = {
+    "pageup": "PgUp",
+    "pagedown": "PgDn",
+    "escape": "Esc",
+    "enter": "Enter",
+    "home": "Home",
+    "end": "End",
+    "up": "↑",
+    "down": "↓",
+    "left": "←",
+    "right": "→",
+}
 
 PLAN_ACTIONS = {"boundary", "exception", "bn_policy", "freeze_all", "unfreeze_all", "copy"}
 
@@ -335,6 +367,7 @@ def make_app(
     *,
     loaded: LoadedModel | None = None,
     root: Path | None = None,
+    keymap: Keymap | None = None,
 ) -> KFreezeApp:
     """The one factory for the app: used by the CLI, the tests and the screenshot script.
 
@@ -343,8 +376,9 @@ def make_app(
         options: load options.
         loaded: an already loaded model (tests and scripts), opened instead of ``source``.
         root: the folder the picker searches for model files (default: the current one).
+        keymap: the user's keys by binding id, already checked (see :mod:`kfreeze_tui.keymap`).
 
     Returns:
         The app, not yet running.
     """
-    return KFreezeApp(source, options, loaded=loaded, root=root)
+    return KFreezeApp(source, options, loaded=loaded, root=root, keymap=keymap)

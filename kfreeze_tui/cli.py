@@ -253,8 +253,13 @@ def build_tui_parser() -> argparse.ArgumentParser:
 
 def _run_tui(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.runtime import RuntimeOptions, configure, stderr_kept_off_the_terminal
+    from kfreeze_tui.keymap import ConfigError, read_keymap
 
     options = load_options_from(args)
+    try:
+        keymap = read_keymap()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(
             "the explorer needs a terminal; use `kfreeze layers MODEL` for output to a pipe "
@@ -265,7 +270,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     from kfreeze_tui.app import make_app, run_app
 
     with stderr_kept_off_the_terminal():
-        app = make_app(args.model, options)  # type: ignore[arg-type]
+        app = make_app(args.model, options, keymap=keymap)  # type: ignore[arg-type]
         return run_app(app)
 
 

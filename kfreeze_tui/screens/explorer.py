@@ -70,21 +70,21 @@ class ExplorerScreen(Screen[None]):
     """The main screen of an open model."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "boundary", "Freeze before"),
-        Binding("space", "exception", "Toggle layer"),
-        Binding("b", "bn_policy", "BatchNorm"),
-        Binding("slash", "filter", "Filter"),
-        Binding("y", "copy", "Copy code"),
-        Binding("e", "export", "Export"),
-        Binding("c", "feature_layer", "Head here", show=False),
-        Binding("p", "toggle_pane", "Head pane", show=False),
-        Binding("F", "freeze_all", "Freeze all", show=False),
-        Binding("U", "unfreeze_all", "Unfreeze all", show=False),
-        Binding("minus", "collapse_all", "Collapse all", show=False),
-        Binding("plus,equals_sign", "expand_all", "Expand all", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "app.request_quit", "Quit"),
+        Binding("f", "boundary", "Freeze before", id="freeze_boundary"),
+        Binding("space", "exception", "Toggle layer", id="toggle_exception"),
+        Binding("b", "bn_policy", "BatchNorm", id="bn_policy"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("y", "copy", "Copy code", id="copy_snippet"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("c", "feature_layer", "Head here", show=False, id="head_here"),
+        Binding("p", "toggle_pane", "Head pane", show=False, id="head_pane"),
+        Binding("F", "freeze_all", "Freeze all", show=False, id="freeze_all"),
+        Binding("U", "unfreeze_all", "Unfreeze all", show=False, id="unfreeze_all"),
+        Binding("minus", "collapse_all", "Collapse all", show=False, id="collapse_all"),
+        Binding("plus,equals_sign", "expand_all", "Expand all", show=False, id="expand_all"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("question_mark", "app.help", "Help", id="help"),
+        Binding("q", "app.request_quit", "Quit", id="quit"),
     ]
 
     plan: reactive[FreezePlan] = reactive(FreezePlan, init=False, always_update=False)

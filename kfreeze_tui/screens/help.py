@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.table import Table
@@ -11,40 +12,23 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEY_NAMES = {
-    "left_square_bracket": "[",
-    "right_square_bracket": "]",
-    "left_curly_bracket": "{",
-    "right_curly_bracket": "}",
-    "question_mark": "?",
-    "slash": "/",
-    "space": "space",
-    "minus": "-",
-    "plus": "+",
-    "equals_sign": "=",
-    "escape": "Esc",
-    "enter": "Enter",
-    "pageup": "PgUp",
-    "pagedown": "PgDn",
-    "ctrl+p": "Ctrl+P",
-    "ctrl+c": "Ctrl+C",
-}
 
+def bindings_table(
+    groups: list[tuple[str, list[Binding]]], label: Callable[[Binding], str]
+) -> Table:
+    """A two-column table of keys and what they do, by group.
 
-def key_label(keys: str) -> str:
-    """``right_square_bracket,n`` -> ``], n``."""
-    return ", ".join(KEY_NAMES.get(k, k) for k in keys.split(","))
-
-
-def bindings_table(groups: list[tuple[str, list[Binding]]]) -> Table:
-    """A two-column table of keys and what they do, by group."""
+    Args:
+        groups: titled lists of bindings.
+        label: the keys of a binding as the user has them (their keymap applied).
+    """
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for title, bindings in groups:
         table.add_row(f"[u]{title}[/u]", "")
         for binding in bindings:
-            table.add_row(key_label(binding.key), binding.description)
+            table.add_row(label(binding), binding.description)
         table.add_row("", "")
     return table
 
@@ -54,15 +38,18 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
-    def __init__(self, groups: list[tuple[str, list[Binding]]]) -> None:
+    def __init__(
+        self, groups: list[tuple[str, list[Binding]]], label: Callable[[Binding], str]
+    ) -> None:
         super().__init__()
         self.groups = groups
+        self.label = label
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body") as body:
             body.border_title = "kfreeze keys"
             body.border_subtitle = "Esc to close · Ctrl+P: every action by name"
-            yield Static(bindings_table(self.groups))
+            yield Static(bindings_table(self.groups, self.label))
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)

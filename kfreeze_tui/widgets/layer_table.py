@@ -200,21 +200,33 @@ class LayerTable(ScrollView, can_focus=True):
     """The scrollable layer tree with a cursor, a drawn freeze boundary and a filter."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "first", "First row", show=False),
-        Binding("end,G", "last", "Last row", show=False),
-        Binding("left,h", "collapse", "Collapse", show=False),
-        Binding("right,l", "expand", "Expand", show=False),
-        Binding("enter", "select", "Detail / toggle group", show=False),
-        Binding("right_square_bracket", "next_stage", "Next stage", show=False),
-        Binding("left_square_bracket", "previous_stage", "Previous stage", show=False),
-        Binding("right_curly_bracket", "next_block", "Next block", show=False),
-        Binding("left_curly_bracket", "previous_block", "Previous block", show=False),
-        Binding("n", "next_match", "Next match", show=False),
-        Binding("N", "previous_match", "Previous match", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False, id="cursor_up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="cursor_down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="page_up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="page_down"),
+        Binding("home,g", "first", "First row", show=False, id="first"),
+        Binding("end,G", "last", "Last row", show=False, id="last"),
+        Binding("left,h", "collapse", "Collapse", show=False, id="collapse"),
+        Binding("right,l", "expand", "Expand", show=False, id="expand"),
+        Binding("enter", "select", "Detail / toggle group", show=False, id="select"),
+        Binding("right_square_bracket", "next_stage", "Next stage", show=False, id="next_stage"),
+        Binding(
+            "left_square_bracket",
+            "previous_stage",
+            "Previous stage",
+            show=False,
+            id="previous_stage",
+        ),
+        Binding("right_curly_bracket", "next_block", "Next block", show=False, id="next_block"),
+        Binding(
+            "left_curly_bracket",
+            "previous_block",
+            "Previous block",
+            show=False,
+            id="previous_block",
+        ),
+        Binding("n", "next_match", "Next match", show=False, id="next_match"),
+        Binding("N", "previous_match", "Previous match", show=False, id="previous_match"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
