@@ -24,7 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
-from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
+from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions, first_line
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.keymap import Keymap, display_keys
 from kfreeze_tui.screens.confirm import ConfirmScreen
@@ -177,7 +177,7 @@ class KFreezeApp(App[None]):
             self.post_message(self.LoadFailed(source, error))
             return
         except Exception as exc:  # a bug or an odd model: still one sentence, no traceback
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            detail = first_line(exc)
             self.post_message(
                 self.LoadFailed(
                     source,
@@ -201,9 +201,15 @@ class KFreezeApp(App[None]):
         self.preloaded = None
         self.session = message.session
         # The model is hundreds of thousands of long-lived Python objects: take them out of
-        # the garbage collector's scans so that a collection never stalls a keypress.
+        # the garbage collector's scans so that a collection never stalls a keypress. A model
+        # opened before goes back to the collector first, and everything does when the app
+        # ends (on_unmount): the freeze lasts as long as the model is on screen.
+        gc.unfreeze()
         gc.freeze()
         self.switch_to(ExplorerScreen(message.session))
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()
 
     @on(LoadFailed)
     def _on_load_failed(self, message: LoadFailed) -> None:

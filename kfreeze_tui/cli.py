@@ -548,9 +548,10 @@ def run(argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("KFREEZE_DEBUG"):
             traceback.print_exc()
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        from kfreeze_tui.core.loading import first_line
+
         _error(
-            f"unexpected {type(exc).__name__}: {detail} "
+            f"unexpected {type(exc).__name__}: {first_line(exc)} "
             "(this is a bug in kfreeze; run with KFREEZE_DEBUG=1 for the traceback)."
         )
         return EXIT_INTERNAL

@@ -159,7 +159,9 @@ def build_model(
     try:
         new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from kfreeze_tui.core.loading import first_line
+
+        detail = first_line(exc)
         raise PlanError(
             f"a model with the head on {layer_info.name} cannot be built from the model's "
             f"inputs ({detail})"

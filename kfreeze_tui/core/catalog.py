@@ -187,3 +187,17 @@ def closest(name: str, n: int = 3) -> list[str]:
 
 def _fold(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
+
+
+@functools.cache
+def known_counts() -> dict[str, dict[str, int]]:
+    """Layer and parameter counts of each architecture at its default size, measured once
+    and shipped with kfreeze (``catalog_counts.json``), so that the picker shows them without
+    building anything. Empty if the file is missing or damaged."""
+    import json
+
+    path = Path(__file__).with_name("catalog_counts.json")
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("models", {}))
+    except (OSError, ValueError):
+        return {}

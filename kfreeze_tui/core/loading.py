@@ -178,7 +178,9 @@ def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
         yield keras
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none), cut at
+    200 characters: Keras's messages run to pages, a sentence needs one line."""
     text = str(exc).strip() or type(exc).__name__
     line = text.splitlines()[0].strip()
     return line if len(line) <= 200 else line[:197] + "..."
@@ -252,19 +254,19 @@ def _architecture_error(
     if "input" in lowered and ("shape" in lowered or "size" in lowered):
         shape = options.input_shape or arch.default_input_shape
         return LoadError(
-            f"{arch.name} cannot be built for input shape {shape}: {_first_line(exc)}",
+            f"{arch.name} cannot be built for input shape {shape}: {first_line(exc)}",
             f"pass --input-shape with a size {arch.name} accepts, or leave it out to use "
             f"{arch.default_size},{arch.default_size},3",
             kind="shape",
         )
     if weights not in (None, "imagenet"):
         return LoadError(
-            f"the weights in {weights} do not fit {arch.name}: {_first_line(exc)}",
+            f"the weights in {weights} do not fit {arch.name}: {first_line(exc)}",
             "pass weights saved from the same architecture, input shape and --include-top",
             kind="weights",
         )
     return LoadError(
-        f"{arch.name} could not be built: {_first_line(exc)}",
+        f"{arch.name} could not be built: {first_line(exc)}",
         "check --input-shape, --include-top and --weights",
         kind="build",
     )
@@ -350,7 +352,7 @@ def _zip_config(path: Path, source: str) -> dict[str, Any]:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
         raise LoadError(
-            f"{source} is a damaged .keras archive ({_first_line(exc)})",
+            f"{source} is a damaged .keras archive ({first_line(exc)})",
             "copy or save the model again",
             kind="truncated",
         ) from exc
@@ -371,7 +373,7 @@ def _h5_config(path: Path, source: str) -> dict[str, Any]:
             raw = handle.attrs.get("model_config")
     except OSError as exc:
         raise LoadError(
-            f"{source} is a truncated or damaged HDF5 file ({_first_line(exc)})",
+            f"{source} is a truncated or damaged HDF5 file ({first_line(exc)})",
             "copy or save the model again",
             kind="truncated",
         ) from exc
@@ -427,7 +429,7 @@ def _import_custom_objects(path: Path) -> dict[str, Any]:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise LoadError(
-            f"importing {path} failed with {type(exc).__name__}: {_first_line(exc)}",
+            f"importing {path} failed with {type(exc).__name__}: {first_line(exc)}",
             "fix the error in that file and try again",
             kind="custom",
         ) from exc
@@ -485,9 +487,7 @@ def _deserialize(
             else {}
         )
         unknown = _unknown_classes(config, fmt, custom, keras)
-        if options.unsafe:
-            keras.config.enable_unsafe_deserialization()
-        try:
+        try:  # safe_mode is scoped to this call; nothing process-wide is switched off
             model = keras.saving.load_model(
                 str(path),
                 custom_objects=custom or None,
@@ -510,7 +510,7 @@ def _deserialize(
                     kind="lambda",
                 ) from exc
             raise LoadError(
-                f"{source} could not be loaded by Keras: {_first_line(exc)}",
+                f"{source} could not be loaded by Keras: {first_line(exc)}",
                 "check that it was saved by Keras 3 with model.save()",
                 kind="keras",
             ) from exc

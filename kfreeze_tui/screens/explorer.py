@@ -22,6 +22,7 @@ from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
+from kfreeze_tui.core.loading import first_line
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
@@ -356,7 +357,7 @@ class ExplorerScreen(Screen[None]):
             self.app.call_from_thread(run.failed, f"{str(exc).rstrip('.')}.")
             return
         except Exception as exc:  # Keras failed to save or load: one sentence still
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            detail = first_line(exc)
             self.app.call_from_thread(run.failed, f"{type(exc).__name__}: {detail}")
             return
         self.app.call_from_thread(self._exported, run, result, plan)

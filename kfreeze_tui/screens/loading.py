@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Middle, Vertical
@@ -25,7 +26,7 @@ class LoadingScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="loading-box"):
-            yield Static(f"Opening [b]{self.source}[/b]", id="loading-title", markup=True)
+            yield Static(f"Opening [b]{escape(self.source)}[/b]", id="loading-title", markup=True)
             yield LoadingIndicator(id="loading-indicator")
             yield Static("", id="loading-steps")
         yield Footer()
@@ -33,6 +34,6 @@ class LoadingScreen(Screen[None]):
     def step(self, text: str) -> None:
         """Show a new step; earlier steps are shown done."""
         self._steps.append(text)
-        lines = [f"[green]✓[/green] {done}" for done in self._steps[:-1]]
-        lines.append(f"[b]…[/b] {self._steps[-1]}")
+        lines = [f"[green]✓[/green] {escape(done)}" for done in self._steps[:-1]]
+        lines.append(f"[b]…[/b] {escape(self._steps[-1])}")
         self.query_one("#loading-steps", Static).update("\n".join(lines))

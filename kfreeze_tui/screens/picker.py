@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,8 +14,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from kfreeze_tui.core import catalog
+from kfreeze_tui.core.loading import MODEL_SUFFIXES
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 SKIP_DIRS = {"node_modules", "site-packages", "__pycache__", "venv", ".venv", "env"}
 MAX_FILES = 500
 MAX_DEPTH = 4
@@ -34,18 +32,9 @@ class Choice:
     params: str
 
 
-@cache
-def _known_counts() -> dict[str, dict[str, int]]:
-    path = Path(__file__).resolve().parents[1] / "core" / "catalog_counts.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("models", {})
-    except (OSError, ValueError):
-        return {}
-
-
 def catalog_choices() -> list[Choice]:
     """Every architecture, with layer and parameter counts where they are known."""
-    counts = _known_counts()
+    counts = catalog.known_counts()
     choices = []
     for arch in catalog.architectures():
         known = counts.get(arch.name, {})

@@ -690,6 +690,8 @@ class LayerTable(ScrollView, can_focus=True):
         return Strip([Segment(text, style)], width)
 
     def _span_state(self, start: int, end: int) -> tuple[str, str]:
+        if self.view.trainable_size_between(start, end) == 0:
+            return "·", "trainable"  # a group without weights has nothing to freeze
         trainable = self.view.trainable_between(self.plan, start, end)
         if trainable == 0:
             return "frozen", "frozen"

@@ -31,7 +31,11 @@ def status_text(view: PlanView, plan: FreezePlan) -> Text:
     if layer is None:
         text.append("Boundary: none, every layer frozen")
     elif view.boundary_position(plan) == 0:
-        text.append("Boundary: none, every layer trains")
+        frozen_bns = plan.bn_policy is BNPolicy.FROZEN and view.batch_norms_after_boundary(plan)
+        text.append(
+            "Boundary: none, every layer trains"
+            + (" but BatchNormalization (kept frozen)" if frozen_bns else "")
+        )
     else:
         text.append("Boundary ", style="bold")
         text.append(f"{layer.path_text} {layer.name}")

@@ -128,6 +128,13 @@ def test_lambda_allowed_with_unsafe(lambda_files: dict[str, Path], fmt: str) -> 
     loaded = load(str(lambda_files[fmt]), LoadOptions(unsafe=True))
     assert any(layer.name == "times_two" for layer in loaded.model.layers)
     assert any("--unsafe" in warning for warning in loaded.warnings)
+    # --unsafe is scoped to that load: Keras itself still refuses the Lambda afterwards
+    # (kfreeze no longer switches safe mode off for the whole process).
+    if fmt == "keras":
+        import keras
+
+        with pytest.raises(ValueError, match=r"(?i)lambda|unsafe|safe_mode"):
+            keras.saving.load_model(lambda_files[fmt])
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])

@@ -333,3 +333,20 @@ async def test_the_filter_takes_keras2_resnet_names(resnet50: Any) -> None:
         assert "res5a_branch2a is the Keras 2 name of conv5_block1_1_conv (index 143)" in str(
             field.border_title
         )
+
+
+async def test_the_opening_screen_tells_the_truth_about_batchnorm(resnet50: Any) -> None:
+    app = make_app(loaded=resnet50)
+    async with app.run_test(size=SIZE) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        text = screen_text(pilot)
+        # Nothing is frozen by the boundary, but the default policy keeps BatchNorm frozen.
+        assert "every layer trains but BatchNormalization (kept frozen)" in text
+        assert "53 BatchNorm after it: kept frozen (b)" in text
+        await pilot.press("b")
+        assert "Boundary: none, every layer trains\n" in screen_text(pilot) + "\n"
+        assert explorer.plan.bn_policy is BNPolicy.TRAINABLE
+        # Stage 0 (the input and conv1's padding) has no weights: it is neither frozen nor
+        # trainable, and says so.
+        header = next(line for line in screen_text(pilot).splitlines() if "stage 0" in line)
+        assert header.split("▏")[0].rstrip().endswith("·")
