@@ -8,7 +8,12 @@ Runs the installed `kfreeze resnet50 --weights none` in a pseudo-terminal and me
   ``python -c "import keras"`` (target <= 0.25);
 * interactive: time until ResNet50's tree and counts are on the terminal, against a bare
   script that imports Keras, builds ResNet50 at 224 and walks its layers (target <= 1.15);
-* peak memory (VmHWM) with ResNet50 open, against the same bare script (target <= 1.2).
+* peak memory (VmHWM) with ResNet50 open, against the same bare script (target <= 1.2);
+* reopen: the same as "interactive" when the layer-table cache already holds ResNet50's
+  table, against the same bare script (target <= 0.35).
+
+The first-open runs pass ``--no-cache``; the cache lives in a temporary folder
+(``XDG_CACHE_HOME``) that one untimed run fills before the reopen runs.
 
 Each figure is the median of --runs runs; the two sides alternate so that load on the
 machine hits both alike.
@@ -23,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import pexpect
@@ -73,8 +79,8 @@ def tui_run(command: list[str]) -> tuple[float, float, int]:
     peak = vm_hwm_kib(child.pid)
     child.send("q")
     child.expect(pexpect.EOF, timeout=30)
-    assert first is not None
-    return first, interactive, peak
+    # From the cache the tree can be ready before the loading view was ever drawn.
+    return first if first is not None else interactive, interactive, peak
 
 
 def main() -> None:
@@ -89,12 +95,16 @@ def main() -> None:
     first: list[float] = []
     interactive: list[float] = []
     tui_peak: list[int] = []
+    reopen: list[float] = []
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kfreeze-bench-cache-")
+    tui_run([*kfreeze, "resnet50", "--weights", "none"])  # fills the cache
     for _ in range(runs):
+        reopen.append(tui_run([*kfreeze, "resnet50", "--weights", "none"])[1])
         import_keras.append(timed([sys.executable, "-c", "import keras"])[0])
         seconds, out = timed([sys.executable, "-c", BARE_SCRIPT])
         bare.append(seconds)
         bare_peak.append(int(out.split("peak_kib")[1].split()[0]))
-        f, i, p = tui_run([*kfreeze, "resnet50", "--weights", "none"])
+        f, i, p = tui_run([*kfreeze, "resnet50", "--weights", "none", "--no-cache"])
         first.append(f)
         interactive.append(i)
         tui_peak.append(p)
@@ -107,9 +117,11 @@ def main() -> None:
         f"kfreeze tree interactive:   {med(interactive):6.2f} s, peak "
         f"{med(tui_peak) / 1024:6.0f} MiB"
     )
+    print(f"kfreeze reopen (cached):    {med(reopen):6.2f} s")
     print(f"first frame / import keras  = {med(first) / med(import_keras):.2f}  (target <= 0.25)")
     print(f"interactive / bare script   = {med(interactive) / med(bare):.2f}  (target <= 1.15)")
     print(f"peak memory / bare script   = {med(tui_peak) / med(bare_peak):.2f}  (target <= 1.2)")
+    print(f"reopen / bare script        = {med(reopen) / med(bare):.2f}  (target <= 0.35)")
 
 
 if __name__ == "__main__":

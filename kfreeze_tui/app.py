@@ -23,6 +23,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.worker import Worker
 
 from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions, first_line
 from kfreeze_tui.core.session import ModelSession
@@ -34,9 +35,10 @@ from kfreeze_tui.screens.help import HelpScreen
 from kfreeze_tui.screens.loading import LoadingScreen
 from kfreeze_tui.screens.picker import PickerScreen
 from kfreeze_tui.widgets.layer_table import LayerTable
+from kfreeze_tui.workers import ReportsWorkerFailures
 
 
-class KFreezeApp(App[None]):
+class KFreezeApp(ReportsWorkerFailures, App[None]):
     """The kfreeze TUI."""
 
     CSS_PATH = Path(__file__).with_name("kfreeze.tcss")  # absolute: subclasses live elsewhere
@@ -76,8 +78,11 @@ class KFreezeApp(App[None]):
         loaded: LoadedModel | None = None,
         root: Path | None = None,
         keymap: Keymap | None = None,
+        use_cache: bool = True,
     ) -> None:
         super().__init__()
+        self.use_cache = use_cache
+        """Read and write the layer-table cache (``--no-cache`` turns it off)."""
         self.keymap: Keymap = keymap or {}
         """The user's keys by binding id (checked by :func:`kfreeze_tui.keymap.check`)."""
         self.set_keymap(self.keymap)
@@ -127,10 +132,9 @@ class KFreezeApp(App[None]):
         description="opening the model",
     )
     def _open(self, source: str, options: LoadOptions, preloaded: LoadedModel | None) -> None:
-        from kfreeze_tui.core import catalog, planfile
+        from kfreeze_tui.core import planfile
         from kfreeze_tui.core.build import PlanError
-        from kfreeze_tui.core.loading import load
-        from kfreeze_tui.core.runtime import RuntimeOptions, import_keras
+        from kfreeze_tui.core.session import open_session
 
         try:
             document = None
@@ -147,23 +151,15 @@ class KFreezeApp(App[None]):
                     options = replace(options, weights="none")
                 self.options = options
             if preloaded is None:
-                self.post_message(self.LoadProgress("Importing TensorFlow and Keras"))
-                import_keras(RuntimeOptions(gpu=options.gpu))
-                arch = catalog.find(model_source)
-                if arch is not None and not Path(model_source).exists():
-                    shape = options.input_shape or arch.default_input_shape
-                    what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
-                    if options.weights.lower() == "imagenet":
-                        what += " with imagenet weights"
-                    self.post_message(self.LoadProgress(what))
-                else:
-                    self.post_message(self.LoadProgress(f"Loading {Path(model_source).name}"))
-                loaded = load(model_source, options)
+                session = open_session(
+                    model_source,
+                    options,
+                    use_cache=self.use_cache,
+                    progress=lambda text: self.post_message(self.LoadProgress(text)),
+                )
             else:
-                loaded = preloaded
-            self.post_message(self.LoadProgress(f"Reading {len(loaded.model.layers)} layers"))
-            session = ModelSession(loaded)
-            session.load_options = options
+                session = ModelSession(preloaded)
+                session.load_options = options
             if document is not None:
                 try:
                     session.warnings += session.apply_document(document)
@@ -175,19 +171,6 @@ class KFreezeApp(App[None]):
                     ) from exc
         except LoadError as error:
             self.post_message(self.LoadFailed(source, error))
-            return
-        except Exception as exc:  # a bug or an odd model: still one sentence, no traceback
-            detail = first_line(exc)
-            self.post_message(
-                self.LoadFailed(
-                    source,
-                    LoadError(
-                        f"opening {source} failed with {type(exc).__name__}: {detail}",
-                        "run `kfreeze layers` on it with KFREEZE_DEBUG=1 to see the traceback",
-                        kind="internal",
-                    ),
-                )
-            )
             return
         self.post_message(self.ModelReady(session))
 
@@ -207,6 +190,32 @@ class KFreezeApp(App[None]):
         gc.unfreeze()
         gc.freeze()
         self.switch_to(ExplorerScreen(message.session))
+
+    def worker_failed(self, worker: Worker[object], sentence: str) -> None:
+        if worker.group == "load":  # a bug or an odd model: the error screen, one sentence
+            error = worker.error
+            what = f"{type(error).__name__}: {first_line(error)}" if error else "an error"
+            self._on_load_failed(
+                self.LoadFailed(
+                    self.source or "the model",
+                    LoadError(
+                        f"opening {self.source} failed with {what}",
+                        "run `kfreeze layers` on it with KFREEZE_DEBUG=1 to see the traceback",
+                        kind="internal",
+                    ),
+                )
+            )
+
+    def report_failure(self, worker: Worker[object], sentence: str) -> None:
+        """A background task failed: say so, and reopen a model whose cache was stale."""
+        from kfreeze_tui.core.session import StaleCacheError
+
+        error = worker.error
+        if worker.group == "load":
+            return  # the error screen says it already
+        self.notify(sentence, title="That did not work", severity="error", timeout=10)
+        if isinstance(error, StaleCacheError) and self.session is not None:
+            self.open_model(self.session.source, self.options)
 
     def on_unmount(self) -> None:
         gc.unfreeze()
@@ -374,6 +383,7 @@ def make_app(
     loaded: LoadedModel | None = None,
     root: Path | None = None,
     keymap: Keymap | None = None,
+    use_cache: bool = True,
 ) -> KFreezeApp:
     """The one factory for the app: used by the CLI, the tests and the screenshot script.
 
@@ -383,8 +393,9 @@ def make_app(
         loaded: an already loaded model (tests and scripts), opened instead of ``source``.
         root: the folder the picker searches for model files (default: the current one).
         keymap: the user's keys by binding id, already checked (see :mod:`kfreeze_tui.keymap`).
+        use_cache: open models through the layer-table cache.
 
     Returns:
         The app, not yet running.
     """
-    return KFreezeApp(source, options, loaded=loaded, root=root, keymap=keymap)
+    return KFreezeApp(source, options, loaded=loaded, root=root, keymap=keymap, use_cache=use_cache)

@@ -35,6 +35,7 @@ commands:
                          script, SavedModel) without the explorer
   kfreeze apply PLAN.toml -o OUT.keras
                          rebuild the model a plan file describes
+  kfreeze cache [clear]  where the layer-table cache is and how big; clear empties it
 
 MODEL is a keras.applications architecture name (resnet50, EfficientNetV2L, ...; any case)
 or a .keras / .h5 file. Run `kfreeze COMMAND --help` for a command's options.
@@ -116,7 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("--json", action="store_true", help="print one JSON object instead")
     _add_load_options(layers)
+    _add_cache_option(layers)
     layers.set_defaults(handler=_cmd_layers)
+
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear the layer-table cache",
+        description="kfreeze keeps the layer table of every model it opened (not weights) "
+        "under $XDG_CACHE_HOME/kfreeze, so that opening it again is instant. "
+        "`kfreeze cache` says where and how big; `kfreeze cache clear` empties it.",
+    )
+    cache.add_argument("action", nargs="?", choices=["clear"], help="clear: remove every entry")
+    cache.set_defaults(handler=_cmd_cache)
 
     models = commands.add_parser(
         "models",
@@ -235,7 +247,31 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace files that exist")
 
 
-SUBCOMMANDS = ("layers", "models", "export", "apply")
+SUBCOMMANDS = ("layers", "models", "export", "apply", "cache")
+
+
+def _add_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the layer-table cache (build and walk the model anew)",
+    )
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core import cache
+
+    if args.action == "clear":
+        count, size = cache.clear()
+        print(
+            f"removed {count} cached layer table(s), {size / 1e6:.1f} MB, from {cache.cache_dir()}"
+        )
+        return EXIT_OK
+    folder = cache.cache_dir()
+    entries = list(folder.glob("*.json")) if folder.is_dir() else []
+    size = sum(entry.stat().st_size for entry in entries)
+    print(f"{folder}: {len(entries)} cached layer table(s), {size / 1e6:.1f} MB")
+    return EXIT_OK
 
 
 def build_tui_parser() -> argparse.ArgumentParser:
@@ -248,6 +284,7 @@ def build_tui_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", nargs="?", help="architecture or model file")
     _add_load_options(parser)
+    _add_cache_option(parser)
     return parser
 
 
@@ -270,7 +307,12 @@ def _run_tui(args: argparse.Namespace) -> int:
     from kfreeze_tui.app import make_app, run_app
 
     with stderr_kept_off_the_terminal():
-        app = make_app(args.model, options, keymap=keymap)  # type: ignore[arg-type]
+        app = make_app(
+            args.model,
+            options,  # type: ignore[arg-type]
+            keymap=keymap,
+            use_cache=not args.no_cache,
+        )
         return run_app(app)
 
 
@@ -308,9 +350,8 @@ def _note(message: str) -> None:
 
 def _cmd_layers(args: argparse.Namespace) -> int:
     from kfreeze_tui import report
-    from kfreeze_tui.core import layers as walk_layers
-    from kfreeze_tui.core.loading import load
     from kfreeze_tui.core.names import find_layer
+    from kfreeze_tui.core.session import open_session
 
     pattern = None
     if args.filter:
@@ -320,10 +361,14 @@ def _cmd_layers(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--filter {args.filter!r} is not a valid regular expression ({exc})"
             ) from None
-    loaded = load(args.model, load_options_from(args))  # type: ignore[arg-type]
-    for warning in loaded.warnings:
+    session = open_session(
+        args.model,
+        load_options_from(args),  # type: ignore[arg-type]
+        use_cache=not args.no_cache,
+    )
+    for warning in session.warnings:
         _warn(warning)
-    info = walk_layers.walk(loaded.model, loaded.source, loaded.description, loaded.random_weights)
+    info = session.info
     notes: list[str] = []
     cut = None
     if args.boundary is not None:

@@ -8,6 +8,7 @@ downloaded on the test machines.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ import pytest
 # weights on a developer's machine change what the tests see.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+# The user's layer-table cache and keys must neither change what the tests see nor be
+# changed by them: this process and every command it runs get folders of their own.
+_HOME = tempfile.mkdtemp(prefix="kfreeze-tests-")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
 
 
 @pytest.fixture(scope="session")

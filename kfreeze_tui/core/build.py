@@ -8,6 +8,8 @@ when any layer inside it trains; otherwise Keras would hide its trainable layers
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +178,29 @@ def build_model(
             metrics=[choice.metric],
         )
     return new
+
+
+@contextlib.contextmanager
+def flags_restored(model: Any) -> Iterator[None]:
+    """Put every ``trainable`` flag of ``model`` (its layers, nested ones too) back as it was
+    on leaving: :func:`build_model` sets them in place on layers the new model shares.
+
+    Containers come before their layers, both when the flags are read and when they are set
+    back, because setting a container's flag overwrites its layers' flags.
+    """
+    saved: list[tuple[Any, bool]] = []
+
+    def visit(layer: Any) -> None:
+        saved.append((layer, bool(layer.trainable)))
+        for inner in getattr(layer, "layers", None) or ():
+            visit(inner)
+
+    visit(model)
+    try:
+        yield
+    finally:
+        for layer, trainable in saved:
+            layer.trainable = trainable
 
 
 def uses_mixed_precision(model: Any) -> bool:

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import socket
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -168,6 +169,30 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
             kind="unknown",
         )
     return _build_architecture(arch, source, options)
+
+
+def load_with_fresh_names(source: str, options: LoadOptions | None = None) -> LoadedModel:
+    """:func:`load`, in a thread of its own, so that automatic layer names start afresh.
+
+    Keras numbers the names it makes up (``conv2d_203``, ``input_layer_7``) per thread and
+    per process: the same architecture built twice in one thread gets other names. The
+    layer-table cache compares a model with the table cached by another process; loading in
+    a new thread gives the names a new process gives.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["loaded"] = load(source, options)
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="kfreeze-load", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["loaded"]  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager

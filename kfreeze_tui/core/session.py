@@ -7,14 +7,18 @@ The app holds a :class:`ModelSession` but never the Keras model itself: it reads
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from kfreeze_tui.core import cache
 from kfreeze_tui.core.build import CompileSpec, layer_at
 from kfreeze_tui.core.export import ExportRequest, ExportResult, Progress
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import ModelInfo, walk
-from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 from kfreeze_tui.core.planfile import PlanDocument
 
@@ -30,16 +34,34 @@ class LayerDetail:
     config: str
 
 
+class StaleCacheError(LoadError):
+    """The cached layer table no longer matches the model; the cache has been refreshed."""
+
+
 class ModelSession:
-    """A loaded model and its walk.
+    """A model's walk, and the Keras model itself once something needs it.
 
     Args:
-        loaded: the loaded model.
+        loaded: the loaded model (its ``model`` is None when the walk came from the cache).
+        info: the walk, when it came from the cache; otherwise the model is walked here.
+        reload: how to load the model when it is first needed (a session from the cache).
+        cache_key: the cache entry the walk belongs to, rewritten if it turns out stale.
     """
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        info: ModelInfo | None = None,
+        reload: Callable[[], LoadedModel] | None = None,
+        cache_key: dict[str, Any] | None = None,
+    ) -> None:
         self._loaded = loaded
-        self.info: ModelInfo = walk(
+        self._reload = reload
+        self._cache_key = cache_key
+        self._model_lock = threading.Lock()
+        self.from_cache = info is not None
+        """The walk came from the layer-table cache (the model is loaded on demand)."""
+        self.info: ModelInfo = info or walk(
             loaded.model, loaded.source, loaded.description, loaded.random_weights
         )
         self.view = PlanView(self.info)
@@ -79,7 +101,7 @@ class ModelSession:
 
     def detail(self, path: tuple[int, ...]) -> LayerDetail:
         """The config of the layer at ``path`` (calls Keras: run it off the UI thread)."""
-        layer = layer_at(self._loaded.model, path)
+        layer = layer_at(self.model, path)
         try:
             config: Any = layer.get_config()
         except Exception as exc:  # a custom layer without get_config
@@ -90,8 +112,37 @@ class ModelSession:
 
     @property
     def model(self) -> Any:
-        """The Keras model, for the core's builders (not for the UI)."""
-        return self._loaded.model
+        """The Keras model, for the core's builders (not for the UI).
+
+        A session opened from the cache loads it here, the first time it is asked for
+        (seconds: call it off the UI thread), and checks that its walk is the cached one.
+
+        Raises:
+            StaleCacheError: the model's layers differ from the cached table; the cache
+                now holds the new table, and the model should be opened again.
+            LoadError: the model cannot be loaded.
+        """
+        with self._model_lock:
+            if self._loaded.model is None:
+                if self._reload is None:
+                    raise LoadError(f"{self.source} has no model to load", kind="internal")
+                fresh = self._reload()
+                info = walk(fresh.model, fresh.source, fresh.description, fresh.random_weights)
+                if not cache.same_table(info, self.info):
+                    cache.write(self._cache_key, info, fresh.warnings)
+                    raise StaleCacheError(
+                        f"the layer table kfreeze had cached for {self.source} no longer "
+                        "matches the model",
+                        "the cache now holds the new table: open the model again",
+                        kind="stale-cache",
+                    )
+                self._loaded = fresh
+            return self._loaded.model
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the Keras model is in memory (a cached session loads it on demand)."""
+        return self._loaded.model is not None
 
     @property
     def source(self) -> str:
@@ -113,7 +164,7 @@ class ModelSession:
             PlanError: the head does not fit (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
-        from kfreeze_tui.core.build import build_model, uses_mixed_precision
+        from kfreeze_tui.core.build import build_model, flags_restored, uses_mixed_precision
         from kfreeze_tui.core.export import check_request, export
         from kfreeze_tui.core.planfile import document, to_toml
         from kfreeze_tui.core.script import python_script
@@ -121,20 +172,24 @@ class ModelSession:
         check_request(request)
         report = progress or (lambda _text: None)
         report("Building the model")
-        model = build_model(self.model, self.view, plan, head, compile_spec)
-        plan_text = to_toml(
-            document(self.source, load_options, self.view, plan, head, compile_spec)
-        )
-        script_text = python_script(
-            self.source,
-            load_options,
-            self.view,
-            plan,
-            head,
-            compile_spec,
-            mixed_precision=uses_mixed_precision(self.model),
-        )
-        return export(model, request, plan_text, script_text, progress)
+        base = self.model
+        # The new model shares the base's layers; their flags go back as they were after the
+        # export, so the session's model keeps matching ``self.info``.
+        with flags_restored(base):
+            model = build_model(base, self.view, plan, head, compile_spec)
+            plan_text = to_toml(
+                document(self.source, load_options, self.view, plan, head, compile_spec)
+            )
+            script_text = python_script(
+                self.source,
+                load_options,
+                self.view,
+                plan,
+                head,
+                compile_spec,
+                mixed_precision=uses_mixed_precision(base),
+            )
+            return export(model, request, plan_text, script_text, progress)
 
 
 def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
@@ -169,3 +224,65 @@ def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) 
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise PlanError(f"the model has no layer named {stripped!r}{hint}")
     return row.path
+
+
+def open_session(
+    source: str,
+    options: LoadOptions,
+    *,
+    use_cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> ModelSession:
+    """Open a catalog name or a model file: from the layer-table cache when it has it.
+
+    On a hit nothing imports TensorFlow: the session holds the cached walk and loads the
+    model when something needs it. On a miss the model is loaded and walked, and the walk is
+    cached for next time.
+
+    Args:
+        source: a catalog name or a model file.
+        options: the load options.
+        use_cache: read and write the cache (``--no-cache`` turns both off).
+        progress: told each slow step, for a loading view.
+
+    Raises:
+        LoadError: the source cannot be opened (one sentence).
+    """
+    from kfreeze_tui.core import catalog
+    from kfreeze_tui.core.loading import load_with_fresh_names
+    from kfreeze_tui.core.runtime import RuntimeOptions, import_keras
+
+    report = progress or (lambda _text: None)
+    key = cache.key_for(source, options) if use_cache else None
+    hit = cache.read_entry(key)
+    arch = None if Path(source).expanduser().exists() else catalog.find(source)
+    if hit is not None:
+        info, warnings = hit
+        loaded = LoadedModel(
+            model=None,
+            source=source,
+            description=info.description,
+            random_weights=info.random_weights,
+            architecture=arch,
+            warnings=list(warnings),
+        )
+        session = ModelSession(
+            loaded, info, reload=lambda: load_with_fresh_names(source, options), cache_key=key
+        )
+    else:
+        report("Importing TensorFlow and Keras")
+        import_keras(RuntimeOptions(gpu=options.gpu))
+        if arch is not None:
+            shape = options.input_shape or arch.default_input_shape
+            what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
+            if options.weights.lower() == "imagenet":
+                what += " with imagenet weights"
+            report(what)
+        else:
+            report(f"Loading {Path(source).name}")
+        loaded = load_with_fresh_names(source, options)
+        report(f"Reading {len(loaded.model.layers)} layers")
+        session = ModelSession(loaded, cache_key=key)
+        cache.write(key, session.info, loaded.warnings)
+    session.load_options = options
+    return session

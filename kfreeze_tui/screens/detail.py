@@ -12,10 +12,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+from textual.worker import Worker
 
 from kfreeze_tui.core.layers import LayerInfo, format_shape
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import LayerDetail, ModelSession
+from kfreeze_tui.workers import ReportsWorkerFailures
 
 
 def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Table:
@@ -63,7 +65,7 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
     return grid
 
 
-class LayerDetailScreen(ModalScreen[None]):
+class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
     """Everything about one layer; the config is read from Keras in a worker."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -97,6 +99,9 @@ class LayerDetailScreen(ModalScreen[None]):
     def _read_config(self) -> None:
         detail = self.session.detail(self.shown_layer.path)
         self.app.call_from_thread(self._show_config, detail)
+
+    def worker_failed(self, worker: Worker[object], sentence: str) -> None:
+        self.query_one("#detail-config", Static).update(Text(f"config: {sentence}"))
 
     def _show_config(self, detail: LayerDetail) -> None:
         from rich.syntax import Syntax

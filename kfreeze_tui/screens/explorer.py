@@ -17,12 +17,12 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
+from textual.worker import Worker
 
 from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
-from kfreeze_tui.core.loading import first_line
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
@@ -31,6 +31,7 @@ from kfreeze_tui.screens.export import ExportRunScreen
 from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
 from kfreeze_tui.widgets.status_bar import StatusBar, TextPane
+from kfreeze_tui.workers import ReportsWorkerFailures
 
 
 def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | None) -> Text:
@@ -67,7 +68,7 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     return text
 
 
-class ExplorerScreen(Screen[None]):
+class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     """The main screen of an open model."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -102,6 +103,7 @@ class ExplorerScreen(Screen[None]):
         self.head: HeadSpec = session.head
         self.compile_spec: CompileSpec = session.compile_spec
         self.exported = False
+        self._export_run: ExportRunScreen | None = None
 
     def compose(self) -> ComposeResult:
         info = self.session.info
@@ -349,18 +351,19 @@ class ExplorerScreen(Screen[None]):
         def progress(text: str) -> None:
             self.app.call_from_thread(run.step, text)
 
+        self._export_run = run
         try:
             result = self.session.export(
                 self.session.load_options, plan, head, compile_spec, request, progress
             )
-        except (PlanError, ExportError, OSError) as exc:
+        except (PlanError, ExportError, OSError) as exc:  # the user's to fix: in the dialog
             self.app.call_from_thread(run.failed, f"{str(exc).rstrip('.')}.")
             return
-        except Exception as exc:  # Keras failed to save or load: one sentence still
-            detail = first_line(exc)
-            self.app.call_from_thread(run.failed, f"{type(exc).__name__}: {detail}")
-            return
         self.app.call_from_thread(self._exported, run, result, plan)
+
+    def worker_failed(self, worker: Worker[object], sentence: str) -> None:
+        if worker.group == "export" and self._export_run is not None:
+            self._export_run.failed(sentence)
 
     def _exported(self, run: ExportRunScreen, result: ExportResult, plan: FreezePlan) -> None:
         self.initial_plan = plan  # exported: quitting no longer asks

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.loading import MODEL_SUFFIXES
+from kfreeze_tui.workers import ReportsWorkerFailures
 
 SKIP_DIRS = {"node_modules", "site-packages", "__pycache__", "venv", ".venv", "env"}
 MAX_FILES = 500
@@ -72,7 +73,7 @@ def find_model_files(root: Path) -> list[Path]:
     return found
 
 
-class PickerScreen(Screen[None]):
+class PickerScreen(ReportsWorkerFailures, Screen[None]):
     """Choose a model: type to filter, Enter to open."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

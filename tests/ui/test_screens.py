@@ -200,3 +200,22 @@ def test_an_unexpected_error_is_one_sentence(
     assert str(app.crash_log) in printed
     assert "Traceback" not in printed and "locals" not in printed
     app.crash_log.unlink()
+
+
+async def test_reopen_from_the_cache_builds_the_model_only_when_needed(
+    keras: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.session import open_session
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    open_session("vgg16", LoadOptions(weights="none"))  # the first open fills the cache
+    app = make_app("vgg16", LoadOptions(weights="none"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        session = explorer.session
+        assert session.from_cache and not session.model_loaded
+        assert "block5_conv1" in screen_text(pilot) or "block1_conv1" in screen_text(pilot)
+        await pilot.press("G", "enter")  # block5_pool; the detail asks Keras for the config
+        await wait_for(pilot, lambda: '"pool_size"' in screen_text(pilot), timeout=120)
+        assert session.model_loaded

@@ -1,0 +1,286 @@
+"""The layer-table cache: a walked :class:`ModelInfo` kept on disk, so a second open is instant.
+
+The table of an architecture (at given options, under a given Keras) or of an unchanged file
+never changes, and reading it back costs milliseconds where importing TensorFlow, building
+and walking cost seconds. An entry is JSON (never pickle: nothing in the cache runs) named
+after a hash of its key; the key is stored inside it too and must match exactly, so a
+corrupt, truncated, foreign or older entry is ignored (and rewritten after the next real
+load), never trusted.
+
+Keys:
+
+* an architecture: its name, the load options that change the table (input shape, top,
+  weights), the Keras version (read from the package metadata, without importing Keras) and
+  kfreeze's cache schema;
+* a file: its resolved path, size, modification time and SHA-256 of its content, the options
+  that change how it loads (custom objects, unsafe), the Keras version and the schema.
+
+Nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kfreeze_tui.core import catalog
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, WeightInfo
+from kfreeze_tui.core.loading import LoadOptions, looks_like_path
+
+#: Bumped whenever the stored form or the meaning of a walked field changes.
+SCHEMA = 1
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/kfreeze/layers`` (default ``~/.cache/kfreeze/layers``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kfreeze" / "layers"
+
+
+def keras_version() -> str:
+    """The installed Keras version, from its metadata (no import)."""
+    try:
+        return metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def key_for(source: str, options: LoadOptions) -> dict[str, Any] | None:
+    """The cache key of a source, or None when it cannot be cached (not found, a plan).
+
+    Args:
+        source: a catalog name or a model file.
+        options: the load options.
+    """
+    common = {"schema": SCHEMA, "keras": keras_version()}
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".toml":
+            return None
+        stat = path.stat()
+        return {
+            **common,
+            "kind": "file",
+            "path": str(path.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": _file_digest(path),
+            "custom_objects": str(options.custom_objects or ""),
+            "unsafe": options.unsafe,
+        }
+    if looks_like_path(source):
+        return None
+    arch = catalog.find(source)
+    if arch is None:
+        return None
+    weights = options.weights.lower()
+    return {
+        **common,
+        "kind": "architecture",
+        "name": arch.name,
+        "input_shape": list(options.input_shape or arch.default_input_shape),
+        "include_top": options.include_top,
+        # A weights file may change what loads; imagenet and none give the same table but
+        # say different things about the weights.
+        "weights": weights if weights in ("imagenet", "none") else f"file:{options.weights}",
+    }
+
+
+def _entry_path(key: dict[str, Any]) -> Path:
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return cache_dir() / f"{name}.json"
+
+
+def read(key: dict[str, Any] | None) -> ModelInfo | None:
+    """The cached table for ``key``; None on a miss or an entry that cannot be trusted."""
+    entry = read_entry(key)
+    return entry[0] if entry else None
+
+
+def read_entry(key: dict[str, Any] | None) -> tuple[ModelInfo, tuple[str, ...]] | None:
+    """The cached table for ``key`` and the warnings its load gave; None on a miss or an
+    entry that cannot be trusted."""
+    if key is None:
+        return None
+    path = _entry_path(key)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("key") != key:
+            return None  # a foreign or colliding entry
+        return info_from_json(document["info"]), _strings(document["warnings"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # corrupt: ignored here, rewritten by the next real load
+
+
+def write(
+    key: dict[str, Any] | None, info: ModelInfo, warnings: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Store ``info`` under ``key`` atomically; a cache that cannot be written is skipped."""
+    if key is None:
+        return
+    path = _entry_path(key)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                document = {"key": key, "warnings": list(warnings), "info": info_to_json(info)}
+                json.dump(document, out)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def clear() -> tuple[int, int]:
+    """Remove every cached table.
+
+    Returns:
+        How many entries and bytes were removed.
+    """
+    folder = cache_dir()
+    if not folder.is_dir():
+        return 0, 0
+    entries = list(folder.glob("*.json"))
+    size = sum(entry.stat().st_size for entry in entries)
+    shutil.rmtree(folder)
+    return len(entries), size
+
+
+def same_table(a: ModelInfo, b: ModelInfo) -> bool:
+    """Whether two walks describe the same layers (source and description aside)."""
+    return (
+        a.layers == b.layers
+        and a.total_params == b.total_params
+        and (a.trainable_params == b.trainable_params)
+    )
+
+
+# -- JSON form ---------------------------------------------------------------------------
+
+
+def _shape(value: Any) -> tuple[int | None, ...]:
+    if not isinstance(value, list) or not all(d is None or isinstance(d, int) for d in value):
+        raise ValueError("not a shape")
+    return tuple(value)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("not a list of strings")
+    return tuple(value)
+
+
+def info_to_json(info: ModelInfo) -> dict[str, Any]:
+    """A walked model as plain JSON values."""
+    return {
+        "name": info.name,
+        "source": info.source,
+        "description": info.description,
+        "input_shapes": [list(s) for s in info.input_shapes],
+        "output_shapes": [list(s) for s in info.output_shapes],
+        "total_params": info.total_params,
+        "trainable_params": info.trainable_params,
+        "non_trainable_params": info.non_trainable_params,
+        "random_weights": info.random_weights,
+        "layers": [_layer_to_json(row) for row in info.layers],
+    }
+
+
+def _layer_to_json(row: LayerInfo) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for spec in fields(LayerInfo):
+        value = getattr(row, spec.name)
+        if spec.name in ("output_shapes",):
+            value = [list(s) for s in value]
+        elif spec.name == "weights":
+            value = [
+                {
+                    "name": w.name,
+                    "shape": list(w.shape),
+                    "dtype": w.dtype,
+                    "trainable": w.trainable,
+                    "can_train": w.can_train,
+                }
+                for w in value
+            ]
+        elif spec.name == "ops":
+            value = [[label, list(inputs)] for label, inputs in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        document[spec.name] = value
+    return document
+
+
+def info_from_json(document: dict[str, Any]) -> ModelInfo:
+    """The inverse of :func:`info_to_json`; raises ValueError/KeyError/TypeError on anything
+    that is not exactly that form."""
+    layers = tuple(_layer_from_json(row) for row in document["layers"])
+    info = ModelInfo(
+        name=str(document["name"]),
+        source=str(document["source"]),
+        description=str(document["description"]),
+        input_shapes=tuple(_shape(s) for s in document["input_shapes"]),
+        output_shapes=tuple(_shape(s) for s in document["output_shapes"]),
+        total_params=int(document["total_params"]),
+        trainable_params=int(document["trainable_params"]),
+        non_trainable_params=int(document["non_trainable_params"]),
+        layers=layers,
+        random_weights=bool(document["random_weights"]),
+    )
+    return info
+
+
+def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
+    names = {spec.name for spec in fields(LayerInfo)}
+    if set(row) != names:
+        raise ValueError("fields differ")
+    return LayerInfo(
+        index=int(row["index"]),
+        path=tuple(int(i) for i in row["path"]),
+        name=str(row["name"]),
+        class_name=str(row["class_name"]),
+        output_shapes=tuple(_shape(s) for s in row["output_shapes"]),
+        params=int(row["params"]),
+        trainable_params=int(row["trainable_params"]),
+        non_trainable_params=int(row["non_trainable_params"]),
+        trainable=bool(row["trainable"]),
+        has_weights=bool(row["has_weights"]),
+        inbound=_strings(row["inbound"]),
+        depth=int(row["depth"]),
+        stage=int(row["stage"]),
+        block=str(row["block"]),
+        stage_name=str(row["stage_name"]),
+        sources=_strings(row["sources"]),
+        ops=tuple((str(label), _strings(inputs)) for label, inputs in row["ops"]),
+        is_container=bool(row["is_container"]),
+        child_count=int(row["child_count"]),
+        weights=tuple(
+            WeightInfo(
+                name=str(w["name"]),
+                shape=_shape(w["shape"]),
+                dtype=str(w["dtype"]),
+                trainable=bool(w["trainable"]),
+                can_train=bool(w["can_train"]),
+            )
+            for w in row["weights"]
+        ),
+    )
