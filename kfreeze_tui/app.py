@@ -132,43 +132,25 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         description="opening the model",
     )
     def _open(self, source: str, options: LoadOptions, preloaded: LoadedModel | None) -> None:
-        from kfreeze_tui.core import planfile
-        from kfreeze_tui.core.build import PlanError
-        from kfreeze_tui.core.session import open_session
+        from kfreeze_tui.core.session import open_plan, open_session
+
+        def progress(text: str) -> None:
+            self.post_message(self.LoadProgress(text))
 
         try:
-            document = None
-            model_source = source
-            if preloaded is None and source.lower().endswith(".toml"):
-                self.post_message(self.LoadProgress(f"Reading the plan {Path(source).name}"))
-                try:
-                    document = planfile.read(Path(source))
-                except PlanError as exc:
-                    raise LoadError(str(exc), "pass a plan written by kfreeze", "plan") from exc
-                model_source = document.source
-                options = replace(document.load, gpu=options.gpu)
-                if self.random_weights_chosen:  # the user chose it after a failed download
-                    options = replace(options, weights="none")
-                self.options = options
-            if preloaded is None:
-                session = open_session(
-                    model_source,
-                    options,
+            if preloaded is not None:
+                session = ModelSession(preloaded, load_options=options)
+            elif source.lower().endswith(".toml"):
+                session, _notes = open_plan(
+                    Path(source),
+                    gpu=options.gpu,
+                    random_weights=self.random_weights_chosen,  # chosen after a failed download
                     use_cache=self.use_cache,
-                    progress=lambda text: self.post_message(self.LoadProgress(text)),
+                    progress=progress,
                 )
+                self.options = session.load_options
             else:
-                session = ModelSession(preloaded)
-                session.load_options = options
-            if document is not None:
-                try:
-                    session.warnings += session.apply_document(document)
-                except PlanError as exc:
-                    raise LoadError(
-                        f"the plan {Path(source).name} does not fit {model_source}: {exc}",
-                        "check the plan's boundary and exceptions against `kfreeze layers`",
-                        "plan",
-                    ) from exc
+                session = open_session(source, options, use_cache=self.use_cache, progress=progress)
         except LoadError as error:
             self.post_message(self.LoadFailed(source, error))
             return

@@ -474,12 +474,12 @@ def _export_session(
     compile_spec: object,
     args: argparse.Namespace,
 ) -> int:
-    from kfreeze_tui.core.export import check_request
     from kfreeze_tui.core.head import validate
     from kfreeze_tui.core.names import find_layer
 
+    # The request was checked before the model was loaded, and session.export checks it
+    # again before building (files may have appeared meanwhile).
     request = _request(args)
-    check_request(request)  # type: ignore[arg-type]
     if head.feature_layer:  # type: ignore[attr-defined]
         _, note = find_layer(session.info, head.feature_layer, top_level=True)  # type: ignore[attr-defined]
         if note:
@@ -532,22 +532,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from kfreeze_tui.core import planfile
     from kfreeze_tui.core.export import check_request
-    from kfreeze_tui.core.loading import load
-    from kfreeze_tui.core.session import ModelSession
+    from kfreeze_tui.core.session import open_plan
 
-    doc = planfile.read(args.plan_file)
-    check_request(_request(args))  # type: ignore[arg-type]
-    options = replace(doc.load, gpu=args.gpu)
-    loaded = load(doc.source, options)
-    session = ModelSession(loaded)
-    plan, notes = planfile.resolve(doc, session.info)
+    check_request(_request(args))  # type: ignore[arg-type]  # before the slow load
+    session, notes = open_plan(args.plan_file, gpu=args.gpu, use_cache=False)
     for note in notes:
         _warn(note)
-    return _export_session(session, options, plan, doc.head, doc.compile, args)
+    return _export_session(
+        session,
+        session.load_options,
+        session.initial_plan(),
+        session.head,
+        session.compile_spec,
+        args,
+    )
 
 
 def _error(message: str) -> None:

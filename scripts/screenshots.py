@@ -16,74 +16,23 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from kfreeze_tui import scenarios
 from kfreeze_tui.app import KFreezeApp, make_app
 from kfreeze_tui.core.loading import LoadedModel, LoadOptions, load
 from kfreeze_tui.core.runtime import import_keras
-from kfreeze_tui.screens.error import ErrorScreen
-from kfreeze_tui.screens.explorer import ExplorerScreen
-from kfreeze_tui.screens.picker import PickerScreen
 
 OUT = Path(__file__).resolve().parents[1] / "screenshots"
-
-
-async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 60) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            await pilot.pause(0.2)
-            return
-        await pilot.pause(0.05)
-    raise RuntimeError(f"timed out on {type(pilot.app.screen).__name__}")
-
-
-async def boundary_at_143(pilot: Pilot) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.screen, ExplorerScreen))
-    await pilot.press(*["right_square_bracket"] * 5, "f")
-
-
-async def split_cut(pilot: Pilot) -> None:
-    await boundary_at_143(pilot)
-    await pilot.press("j", "j", "j", "f")  # conv5_block1_2_conv: inside a residual unit
-
-
-async def filtered(pilot: Pilot) -> None:
-    await boundary_at_143(pilot)
-    await pilot.press("slash", *"conv5.*_bn$")
-
-
-async def detail(pilot: Pilot) -> None:
-    await boundary_at_143(pilot)
-    await pilot.press("j", "enter")
-    await pilot.pause(1.0)
-
-
-async def head_pane(pilot: Pilot) -> None:
-    await boundary_at_143(pilot)
-    screen = pilot.app.screen
-    screen.query_one("#head-hidden").focus()
-    await pilot.press(*"256")
-    screen.query_one("#head-classes").value = ""
-    screen.query_one("#head-classes").focus()
-    await pilot.press(*"5")
 
 
 async def export_result(pilot: Pilot) -> None:
     from kfreeze_tui.screens.export import ExportRunScreen
 
-    await boundary_at_143(pilot)
+    await scenarios.boundary_at_143(pilot)
     await pilot.press("e")
     await pilot.pause(0.3)
     await pilot.press("enter")
-    await until(pilot, lambda: isinstance(pilot.app.screen, ExportRunScreen))
-    await until(pilot, lambda: pilot.app.screen.done, timeout=180)
-
-
-async def picker(pilot: Pilot) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.screen, PickerScreen))
-    await pilot.pause(0.5)
-
-
-async def error(pilot: Pilot) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
+    await scenarios.until(pilot, lambda: isinstance(pilot.app.screen, ExportRunScreen))
+    await scenarios.until(pilot, lambda: pilot.app.screen.done, timeout=180)
 
 
 async def shoot(
@@ -109,14 +58,14 @@ def resnet_with_fixed_names() -> LoadedModel:
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     resnet = resnet_with_fixed_names()
-    await shoot("explorer", make_app(loaded=resnet), (120, 36), boundary_at_143)
-    await shoot("split-cut", make_app(loaded=resnet), (120, 36), split_cut)
-    await shoot("filter", make_app(loaded=resnet), (120, 36), filtered)
-    await shoot("detail", make_app(loaded=resnet), (120, 40), detail)
+    await shoot("explorer", make_app(loaded=resnet), (120, 36), scenarios.boundary_at_143)
+    await shoot("split-cut", make_app(loaded=resnet), (120, 36), scenarios.split_cut)
+    await shoot("filter", make_app(loaded=resnet), (120, 36), scenarios.filtered)
+    await shoot("detail", make_app(loaded=resnet), (120, 40), scenarios.detail)
     # As `kfreeze resnet50 --weights none` opens it: the header says RANDOM WEIGHTS.
     random = load("resnet50", LoadOptions(weights="none"))
-    await shoot("explorer-80x24", make_app(loaded=random), (80, 24), boundary_at_143)
-    await shoot("head-pane", make_app(loaded=resnet), (130, 40), head_pane)
+    await shoot("explorer-80x24", make_app(loaded=random), (80, 24), scenarios.boundary_at_143)
+    await shoot("head-pane", make_app(loaded=resnet), (130, 40), scenarios.head_pane)
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         await shoot("export-result", make_app(loaded=resnet), (120, 36), export_result)
@@ -126,9 +75,11 @@ async def main() -> None:
             "picker",
             make_app(options=LoadOptions(weights="none"), root=Path(empty)),
             (100, 30),
-            picker,
+            scenarios.picker,
         )
-        await shoot("error", make_app("missing.keras", root=Path(empty)), (100, 30), error)
+        await shoot(
+            "error", make_app("missing.keras", root=Path(empty)), (100, 30), scenarios.error
+        )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class ModelSession:
         info: the walk, when it came from the cache; otherwise the model is walked here.
         reload: how to load the model when it is first needed (a session from the cache).
         cache_key: the cache entry the walk belongs to, rewritten if it turns out stale.
+        load_options: how the model was loaded.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class ModelSession:
         info: ModelInfo | None = None,
         reload: Callable[[], LoadedModel] | None = None,
         cache_key: dict[str, Any] | None = None,
+        load_options: LoadOptions | None = None,
     ) -> None:
         self._loaded = loaded
         self._reload = reload
@@ -68,9 +70,43 @@ class ModelSession:
         self.warnings = list(loaded.warnings)
         self.architecture = loaded.architecture
         self._preset: FreezePlan | None = None
+        self._plan: FreezePlan | None = None
+        self._saved_plan: FreezePlan | None = None
         self.head = HeadSpec()
         self.compile_spec = CompileSpec()
-        self.load_options = LoadOptions()
+        self.load_options = load_options or LoadOptions()
+        """How the model was loaded (what a plan file and a script repeat)."""
+
+    # -- the plan and the head: owned here, changed through these methods ------------------
+
+    @property
+    def plan(self) -> FreezePlan:
+        """The freeze plan being edited."""
+        if self._plan is None:
+            self._plan = self.initial_plan()
+            self._saved_plan = self._plan
+        return self._plan
+
+    def set_plan(self, plan: FreezePlan) -> bool:
+        """Change the plan; returns whether it changed."""
+        changed = plan != self.plan
+        self._plan = plan
+        return changed
+
+    def set_head(self, head: HeadSpec, compile_spec: CompileSpec) -> None:
+        """Change the head and how the new model is compiled."""
+        self.head = head
+        self.compile_spec = compile_spec
+
+    def mark_exported(self, plan: FreezePlan) -> None:
+        """``plan`` was exported: quitting with it no longer loses anything."""
+        self._saved_plan = plan
+
+    @property
+    def dirty(self) -> bool:
+        """The plan differs from the one the model was opened or last exported with."""
+        _ = self.plan
+        return self._plan != self._saved_plan
 
     def apply_document(self, doc: PlanDocument) -> list[str]:
         """Start from a plan file: its freeze plan, head and compile settings.
@@ -85,9 +121,9 @@ class ModelSession:
 
         plan, notes = resolve(doc, self.info)
         self._preset = plan
+        self._plan = self._saved_plan = plan
         self.head = doc.head
         self.compile_spec = doc.compile
-        self.load_options = doc.load
         return notes
 
     @property
@@ -267,7 +303,11 @@ def open_session(
             warnings=list(warnings),
         )
         session = ModelSession(
-            loaded, info, reload=lambda: load_with_fresh_names(source, options), cache_key=key
+            loaded,
+            info,
+            reload=lambda: load_with_fresh_names(source, options),
+            cache_key=key,
+            load_options=options,
         )
     else:
         report("Importing TensorFlow and Keras")
@@ -282,7 +322,61 @@ def open_session(
             report(f"Loading {Path(source).name}")
         loaded = load_with_fresh_names(source, options)
         report(f"Reading {len(loaded.model.layers)} layers")
-        session = ModelSession(loaded, cache_key=key)
+        session = ModelSession(loaded, cache_key=key, load_options=options)
         cache.write(key, session.info, loaded.warnings)
-    session.load_options = options
     return session
+
+
+def open_plan(
+    path: Path,
+    *,
+    gpu: bool = False,
+    random_weights: bool = False,
+    use_cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ModelSession, list[str]]:
+    """Open the model a plan file names, with the plan's freeze, head and compile settings.
+
+    The one way a plan file is opened, by the explorer (``kfreeze PLAN.toml``) and by
+    ``kfreeze apply``.
+
+    Args:
+        path: the ``.toml`` plan.
+        gpu: let TensorFlow use the GPU.
+        random_weights: build the architecture with random weights whatever the plan says
+            (chosen after a failed imagenet download).
+        use_cache: read and write the layer-table cache.
+        progress: told each slow step.
+
+    Returns:
+        The session (its initial plan is the file's; the notes are among its warnings too)
+        and notes on how the plan's layers were matched.
+
+    Raises:
+        LoadError: the plan cannot be read, its model cannot be opened, or the plan does not
+            fit the model (one sentence each).
+    """
+    from dataclasses import replace
+
+    from kfreeze_tui.core import planfile
+    from kfreeze_tui.core.build import PlanError
+
+    (progress or (lambda _text: None))(f"Reading the plan {path.name}")
+    try:
+        document = planfile.read(path)
+    except PlanError as exc:
+        raise LoadError(str(exc), "pass a plan written by kfreeze", "plan") from exc
+    options = replace(document.load, gpu=gpu)
+    if random_weights:
+        options = replace(options, weights="none")
+    session = open_session(document.source, options, use_cache=use_cache, progress=progress)
+    try:
+        notes = session.apply_document(document)
+    except PlanError as exc:
+        raise LoadError(
+            f"the plan {path.name} does not fit {document.source}: {exc}",
+            "check the plan's boundary and exceptions against `kfreeze layers`",
+            "plan",
+        ) from exc
+    session.warnings += notes  # the header shows how the plan's layers were matched
+    return session, notes

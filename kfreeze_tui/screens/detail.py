@@ -77,6 +77,8 @@ class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
         self.session = session
         self.plan = plan
         self.shown_layer = layer
+        self.config_shown = False
+        """The layer's config has been read from Keras and is on screen."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body") as body:
@@ -109,6 +111,7 @@ class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
         self.query_one("#detail-config", Static).update(
             Syntax(detail.config, "json", theme="ansi_dark", word_wrap=True)
         )
+        self.config_shown = True
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)

@@ -68,6 +68,10 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     return text
 
 
+#: Below this many columns the side pane folds away, so that the tree keeps all its columns.
+NARROW_WIDTH = 110
+
+
 class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     """The main screen of an open model."""
 
@@ -89,19 +93,12 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("q", "app.request_quit", "Quit", id="quit"),
     ]
 
-    plan: reactive[FreezePlan] = reactive(FreezePlan, init=False, always_update=False)
-    """The freeze plan being edited."""
-
     narrow: reactive[bool] = reactive(False)
     """The terminal is too narrow for the side pane."""
 
     def __init__(self, session: ModelSession) -> None:
         super().__init__()
         self.session = session
-        self.set_reactive(ExplorerScreen.plan, session.initial_plan())
-        self.initial_plan = self.plan
-        self.head: HeadSpec = session.head
-        self.compile_spec: CompileSpec = session.compile_spec
         self.exported = False
         self._export_run: ExportRunScreen | None = None
 
@@ -131,8 +128,6 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         return text
 
     def on_mount(self) -> None:
-        self.head = self.session.head
-        self.compile_spec = self.session.compile_spec
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
         self.query_one(StatusBar).show(self.session.view, self.plan)
         self.query_one("#filter", Input).display = False
@@ -141,12 +136,27 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         self._show_summary(table.current_layer)
 
     def on_resize(self) -> None:
-        self.narrow = self.size.width < 100
+        self.narrow = self.size.width < NARROW_WIDTH
 
     def watch_narrow(self, narrow: bool) -> None:
         self.set_class(narrow, "-narrow")
 
-    def watch_plan(self, plan: FreezePlan) -> None:
+    @property
+    def plan(self) -> FreezePlan:
+        """The freeze plan (the session's: the screen renders it and sends changes)."""
+        return self.session.plan
+
+    @property
+    def head(self) -> HeadSpec:
+        """The new head (the session's)."""
+        return self.session.head
+
+    def change_plan(self, plan: FreezePlan) -> None:
+        """Send a new plan to the session and show it."""
+        if self.session.set_plan(plan):
+            self._show_plan(plan)
+
+    def _show_plan(self, plan: FreezePlan) -> None:
         table = self.query_one(LayerTable)
         table.set_plan(plan)
         self.query_one(StatusBar).show(self.session.view, plan)
@@ -179,7 +189,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         layer = self.table.current_layer
         if layer is None:
             return
-        self.plan = self.plan.with_boundary(layer.path)
+        self.change_plan(self.plan.with_boundary(layer.path))
         cut = self.session.view.cut(self.plan)
         if cut.splits_block:
             self.notify(
@@ -191,11 +201,11 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             )
 
     def action_freeze_all(self) -> None:
-        self.plan = FreezePlan(boundary=None, bn_policy=self.plan.bn_policy)
+        self.change_plan(FreezePlan(boundary=None, bn_policy=self.plan.bn_policy))
 
     def action_unfreeze_all(self) -> None:
-        self.plan = FreezePlan(
-            boundary=self.session.view.first_path(), bn_policy=self.plan.bn_policy
+        self.change_plan(
+            FreezePlan(boundary=self.session.view.first_path(), bn_policy=self.plan.bn_policy)
         )
 
     def action_exception(self) -> None:
@@ -205,10 +215,10 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 "Space toggles one layer: move the cursor to a layer row.", severity="warning"
             )
             return
-        self.plan = self.plan.toggled_exception(node.layer.path)
+        self.change_plan(self.plan.toggled_exception(node.layer.path))
 
     def action_bn_policy(self) -> None:
-        self.plan = self.plan.with_bn_policy(self.plan.bn_policy.toggled())
+        self.change_plan(self.plan.with_bn_policy(self.plan.bn_policy.toggled()))
         self.notify(
             "BatchNormalization after the boundary: "
             + (
@@ -282,8 +292,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     @on(HeadPane.Changed)
     def _head_changed(self, event: HeadPane.Changed) -> None:
-        self.head = event.head
-        self.compile_spec = event.compile_spec
+        self.session.set_head(event.head, event.compile_spec)
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
 
     def action_feature_layer(self) -> None:
@@ -328,7 +337,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
         run = ExportRunScreen()
         self.app.push_screen(run)
-        self._run_export(run, request, self.plan, self.head, self.compile_spec)
+        self._run_export(run, request, self.plan, self.session.head, self.session.compile_spec)
 
     @work(
         thread=True,
@@ -366,11 +375,11 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             self._export_run.failed(sentence)
 
     def _exported(self, run: ExportRunScreen, result: ExportResult, plan: FreezePlan) -> None:
-        self.initial_plan = plan  # exported: quitting no longer asks
+        self.session.mark_exported(plan)  # quitting no longer asks
         self.exported = True
         run.finished(result)
 
     @property
     def dirty(self) -> bool:
         """The plan differs from the one the model was opened or last exported with."""
-        return self.plan != self.initial_plan
+        return self.session.dirty

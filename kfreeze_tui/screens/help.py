@@ -50,6 +50,12 @@ class HelpScreen(ModalScreen[None]):
             body.border_title = "kfreeze keys"
             body.border_subtitle = "Esc to close · Ctrl+P: every action by name"
             yield Static(bindings_table(self.groups, self.label))
+            yield Static(
+                "On a narrow terminal the tree drops its type column first (then the output "
+                "shape): the side pane (p) and the detail (Enter) show every layer's type. "
+                "Types are shortened in the tree: BatchNorm is BatchNormalization.",
+                id="help-columns",
+            )
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -181,19 +181,55 @@ def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
 
 @dataclass(frozen=True)
 class Columns:
-    """Column widths for the current widget width."""
+    """Column widths for the current widget width (0: the column is hidden)."""
 
     index: int
     type: int
     shape: int
     params: int = 11
     state: int = 7
+    name: int = 0
 
     @property
     def fixed(self) -> int:
         """Width of everything but the name column (and the separators)."""
         extra = sum(1 + w for w in (self.type, self.shape) if w)
         return 2 + self.index + 1 + extra + 1 + self.params + 1 + self.state
+
+
+#: The widest the name, type and shape columns get; longer text is cut in the middle.
+NAME_CAP = 40
+TYPE_CAP = 18
+SHAPE_CAP = 22
+#: Below this the name column (indentation included) gives way: first the type column
+#: goes, then the shape.
+NAME_MIN = 22
+#: Shorter type names for the tree's type column (the side pane and the detail give the
+#: class's full name).
+SHORT_TYPES = {
+    "BatchNormalization": "BatchNorm",
+    "SyncBatchNormalization": "SyncBatchNorm",
+    "LayerNormalization": "LayerNorm",
+    "GroupNormalization": "GroupNorm",
+    "UnitNormalization": "UnitNorm",
+    "GlobalAveragePooling1D": "GlobalAvgPool1D",
+    "GlobalAveragePooling2D": "GlobalAvgPool2D",
+    "GlobalAveragePooling3D": "GlobalAvgPool3D",
+    "GlobalMaxPooling1D": "GlobalMaxPool1D",
+    "GlobalMaxPooling2D": "GlobalMaxPool2D",
+    "GlobalMaxPooling3D": "GlobalMaxPool3D",
+    "AveragePooling1D": "AvgPool1D",
+    "AveragePooling2D": "AvgPool2D",
+    "AveragePooling3D": "AvgPool3D",
+    "MaxPooling1D": "MaxPool1D",
+    "MaxPooling2D": "MaxPool2D",
+    "MaxPooling3D": "MaxPool3D",
+}
+
+
+def short_type(class_name: str) -> str:
+    """The type as the tree's column shows it: ``BatchNormalization`` -> ``BatchNorm``."""
+    return SHORT_TYPES.get(class_name, class_name)
 
 
 class LayerTable(ScrollView, can_focus=True):
@@ -583,24 +619,29 @@ class LayerTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
 
     def _layout_columns(self, width: int) -> Columns:
-        """Widest layout that leaves the names whole: the type goes first, then the shape."""
+        """Columns as wide as their content (capped), so that all six show where they can.
+
+        The name column is as wide as the longest name with its indentation (up to
+        ``NAME_CAP``; past it a name is cut in the middle), not as wide as the terminal.
+        When the width runs out, the name gives way down to ``NAME_MIN``, then the type
+        column goes (the side pane and the detail still show the type), then the shape.
+        """
         layers = self.info.layers
         index = max([3, *(len(row.path_text) for row in layers)])
-        type_width = min(18, max([4, *(len(row.class_name) for row in layers)]))
-        shape_width = min(20, max([5, *(len(row.output_shape_text) for row in layers)]))
+        type_width = min(TYPE_CAP, max([4, *(len(short_type(row.class_name)) for row in layers)]))
+        shape_width = min(SHAPE_CAP, max([5, *(len(row.output_shape_text) for row in layers)]))
         # Names are indented by two per level: groups (up to two) and nested models.
-        wanted_name = min(36, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
+        wanted = min(NAME_CAP, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
         params = max([6, *(len(f"{row.params:,}") for row in layers)])
         for columns in (
             Columns(index=index, type=type_width, shape=shape_width, params=params),
             Columns(index=index, type=0, shape=shape_width, params=params),
+            Columns(index=index, type=0, shape=0, params=params),
         ):
-            if width - columns.fixed >= wanted_name:
-                return columns
-        columns = Columns(index=index, type=0, shape=shape_width, params=params)
-        if width - columns.fixed >= 16:
-            return columns
-        return Columns(index=index, type=0, shape=0, params=params)
+            room = width - columns.fixed
+            if room >= min(wanted, NAME_MIN):
+                return replace(columns, name=min(room, wanted))
+        return replace(columns, name=max(8, width - columns.fixed))
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -622,14 +663,15 @@ class LayerTable(ScrollView, can_focus=True):
         self, index: str, name: str, type_: str, shape: str, params: str, state: str, width: int
     ) -> str:
         c = self._columns
-        name_width = max(8, width - c.fixed)
-        if len(name) > name_width:
-            name = name[: name_width - 1] + "…"
+        name_width = c.name or max(8, width - c.fixed)
+        if len(name) > name_width:  # keep the indentation and the marker, cut the name
+            lead = len(name) - len(name.lstrip(" ▾▸"))
+            name = name[:lead] + _middle(name[lead:], name_width - lead)
         parts = [" ", index.rjust(c.index), " ", name.ljust(name_width)]
         if c.type:
-            parts += [" ", _fit(type_, c.type).ljust(c.type)]
+            parts += [" ", _middle(type_, c.type).ljust(c.type)]
         if c.shape:
-            parts += [" ", _fit(shape, c.shape).ljust(c.shape)]
+            parts += [" ", _middle(shape, c.shape).rjust(c.shape)]
         parts += [" ", params.rjust(c.params), " ", state.ljust(c.state)]
         return "".join(parts)[:width].ljust(width)
 
@@ -676,7 +718,7 @@ class LayerTable(ScrollView, can_focus=True):
         text = self._cells(
             layer.path_text,
             indent + marker + layer.name,
-            layer.class_name,
+            short_type(layer.class_name),
             layer.output_shape_text,
             params,
             state,
@@ -709,8 +751,15 @@ class LayerTable(ScrollView, can_focus=True):
         return ("train" + mark, "trainable") if trains else ("frozen" + mark, "frozen")
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _middle(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, cut in the middle: ``block6a_e…activation``."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[:width]
+    head = (width - 1 + 1) // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
 def _outermost_starting_at(info: ModelInfo, view: PlanView, leaf: LayerInfo) -> LayerInfo:

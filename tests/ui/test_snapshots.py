@@ -10,21 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import screen_text, wait_for, wait_for_explorer
+from helpers import screen_text, wait_for
 from textual.pilot import Pilot
 
+from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
 from kfreeze_tui.core.loading import LoadOptions
-from kfreeze_tui.screens.error import ErrorScreen
 from kfreeze_tui.screens.picker import PickerScreen
-
-
-async def _boundary_at_143(pilot: Pilot) -> None:
-    await wait_for_explorer(pilot)
-    for _ in range(5):
-        await pilot.press("right_square_bracket")
-    await pilot.press("f")
-    await pilot.pause()
 
 
 def test_picker(snap_compare: Any, tmp_path: Path) -> None:
@@ -41,7 +33,7 @@ def test_picker(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_explorer_boundary_143(snap_compare: Any, named_resnet: Any) -> None:
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=_boundary_at_143
+        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=scenarios.boundary_at_143
     )
 
 
@@ -49,9 +41,7 @@ def test_explorer_split_cut(snap_compare: Any, named_resnet: Any) -> None:
     """The boundary inside a residual unit: the status bar says which block it splits."""
 
     async def run_before(pilot: Pilot) -> None:
-        await _boundary_at_143(pilot)
-        await pilot.press("j", "j", "j", "f")  # conv5_block1_2_conv
-        await pilot.pause()
+        await scenarios.split_cut(pilot)
         status = pilot.app.screen.query_one("#status").text.plain
         assert "splits block conv5_block1" in status  # under the warning toast
 
@@ -61,21 +51,15 @@ def test_explorer_split_cut(snap_compare: Any, named_resnet: Any) -> None:
 
 
 def test_explorer_filter(snap_compare: Any, named_resnet: Any) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        await _boundary_at_143(pilot)
-        await pilot.press("slash", *"conv5.*_bn$")
-        await pilot.pause()
-
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=run_before
+        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=scenarios.filtered
     )
 
 
 def test_layer_detail(snap_compare: Any, named_resnet: Any) -> None:
     async def run_before(pilot: Pilot) -> None:
-        await _boundary_at_143(pilot)
-        await pilot.press("j", "enter")
-        await wait_for(pilot, lambda: '"epsilon"' in screen_text(pilot), timeout=20)
+        await scenarios.detail(pilot)
+        assert '"epsilon"' in screen_text(pilot)
 
     assert snap_compare(
         make_app(loaded=named_resnet), terminal_size=(120, 40), run_before=run_before
@@ -85,33 +69,22 @@ def test_layer_detail(snap_compare: Any, named_resnet: Any) -> None:
 def test_error_screen(snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
-    async def run_before(pilot: Pilot) -> None:
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
-
     assert snap_compare(
-        make_app("missing.keras", root=tmp_path), terminal_size=(100, 30), run_before=run_before
+        make_app("missing.keras", root=tmp_path),
+        terminal_size=(100, 30),
+        run_before=scenarios.error,
     )
 
 
 def test_explorer_80x24(snap_compare: Any, named_resnet: Any) -> None:
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(80, 24), run_before=_boundary_at_143
+        make_app(loaded=named_resnet), terminal_size=(80, 24), run_before=scenarios.boundary_at_143
     )
 
 
 def test_head_pane(snap_compare: Any, named_resnet: Any) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        await _boundary_at_143(pilot)
-        screen = pilot.app.screen
-        screen.query_one("#head-hidden").focus()
-        await pilot.press(*"256")
-        screen.query_one("#head-classes").value = ""
-        screen.query_one("#head-classes").focus()
-        await pilot.press(*"5")
-        await pilot.pause()
-
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(130, 40), run_before=run_before
+        make_app(loaded=named_resnet), terminal_size=(130, 40), run_before=scenarios.head_pane
     )
 
 
@@ -121,7 +94,7 @@ def test_export_dialog(
     monkeypatch.chdir(tmp_path)
 
     async def run_before(pilot: Pilot) -> None:
-        await _boundary_at_143(pilot)
+        await scenarios.boundary_at_143(pilot)
         await pilot.press("e")
         await pilot.pause()
         field = pilot.app.screen.query_one("#export-path")
@@ -130,4 +103,34 @@ def test_export_dialog(
 
     assert snap_compare(
         make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=run_before
+    )
+
+
+@pytest.fixture(scope="session")
+def efficientnetv2l(keras: Any) -> Any:
+    """EfficientNetV2L as kfreeze loads it: in a fresh thread, so its names are stable."""
+    from kfreeze_tui.core.loading import load_with_fresh_names
+
+    return load_with_fresh_names("efficientnetv2l", LoadOptions(weights="none"))
+
+
+async def _to_stage_4(pilot: Pilot) -> None:
+    await scenarios.to_stage_4(pilot)
+    header = screen_text(pilot).splitlines()[1]
+    for column in ("#", "name", "type", "output shape", "params", "state"):
+        assert column in header, column
+
+
+@pytest.mark.parametrize("size", [(120, 40), (100, 30)])
+def test_columns_resnet50(snap_compare: Any, named_resnet: Any, size: tuple[int, int]) -> None:
+    """Every column shows at 120x40 with the side pane and at 100x30 without it."""
+    assert snap_compare(make_app(loaded=named_resnet), terminal_size=size, run_before=_to_stage_4)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (100, 30)])
+def test_columns_efficientnetv2l(
+    snap_compare: Any, efficientnetv2l: Any, size: tuple[int, int]
+) -> None:
+    assert snap_compare(
+        make_app(loaded=efficientnetv2l), terminal_size=size, run_before=_to_stage_4
     )
