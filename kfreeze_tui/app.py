@@ -195,7 +195,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         error = worker.error
         if worker.group == "load":
             return  # the error screen says it already
-        self.notify(sentence, title="That did not work", severity="error", timeout=10)
+        self.notify(sentence, title="That did not work", severity="error", timeout=10, markup=False)
         if isinstance(error, StaleCacheError) and self.session is not None:
             self.open_model(self.session.source, self.options)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -82,7 +83,9 @@ class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body") as body:
-            body.border_title = f"layer {self.shown_layer.path_text}: {self.shown_layer.name}"
+            body.border_title = (
+                f"layer {self.shown_layer.path_text}: {escape(self.shown_layer.name)}"
+            )
             body.border_subtitle = "Esc to close"
             yield Static(detail_text(self.session, self.plan, self.shown_layer), id="detail-top")
             yield Static("config: reading…", id="detail-config")

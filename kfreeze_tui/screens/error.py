@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Middle, Vertical, VerticalScroll
@@ -31,11 +32,13 @@ class ErrorScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="error-box") as box:
-            box.border_title = f"Cannot open {self.source}"
-            yield Static(self.error.message + ".", id="error-message")
+            box.border_title = f"Cannot open {escape(self.source)}"
+            yield Static(self.error.message + ".", id="error-message", markup=False)
             if self.error.hint:
                 yield Static(
-                    self.error.hint[:1].upper() + self.error.hint[1:] + ".", id="error-hint"
+                    self.error.hint[:1].upper() + self.error.hint[1:] + ".",
+                    id="error-hint",
+                    markup=False,
                 )
             if self.offers_random_weights:
                 yield Static(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -198,6 +199,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 "press { to go to the block's start.",
                 title="Not a clean cut",
                 severity="warning",
+                markup=False,
             )
 
     def action_freeze_all(self) -> None:
@@ -267,7 +269,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         count = self.table.set_filter(pattern)
         field.border_title = f"{count} match{'es' if count != 1 else ''}"
         if note:
-            field.border_title += f" · {note}"
+            field.border_title += f" · {escape(note)}"
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
@@ -305,10 +307,11 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 f"{layer.name} is inside the nested model {outer}: the head attaches to a "
                 "layer of the outer model.",
                 severity="warning",
+                markup=False,
             )
             return
         self.query_one(HeadPane).set_feature_layer(layer.name)
-        self.notify(f"The head attaches to {layer.name} {layer.output_shape_text}.")
+        self.notify(f"The head attaches to {layer.name} {layer.output_shape_text}.", markup=False)
 
     def action_toggle_pane(self) -> None:
         self.toggle_class("-show-pane")
@@ -325,7 +328,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         pane = self.query_one(HeadPane)
         problems = pane.input_problems + validate(self.session.info, self.head)
         if problems:
-            self.notify(problems[0], title="Fix the head first", severity="error")
+            self.notify(problems[0], title="Fix the head first", severity="error", markup=False)
             return
         default = Path(f"{self.session.info.name}_finetune.keras")  # in the current folder
         self.app.push_screen(ExportScreen(default), self._export_requested)

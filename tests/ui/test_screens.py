@@ -219,3 +219,13 @@ async def test_reopen_from_the_cache_builds_the_model_only_when_needed(
         await pilot.press("G", "enter")  # block5_pool; the detail asks Keras for the config
         await wait_for(pilot, lambda: '"pool_size"' in screen_text(pilot), timeout=120)
         assert session.model_loaded
+
+
+async def test_user_text_is_not_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = make_app("[red]x[/red].keras", root=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        text = screen_text(pilot)
+        assert "Cannot open [red]x[/red].keras" in text
+        assert "[red]x[/red].keras does not exist" in text
