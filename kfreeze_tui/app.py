@@ -92,6 +92,8 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         self.root = root or Path.cwd()
         self.session: ModelSession | None = None
         self.random_weights_chosen = False
+        self.pending_note: str | None = None
+        """Said in the header of the next model opened (why it was opened again)."""
         self.crash_log: Path | None = None
         """Where the traceback of an unexpected error went (set by :func:`run_app`)."""
 
@@ -165,6 +167,9 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
     def _on_model_ready(self, message: ModelReady) -> None:
         self.preloaded = None
         self.session = message.session
+        if self.pending_note:
+            message.session.add_note(self.pending_note)
+            self.pending_note = None
         # The model is hundreds of thousands of long-lived Python objects: take them out of
         # the garbage collector's scans so that a collection never stalls a keypress. A model
         # opened before goes back to the collector first, and everything does when the app
@@ -197,6 +202,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
             return  # the error screen says it already
         self.notify(sentence, title="That did not work", severity="error", timeout=10, markup=False)
         if isinstance(error, StaleCacheError) and self.session is not None:
+            self.pending_note = "the cached layer table was out of date: refreshed and reopened"
             self.open_model(self.session.source, self.options)
 
     def on_unmount(self) -> None:

@@ -10,7 +10,6 @@ worker needs a broad ``try/except`` of its own.
 
 from __future__ import annotations
 
-from textual import on
 from textual.worker import Worker, WorkerState
 
 from kfreeze_tui.core.loading import LoadError, first_line
@@ -33,8 +32,8 @@ class ReportsWorkerFailures:
     def worker_failed(self, worker: Worker[object], sentence: str) -> None:
         """Show ``sentence`` where the worker's result would have gone (optional)."""
 
-    @on(Worker.StateChanged)
-    def _report_worker_failure(self, event: Worker.StateChanged) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Textual's handler by name (a mixin's ``@on`` would not be registered)."""
         if event.state is not WorkerState.ERROR:
             return
         sentence = failure_sentence(event.worker)

@@ -108,6 +108,10 @@ class ModelSession:
         _ = self.plan
         return self._plan != self._saved_plan
 
+    def add_note(self, note: str) -> None:
+        """Something the user should know about this model (the header shows it)."""
+        self.warnings.append(note)
+
     def apply_document(self, doc: PlanDocument) -> list[str]:
         """Start from a plan file: its freeze plan, head and compile settings.
 

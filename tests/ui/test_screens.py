@@ -11,6 +11,7 @@ from helpers import screen_text, wait_for, wait_for_explorer
 from kfreeze_tui.app import make_app
 from kfreeze_tui.core.loading import LoadedModel, LoadOptions
 from kfreeze_tui.screens.error import ErrorScreen
+from kfreeze_tui.screens.explorer import ExplorerScreen
 from kfreeze_tui.screens.picker import PickerScreen, find_model_files
 
 
@@ -229,3 +230,26 @@ async def test_user_text_is_not_markup(tmp_path: Path, monkeypatch: pytest.Monke
         text = screen_text(pilot)
         assert "Cannot open [red]x[/red].keras" in text
         assert "[red]x[/red].keras does not exist" in text
+
+
+async def test_a_stale_cached_table_is_refreshed_and_the_model_reopened(
+    small_model_file: Path, resnet50_info: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfreeze_tui.core import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = str(small_model_file)
+    cache.write(cache.key_for(source, LoadOptions()), resnet50_info)  # not this file's table
+    app = make_app(source)
+    async with app.run_test(size=(120, 36)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.session.from_cache and len(explorer.session.info.layers) == 175
+        await pilot.press("G", "enter")  # the detail needs the model: it loads, and differs
+        # The failed worker is reported (one sentence), and the model is opened again.
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ExplorerScreen)
+            and len(app.screen.session.info.layers) == 11,
+            timeout=120,
+        )
+        assert "cached layer table was out of date: refreshed and reopened" in screen_text(pilot)
