@@ -66,6 +66,7 @@ def kfreeze_command() -> list[str]:
 def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(LINES)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # kfreeze must silence TensorFlow by itself
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # empty: the first open is a cold one
     terminal = Terminal([*kfreeze_command, "resnet50", "--weights", "none"], env, cwd=tmp_path)
     try:
         # The first frame comes before TensorFlow is imported.
@@ -102,6 +103,18 @@ def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str], tmp_path: Pa
     finally:
         if terminal.child.isalive():
             terminal.child.terminate(force=True)
+    # The second open comes from the layer-table cache the first one wrote.
+    again = Terminal([*kfreeze_command, "resnet50", "--weights", "none"], env, cwd=tmp_path)
+    try:
+        text = again.wait_for(lambda text: "Trainable" in text and "conv1_conv" in text)
+        assert "Importing TensorFlow" not in text
+        again.send("q")
+        again.child.expect(pexpect.EOF, timeout=30)
+        again.child.close()
+        assert again.child.exitstatus == 0
+    finally:
+        if again.child.isalive():
+            again.child.terminate(force=True)
 
 
 def test_explorer_refuses_a_pipe(kfreeze_command: list[str]) -> None:
