@@ -248,8 +248,9 @@ async def test_a_stale_cached_table_is_refreshed_and_the_model_reopened(
         # The failed worker is reported (one sentence), and the model is opened again.
         await wait_for(
             pilot,
-            lambda: isinstance(app.screen, ExplorerScreen)
-            and len(app.screen.session.info.layers) == 11,
+            lambda: (
+                isinstance(app.screen, ExplorerScreen) and len(app.screen.session.info.layers) == 11
+            ),
             timeout=120,
         )
         assert "cached layer table was out of date: refreshed and reopened" in screen_text(pilot)
