@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from legacy.oracle import legacy_files  # noqa: F401  (a session fixture for every folder)
 
 # Keep the test process as quiet and GPU-free as the app, and make sure no cached imagenet
 # weights on a developer's machine change what the tests see.

@@ -51,3 +51,20 @@ def test_no_private_textual_api_in_the_app() -> None:
         if private.search(line)
     ]
     assert not offenders
+
+
+def test_no_private_keras_api_and_no_second_keras() -> None:
+    """Legacy files are read with Keras 3's public API: nothing from ``keras.src``, and
+    ``tf_keras`` (the tests' oracle) is never imported by kfreeze itself."""
+    source = Path(__file__).parents[1] / "kfreeze_tui"
+    # Imports, and attribute access (not a module path quoted in a string or a docstring).
+    pattern = re.compile(r"^\s*(from|import)\s+(keras\.src|tf_keras)\b|(?<![\"'`.\w])keras\.src\.")
+    offenders = [
+        f"{path.relative_to(source)}:{number}"
+        for path in source.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders
+    assert "tf_keras" not in " ".join(PROJECT["dependencies"])
+    assert any(item.startswith("tf_keras") for item in PROJECT["optional-dependencies"]["test"])

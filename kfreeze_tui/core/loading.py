@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kfreeze_tui.core import catalog
+from kfreeze_tui.core import catalog, legacy
 from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -88,6 +88,7 @@ class LoadedModel:
         random_weights: the weights are random (``--weights none``), which the UI says.
         architecture: the catalog entry, when the source is a catalog name.
         warnings: things the user should know (e.g. ``--unsafe`` in effect).
+        repairs: what was changed to open a file from an older Keras (empty otherwise).
     """
 
     model: Any
@@ -96,6 +97,7 @@ class LoadedModel:
     random_weights: bool = False
     architecture: catalog.Architecture | None = None
     warnings: list[str] = field(default_factory=list)
+    repairs: list[legacy.Repair] = field(default_factory=list)
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -330,33 +332,33 @@ def _load_file(path: Path, source: str, options: LoadOptions) -> LoadedModel:
         )
     lowered = path.name.lower()
     if head.startswith(HDF5_MAGIC):
-        config = _h5_config(path, source)
-        fmt = "h5"
-        if lowered.endswith(".keras") or not lowered.endswith((".h5", ".hdf5")):
-            raise LoadError(
-                f"{source} is an HDF5 file but is not named .h5",
-                "rename it to end in .h5 so Keras reads it as a legacy HDF5 model",
-                kind="format",
-            )
-    elif head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
-        config = _zip_config(path, source)
-        fmt = "keras"
+        config, version = _h5_config(path, source)
+        named_h5 = lowered.endswith((".h5", ".hdf5"))
+        if legacy.h5_is_legacy(version, not named_h5):
+            return _load_legacy(path, source, options, config, version, archive=False)
+        return _deserialize(path, source, options, config, "h5")
+    if head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
+        config, metadata = _zip_config(path, source)
         if not lowered.endswith(".keras"):
             raise LoadError(
                 f"{source} is a Keras archive but is not named .keras",
                 "rename it to end in .keras",
                 kind="format",
             )
-    else:
-        raise LoadError(
-            f"{source} is not a Keras model: it is neither a .keras archive nor an HDF5 file",
-            "pass a file written by model.save()",
-            kind="format",
-        )
-    return _deserialize(path, source, options, config, fmt)
+        if legacy.archive_is_legacy(config, metadata):
+            version = str(metadata.get("keras_version") or "2")
+            return _load_legacy(path, source, options, config, version, archive=True)
+        return _deserialize(path, source, options, config, "keras")
+    raise LoadError(
+        f"{source} is not a Keras model: it is neither a .keras archive nor an HDF5 file",
+        "pass a file written by model.save()",
+        kind="format",
+    )
 
 
-def _zip_config(path: Path, source: str) -> dict[str, Any]:
+def _zip_config(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config and metadata of a ``.keras`` archive, once the archive has been checked
+    for what could run code (nothing in it is deserialized before that)."""
     if not zipfile.is_zipfile(path):
         raise LoadError(
             f"{source} is a truncated or damaged .keras archive (its zip directory is missing)",
@@ -365,6 +367,7 @@ def _zip_config(path: Path, source: str) -> dict[str, Any]:
         )
     try:
         with zipfile.ZipFile(path) as archive:
+            legacy.check_archive(archive, source)
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise LoadError(
@@ -373,6 +376,9 @@ def _zip_config(path: Path, source: str) -> dict[str, Any]:
                     kind="format",
                 )
             config = json.loads(archive.read("config.json"))
+            metadata = legacy.read_archive_metadata(archive)
+    except legacy.LegacyError as exc:
+        raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
     except LoadError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
@@ -387,15 +393,17 @@ def _zip_config(path: Path, source: str) -> dict[str, Any]:
             "pass a file written by model.save('model.keras')",
             kind="format",
         )
-    return config
+    return config, metadata
 
 
-def _h5_config(path: Path, source: str) -> dict[str, Any]:
+def _h5_config(path: Path, source: str) -> tuple[dict[str, Any], str | None]:
+    """The model config stored in an HDF5 file, and the Keras version that wrote it."""
     import h5py
 
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
+            version = handle.attrs.get("keras_version")
     except OSError as exc:
         raise LoadError(
             f"{source} is a truncated or damaged HDF5 file ({first_line(exc)})",
@@ -419,19 +427,9 @@ def _h5_config(path: Path, source: str) -> dict[str, Any]:
             "save the model again with model.save(path)",
             kind="format",
         ) from exc
-    return config if isinstance(config, dict) else {}
-
-
-def _layer_configs(config: Any) -> Iterator[dict[str, Any]]:
-    """Every layer entry of a saved model config, nested models included."""
-    if isinstance(config, dict):
-        inner = config.get("config")
-        layers = inner.get("layers") if isinstance(inner, dict) else None
-        if isinstance(layers, list):
-            for entry in layers:
-                if isinstance(entry, dict) and "class_name" in entry:
-                    yield entry
-                    yield from _layer_configs(entry)
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    return (config if isinstance(config, dict) else {}), (str(version) if version else None)
 
 
 def _import_custom_objects(path: Path) -> dict[str, Any]:
@@ -471,7 +469,7 @@ def _unknown_classes(
     registered = keras.saving.get_custom_objects()
     known_short = {key.split(">")[-1] for key in registered} | set(custom)
     unknown: list[str] = []
-    for entry in _layer_configs(config):
+    for entry in legacy.layer_entries(config):
         name = str(entry.get("class_name"))
         if name in known_short or name in registered:
             continue
@@ -489,10 +487,9 @@ def _unknown_classes(
     return unknown
 
 
-def _deserialize(
-    path: Path, source: str, options: LoadOptions, config: dict[str, Any], fmt: str
-) -> LoadedModel:
-    has_lambda = any(entry.get("class_name") == "Lambda" for entry in _layer_configs(config))
+def _lambda_warnings(config: dict[str, Any], source: str, options: LoadOptions) -> list[str]:
+    """Refuse a Lambda layer unless ``--unsafe``; the warnings ``--unsafe`` brings."""
+    has_lambda = any(entry.get("class_name") == "Lambda" for entry in legacy.layer_entries(config))
     if has_lambda and not options.unsafe:
         raise LoadError(
             f"{source} contains a Lambda layer, whose Python code would run on loading and "
@@ -500,17 +497,104 @@ def _deserialize(
             "if you trust the file, pass --unsafe to allow it",
             kind="lambda",
         )
-    warnings: list[str] = []
     if options.unsafe:
-        warnings.append(
+        return [
             "--unsafe: Python code stored in the model file may run; use it only on files you trust"
-        )
+        ]
+    return []
+
+
+def custom_objects_for(options: LoadOptions) -> dict[str, Any]:
+    """The classes ``--custom-objects`` defines, by name (empty without the option)."""
+    if not options.custom_objects:
+        return {}
+    return _import_custom_objects(options.custom_objects.expanduser())
+
+
+def _custom_class_error(source: str, unknown: list[str]) -> LoadError:
+    return LoadError(
+        f"{source} uses the custom layer class {', '.join(unknown)}, which kfreeze does not know",
+        "pass --custom-objects FILE.py with a Python file that defines it (decorated "
+        "with @keras.saving.register_keras_serializable())",
+        kind="custom",
+    )
+
+
+def _load_legacy(
+    path: Path,
+    source: str,
+    options: LoadOptions,
+    config: dict[str, Any],
+    version: str | None,
+    *,
+    archive: bool,
+) -> LoadedModel:
+    """A file from Keras 1/2 or tf.keras: checked, repaired, rebuilt and given its weights."""
+    written_by = f"Keras {version}" if version else "an older Keras"
+    try:
+        legacy.check_lambdas(config, source)
+    except legacy.LegacyError as exc:
+        raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
+    warnings = _lambda_warnings(config, source, options)
     with _keras_environment(options) as keras:
-        custom = (
-            _import_custom_objects(options.custom_objects.expanduser())
-            if options.custom_objects
-            else {}
+        custom = custom_objects_for(options)
+        try:
+            legacy.check_model_class(config, source, custom)
+            unknown = _unknown_classes(config, "h5", custom, keras)
+            if unknown:
+                raise _custom_class_error(source, unknown)
+            repaired, repairs = legacy.repair_config(config, keras, custom)
+            if not archive and not path.name.lower().endswith((".h5", ".hdf5")):
+                repairs.insert(
+                    0,
+                    legacy.Repair(
+                        "hdf5_named_keras",
+                        f"read an HDF5 file named {path.suffix or path.name} (tf.keras before 2.12 "
+                        "wrote HDF5 into .keras files)",
+                    ),
+                )
+            model = legacy.build(repaired, keras, custom, options.unsafe)
+            if archive:
+                build_config = config.get("build_config")
+                if not model.built and isinstance(build_config, dict):
+                    legacy.build_subclassed(model, build_config, keras)
+                with zipfile.ZipFile(path) as handle:
+                    repairs += legacy.load_archive_weights(model, handle, source)
+            else:
+                legacy.load_h5_weights(model, path, source)
+        except legacy.LegacyError as exc:
+            raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
+        except LoadError:
+            raise
+        except Exception as exc:
+            raise LoadError(
+                f"{source} (written by {written_by}) could not be rebuilt in Keras 3: "
+                f"{first_line(exc)}",
+                "open it in the Keras that wrote it and save it again with model.save(); "
+                "if it has custom layers, pass --custom-objects FILE.py",
+                kind="legacy",
+            ) from exc
+    if not isinstance(model, keras.Model):
+        raise LoadError(
+            f"{source} holds a {type(model).__name__}, not a Keras model",
+            "pass a file written by model.save() on a keras.Model",
+            kind="format",
         )
+    return LoadedModel(
+        model=model,
+        source=source,
+        description=f"{path.name} · {model.name} · {written_by} file",
+        warnings=warnings,
+        repairs=repairs,
+    )
+
+
+def _deserialize(
+    path: Path, source: str, options: LoadOptions, config: dict[str, Any], fmt: str
+) -> LoadedModel:
+    warnings = _lambda_warnings(config, source, options)
+    with _keras_environment(options) as keras:
+        custom = custom_objects_for(options)
         unknown = _unknown_classes(config, fmt, custom, keras)
         try:  # safe_mode is scoped to this call; nothing process-wide is switched off
             model = keras.saving.load_model(
@@ -521,13 +605,7 @@ def _deserialize(
             )
         except Exception as exc:
             if unknown:
-                names = ", ".join(unknown)
-                raise LoadError(
-                    f"{source} uses the custom layer class {names}, which kfreeze does not know",
-                    "pass --custom-objects FILE.py with a Python file that defines it (decorated "
-                    "with @keras.saving.register_keras_serializable())",
-                    kind="custom",
-                ) from exc
+                raise _custom_class_error(source, unknown) from exc
             if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
                 raise LoadError(
                     f"{source} contains a Lambda layer that Keras refuses to load safely",

@@ -1,0 +1,780 @@
+"""Model files written before Keras 3: read, repaired into Keras 3 configs, and refused clearly.
+
+Keras 3 refuses most files that Keras 2 and tf.keras wrote, for mechanical reasons: arguments
+it no longer takes (``groups=1`` on DepthwiseConv2D, ``time_major=False`` on LSTM), older names
+(``batch_input_shape``, class ``Model``), older layouts (nested models numbered from 1, a
+Sequential config that is a bare list, HDF5 inside a file named ``.keras``, the tf.keras
+2.13-2.15 ``.keras`` archive). This module reads the stored config without running anything
+from the file, applies named repairs (each one reported, never silent), builds the model with
+Keras 3's public API and loads the weights: from HDF5 by layer name, from an archive by the
+archive's own paths.
+
+A change that would alter what the model computes is not a repair: it is refused with a
+sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups), as is what cannot be
+opened safely (a Lambda whose code another Python version marshalled, a subclassed model whose
+architecture is not in the file).
+
+Only public Keras API is used: ``keras.saving.deserialize_keras_object`` (which takes legacy
+layer entries, those without ``module``, through Keras's own legacy deserializer),
+``Model.load_weights`` for archives and ``Variable.assign`` for HDF5 weights.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import shutil
+import struct
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: Classes whose config is a whole model (their ``layers`` are layer entries).
+MODEL_CLASSES = ("Functional", "Model", "Sequential")
+#: Keys under which a layer config holds the config of another layer (wrappers, RNN cells).
+INNER_LAYER_KEYS = ("layer", "backward_layer", "cell")
+#: Arguments Keras 3 dropped from some layers, with the value that means "as Keras 3 does".
+#: Dropping one with that value changes nothing; any other value is refused.
+NEUTRAL_ARGUMENTS: dict[str, Any] = {"groups": 1, "time_major": False}
+#: Arguments Keras 2 stored for some layers but never used (its SeparableConv kept the plain
+#: convolution's kernel settings; its kernels are the depthwise and pointwise ones).
+UNUSED_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "SeparableConv1D": ("kernel_initializer", "kernel_regularizer", "kernel_constraint"),
+    "SeparableConv2D": ("kernel_initializer", "kernel_regularizer", "kernel_constraint"),
+}
+
+
+class LegacyError(Exception):
+    """A legacy file that cannot be opened; ``message`` and ``hint`` make one sentence."""
+
+    def __init__(self, message: str, hint: str, kind: str) -> None:
+        self.message = message
+        self.hint = hint
+        self.kind = kind
+        super().__init__(f"{message}: {hint}.")
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One kind of change made to a legacy config, over every layer it applied to.
+
+    Attributes:
+        code: a stable tag (``groups``, ``time_major``, ``batch_input_shape`` ...).
+        message: what was changed, e.g. ``dropped groups=1 from 17 DepthwiseConv2D layers``.
+        layers: the names of the layers changed (empty for a change to the file's layout).
+    """
+
+    code: str
+    message: str
+    layers: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "layers": list(self.layers)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Repair:
+        return cls(str(data["code"]), str(data["message"]), tuple(map(str, data["layers"])))
+
+
+@dataclass
+class _RepairLog:
+    """Collects repairs as they are made, one entry per (code, layer)."""
+
+    entries: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+
+    def add(self, code: str, template: str, class_name: str = "", layer: str = "") -> None:
+        self.templates.setdefault(code, template)
+        self.entries.setdefault(code, []).append((class_name, layer))
+
+    def repairs(self) -> list[Repair]:
+        found = []
+        for code, entries in self.entries.items():
+            counts = Counter(class_name for class_name, _ in entries if class_name)
+            layers = tuple(dict.fromkeys(layer for _, layer in entries if layer))
+            n = len(layers) or len(entries)
+            message = self.templates[code].format(
+                what=_count_text(counts) if counts else "", n=n, s="" if n == 1 else "s"
+            )
+            found.append(Repair(code, message, layers))
+        return found
+
+
+def _count_text(counts: Counter[str]) -> str:
+    parts = [
+        f"{count} {name} layer{'s' if count != 1 else ''}" for name, count in counts.most_common()
+    ]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# -- what kind of file --------------------------------------------------------------------
+
+
+def h5_is_legacy(keras_version: str | None, named_keras: bool) -> bool:
+    """An HDF5 model file that Keras 3 did not write (or HDF5 in a ``.keras`` name)."""
+    return named_keras or not (keras_version or "").startswith("3")
+
+
+def archive_is_legacy(config: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """A ``.keras`` archive written by tf.keras 2.13-2.15 (or tf_keras), not by Keras 3."""
+    version = str(metadata.get("keras_version", ""))
+    if version and not version.startswith("3"):
+        return True
+    module = str(config.get("module") or "")
+    return module.startswith(("tf_keras", "keras.engine", "keras.src.engine"))
+
+
+# -- archives: checked before anything in them is read --------------------------------------
+
+PICKLE_PROTOCOLS = (2, 3, 4, 5)
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def check_archive(archive: zipfile.ZipFile, source: str) -> None:
+    """Refuse an archive that could run code or hide what it holds, before deserializing.
+
+    Raises:
+        LegacyError: for duplicate member names (two members, one name: which one a reader
+            takes is up to the reader) and for pickled data (unpickling runs code).
+    """
+    names = [info.filename for info in archive.infolist()]
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise LegacyError(
+            f"{source} is refused: its archive holds several members named "
+            f"{', '.join(duplicates[:3])}, so what is loaded would depend on the reader",
+            "save the model again with model.save() to get a well-formed file",
+            kind="archive",
+        )
+    for name in names:
+        if name.endswith("/"):
+            continue
+        with archive.open(name) as member:
+            head = member.read(256)
+        if _is_pickle(name, head) or _is_object_npy(head):
+            raise LegacyError(
+                f"{source} is refused: its member {name} holds pickled Python objects, "
+                "and unpickling them would run code from the file",
+                "save the model again with model.save() from the code that built it",
+                kind="archive",
+            )
+
+
+def _is_pickle(name: str, head: bytes) -> bool:
+    if name.lower().endswith((".pkl", ".pickle")):
+        return True
+    return len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS
+
+
+def _is_object_npy(head: bytes) -> bool:
+    if not head.startswith(NPY_MAGIC):
+        return False
+    return b"'|O'" in head or b"'O'" in head
+
+
+# -- the config: repairs ------------------------------------------------------------------
+
+
+def repair_config(
+    config: dict[str, Any], keras: ModuleType, custom: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[Repair]]:
+    """A Keras 3 config made from a legacy one, and the repairs that made it.
+
+    Args:
+        config: the model config as stored (not changed).
+        keras: the Keras 3 module (to ask which arguments its layers take).
+        custom: custom classes by name (``--custom-objects``).
+
+    Raises:
+        LegacyError: a change would alter what the model computes.
+    """
+    config = copy.deepcopy(config)
+    log = _RepairLog()
+    repairer = _Repairer(keras, custom or {}, log)
+    repairer.model(config, top=True)
+    return config, log.repairs()
+
+
+class _Repairer:
+    def __init__(self, keras: ModuleType, custom: dict[str, Any], log: _RepairLog) -> None:
+        self.keras = keras
+        self.custom = custom
+        self.log = log
+        self._accepts: dict[str, set[str] | None] = {}
+
+    # A model entry: its class, its layout, its layers, the node numbering of nested models.
+    def model(self, entry: dict[str, Any], top: bool = False) -> None:
+        name = str(entry.get("class_name"))
+        if name == "Model":
+            entry["class_name"] = "Functional"
+            self.log.add("model_class", "class Model (Keras 2.2) read as Functional")
+        inner = entry.get("config")
+        if entry["class_name"] == "Sequential" and isinstance(inner, list):
+            entry["config"] = inner = {"name": entry.get("name") or "sequential", "layers": inner}
+            self.log.add(
+                "sequential_list", "read a Sequential config written as a bare list (Keras 2.2)"
+            )
+        if not top:
+            self._strip_module(entry)
+        if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+            return
+        layers = [layer for layer in inner["layers"] if isinstance(layer, dict)]
+        if entry["class_name"] == "Sequential":
+            self._sequential_input(inner, layers)
+            layers = [layer for layer in inner["layers"] if isinstance(layer, dict)]
+        for layer in layers:
+            self.layer(layer)
+        if entry["class_name"] != "Sequential":
+            self._renumber_nested(inner, layers)
+
+    def layer(self, entry: dict[str, Any]) -> None:
+        class_name = str(entry.get("class_name"))
+        config = entry.get("config")
+        self._strip_module(entry)
+        if class_name in MODEL_CLASSES or (
+            isinstance(config, dict) and isinstance(config.get("layers"), list)
+        ):
+            self.model(entry)
+            return
+        if not isinstance(config, dict):
+            return
+        layer_name = str(config.get("name") or entry.get("name") or class_name)
+        self._arguments(class_name, layer_name, config)
+        self._dtype(class_name, layer_name, config)
+        if class_name == "InputLayer" and "batch_input_shape" in config:
+            config["batch_shape"] = config.pop("batch_input_shape")
+            self.log.add(
+                "batch_input_shape",
+                "renamed batch_input_shape to batch_shape on {what}",
+                class_name,
+                layer_name,
+            )
+        elif "batch_input_shape" in config:
+            del config["batch_input_shape"]  # the InputLayer before it carries the shape
+            self.log.add(
+                "input_shape_copy",
+                "dropped the copy of the input shape Keras 2 kept on {what} (the InputLayer "
+                "has it)",
+                class_name,
+                layer_name,
+            )
+        if class_name == "BatchNormalization":
+            axis = config.get("axis")
+            if isinstance(axis, list) and len(axis) == 1:
+                config["axis"] = int(axis[0])
+        for key in INNER_LAYER_KEYS:
+            inner = config.get(key)
+            if isinstance(inner, dict) and "class_name" in inner:
+                self._inner_layer(inner, class_name, layer_name)
+        cells = config.get("cells")
+        if isinstance(cells, list):
+            for cell in cells:
+                if isinstance(cell, dict) and "class_name" in cell:
+                    self._inner_layer(cell, class_name, layer_name)
+
+    def _inner_layer(self, inner: dict[str, Any], outer_class: str, outer_name: str) -> None:
+        """The layer inside a wrapper: repaired like any layer, and given the ``module`` that
+        Keras 3's wrappers need to find built-in classes (``Could not locate class 'Dense'``)."""
+        had_module = bool(inner.get("module"))
+        self.layer(inner)
+        class_name = str(inner.get("class_name"))
+        if class_name not in self.custom and hasattr(self.keras.layers, class_name):
+            inner["module"] = "keras.layers"
+            inner["registered_name"] = None
+            if had_module:
+                return  # a Keras 2 module path, read as Keras 3's: nothing the user must know
+            self.log.add(
+                "wrapped_layer",
+                "named the module of the layer inside {what} (Could not locate class)",
+                outer_class,
+                outer_name,
+            )
+
+    def _strip_module(self, entry: dict[str, Any]) -> None:
+        """Keras 2 module paths (``tf_keras.src.engine.functional``) mean nothing to Keras 3:
+        the entry is read as a legacy one, by class name."""
+        module = entry.get("module")
+        if module is None and "registered_name" not in entry:
+            return
+        entry.pop("module", None)
+        entry.pop("registered_name", None)
+
+    def accepts(self, class_name: str) -> set[str] | None:
+        """The arguments a Keras 3 layer class names in its constructor (None: unknown)."""
+        if class_name not in self._accepts:
+            import inspect
+
+            cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
+            if not isinstance(cls, type):
+                self._accepts[class_name] = None
+            else:
+                self._accepts[class_name] = set(inspect.signature(cls.__init__).parameters)
+        return self._accepts[class_name]
+
+    def _arguments(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
+        accepted = self.accepts(class_name)
+        if accepted is None or class_name in self.custom:
+            return
+        for argument, neutral in NEUTRAL_ARGUMENTS.items():
+            if argument not in config or argument in accepted:
+                continue
+            value = config[argument]
+            if value != neutral:
+                raise LegacyError(
+                    f"layer {layer_name} ({class_name}) has {argument}={value!r}, which Keras 3's "
+                    f"{class_name} cannot compute (it only does {argument}={neutral!r}), so "
+                    "dropping it would change what the model computes",
+                    "rebuild that layer in Keras 3 code (for time_major, transpose the input "
+                    "instead), load the weights into it, and save it with model.save()",
+                    kind="repair",
+                )
+            del config[argument]
+            self.log.add(
+                argument, f"dropped {argument}={neutral!r} from {{what}}", class_name, layer_name
+            )
+        unused = [
+            name
+            for name in UNUSED_ARGUMENTS.get(class_name, ())
+            if name in config and name not in accepted
+        ]
+        for name in unused:
+            del config[name]
+        if unused:
+            self.log.add(
+                "unused_arguments",
+                "dropped the kernel_* arguments Keras 2 stored but never used from {what}",
+                class_name,
+                layer_name,
+            )
+
+    def _dtype(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict) and dtype.get("class_name") == "Policy":
+            policy = (dtype.get("config") or {}).get("name")
+            if isinstance(policy, str):
+                config["dtype"] = policy
+                self.log.add(
+                    "dtype_policy",
+                    "read Keras 2 dtype policies (Policy) as Keras 3 DTypePolicy on {what}",
+                    class_name,
+                    layer_name,
+                )
+
+    def _sequential_input(self, inner: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+        """Keras 2 put ``batch_input_shape`` on a Sequential's first layer; Keras 3 wants an
+        InputLayer."""
+        if not layers or layers[0].get("class_name") == "InputLayer":
+            return
+        first = layers[0].get("config")
+        if not isinstance(first, dict) or "batch_input_shape" not in first:
+            return
+        shape = first.pop("batch_input_shape")
+        dtype = first.get("dtype") if isinstance(first.get("dtype"), str) else "float32"
+        input_entry = {
+            "class_name": "InputLayer",
+            "config": {"batch_shape": shape, "dtype": dtype, "name": f"{first.get('name')}_input"},
+        }
+        inner["layers"].insert(inner["layers"].index(layers[0]), input_entry)
+        self.log.add(
+            "batch_input_shape",
+            "gave {n} Sequential model{s} an InputLayer for the first layer's batch_input_shape",
+            "",
+            str(inner.get("name") or "sequential"),
+        )
+
+    def _renumber_nested(self, inner: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+        """Keras 2 numbered the calls of a nested model from 1 (node 0 was the model's own);
+        Keras 3 numbers them from 0. A reference past the last call can only mean the old
+        numbering."""
+        calls = {}
+        for entry in layers:
+            nodes = entry.get("inbound_nodes")
+            if self._is_model_entry(entry) and isinstance(nodes, list):
+                calls[str(entry.get("name") or entry["config"].get("name"))] = len(nodes)
+        if not calls:
+            return
+        references = list(self._references(inner, layers))
+        shifted = set()
+        for name, count in calls.items():
+            used = [ref[1] for ref in references if ref[0] == name]
+            if used and max(used) >= count and min(used) >= 1:
+                shifted.add(name)
+        if not shifted:
+            return
+        for ref in references:
+            if ref[0] in shifted:
+                ref[1] -= 1
+        for name in sorted(shifted):
+            self.log.add(
+                "nested_calls",
+                "renumbered the calls of {n} nested model{s} from Keras 2's 1 to Keras 3's 0",
+                "",
+                name,
+            )
+
+    def _is_model_entry(self, entry: dict[str, Any]) -> bool:
+        config = entry.get("config")
+        return str(entry.get("class_name")) in MODEL_CLASSES or (
+            isinstance(config, dict) and isinstance(config.get("layers"), list)
+        )
+
+    @staticmethod
+    def _references(inner: dict[str, Any], layers: list[dict[str, Any]]) -> Iterator[list[Any]]:
+        """Every ``[layer_name, node_index, tensor_index, ...]`` reference, as mutable lists."""
+        for entry in layers:
+            for node in entry.get("inbound_nodes") or []:
+                if isinstance(node, list):
+                    for ref in node:
+                        if isinstance(ref, list) and len(ref) >= 3:
+                            yield ref
+                elif isinstance(node, dict):
+                    yield from _history_references(node)
+        for key in ("input_layers", "output_layers"):
+            value = inner.get(key)
+            if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+                yield value
+            elif isinstance(value, list):
+                for ref in value:
+                    if isinstance(ref, list) and len(ref) >= 3:
+                        yield ref
+
+
+def _history_references(node: Any) -> Iterator[list[Any]]:
+    """``keras_history`` references inside a Keras 3-style node (``{"args": ...}``)."""
+    if isinstance(node, dict):
+        history = node.get("keras_history")
+        if isinstance(history, list) and len(history) == 3:
+            yield history
+        for value in node.values():
+            yield from _history_references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _history_references(value)
+
+
+# -- what cannot be opened ------------------------------------------------------------------
+
+
+def layer_entries(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer entry in a config: nested models' and wrapped layers included."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if isinstance(inner, dict):
+            if isinstance(inner.get("layers"), list):
+                for entry in inner["layers"]:
+                    if isinstance(entry, dict) and "class_name" in entry:
+                        yield entry
+                        yield from layer_entries(entry)
+            for key in INNER_LAYER_KEYS:
+                wrapped = inner.get(key)
+                if isinstance(wrapped, dict) and "class_name" in wrapped:
+                    yield wrapped
+                    yield from layer_entries(wrapped)
+        elif isinstance(inner, list):  # a Keras 2.2 Sequential
+            for entry in inner:
+                if isinstance(entry, dict) and "class_name" in entry:
+                    yield entry
+                    yield from layer_entries(entry)
+
+
+def check_model_class(config: dict[str, Any], source: str, custom: dict[str, Any]) -> None:
+    """Refuse a model whose class kfreeze cannot rebuild, naming the class.
+
+    Raises:
+        LegacyError: a subclassed model whose architecture is not in the file, or a custom
+            model class that ``--custom-objects`` did not define.
+    """
+    class_name = str(config.get("class_name"))
+    if class_name in MODEL_CLASSES or class_name in custom:
+        return
+    inner = config.get("config")
+    if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
+        raise LegacyError(
+            f"{source} is a model of the custom model class {class_name}, which kfreeze "
+            "does not know",
+            "pass --custom-objects FILE.py with a Python file that defines it (decorated with "
+            "@keras.saving.register_keras_serializable())",
+            kind="custom",
+        )
+    raise LegacyError(
+        f"{source} holds a subclassed model, {class_name}, whose architecture is not stored in "
+        "the file (only its weights are), so its layers cannot be rebuilt from the file",
+        f"pass --custom-objects FILE.py with the Python file that defines {class_name} (its code "
+        "is needed)",
+        kind="subclassed",
+    )
+
+
+def check_lambdas(config: dict[str, Any], source: str) -> None:
+    """Refuse a Lambda whose code another Python version marshalled: it cannot run here.
+
+    Raises:
+        LegacyError: naming the layer and the Python version that wrote its code.
+    """
+    for entry in layer_entries(config):
+        if entry.get("class_name") != "Lambda":
+            continue
+        inner = entry.get("config") or {}
+        code = _lambda_code(inner.get("function"))
+        if code is None:
+            continue
+        written = marshal_python(code)
+        here = marshal_python(_own_marshal())
+        if written is not None and written != here:
+            name = inner.get("name") or entry.get("name") or "Lambda"
+            raise LegacyError(
+                f"{source} has a Lambda layer, {name}, whose code was marshalled by {written} "
+                f"and cannot run in this Python ({here})",
+                "rebuild the Lambda in Python, or pass --custom-objects FILE.py with a layer "
+                "class that replaces it",
+                kind="lambda-version",
+            )
+
+
+def _lambda_code(function: Any) -> bytes | None:
+    text = None
+    if isinstance(function, list) and function and isinstance(function[0], str):
+        text = function[0]
+    elif isinstance(function, dict) and function.get("class_name") == "__lambda__":
+        text = (function.get("config") or {}).get("code")
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=False)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+def _own_marshal() -> bytes:
+    import marshal
+
+    return marshal.dumps((lambda x: x).__code__)
+
+
+#: First opcode of every 3.11+ function: RESUME, by the versions that number it so.
+_RESUME = {0x97: "Python 3.11 or 3.12", 0x95: "Python 3.13", 0x80: "Python 3.14"}
+
+
+def marshal_python(data: bytes) -> str | None:
+    """Which Python version wrote a marshalled code object, read from its layout alone.
+
+    The header of a code object changed with CPython versions: 4 integer fields before the
+    bytecode in Python 2, 5 in 3.0-3.7, 6 in 3.8-3.10 (``co_posonlyargcount``), 5 again from
+    3.11 (``co_nlocals`` went), where the bytecode starts with RESUME. Nothing is unmarshalled.
+
+    Returns:
+        e.g. ``Python 3.8 to 3.10``; None when the bytes are not a marshalled code object.
+    """
+    if len(data) < 30 or data[0] & 0x7F != ord("c"):
+        return None
+    for fields in (4, 5, 6):
+        at = 1 + 4 * fields
+        if data[at] & 0x7F != ord("s"):
+            continue
+        (length,) = struct.unpack_from("<i", data, at + 1)
+        if not 0 < length <= len(data) - at - 5:
+            continue
+        code = data[at + 5 : at + 5 + length]
+        if fields == 4:
+            return "Python 2"
+        if fields == 6:
+            return "Python 3.8 to 3.10"
+        if code[:1] and code[0] in _RESUME and code[1] == 0:
+            return _RESUME[code[0]]
+        return "Python 3.7 or earlier"
+    return None
+
+
+# -- building and loading -------------------------------------------------------------------
+
+
+def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> Any:
+    """A Keras 3 model from a repaired config, through Keras's public deserializer."""
+    class_name = str(config.get("class_name"))
+    entry: dict[str, Any] = {"config": config.get("config")}
+    if class_name in custom:
+        entry.update(class_name=class_name, module=None, registered_name=class_name)
+    elif class_name == "Sequential":
+        entry.update(class_name="Sequential", module="keras", registered_name=None)
+    else:
+        entry.update(class_name="Model", module="keras", registered_name=None)
+    return keras.saving.deserialize_keras_object(
+        entry, custom_objects=custom or None, safe_mode=not unsafe
+    )
+
+
+def build_subclassed(model: Any, build_config: dict[str, Any], keras: ModuleType) -> None:
+    """Build a model rebuilt from its class (``--custom-objects``), by calling it once on
+    zeros of the input shape the file recorded, so that it has weights to load."""
+    model.build_from_config(build_config)
+    shape = build_config.get("input_shape")
+    if model.built or not isinstance(shape, list) or not shape:
+        return
+    if all(isinstance(d, int) or d is None for d in shape):
+        model(keras.ops.zeros([d or 1 for d in shape]))
+
+
+def load_h5_weights(model: Any, path: Path, source: str) -> None:
+    """Load an HDF5 model file's weights into ``model``, layer by layer, by layer name.
+
+    Within a layer, weights are matched by name (``kernel``, ``moving_mean`` ...) in the order
+    Keras 2 wrote them (trainable, then non-trainable); every weighted layer must be found and
+    every shape must agree.
+
+    Raises:
+        LegacyError: a layer's weights are missing or do not fit.
+    """
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as handle:
+        group = handle["model_weights"] if "model_weights" in handle else handle
+        stored = [_text(name) for name in group.attrs.get("layer_names", [])]
+        wanted = {
+            layer.name: layer.trainable_weights + layer.non_trainable_weights
+            for layer in model.layers
+            if layer.trainable_weights or layer.non_trainable_weights
+        }
+        with_weights = {
+            name
+            for name in stored
+            if name in group and len(group[name].attrs.get("weight_names", [])) > 0
+        }
+        missing = sorted(set(wanted) - with_weights)
+        extra = sorted(with_weights - set(wanted))
+        if missing or extra:
+            what = (
+                f"no weights for {', '.join(missing[:3])}"
+                if missing
+                else (f"weights for {', '.join(extra[:3])}, which the model does not have")
+            )
+            raise LegacyError(
+                f"{source} has {what}, so its weights do not fit the architecture it stores",
+                "save the model again with model.save()",
+                kind="weights",
+            )
+        for name, variables in wanted.items():
+            layer_group = group[name]
+            names = [_text(n) for n in layer_group.attrs["weight_names"]]
+            values = [np.asarray(layer_group[n]) for n in names]
+            order = _match_weights(names, variables)
+            if len(values) != len(variables):
+                raise LegacyError(
+                    f"{source} stores {len(values)} weights for layer {name}, whose Keras 3 "
+                    f"rebuild has {len(variables)}",
+                    "the layer changed between Keras versions; save it again with model.save()",
+                    kind="weights",
+                )
+            for variable, index in zip(variables, order, strict=True):
+                value = values[index]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise LegacyError(
+                        f"{source} stores {names[index]} with shape {tuple(value.shape)}, but "
+                        f"the Keras 3 layer {name} needs {tuple(variable.shape)}",
+                        "the file may come from Keras 1 or another backend; save it again "
+                        "with model.save() in the Keras that wrote it",
+                        kind="weights",
+                    )
+                variable.assign(value.astype(variable.dtype))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def _match_weights(stored: list[str], variables: list[Any]) -> list[int]:
+    """For each variable, the index of its stored weight: by short name when the names agree
+    (``kernel``, ``bias`` ... in the order they come), by position otherwise."""
+    stored_short = [_short(name) for name in stored]
+    wanted_short = [_short(str(variable.name)) for variable in variables]
+    if sorted(stored_short) != sorted(wanted_short):
+        return list(range(len(variables)))
+    seen: Counter[str] = Counter()
+    order = []
+    for short in wanted_short:
+        positions = [i for i, name in enumerate(stored_short) if name == short]
+        order.append(positions[seen[short]])
+        seen[short] += 1
+    return order
+
+
+def load_archive_weights(model: Any, archive: zipfile.ZipFile, source: str) -> list[Repair]:
+    """Load the weights of a tf.keras 2.13-2.15 archive, by the archive's own paths.
+
+    Those archives name weights by position and class (``layers/conv2d/vars/0``), as Keras 3
+    does; files saved on Windows have backslashes in those paths, which are turned into
+    slashes (and reported).
+
+    Raises:
+        LegacyError: the weights do not fit the model.
+    """
+    import h5py
+
+    repairs: list[Repair] = []
+    with tempfile.TemporaryDirectory(prefix="kfreeze-legacy-") as folder:
+        target = Path(folder) / "model.weights.h5"
+        with archive.open("model.weights.h5") as member, target.open("wb") as out:
+            shutil.copyfileobj(member, out)
+        with h5py.File(target, "r") as handle:
+            backslashed = [name for name in handle if "\\" in name]
+        if backslashed:
+            fixed = Path(folder) / "fixed.weights.h5"
+            _copy_with_slashes(target, fixed)
+            target = fixed
+            repairs.append(
+                Repair(
+                    "windows_paths",
+                    "turned backslashes in the weight paths into slashes (a file saved on Windows)",
+                )
+            )
+        try:
+            model.load_weights(str(target))
+        except Exception as exc:
+            from kfreeze_tui.core.loading import first_line
+
+            raise LegacyError(
+                f"{source} has weights that do not fit the architecture it stores "
+                f"({first_line(exc)})",
+                "save the model again with model.save()",
+                kind="weights",
+            ) from exc
+    return repairs
+
+
+def _copy_with_slashes(source: Path, target: Path) -> None:
+    import h5py
+
+    with h5py.File(source, "r") as old, h5py.File(target, "w") as new:
+        for key, value in old.attrs.items():
+            new.attrs[key] = value
+
+        def copy(name: str, item: Any) -> None:
+            path = name.replace("\\", "/")
+            if isinstance(item, h5py.Dataset):
+                new.create_dataset(path, data=item[()])
+            else:
+                group = new.require_group(path)
+                for key, value in item.attrs.items():
+                    group.attrs[key] = value
+
+        old.visititems(copy)
+
+
+def read_archive_metadata(archive: zipfile.ZipFile) -> dict[str, Any]:
+    try:
+        data = json.loads(archive.read("metadata.json"))
+    except (KeyError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+

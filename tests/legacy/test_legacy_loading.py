@@ -1,0 +1,255 @@
+"""Legacy files open in Keras 3, repaired, and compute what ``tf_keras`` computed with them."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from legacy import craft
+from legacy.marshalled import LAMBDA_CODE
+from legacy.oracle import CUSTOM_OBJECTS, LegacyFiles
+
+from kfreeze_tui.core import legacy
+from kfreeze_tui.core.loading import LoadError, LoadOptions, load
+
+#: Largest difference allowed between kfreeze's outputs and tf_keras's.
+TOLERANCE = 1e-5
+
+
+def open_case(path: Path, **options: Any) -> Any:
+    return load(str(path), LoadOptions(weights="none", **options))
+
+
+def assert_matches_oracle(files: LegacyFiles, loaded: Any, case: str) -> None:
+    model = loaded.model
+    assert model.count_params() == files.cases[case]["params"]
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == files.cases[case]["trainable"]
+    outputs = np.asarray(model.predict(files.inputs(case), verbose=0), dtype="float32")
+    expected = files.output(case)
+    assert outputs.shape == expected.shape
+    assert float(np.max(np.abs(outputs - expected))) <= TOLERANCE
+
+
+def codes(loaded: Any) -> set[str]:
+    return {repair.code for repair in loaded.repairs}
+
+
+def test_keras3_itself_refuses_these_files(legacy_files: LegacyFiles, keras: Any) -> None:
+    """The premise: without repairs, Keras 3 opens none of them."""
+    for case in ("mobile_h5", "mobile_v215", "recurrent_h5", "nested_h5"):
+        with pytest.raises(Exception):  # noqa: B017  (Keras raises TypeError / ValueError)
+            keras.saving.load_model(legacy_files.path(case), compile=False)
+
+
+def test_depthwise_model_drops_groups(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("mobile_h5"))
+    assert_matches_oracle(legacy_files, loaded, "mobile_h5")
+    groups = next(r for r in loaded.repairs if r.code == "groups")
+    assert groups.message == (
+        "dropped groups=1 from 2 DepthwiseConv2D layers, 1 SeparableConv2D layer and "
+        "1 Conv2DTranspose layer"
+    )
+    assert set(groups.layers) == {"conv_dw_1", "conv_dw_2", "sep", "up"}
+    assert {"batch_input_shape", "unused_arguments"} <= codes(loaded)
+    assert "Keras 2.21.0 file" in loaded.description
+
+
+def test_recurrent_model_drops_time_major(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("recurrent_h5"))
+    assert_matches_oracle(legacy_files, loaded, "recurrent_h5")
+    time_major = next(r for r in loaded.repairs if r.code == "time_major")
+    # The plain LSTM, the LSTM config inside the Bidirectional, and the GRU.
+    assert time_major.message == "dropped time_major=False from 2 LSTM layers and 1 GRU layer"
+
+
+def test_nested_sequentials_are_renumbered(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("nested_h5"))
+    assert_matches_oracle(legacy_files, loaded, "nested_h5")
+    nested = next(r for r in loaded.repairs if r.code == "nested_calls")
+    assert set(nested.layers) == {"tower", "inner_functional"}
+    assert [layer.name for layer in loaded.model.layers] == [
+        "left",
+        "right",
+        "tower",
+        "concat",
+        "inner_functional",
+        "head",
+    ]
+
+
+def test_mixed_precision_policy(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("mixed_h5"))
+    assert_matches_oracle(legacy_files, loaded, "mixed_h5")
+    assert "dtype_policy" in codes(loaded)
+    hidden = loaded.model.get_layer("hidden")
+    assert hidden.dtype_policy.name == "mixed_float16"
+    assert loaded.model.get_layer("out").dtype_policy.name == "float32"
+
+
+def test_hdf5_named_keras(legacy_files: LegacyFiles) -> None:
+    case = "mobile_hdf5_named_keras"
+    loaded = open_case(legacy_files.path(case))
+    assert_matches_oracle(legacy_files, loaded, case)
+    assert loaded.repairs[0].code == "hdf5_named_keras"
+
+
+@pytest.mark.parametrize("case", ["mobile_v215", "recurrent_v215", "nested_v215"])
+def test_tf_keras_215_archives(legacy_files: LegacyFiles, case: str) -> None:
+    loaded = open_case(legacy_files.path(case))
+    assert_matches_oracle(legacy_files, loaded, case)
+
+
+def test_windows_backslashes_in_archive_weights(legacy_files: LegacyFiles, tmp_path: Path) -> None:
+    path = craft.archive_copy(
+        legacy_files.path("mobile_v215"),
+        tmp_path / "windows.keras",
+        weights=craft.backslash_weight_paths,
+    )
+    loaded = open_case(path)
+    assert_matches_oracle(legacy_files, loaded, "mobile_v215")
+    assert "windows_paths" in codes(loaded)
+
+
+def test_keras22_layout(legacy_files: LegacyFiles, tmp_path: Path) -> None:
+    path = craft.h5_with_config(
+        legacy_files.path("nested_h5"), tmp_path / "keras22.h5", craft.keras22_layout
+    )
+    loaded = open_case(path)
+    assert_matches_oracle(legacy_files, loaded, "nested_h5")
+    assert {"model_class", "sequential_list", "batch_input_shape", "nested_calls"} <= codes(loaded)
+
+
+def test_wrapped_layer_without_module(
+    legacy_files: LegacyFiles, tmp_path: Path, keras: Any
+) -> None:
+    path = craft.h5_with_config(
+        legacy_files.path("recurrent_h5"),
+        tmp_path / "old_wrappers.h5",
+        craft.wrappers_without_module,
+    )
+    loaded = open_case(path)
+    assert_matches_oracle(legacy_files, loaded, "recurrent_h5")
+    wrapped = next(r for r in loaded.repairs if r.code == "wrapped_layer")
+    assert set(wrapped.layers) == {"bidi", "td"}
+
+
+def test_modules_present_need_no_wrapper_repair(legacy_files: LegacyFiles) -> None:
+    """tf_keras 2.21 names the inner layer's module: nothing to report there."""
+    assert "wrapped_layer" not in codes(open_case(legacy_files.path("recurrent_h5")))
+
+
+def test_custom_layers_with_custom_objects(legacy_files: LegacyFiles) -> None:
+    for case in ("custom_layer_h5", "custom_layer_v215", "custom_model_h5"):
+        loaded = open_case(legacy_files.path(case), custom_objects=CUSTOM_OBJECTS)
+        assert_matches_oracle(legacy_files, loaded, case)
+    assert type(loaded.model).__name__ == "TransferModel"
+
+
+def test_lambda_from_this_python_with_unsafe(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("lambda_h5"), unsafe=True)
+    assert_matches_oracle(legacy_files, loaded, "lambda_h5")
+    with pytest.raises(LoadError) as refused:
+        open_case(legacy_files.path("lambda_h5"))
+    assert refused.value.kind == "lambda" and "--unsafe" in refused.value.sentence
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+def refusal(path: Path, **options: Any) -> LoadError:
+    with pytest.raises(LoadError) as raised:
+        open_case(path, **options)
+    sentence = raised.value.sentence
+    assert "\n" not in sentence and sentence.endswith(".")
+    assert "Traceback" not in sentence
+    return raised.value
+
+
+@pytest.mark.parametrize("version", sorted(LAMBDA_CODE))
+def test_lambda_marshalled_by_another_python(
+    legacy_files: LegacyFiles, tmp_path: Path, version: str
+) -> None:
+    here = legacy.marshal_python(legacy._own_marshal())
+    path = craft.h5_with_config(
+        legacy_files.path("lambda_h5"),
+        tmp_path / "lambda.h5",
+        craft.lambda_code(LAMBDA_CODE[version]),
+    )
+    assert legacy.marshal_python(base64.b64decode(LAMBDA_CODE[version])) == version
+    if version == here:
+        pytest.skip(f"{version} is this Python: its Lambda code can run here")
+    error = refusal(path, unsafe=True)  # even --unsafe cannot run it
+    assert error.kind == "lambda-version"
+    assert f"marshalled by {version}" in error.sentence
+    assert "double" in error.sentence and "--custom-objects" in error.sentence
+
+
+def test_subclassed_model_without_architecture(legacy_files: LegacyFiles) -> None:
+    error = refusal(legacy_files.path("subclassed_v215"))
+    assert error.kind == "subclassed"
+    assert "CIFAR10Model" in error.sentence and "--custom-objects" in error.sentence
+
+
+def test_subclassed_model_with_its_code(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("subclassed_v215"), custom_objects=CUSTOM_OBJECTS)
+    assert_matches_oracle(legacy_files, loaded, "subclassed_v215")
+
+
+def test_custom_model_class_gets_the_custom_objects_sentence(legacy_files: LegacyFiles) -> None:
+    error = refusal(legacy_files.path("custom_model_h5"))
+    assert error.kind == "custom"
+    assert "custom model class TransferModel" in error.sentence
+    assert "--custom-objects FILE.py" in error.sentence
+    layer_error = refusal(legacy_files.path("custom_layer_h5"))
+    assert layer_error.kind == "custom" and "Scale" in layer_error.sentence
+
+
+@pytest.mark.parametrize(
+    ("layer", "key", "value", "needle"),
+    [
+        ("lstm", "time_major", True, "time_major=True"),
+        ("gru", "time_major", True, "time_major=True"),
+    ],
+)
+def test_repair_that_changes_the_computation_is_refused(
+    legacy_files: LegacyFiles, tmp_path: Path, layer: str, key: str, value: Any, needle: str
+) -> None:
+    path = craft.h5_with_config(
+        legacy_files.path("recurrent_h5"),
+        tmp_path / "changed.h5",
+        craft.set_argument(layer, key, value),
+    )
+    error = refusal(path)
+    assert error.kind == "repair" and needle in error.sentence and layer in error.sentence
+
+
+def test_depthwise_groups_other_than_one_is_refused(
+    legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    path = craft.h5_with_config(
+        legacy_files.path("mobile_h5"),
+        tmp_path / "groups.h5",
+        craft.set_argument("conv_dw_1", "groups", 4),
+    )
+    error = refusal(path)
+    assert error.kind == "repair" and "groups=4" in error.sentence
+
+
+@pytest.mark.parametrize("make", [craft.duplicate_config, craft.pickled_npy, craft.pickled_member])
+def test_unsafe_archives_refused_before_deserializing(
+    legacy_files: LegacyFiles, tmp_path: Path, make: Any
+) -> None:
+    path = make(legacy_files.path("mobile_v215"), tmp_path / "bad.keras")
+    error = refusal(path)
+    assert error.kind == "archive"
+    assert "refused" in error.sentence
+
+
+def test_unsafe_archive_refused_even_from_keras3(small_model_file: Path, tmp_path: Path) -> None:
+    """The archive checks are not only for legacy files."""
+    path = craft.pickled_member(small_model_file, tmp_path / "small_bad.keras")
+    assert refusal(path).kind == "archive"
