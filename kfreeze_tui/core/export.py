@@ -112,7 +112,7 @@ def check_request(request: ExportRequest) -> None:
             )
 
 
-def _temp_beside(path: Path, suffix: str) -> Path:
+def temp_beside(path: Path, suffix: str) -> Path:
     handle, name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=f".kfreeze-tmp{suffix}", dir=path.parent
     )
@@ -134,7 +134,7 @@ def human_size(size: int) -> str:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    temp = _temp_beside(path, path.suffix)
+    temp = temp_beside(path, path.suffix)
     try:
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
@@ -237,7 +237,7 @@ def _export(
 ) -> ExportResult:
     keras = import_keras()
     result = ExportResult()
-    temp = _temp_beside(request.model_path, ".keras")
+    temp = temp_beside(request.model_path, ".keras")
     try:
         report(f"Saving {request.model_path.name}")
         with native_output_captured():
