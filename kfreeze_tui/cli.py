@@ -35,6 +35,9 @@ commands:
                          script, SavedModel) without the explorer
   kfreeze apply PLAN.toml -o OUT.keras
                          rebuild the model a plan file describes
+  kfreeze convert OLD.h5 -o NEW.keras
+                         write a model file from an older Keras (1.x, 2.x, tf.keras) as a
+                         Keras 3 .keras file, repaired and verified
   kfreeze cache [clear]  where the layer-table cache is and how big; clear empties it
 
 MODEL is a keras.applications architecture name (resnet50, EfficientNetV2L, ...; any case)
@@ -176,6 +179,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(apply)
     apply.add_argument("--gpu", action="store_true", help="let TensorFlow use the GPU")
     apply.set_defaults(handler=_cmd_apply)
+
+    convert = commands.add_parser(
+        "convert",
+        help="write a model file from an older Keras as a Keras 3 .keras file",
+        description="Open a model file written by Keras 1.x/2.x or tf.keras (HDF5 .h5, HDF5 "
+        "named .keras, or a tf.keras 2.13-2.15 .keras archive), repair its config for Keras 3 "
+        "(every repair is printed), and write a Keras 3 .keras file, verified by loading it "
+        "back and comparing the outputs on a random batch with the model it came from.",
+    )
+    convert.add_argument("model", metavar="OLD", help="the model file to convert")
+    convert.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="NEW.keras", help="the file to write"
+    )
+    convert.add_argument("--force", action="store_true", help="replace NEW.keras if it exists")
+    convert.add_argument("--json", action="store_true", help="print one JSON object")
+    group = convert.add_argument_group("loading the model")
+    group.add_argument(
+        "--custom-objects",
+        metavar="FILE.py",
+        type=Path,
+        help="a Python file that defines the custom layers (or model class) the file uses",
+    )
+    group.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow Lambda layers (their Python code runs on loading): trusted files only",
+    )
+    convert.set_defaults(handler=_cmd_convert)
     return parser
 
 
@@ -247,7 +278,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace files that exist")
 
 
-SUBCOMMANDS = ("layers", "models", "export", "apply", "cache")
+SUBCOMMANDS = ("layers", "models", "export", "apply", "convert", "cache")
 
 
 def _add_cache_option(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +399,9 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     )
     for warning in session.warnings:
         _warn(warning)
+    if not args.json:
+        for repair in session.repairs:
+            _note(f"repaired: {repair.message}")
     info = session.info
     notes: list[str] = []
     cut = None
@@ -386,6 +420,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     rows = report.select(info, pattern, args.expand_nested)
     if args.json:
         document = report.layers_document(info, rows)
+        document["repairs"] = [repair.to_json() for repair in session.repairs]
         if cut is not None:
             document["cut"] = cut.to_json()
         json.dump(document, sys.stdout)
@@ -547,6 +582,35 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         session.compile_spec,
         args,
     )
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core.convert import convert, summary_line
+    from kfreeze_tui.core.loading import LoadOptions
+
+    options = LoadOptions(weights="none", custom_objects=args.custom_objects, unsafe=args.unsafe)
+    result = convert(args.model, args.output, options, force=args.force)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "source": args.model,
+                    "output": str(result.path),
+                    "bytes": result.size,
+                    "repairs": [repair.to_json() for repair in result.repairs],
+                    "checks": result.checks,
+                    "max_difference": result.max_difference,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    for warning in result.warnings:
+        _warn(warning)
+    for repair in result.repairs:
+        _note(f"repaired: {repair.message}")
+    print(summary_line(result))
+    return EXIT_OK
 
 
 def _error(message: str) -> None:

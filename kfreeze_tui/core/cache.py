@@ -26,17 +26,19 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo, WeightInfo
+from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, looks_like_path
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 1
+SCHEMA = 2
 
 
 def cache_dir() -> Path:
@@ -113,9 +115,17 @@ def read(key: dict[str, Any] | None) -> ModelInfo | None:
     return entry[0] if entry else None
 
 
-def read_entry(key: dict[str, Any] | None) -> tuple[ModelInfo, tuple[str, ...]] | None:
-    """The cached table for ``key`` and the warnings its load gave; None on a miss or an
-    entry that cannot be trusted."""
+class Entry(NamedTuple):
+    """A cached table and what its load said: warnings, and repairs of a legacy file."""
+
+    info: ModelInfo
+    warnings: tuple[str, ...]
+    repairs: tuple[Repair, ...]
+
+
+def read_entry(key: dict[str, Any] | None) -> Entry | None:
+    """The cached table for ``key`` and what its load said; None on a miss or an entry that
+    cannot be trusted."""
     if key is None:
         return None
     path = _entry_path(key)
@@ -123,7 +133,11 @@ def read_entry(key: dict[str, Any] | None) -> tuple[ModelInfo, tuple[str, ...]] 
         document = json.loads(path.read_text(encoding="utf-8"))
         if document.get("key") != key:
             return None  # a foreign or colliding entry
-        return info_from_json(document["info"]), _strings(document["warnings"])
+        return Entry(
+            info_from_json(document["info"]),
+            _strings(document["warnings"]),
+            tuple(Repair.from_json(item) for item in document["repairs"]),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -131,7 +145,10 @@ def read_entry(key: dict[str, Any] | None) -> tuple[ModelInfo, tuple[str, ...]] 
 
 
 def write(
-    key: dict[str, Any] | None, info: ModelInfo, warnings: list[str] | tuple[str, ...] = ()
+    key: dict[str, Any] | None,
+    info: ModelInfo,
+    warnings: Sequence[str] = (),
+    repairs: Sequence[Repair] = (),
 ) -> None:
     """Store ``info`` under ``key`` atomically; a cache that cannot be written is skipped."""
     if key is None:
@@ -142,7 +159,12 @@ def write(
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
-                document = {"key": key, "warnings": list(warnings), "info": info_to_json(info)}
+                document = {
+                    "key": key,
+                    "warnings": list(warnings),
+                    "repairs": [repair.to_json() for repair in repairs],
+                    "info": info_to_json(info),
+                }
                 json.dump(document, out)
             os.replace(temporary, path)
         finally:

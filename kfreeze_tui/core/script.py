@@ -7,6 +7,8 @@ flags. Users keep it in their training code, so it imports nothing but keras.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kfreeze_tui import __version__
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.build import CompileSpec, loss_for
@@ -15,7 +17,13 @@ from kfreeze_tui.core.loading import LoadOptions
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 
-def _base_lines(source: str, load: LoadOptions) -> list[str]:
+def converted_name(source: str) -> str:
+    """Where the script expects the Keras 3 copy of a legacy model file."""
+    path = Path(source)
+    return str(path.with_name(f"{path.stem}_keras3.keras"))
+
+
+def _base_lines(source: str, load: LoadOptions, legacy: bool = False) -> list[str]:
     arch = catalog.find(source)
     if arch is not None and not source.endswith((".keras", ".h5", ".hdf5")):
         weights = load.weights.strip()
@@ -40,6 +48,17 @@ def _base_lines(source: str, load: LoadOptions) -> list[str]:
             "# so that they are registered with Keras.",
         ]
     safe = ", safe_mode=False" if load.unsafe else ""
+    if legacy:
+        target = converted_name(source)
+        extra = f" --custom-objects {load.custom_objects}" if load.custom_objects else ""
+        extra += " --unsafe" if load.unsafe else ""
+        lines += [
+            f"# {Path(source).name} was written by an older Keras, which Keras 3 cannot load as it",
+            "# is. Convert it once (the repairs are listed and the result verified):",
+            f"#     kfreeze convert {source}{extra} -o {target}",
+            "# and this script loads the Keras 3 file:",
+        ]
+        source = target
     lines.append(f"base = keras.saving.load_model({source!r}, compile=False{safe})")
     return lines
 
@@ -154,6 +173,7 @@ def python_script(
     head: HeadSpec,
     compile_spec: CompileSpec,
     mixed_precision: bool = False,
+    legacy: bool = False,
 ) -> str:
     """The script's text.
 
@@ -165,6 +185,7 @@ def python_script(
         head: the head.
         compile_spec: how to compile.
         mixed_precision: the model uses a mixed precision policy (the head ends in float32).
+        legacy: the source is a file from an older Keras: the script loads its converted copy.
 
     Returns:
         A complete Python module.
@@ -178,7 +199,7 @@ def python_script(
         "import keras",
         "",
         "# 1. The base model.",
-        *_base_lines(source, load),
+        *_base_lines(source, load, legacy),
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, plan),

@@ -68,6 +68,8 @@ class ModelSession:
         )
         self.view = PlanView(self.info)
         self.warnings = list(loaded.warnings)
+        self.repairs = list(loaded.repairs)
+        """What was changed to open a file from an older Keras (empty otherwise)."""
         self.architecture = loaded.architecture
         self._preset: FreezePlan | None = None
         self._plan: FreezePlan | None = None
@@ -169,7 +171,7 @@ class ModelSession:
                 fresh = self._reload()
                 info = walk(fresh.model, fresh.source, fresh.description, fresh.random_weights)
                 if not cache.same_table(info, self.info):
-                    cache.write(self._cache_key, info, fresh.warnings)
+                    cache.write(self._cache_key, info, fresh.warnings, fresh.repairs)
                     raise StaleCacheError(
                         f"the layer table kfreeze had cached for {self.source} no longer "
                         "matches the model",
@@ -228,6 +230,7 @@ class ModelSession:
                 head,
                 compile_spec,
                 mixed_precision=uses_mixed_precision(base),
+                legacy=bool(self.repairs),
             )
             return export(model, request, plan_text, script_text, progress)
 
@@ -297,7 +300,7 @@ def open_session(
     hit = cache.read_entry(key)
     arch = None if Path(source).expanduser().exists() else catalog.find(source)
     if hit is not None:
-        info, warnings = hit
+        info, warnings, repairs = hit
         loaded = LoadedModel(
             model=None,
             source=source,
@@ -305,6 +308,7 @@ def open_session(
             random_weights=info.random_weights,
             architecture=arch,
             warnings=list(warnings),
+            repairs=list(repairs),
         )
         session = ModelSession(
             loaded,
@@ -327,7 +331,7 @@ def open_session(
         loaded = load_with_fresh_names(source, options)
         report(f"Reading {len(loaded.model.layers)} layers")
         session = ModelSession(loaded, cache_key=key, load_options=options)
-        cache.write(key, session.info, loaded.warnings)
+        cache.write(key, session.info, loaded.warnings, loaded.repairs)
     return session
 
 

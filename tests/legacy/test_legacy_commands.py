@@ -1,0 +1,186 @@
+"""Legacy files through the installed command and the real app: repairs reported, convert."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from legacy import craft
+from legacy.oracle import CUSTOM_OBJECTS, LegacyFiles
+
+TOLERANCE = 1e-5
+
+
+def test_layers_json_lists_repairs(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
+    result = run_kfreeze("layers", str(legacy_files.path("mobile_h5")), "--json", "--no-cache")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    repairs = {repair["code"]: repair for repair in document["repairs"]}
+    assert repairs["groups"]["message"].startswith("dropped groups=1 from 2 DepthwiseConv2D")
+    assert sorted(repairs["groups"]["layers"]) == ["conv_dw_1", "conv_dw_2", "sep", "up"]
+    assert document["total_params"] == legacy_files.cases["mobile_h5"]["params"]
+    text = run_kfreeze("layers", str(legacy_files.path("mobile_h5")))
+    assert text.returncode == 0
+    assert "kfreeze: note: repaired: dropped groups=1 from 2 DepthwiseConv2D" in text.stderr
+
+
+def test_repairs_survive_the_cache(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
+    path = str(legacy_files.path("recurrent_h5"))
+    first = run_kfreeze("layers", path, "--json")
+    second = run_kfreeze("layers", path, "--json")  # from the layer-table cache
+    assert first.returncode == second.returncode == 0
+    assert json.loads(first.stdout)["repairs"] == json.loads(second.stdout)["repairs"] != []
+
+
+def test_json_of_a_keras3_file_has_no_repairs(run_kfreeze: Any, small_model_file: Path) -> None:
+    result = run_kfreeze("layers", str(small_model_file), "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["repairs"] == []
+
+
+@pytest.mark.parametrize(
+    ("case", "options"),
+    [
+        ("mobile_h5", ()),
+        ("recurrent_v215", ()),
+        ("nested_h5", ()),
+        ("mobile_hdf5_named_keras", ()),
+        ("custom_layer_h5", ("--custom-objects", str(CUSTOM_OBJECTS))),
+    ],
+)
+def test_convert_round_trips(
+    run_kfreeze: Any,
+    legacy_files: LegacyFiles,
+    tmp_path: Path,
+    keras: Any,
+    case: str,
+    options: tuple[str, ...],
+) -> None:
+    target = tmp_path / f"{case}.keras"
+    result = run_kfreeze("convert", str(legacy_files.path(case)), "-o", str(target), *options)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {target}" in result.stdout and "outputs agree" in result.stdout
+    assert "repaired:" in result.stderr
+    # The file is plain Keras 3: Keras opens it without kfreeze, and it computes what
+    # tf_keras computed with the original.
+    custom = {}
+    if options:
+        sys.path.insert(0, str(CUSTOM_OBJECTS.parent))
+        import custom_objects
+
+        custom = {"Scale": custom_objects.Scale}
+    model = keras.saving.load_model(target, custom_objects=custom or None, compile=False)
+    outputs = np.asarray(model.predict(legacy_files.inputs(case), verbose=0), dtype="float32")
+    assert float(np.max(np.abs(outputs - legacy_files.output(case)))) <= TOLERANCE
+    assert model.count_params() == legacy_files.cases[case]["params"]
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left
+
+
+def test_convert_json(run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path) -> None:
+    target = tmp_path / "mobile.keras"
+    result = run_kfreeze(
+        "convert", str(legacy_files.path("mobile_v215")), "-o", str(target), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["output"] == str(target) and document["bytes"] == target.stat().st_size
+    assert document["max_difference"] <= TOLERANCE
+    assert any(repair["code"] == "groups" for repair in document["repairs"])
+
+
+def test_convert_never_overwrites_without_force(
+    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.keras"
+    target.write_bytes(b"precious")
+    refused = run_kfreeze("convert", str(legacy_files.path("mobile_h5")), "-o", str(target))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"kfreeze: error: {target} exists already; pass --force to replace it."
+    )
+    assert target.read_bytes() == b"precious"
+    forced = run_kfreeze(
+        "convert", str(legacy_files.path("mobile_h5")), "-o", str(target), "--force"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert target.read_bytes()[:2] == b"PK"
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"),
+    [("out.h5", "must end in .keras"), ("missing/out.keras", "does not exist")],
+)
+def test_convert_bad_targets(
+    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path, target: str, needle: str
+) -> None:
+    result = run_kfreeze(
+        "convert", str(legacy_files.path("mobile_h5")), "-o", str(tmp_path / target)
+    )
+    assert result.returncode == 2 and needle in result.stderr
+    assert result.stdout == ""
+
+
+def test_convert_refusal_is_one_sentence(
+    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    target = tmp_path / "never.keras"
+    result = run_kfreeze("convert", str(legacy_files.path("subclassed_v215")), "-o", str(target))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kfreeze: error: ")
+    assert "CIFAR10Model" in lines[0]
+    assert not target.exists()
+
+
+def test_unsafe_archive_refused_before_keras_is_imported(
+    legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    """Refused before anything in the file is deserialized: Keras is not even imported."""
+    path = craft.pickled_npy(legacy_files.path("mobile_v215"), tmp_path / "bad.keras")
+    code = (
+        "import sys\n"
+        "from kfreeze_tui.core.loading import LoadError, load\n"
+        f"try:\n    load({str(path)!r})\nexcept LoadError as exc:\n    print(exc.kind)\n"
+        "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.stdout.split() == ["archive", "False", "False"], result.stderr
+
+
+def test_export_script_of_a_legacy_model_loads_its_converted_copy(
+    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    """The script uses Keras alone, which cannot read the old file: it names the convert
+    command and loads the converted copy, and then builds the model the export wrote."""
+    source = tmp_path / "mobile.h5"
+    shutil.copyfile(legacy_files.path("mobile_h5"), source)
+    model_path, script = tmp_path / "ft.keras", tmp_path / "ft.py"
+    exported = run_kfreeze(
+        "export", str(source), "--freeze-before", "conv_pw_1", "--classes", "3",
+        "-o", str(model_path), "--script", str(script),
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    converted = tmp_path / "mobile_keras3.keras"
+    command = f"kfreeze convert {source} -o {converted}"
+    assert f"#     {command}\n" in script.read_text()
+    assert run_kfreeze(*command.split()[1:]).returncode == 0
+    code = (
+        "import runpy, sys, keras\n"
+        f"model = runpy.run_path({str(script)!r})['model']\n"
+        f"saved = keras.saving.load_model({str(model_path)!r})\n"
+        "count = lambda ws: sum(int(w.numpy().size) for w in ws)\n"
+        "print(count(model.trainable_weights) == count(saved.trainable_weights),"
+        " model.count_params() == saved.count_params())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.stdout.split()[-2:] == ["True", "True"], result.stderr[-2000:]
