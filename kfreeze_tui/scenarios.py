@@ -91,3 +91,12 @@ async def picker(pilot: Pilot) -> None:
 async def error(pilot: Pilot) -> None:
     """The error screen."""
     await until(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
+
+
+async def repairs(pilot: Pilot) -> None:
+    """A file from an older Keras, and R: the repairs made to open it."""
+    from kfreeze_tui.screens.repairs import RepairsScreen
+
+    await explorer(pilot)
+    await pilot.press("R")
+    await until(pilot, lambda: isinstance(pilot.app.screen, RepairsScreen))

@@ -47,6 +47,9 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
             state.append(" (runs in inference mode: moving statistics are not updated)")
     grid.add_row("state", state)
     grid.add_row("inbound", ", ".join(layer.inbound) or "(model input)")
+    repaired = [repair.message for repair in session.repairs if layer.name in repair.layers]
+    if repaired:
+        grid.add_row("repaired", Text("\n".join(repaired), style="yellow"))
     if layer.weights:
         weights = Table(box=None, header_style="bold", pad_edge=False)
         weights.add_column("weight")

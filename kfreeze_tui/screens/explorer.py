@@ -90,6 +90,9 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("minus", "collapse_all", "Collapse all", show=False, id="collapse_all"),
         Binding("plus,equals_sign", "expand_all", "Expand all", show=False, id="expand_all"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding(
+            "R", "repairs", "Repairs made to open an older file", show=False, id="show_repairs"
+        ),
         Binding("question_mark", "app.help", "Help", id="help"),
         Binding("q", "app.request_quit", "Quit", id="quit"),
     ]
@@ -124,6 +127,13 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         if self.session.random_weights:  # first, so that a narrow terminal never cuts it off
             text.append(" RANDOM WEIGHTS ", style="bold reverse red")
         text.append(f" {info.description} · {len(info.layers)} layers ")
+        if self.session.repairs:
+            count = len(self.session.repairs)
+            text.append(
+                f"  opened from an older Keras with {count} repair{'s' if count > 1 else ''} "
+                f"(R: list)",
+                style="yellow",
+            )
         for warning in self.session.warnings:
             text.append(f"  {warning}", style="yellow")
         return text
@@ -201,6 +211,16 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 severity="warning",
                 markup=False,
             )
+
+    def action_repairs(self) -> None:
+        if not self.session.repairs:
+            self.notify("Nothing was repaired: this model opened in Keras 3 as it is.")
+            return
+        from kfreeze_tui.screens.repairs import RepairsScreen
+
+        self.app.push_screen(
+            RepairsScreen(self.session.repairs, self.session.info.description, self.session.source)
+        )
 
     def action_freeze_all(self) -> None:
         self.change_plan(FreezePlan(boundary=None, bn_policy=self.plan.bn_policy))
