@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,6 +47,13 @@ async def shoot(
     print(f"screenshots/{name}.svg")
 
 
+def legacy_file(folder: Path) -> Path:
+    """The tests' MobileNet-style file, written by tf_keras (the test extra has it)."""
+    maker = Path(__file__).resolve().parents[1] / "tests" / "legacy" / "make_files.py"
+    subprocess.run([sys.executable, str(maker), str(folder)], check=True, capture_output=True)
+    return folder / "mobile.h5"
+
+
 def resnet_with_fixed_names() -> LoadedModel:
     keras = import_keras()
     inputs = keras.Input((224, 224, 3), name="input_layer")
@@ -66,6 +75,10 @@ async def main() -> None:
     random = load("resnet50", LoadOptions(weights="none"))
     await shoot("explorer-80x24", make_app(loaded=random), (80, 24), scenarios.boundary_at_143)
     await shoot("head-pane", make_app(loaded=resnet), (130, 40), scenarios.head_pane)
+    with tempfile.TemporaryDirectory() as folder:
+        legacy = legacy_file(Path(folder))
+        app = make_app(str(legacy), LoadOptions(weights="none"), use_cache=False)
+        await shoot("repairs", app, (110, 24), scenarios.repairs)
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         await shoot("export-result", make_app(loaded=resnet), (120, 36), export_result)
