@@ -777,4 +777,3 @@ def read_archive_metadata(archive: zipfile.ZipFile) -> dict[str, Any]:
     except (KeyError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-

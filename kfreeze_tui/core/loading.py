@@ -574,12 +574,7 @@ def _load_legacy(
                 "if it has custom layers, pass --custom-objects FILE.py",
                 kind="legacy",
             ) from exc
-    if not isinstance(model, keras.Model):
-        raise LoadError(
-            f"{source} holds a {type(model).__name__}, not a Keras model",
-            "pass a file written by model.save() on a keras.Model",
-            kind="format",
-        )
+    _check_is_model(model, source, keras)
     return LoadedModel(
         model=model,
         source=source,
@@ -587,6 +582,15 @@ def _load_legacy(
         warnings=warnings,
         repairs=repairs,
     )
+
+
+def _check_is_model(model: Any, source: str, keras: ModuleType) -> None:
+    if not isinstance(model, keras.Model):
+        raise LoadError(
+            f"{source} holds a {type(model).__name__}, not a Keras model",
+            "pass a file written by model.save() on a keras.Model",
+            kind="format",
+        )
 
 
 def _deserialize(
@@ -617,12 +621,7 @@ def _deserialize(
                 "check that it was saved by Keras 3 with model.save()",
                 kind="keras",
             ) from exc
-    if not isinstance(model, keras.Model):
-        raise LoadError(
-            f"{source} holds a {type(model).__name__}, not a Keras model",
-            "pass a file written by model.save() on a keras.Model",
-            kind="format",
-        )
+    _check_is_model(model, source, keras)
     return LoadedModel(
         model=model,
         source=source,
