@@ -64,6 +64,9 @@ def test_recurrent_model_drops_time_major(legacy_files: LegacyFiles) -> None:
     time_major = next(r for r in loaded.repairs if r.code == "time_major")
     # The plain LSTM, the LSTM config inside the Bidirectional, and the GRU.
     assert time_major.message == "dropped time_major=False from 2 LSTM layers and 1 GRU layer"
+    # tf_keras kept the Sequential's input shape on its first layer as well as its InputLayer.
+    copy = next(r for r in loaded.repairs if r.code == "input_shape_copy")
+    assert copy.layers == ("lstm",)
 
 
 def test_nested_sequentials_are_renumbered(legacy_files: LegacyFiles) -> None:
