@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 
 from kfreeze_tui.core import catalog, grouping
+from kfreeze_tui.core.cost import TrainingSetup, cost_model
 from kfreeze_tui.core.cut import CutIndex
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.plan import FreezePlan, PlanView
 
 EXPECTED_STAGE_STARTS: dict[str, str] = {
     "ConvNeXtBase": "2:convnext_base_stem 24:convnext_base_downsampling_block_0 46:convnext_base_downsampling_block_1 236:convnext_base_downsampling_block_2",
@@ -65,6 +67,15 @@ EXPECTED_STAGE_STARTS: dict[str, str] = {
     "VGG16": "4:block2_conv1 7:block3_conv1 11:block4_conv1 15:block5_conv1",
     "VGG19": "4:block2_conv1 7:block3_conv1 12:block4_conv1 17:block5_conv1",
     "Xception": "1:block1_conv1 7:block2_sepconv1 16:block3_sepconv1_act 26:block4_sepconv1_act 116:block13_sepconv1_act",
+}
+
+#: Published multiply-adds of one forward pass at the default size (no top), and where they
+#: come from. kfreeze's cost model must agree within 5 %.
+PUBLISHED_MACS: dict[str, float] = {
+    "ResNet50": 3.9e9,  # He et al. 2015, "Deep Residual Learning", table 1: 3.8 x 10^9 (3.9 G)
+    "MobileNetV2": 0.30e9,  # Sandler et al. 2018, table 4: 300M multiply-adds
+    "EfficientNetB0": 0.39e9,  # Tan and Le 2019, table 2: 0.39B FLOPs (multiply-adds)
+    "VGG16": 15.3e9,  # Simonyan and Zisserman 2014 (convolutions only): 15.3 G
 }
 
 #: NASNet's cells read the outputs of the two cells before them, so from the first cell on
@@ -122,6 +133,20 @@ def test_stage_starts_blocks_and_cuts(name: str, keras: Any) -> None:
             assert 2 <= len(cut.crossing) <= 3, (row.name, cut)
         else:
             assert cut.clean and len(cut.crossing) == 1, (row.name, cut)
+
+    # The cost model prices every architecture; full fine-tuning is the unit of relative_step
+    # and training from a later stage start costs less.
+    view = PlanView(info)
+    model_costs = cost_model(view)
+    assert model_costs.forward_macs_per_example > 0
+    setup = TrainingSetup(batch=8)
+    full = model_costs.estimate(FreezePlan(boundary=view.first_path()), setup)
+    assert full.relative_step == pytest.approx(1.0, abs=1e-3)
+    last = model_costs.estimate(FreezePlan(boundary=starts[-1].path), setup)
+    assert last.relative_step < 1.0 and last.memory.total < full.memory.total
+    if name in PUBLISHED_MACS:
+        published = PUBLISHED_MACS[name]
+        assert abs(model_costs.forward_macs_per_example - published) <= 0.05 * published
 
     if name not in TWO_INPUT_CELLS:
         block_starts = [r for prev, r in itertools.pairwise(top) if r.block != prev.block]

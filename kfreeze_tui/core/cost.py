@@ -1,0 +1,455 @@
+"""What a plan costs to train: multiply-adds, step FLOPs and training memory, from the walk.
+
+Pure arithmetic on the walked model (:class:`~kfreeze_tui.core.layers.ModelInfo`): no
+TensorFlow, nothing at keypress time but a few lookups in prefix sums built once per model.
+
+Per layer (per example):
+
+- **multiply-adds** (MACs) of convolutions (plain, grouped, depthwise, separable, transposed),
+  dense and einsum-dense layers and attention: the number of output positions times the
+  kernel's size (a transposed convolution: input positions), which is the usual count behind
+  published figures (ResNet50 about 3.9 G at 224x224);
+- **elementwise** operations: one per output element for normalization, activations,
+  pooling, merges and the like (they matter for memory traffic more than for arithmetic);
+- **output elements**: what the layer writes, kept for the backward pass when it is in the
+  part of the model that backpropagates.
+
+For a plan at batch B, with an optimizer and a dtype policy:
+
+- weights: every parameter, 4 bytes (variables stay float32 under mixed precision);
+- gradients: the trainable parameters, 4 bytes each;
+- optimizer state: slots (Adam/AdamW 2, SGD with momentum 1, SGD 0) x the trainable
+  parameters x 4 bytes;
+- activations: from the first layer that trains to the end, each output x B x the compute
+  dtype's bytes (4 in float32, 2 under mixed precision), plus the tensors that cross into that
+  part; the frozen prefix keeps nothing once its output has been handed on;
+- step FLOPs: forward = B x (2 x MACs + elementwise) over every layer; backward = for every
+  layer from the first that trains to the end, the gradient with respect to its input (its
+  forward cost again), plus for the layers that train, the gradient with respect to their
+  weights (2 x MACs). ``relative_step`` divides by the same with everything trainable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from itertools import accumulate, pairwise
+
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.plan import BNPolicy, FreezePlan, Path, PlanView
+
+#: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
+VARIABLE_BYTES = 4
+
+
+class Optimizer(str, Enum):
+    """Optimizers by how many slots per trainable parameter they keep."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGDM = "sgdm"
+    SGD = "sgd"
+
+    @property
+    def slots(self) -> int:
+        return {"adam": 2, "adamw": 2, "sgdm": 1, "sgd": 0}[self.value]
+
+    @property
+    def label(self) -> str:
+        return {"adam": "Adam", "adamw": "AdamW", "sgdm": "SGD+momentum", "sgd": "SGD"}[self.value]
+
+
+class DtypePolicy(str, Enum):
+    """Keras dtype policies, by the bytes of an activation."""
+
+    FLOAT32 = "float32"
+    MIXED_FLOAT16 = "mixed_float16"
+    MIXED_BFLOAT16 = "mixed_bfloat16"
+
+    @property
+    def activation_bytes(self) -> int:
+        return 4 if self is DtypePolicy.FLOAT32 else 2
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the estimate is for: batch size, optimizer, dtype policy."""
+
+    batch: int = 32
+    optimizer: Optimizer = Optimizer.ADAM
+    dtype: DtypePolicy = DtypePolicy.FLOAT32
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Training memory in bytes, by what holds it."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "weights": self.weights,
+            "gradients": self.gradients,
+            "optimizer": self.optimizer,
+            "activations": self.activations,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one plan costs per training step."""
+
+    trainable_params: int
+    memory: Memory
+    forward_flops: int
+    backward_flops: int
+    relative_step: float
+    fixed_bytes: int
+    """Memory that does not grow with the batch (weights, gradients, optimizer state)."""
+    bytes_per_example: int
+    """Activation memory per example in the batch."""
+
+    @property
+    def step_flops(self) -> int:
+        return self.forward_flops + self.backward_flops
+
+    def largest_batch(self, free_bytes: int) -> int:
+        """The largest batch whose estimate fits in ``free_bytes`` (0: not even one)."""
+        room = free_bytes - self.fixed_bytes
+        if room <= 0:
+            return 0
+        if self.bytes_per_example <= 0:
+            return 1 << 20
+        return room // self.bytes_per_example
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer's forward cost per example."""
+
+    macs: int = 0
+    elementwise: int = 0
+    outputs: int = 0
+
+
+# -- per layer ----------------------------------------------------------------------------------
+
+#: Layers that compute nothing per element worth counting (they only route tensors).
+NO_COMPUTE = {
+    "InputLayer",
+    "Reshape",
+    "Flatten",
+    "Permute",
+    "Dropout",
+    "SpatialDropout2D",
+    "ZeroPadding2D",
+    "ZeroPadding1D",
+    "ZeroPadding3D",
+    "Cropping2D",
+    "Identity",
+    "GaussianNoise",
+    "GaussianDropout",
+    "ActivityRegularization",
+}
+
+
+def _elements(shape: tuple[int | None, ...] | None) -> int:
+    """Elements per example of a shape whose first dimension is the batch."""
+    if not shape:
+        return 0
+    return math.prod(d or 1 for d in shape[1:])
+
+
+def _kernels(layer: LayerInfo) -> list[tuple[int, ...]]:
+    """Shapes of the layer's kernels (not biases, not normalization statistics)."""
+    return [
+        tuple(d or 1 for d in w.shape)
+        for w in layer.weights
+        if w.name.rsplit("/", 1)[-1].endswith("kernel")
+    ]
+
+
+def layer_cost(layer: LayerInfo, input_shapes: list[tuple[int | None, ...]]) -> LayerCost:
+    """The forward cost of one (non-container) layer, per example.
+
+    Args:
+        layer: the walked layer.
+        input_shapes: the output shapes of the layers that feed it (for transposed
+            convolutions and attention).
+    """
+    outputs = sum(_elements(shape) for shape in layer.output_shapes)
+    name = layer.class_name
+    if name in NO_COMPUTE:
+        return LayerCost(outputs=0 if name == "InputLayer" else outputs)
+    kernels = _kernels(layer)
+    out = layer.output_shape
+    macs = 0
+    if kernels and out:
+        if "Transpose" in name:
+            source = input_shapes[0] if input_shapes else out
+            positions = _elements(source) // max(1, source[-1] or 1)
+            macs = positions * sum(math.prod(k) for k in kernels)
+        elif "Conv" in name:
+            positions = _elements(out) // max(1, out[-1] or 1)
+            macs = positions * sum(math.prod(k) for k in kernels)
+        elif name == "MultiHeadAttention":
+            macs = _attention_macs(layer, kernels, out, input_shapes)
+        else:  # Dense, EinsumDense and other kernels applied along the last axes
+            macs = sum(_dense_macs(kernel, out) for kernel in kernels)
+    return LayerCost(macs=macs, elementwise=outputs, outputs=outputs)
+
+
+def _dense_macs(kernel: tuple[int, ...], out: tuple[int | None, ...]) -> int:
+    """A kernel applied at every position of the output: the kernel's trailing dimensions
+    that the output ends with are what it produces; the rest of the output is positions."""
+    dims = [d or 1 for d in out[1:]]
+    matched = 0
+    while (
+        matched < min(len(kernel), len(dims))
+        and kernel[len(kernel) - 1 - matched] == dims[len(dims) - 1 - matched]
+    ):
+        matched += 1
+    produced = math.prod(dims[len(dims) - matched :]) if matched else 1
+    positions = math.prod(dims) // max(1, produced)
+    return positions * math.prod(kernel)
+
+
+def _attention_macs(
+    layer: LayerInfo,
+    kernels: list[tuple[int, ...]],
+    out: tuple[int | None, ...],
+    input_shapes: list[tuple[int | None, ...]],
+) -> int:
+    """Projections (query, key, value, output) and the two attention products."""
+    query_len = math.prod(d or 1 for d in out[1:-1]) or 1
+    key_shape = input_shapes[1] if len(input_shapes) > 1 else out
+    key_len = math.prod(d or 1 for d in key_shape[1:-1]) or 1
+    names = [w.name.rsplit("/", 2)[-2] if "/" in w.name else "" for w in layer.weights]
+    kernel_of = {
+        n: tuple(d or 1 for d in w.shape)
+        for n, w in zip(names, layer.weights, strict=True)
+        if w.name.endswith("kernel")
+    }
+    macs = 0
+    for part, length in (("query", query_len), ("key", key_len), ("value", key_len)):
+        if part in kernel_of:
+            macs += length * math.prod(kernel_of[part])
+    if "attention_output" in kernel_of:
+        macs += query_len * math.prod(kernel_of["attention_output"])
+    query = kernel_of.get("query")
+    value = kernel_of.get("value")
+    if query and len(query) == 3:
+        heads, key_dim = query[1], query[2]
+        value_dim = value[2] if value and len(value) == 3 else key_dim
+        macs += heads * query_len * key_len * (key_dim + value_dim)
+    if not macs:
+        macs = sum(query_len * math.prod(k) for k in kernels)
+    return macs
+
+
+# -- per model ----------------------------------------------------------------------------------
+
+
+class CostModel:
+    """A walked model's costs, with prefix sums to price any plan in O(exceptions).
+
+    Args:
+        view: the model's plan view (its leaves and positions).
+    """
+
+    def __init__(self, view: PlanView) -> None:
+        self.view = view
+        info = view.info
+        self.costs: tuple[LayerCost, ...] = tuple(
+            layer_cost(leaf, _input_shapes(info, leaf)) for leaf in view.leaves
+        )
+        macs = [c.macs for c in self.costs]
+        elementwise = [c.elementwise for c in self.costs]
+        outputs = [c.outputs for c in self.costs]
+        bn = [leaf.is_batch_norm for leaf in view.leaves]
+        weighted = [leaf.trainable_size > 0 for leaf in view.leaves]
+        self._macs = [0, *accumulate(macs)]
+        self._elementwise = [0, *accumulate(elementwise)]
+        self._outputs = [0, *accumulate(outputs)]
+        # MACs of the layers that would train at or after a boundary (the weight gradients).
+        self._weighted_macs = [
+            0,
+            *accumulate(m if w else 0 for m, w in zip(macs, weighted, strict=True)),
+        ]
+        self._bn_macs = [
+            0,
+            *accumulate(m if w and b else 0 for m, w, b in zip(macs, weighted, bn, strict=True)),
+        ]
+        self._weighted = weighted
+        # The first weighted leaf at or after each position: any, and not BatchNormalization.
+        self._next_weighted = _next_true(weighted)
+        self._next_weighted_not_bn = _next_true(
+            [w and not b for w, b in zip(weighted, bn, strict=True)]
+        )
+        self._input_elements = sum(_elements(shape) for shape in info.input_shapes)
+        self._elements_of: dict[str, int] = {}
+        for row in info.layers:  # the first layer of a name, as ModelInfo.find gives it
+            self._elements_of.setdefault(
+                row.name, sum(_elements(shape) for shape in row.output_shapes)
+            )
+        self._full_step = self._step(0, self._weighted_macs[-1], 1)
+
+    @property
+    def forward_macs_per_example(self) -> int:
+        """Multiply-adds of one forward pass over one example."""
+        return self._macs[-1]
+
+    # -- the plan's parts ----------------------------------------------------------------------
+
+    def first_trainable(self, plan: FreezePlan) -> int:
+        """Leaf position of the first layer with trainable weights (``len(leaves)``: none)."""
+        view = self.view
+        boundary = view.boundary_position(plan)
+        following = (
+            self._next_weighted_not_bn if plan.bn_policy is BNPolicy.FROZEN else self._next_weighted
+        )
+        candidates = []
+        pos = following[boundary]
+        # Layers toggled off by exceptions are skipped (there are few of them).
+        while pos < len(view.leaves) and view.leaves[pos].path in plan.exceptions:
+            pos = following[pos + 1]
+        candidates.append(pos)
+        for path in plan.exceptions:
+            pos = view.leaf_position(path)
+            if pos is not None and self._weighted[pos] and view.leaf_trainable(plan, path):
+                candidates.append(pos)
+        return min(candidates, default=len(view.leaves))
+
+    def _trainable_macs(self, plan: FreezePlan) -> int:
+        view = self.view
+        boundary = view.boundary_position(plan)
+        macs = self._weighted_macs[-1] - self._weighted_macs[boundary]
+        if plan.bn_policy is BNPolicy.FROZEN:
+            macs -= self._bn_macs[-1] - self._bn_macs[boundary]
+        for path in plan.exceptions:
+            pos = view.leaf_position(path)
+            if pos is None or not self._weighted[pos]:
+                continue
+            trains = view.leaf_trainable(plan, path)
+            macs += self.costs[pos].macs if trains else -self.costs[pos].macs
+        return max(0, macs)
+
+    def _kept_outputs(self, start: int) -> int:
+        """Elements per example kept for the backward pass from leaf ``start`` on, with the
+        tensors that cross into that part."""
+        if start >= len(self.view.leaves):
+            return 0
+        kept = self._outputs[-1] - self._outputs[start]
+        if start == 0:
+            return kept + self._input_elements
+        cut = self.view.cuts.at(self.view.leaves[start].path)
+        return kept + sum(self._elements_of.get(name, 0) for name in cut.crossing)
+
+    def _step(self, start: int, trainable_macs: int, batch: int) -> tuple[int, int]:
+        forward = 2 * self._macs[-1] + self._elementwise[-1]
+        backward = 0
+        if start < len(self.view.leaves):
+            backward = 2 * (self._macs[-1] - self._macs[start])
+            backward += self._elementwise[-1] - self._elementwise[start]
+            backward += 2 * trainable_macs
+        return forward * batch, backward * batch
+
+    def estimate(self, plan: FreezePlan, setup: TrainingSetup) -> Estimate:
+        """Memory and step FLOPs of training under ``plan``."""
+        trainable = self.view.totals(plan).trainable
+        start = self.first_trainable(plan)
+        batch = max(1, setup.batch)
+        per_example = self._kept_outputs(start) * setup.dtype.activation_bytes
+        memory = Memory(
+            weights=self.view.info.total_params * VARIABLE_BYTES,
+            gradients=trainable * VARIABLE_BYTES,
+            optimizer=trainable * VARIABLE_BYTES * setup.optimizer.slots,
+            activations=per_example * batch,
+        )
+        forward, backward = self._step(start, self._trainable_macs(plan), batch)
+        full = sum(self._full_step) * batch
+        return Estimate(
+            trainable_params=trainable,
+            memory=memory,
+            forward_flops=forward,
+            backward_flops=backward,
+            relative_step=(forward + backward) / full if full else 1.0,
+            fixed_bytes=memory.weights + memory.gradients + memory.optimizer,
+            bytes_per_example=per_example,
+        )
+
+
+def _next_true(flags: list[bool]) -> list[int]:
+    """For each position, the first position at or after it whose flag is set (``len``:
+    none); one more entry for the end."""
+    result = [len(flags)] * (len(flags) + 1)
+    for pos in range(len(flags) - 1, -1, -1):
+        result[pos] = pos if flags[pos] else result[pos + 1]
+    return result
+
+
+def _input_shapes(info: ModelInfo, layer: LayerInfo) -> list[tuple[int | None, ...]]:
+    """Output shapes of the layers that feed ``layer`` (in its own container)."""
+    siblings = info.memo(("cost-siblings", layer.path[:-1]), lambda: _by_name(info, layer))
+    shapes = []
+    for name in layer.inbound:
+        row = siblings.get(name)
+        if row is not None and row.output_shape:
+            shapes.append(row.output_shape)
+    return shapes
+
+
+def _by_name(info: ModelInfo, layer: LayerInfo) -> dict[str, LayerInfo]:
+    parent = layer.path[:-1]
+    return {row.name: row for row in info.layers if row.path[:-1] == parent}
+
+
+def cost_model(view: PlanView) -> CostModel:
+    """The cost model of a view, made once per model."""
+    return view.info.memo("cost-model", lambda: CostModel(view))
+
+
+def human_bytes(size: float) -> str:
+    """``5.2 GiB``, ``310 MiB``, ``12 KiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{int(size)} B"
+
+
+def human_flops(flops: float) -> str:
+    """``7.8 GFLOP``, ``310 MFLOP``."""
+    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if flops >= scale:
+            return f"{flops / scale:.1f} {unit}"
+    return f"{int(flops)} FLOP"
+
+
+def brief(estimate: Estimate, setup: TrainingSetup) -> str:
+    """``step 0.41x of full fine-tuning · 5.2 GiB at batch 32``."""
+    return (
+        f"step {estimate.relative_step:.2f}x of full fine-tuning · "
+        f"{human_bytes(estimate.memory.total)} at batch {setup.batch}"
+    )
+
+
+def plan_rows(view: PlanView) -> list[tuple[str, Path | None]]:
+    """The boundaries ``kfreeze cost`` prices: head only, every stage start, everything."""
+    rows: list[tuple[str, Path | None]] = [("head only", None)]
+    top = view.info.top_level
+    for previous, row in pairwise(top):
+        if row.stage != previous.stage:
+            rows.append((row.name, row.path))
+    first = view.first_path()
+    rows.append(("everything trains", first))
+    return rows
