@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from kfreeze_tui import __version__
 
@@ -38,6 +39,11 @@ commands:
   kfreeze convert OLD.h5 -o NEW.keras
                          write a model file from an older Keras (1.x, 2.x, tf.keras) as a
                          Keras 3 .keras file, repaired and verified
+  kfreeze cost MODEL     training memory and step FLOPs at every stage start (or one
+                         boundary) at a batch size, optimizer and dtype; --measure checks it
+  kfreeze check MODEL.keras
+                         what is wrong with a model's freeze set-up, and one training step
+                         that proves frozen weights stay frozen
   kfreeze cache [clear]  where the layer-table cache is and how big; clear empties it
 
 MODEL is a keras.applications architecture name (resnet50, EfficientNetV2L, ...; any case)
@@ -207,6 +213,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow Lambda layers (their Python code runs on loading): trusted files only",
     )
     convert.set_defaults(handler=_cmd_convert)
+
+    cost = commands.add_parser(
+        "cost",
+        help="what training costs at each boundary: memory and step FLOPs",
+        description="Estimate, for MODEL at a batch size, optimizer and dtype policy, the "
+        "training memory (weights, gradients, optimizer state, activations) and the FLOPs of "
+        "one step, for head-only training, every stage start and full fine-tuning (or one "
+        "--freeze-before boundary). Nothing is computed on the GPU; --measure runs real steps.",
+    )
+    cost.add_argument("model", metavar="MODEL", help="architecture name or .keras/.h5 file")
+    cost.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    cost.add_argument(
+        "--optimizer",
+        choices=("adam", "adamw", "sgd", "sgdm"),
+        default="adam",
+        help="Adam/AdamW keep 2 slots per trainable parameter, SGD with momentum 1, SGD 0",
+    )
+    cost.add_argument(
+        "--dtype",
+        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        default="float32",
+        help="dtype policy: activations take 4 bytes in float32, 2 under mixed precision",
+    )
+    cost.add_argument(
+        "--freeze-before",
+        metavar="NAME|INDEX|PATH",
+        help="price this boundary only ('all': head only)",
+    )
+    cost.add_argument(
+        "--bn",
+        choices=("frozen", "trainable"),
+        default="frozen",
+        help="BatchNormalization after the boundary (default: kept frozen)",
+    )
+    cost.add_argument(
+        "--measure",
+        action="store_true",
+        help="also run real training steps on synthetic data for the boundary and for full "
+        "fine-tuning (CPU unless --gpu), and report seconds per step and peak GPU memory",
+    )
+    cost.add_argument("--json", action="store_true", help="print one JSON object instead")
+    _add_load_options(cost)
+    _add_cache_option(cost)
+    cost.set_defaults(handler=_cmd_cost)
+
+    check = commands.add_parser(
+        "check",
+        help="check how a model file is set up to train, with one real step as proof",
+        description="Report what is wrong with how MODEL is set up to fine-tune (no weight "
+        "trains, BatchNormalization training after a frozen prefix, a float16 output, a "
+        "boundary inside a block, a high learning rate), then train a copy for one step on "
+        "a synthetic batch and compare every weight: frozen weights must be bitwise "
+        "unchanged, trainable ones changed. Exit code 0 without errors, 1 with errors, 2 on "
+        "bad input.",
+    )
+    check.add_argument("model", metavar="MODEL", help="a .keras or .h5 model file")
+    check.add_argument("--json", action="store_true", help="print one JSON object instead")
+    check.add_argument(
+        "--no-step", action="store_true", help="static findings only: do not train a step"
+    )
+    group = check.add_argument_group("loading the model")
+    group.add_argument("--custom-objects", metavar="FILE.py", type=Path)
+    group.add_argument("--unsafe", action="store_true")
+    group.add_argument("--gpu", action="store_true", help="run the step on the GPU")
+    check.set_defaults(handler=_cmd_check)
     return parser
 
 
@@ -278,7 +349,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace files that exist")
 
 
-SUBCOMMANDS = ("layers", "models", "export", "apply", "convert", "cache")
+SUBCOMMANDS = ("layers", "models", "export", "apply", "convert", "cost", "check", "cache")
 
 
 def _add_cache_option(parser: argparse.ArgumentParser) -> None:
@@ -611,6 +682,172 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         _note(f"repaired: {repair.message}")
     print(summary_line(result))
     return EXIT_OK
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from kfreeze_tui import report
+    from kfreeze_tui.core import gpus
+    from kfreeze_tui.core.cost import (
+        DtypePolicy,
+        Optimizer,
+        TrainingSetup,
+        cost_model,
+        human_bytes,
+        plan_rows,
+    )
+    from kfreeze_tui.core.plan import BNPolicy, FreezePlan
+    from kfreeze_tui.core.session import open_session, parse_layer_ref
+
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch} must be a positive number of examples")
+    setup = TrainingSetup(
+        batch=args.batch, optimizer=Optimizer(args.optimizer), dtype=DtypePolicy(args.dtype)
+    )
+    session = open_session(
+        args.model,
+        load_options_from(args),  # type: ignore[arg-type]
+        use_cache=not args.no_cache,
+    )
+    for warning in session.warnings:
+        _warn(warning)
+    view = session.view
+    model_costs = cost_model(view)
+    policy = BNPolicy(args.bn)
+    if args.freeze_before is not None:
+        notes: list[str] = []
+        text = args.freeze_before.strip()
+        path = None if text.lower() == "all" else parse_layer_ref(session.info, text, notes)
+        for note in notes:
+            _note(f"--freeze-before {note}")
+        rows = [("head only" if path is None else view.info.layer(path).name, path)]
+    else:
+        rows = _distinct_rows(plan_rows(view), view, model_costs, policy)
+    plans = [FreezePlan(boundary=path, bn_policy=policy) for _, path in rows]
+    estimates = [model_costs.estimate(plan, setup) for plan in plans]
+    documents = report.cost_rows(view, rows, plans, estimates)
+    if args.measure:
+        _measure_rows(session, view, rows, plans, setup, documents, args.gpu)
+    found = gpus.query()
+    if args.json:
+        gpu_documents = []
+        for gpu in found:
+            document = gpu.to_json()
+            document["largest_batch"] = [e.largest_batch(gpu.free_bytes) for e in estimates]
+            gpu_documents.append(document)
+        json.dump(
+            {
+                "model": session.info.name,
+                "batch": setup.batch,
+                "optimizer": setup.optimizer.value,
+                "dtype": setup.dtype.value,
+                "bn": policy.value,
+                "forward_macs_per_example": model_costs.forward_macs_per_example,
+                "rows": documents,
+                "gpus": gpu_documents,
+            },
+            sys.stdout,
+        )
+        sys.stdout.write("\n")
+        return EXIT_OK
+    title = (
+        f"{session.info.description} · batch {setup.batch} · {setup.optimizer.label} · "
+        f"{setup.dtype.value} · {model_costs.forward_macs_per_example / 1e9:.2f} GMACs per "
+        "example forward"
+    )
+    console = _stdout_console()
+    console.print(report.cost_table(title, documents))  # type: ignore[attr-defined]
+    for gpu in found:
+        fits = ", ".join(
+            f"{label}: batch {estimate.largest_batch(gpu.free_bytes):,}"
+            for (label, _), estimate in zip(rows, estimates, strict=True)
+        )
+        print(
+            f"GPU {gpu.index} {gpu.name}: {human_bytes(gpu.free_bytes)} free of "
+            f"{human_bytes(gpu.total_bytes)}; largest batch that fits: {fits}"
+        )
+    return EXIT_OK
+
+
+def _distinct_rows(rows: list[Any], view: Any, model_costs: Any, policy: Any) -> list[Any]:
+    """Stage starts that train what "everything trains" trains are dropped (ResNet's stem)."""
+    from kfreeze_tui.core.plan import FreezePlan
+
+    kept: list[Any] = []
+    seen: set[int] = set()
+    for label, path in reversed(rows):
+        start = model_costs.first_trainable(FreezePlan(boundary=path, bn_policy=policy))
+        if start in seen:
+            continue
+        seen.add(start)
+        kept.append((label, path))
+    return list(reversed(kept))
+
+
+def _measure_rows(
+    session: Any, view: Any, rows: list[Any], plans: list[Any], setup: Any,
+    documents: list[dict[str, Any]], gpu: bool,
+) -> None:  # fmt: skip
+    """Real steps for the boundary (or each row given) and for full fine-tuning."""
+    from kfreeze_tui.core.measure import measure
+    from kfreeze_tui.core.plan import FreezePlan
+
+    base = session.model
+    everything = FreezePlan(boundary=view.first_path(), bn_policy=plans[-1].bn_policy)
+    measured_full = None
+    for doc, (_label, _), plan in zip(documents, rows, plans, strict=True):
+        if plan.boundary is None:
+            doc["measured"] = None  # head only: the base is never trained, nothing to check
+            continue
+        result = measure(base, view, plan, setup, gpu=gpu)
+        doc["measured"] = result.to_json()
+        if plan.boundary == everything.boundary:
+            measured_full = result
+    if measured_full is None:
+        measured_full = measure(base, view, everything, setup, gpu=gpu)
+    for doc in documents:
+        if doc.get("measured"):
+            doc["measured"]["relative_step"] = round(
+                doc["measured"]["step_seconds"] / measured_full.step_seconds, 4
+            )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core.check import one_step, static_findings, step_findings
+    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.loading import LoadOptions, load
+
+    options = LoadOptions(
+        weights="none", custom_objects=args.custom_objects, unsafe=args.unsafe, gpu=args.gpu
+    )
+    loaded = load(args.model, options)
+    model = loaded.model
+    findings = static_findings(model, walk(model))
+    step = None
+    if not args.no_step and model.trainable_weights:
+        step = one_step(model)  # the model as loaded: the file is never written
+        findings += step_findings(step)
+    findings.sort(key=lambda finding: finding.severity != "error")
+    errors = sum(1 for finding in findings if finding.severity == "error")
+    if args.json:
+        json.dump(
+            {
+                "model": model.name,
+                "findings": [finding.to_json() for finding in findings],
+                "step": step.to_json() if step is not None else None,
+            },
+            sys.stdout,
+        )
+        sys.stdout.write("\n")
+    else:
+        for warning in loaded.warnings:
+            _warn(warning)
+        for finding in findings:
+            print(f"{finding.severity}: {finding.code}: {finding.message}")
+        if step is not None:
+            print(step.summary())
+        if not findings:
+            print("no findings: the model trains as it is set up to")
+    return EXIT_INTERNAL if errors else EXIT_OK
 
 
 def _error(message: str) -> None:

@@ -141,3 +141,61 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
             for row in rows
         ],
     }
+
+
+def cost_rows(
+    view: Any, rows: list[tuple[str, Any]], plans: list[Any], estimates: list[Any]
+) -> list[dict[str, Any]]:
+    """The ``rows`` of the ``kfreeze cost --json`` document."""
+    documents = []
+    for (label, path), _plan, estimate in zip(rows, plans, estimates, strict=True):
+        layer = view.info.layer(path) if path is not None else None
+        documents.append(
+            {
+                "label": label,
+                "boundary_index": layer.index if layer is not None else None,
+                "boundary_path": list(path) if path is not None else None,
+                "boundary_name": layer.name if layer is not None else None,
+                "trainable_params": estimate.trainable_params,
+                "memory": estimate.memory.to_json(),
+                "flops": {"forward": estimate.forward_flops, "backward": estimate.backward_flops},
+                "relative_step": round(estimate.relative_step, 4),
+            }
+        )
+    return documents
+
+
+def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
+    """``kfreeze cost`` as a table: one row per boundary."""
+    from rich.table import Table
+
+    from kfreeze_tui.core.cost import human_bytes, human_flops
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("boundary")
+    table.add_column("trainable", justify="right")
+    for name in ("weights", "gradients", "optimizer", "activations", "total"):
+        table.add_column(name, justify="right")
+    table.add_column("step", justify="right")
+    table.add_column("vs full", justify="right")
+    if any("measured" in doc for doc in documents):
+        table.add_column("measured", justify="right")
+    for doc in documents:
+        where = doc["label"]
+        if doc["boundary_index"] is not None and doc["label"] != doc["boundary_name"]:
+            where = f"{doc['label']} ({doc['boundary_index']} {doc['boundary_name']})"
+        elif doc["boundary_index"] is not None:
+            where = f"{doc['boundary_index']} {doc['boundary_name']}"
+        memory = doc["memory"]
+        cells = [
+            where,
+            f"{doc['trainable_params']:,}",
+            *(human_bytes(memory[k]) for k in ("weights", "gradients", "optimizer", "activations")),
+            human_bytes(memory["total"]),
+            human_flops(doc["flops"]["forward"] + doc["flops"]["backward"]),
+            f"{doc['relative_step']:.2f}x",
+        ]
+        if "measured" in doc:
+            cells.append(f"{doc['measured']['step_seconds']:.3f} s" if doc.get("measured") else "")
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,103 @@
+"""Real training steps on synthetic data: the check of the cost estimate on the box itself.
+
+``kfreeze cost --measure`` builds the model for a plan (the default head on top), compiles it
+with the chosen optimizer, runs one step to trace it and then a few timed steps on a random
+batch, on the CPU unless ``--gpu``. On a GPU, TensorFlow's own memory counters give the peak.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kfreeze_tui.core.build import CompileSpec, build_model, flags_restored
+from kfreeze_tui.core.cost import Optimizer, TrainingSetup
+from kfreeze_tui.core.head import HeadSpec
+from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.runtime import import_keras, native_output_captured
+
+#: Timed steps after the first (which traces the step function and is not timed).
+STEPS = 3
+#: Classes of the head the measured model gets (its size hardly matters).
+CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What real steps took: seconds per step (median) and the peak memory (GPU only)."""
+
+    step_seconds: float
+    peak_bytes: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step_seconds": self.step_seconds, "peak_bytes": self.peak_bytes}
+
+
+def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4) -> Any:
+    """The Keras optimizer an :class:`Optimizer` names."""
+    if optimizer is Optimizer.ADAM:
+        return keras.optimizers.Adam(learning_rate)
+    if optimizer is Optimizer.ADAMW:
+        return keras.optimizers.AdamW(learning_rate)
+    momentum = 0.9 if optimizer is Optimizer.SGDM else 0.0
+    return keras.optimizers.SGD(learning_rate, momentum=momentum)
+
+
+def synthetic_batch(model: Any, batch: int, seed: int = 0) -> tuple[Any, Any]:
+    """A random input batch for ``model`` and integer labels for its last axis."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for tensor in model.inputs:
+        shape = [batch] + [32 if d is None else int(d) for d in tensor.shape[1:]]
+        inputs.append(rng.standard_normal(shape).astype("float32"))
+    classes = int(model.outputs[0].shape[-1] or 2)
+    labels = rng.integers(0, classes, size=(batch,))
+    return (inputs[0] if len(inputs) == 1 else inputs), labels
+
+
+def measure(
+    base: Any, view: PlanView, plan: FreezePlan, setup: TrainingSetup, gpu: bool = False
+) -> Measured:
+    """Time real training steps of ``plan`` on ``base`` (flags are restored afterwards)."""
+    keras = import_keras()
+    with flags_restored(base), native_output_captured():
+        model = build_model(
+            base, view, plan, HeadSpec(classes=CLASSES, dropout=0.0), CompileSpec(enabled=False)
+        )
+        model.compile(
+            optimizer=optimizer_for(keras, setup.optimizer),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+        )
+        x, y = synthetic_batch(model, setup.batch)
+        model.train_on_batch(x, y)  # traces the step function
+        _reset_gpu_peak(gpu)
+        times = []
+        for _ in range(STEPS):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            times.append(time.perf_counter() - start)
+        peak = _gpu_peak(gpu)
+    return Measured(statistics.median(times), peak)
+
+
+def _reset_gpu_peak(gpu: bool) -> None:
+    if not gpu:
+        return
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def _gpu_peak(gpu: bool) -> int | None:
+    if not gpu:
+        return None
+    import tensorflow as tf
+
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
