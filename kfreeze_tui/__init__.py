@@ -12,7 +12,28 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "apply_plan"]
+__all__ = ["__version__", "apply_plan", "check_model"]
+
+
+def check_model(model: Any) -> list[Any]:
+    """What is wrong with how a live model is set up to train (nothing is trained).
+
+    Findings have a ``code``, a ``severity`` (``error`` or ``warning``), a one-sentence
+    ``message`` and the ``layers`` concerned: ``recompile`` (``trainable`` changed after
+    ``compile()``), ``no_trainable``, ``bn_after_frozen``, ``float16_output``,
+    ``split_block``, ``high_lr``. ``kfreeze check MODEL.keras`` gives the same for a file, with
+    one real training step as proof.
+
+    Args:
+        model: a ``keras.Model``.
+
+    Returns:
+        A list of :class:`kfreeze_tui.core.check.Finding`, errors first.
+    """
+    from kfreeze_tui.core.check import check_model as check
+
+    findings = check(model)
+    return sorted(findings, key=lambda finding: finding.severity != "error")
 
 
 def apply_plan(model: Any, plan: str | Path) -> Any:

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class ExportResult:
 
     files: list[WrittenFile] = field(default_factory=list)
     verification: Verification | None = None
+    step: Any = None
+    """What one training step on a copy changed (a :class:`~kfreeze_tui.core.check.StepResult`)."""
 
 
 def existing_targets(request: ExportRequest) -> list[Path]:
@@ -248,6 +250,12 @@ def _export(
             except Exception as exc:
                 raise ExportError(f"the saved file does not load back: {exc}") from exc
         result.verification = verify(model, loaded)
+        if loaded.trainable_weights:
+            result.step = _prove_one_step(loaded, report)
+            result.verification = replace(
+                result.verification,
+                checks=(*result.verification.checks, result.step.summary()),
+            )
         os.replace(temp, request.model_path)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -268,6 +276,24 @@ def _export(
             WrittenFile(request.savedmodel_path, "SavedModel", _size(request.savedmodel_path))
         )
     return result
+
+
+def _prove_one_step(loaded: Any, report: Progress) -> Any:
+    """Train the loaded copy one step (the file is already written and is not touched):
+    frozen weights must stay bitwise the same, trainable ones must move.
+
+    Raises:
+        ExportError: a frozen weight or a frozen BatchNormalization statistic changed, or no
+            trainable weight did.
+    """
+    from kfreeze_tui.core.check import one_step, step_findings
+
+    report("Training one step on a copy to prove the plan")
+    step = one_step(loaded)
+    errors = [f for f in step_findings(step) if f.severity == "error"]
+    if errors:
+        raise ExportError(f"the exported model does not train as planned: {errors[0].message}")
+    return step
 
 
 def _export_savedmodel(model: Any, target: Path) -> None:

@@ -57,6 +57,24 @@ def test_exported_resnet50_reloads_with_the_planned_counts(
     assert reloaded.compiled and reloaded.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
 
 
+def test_export_proves_the_plan_with_one_step(exported: dict[str, Any], keras: Any) -> None:
+    """The verification trains a copy one step: what is frozen stays, what trains moves."""
+    reloaded = keras.saving.load_model(exported["request"].model_path)
+    step = exported["result"].step
+    trainable = len(reloaded.trainable_weights)
+    # BatchNormalization trains here: the moving statistics of stage 5's 30 BN layers move
+    # with the batch and are neither frozen nor trainable weights.
+    statistics = 2 * sum(
+        1 for layer in reloaded.layers
+        if layer.name.startswith("conv5") and layer.name.endswith("_bn")
+    )  # fmt: skip
+    assert step.trainable_changed == trainable and step.trainable_unchanged == []
+    assert step.frozen_unchanged == len(reloaded.weights) - trainable - statistics
+    assert step.frozen_changed == [] and step.bn_stats_changed == []
+    assert exported["result"].verification.checks[-1] == step.summary()
+    assert "Training one step on a copy to prove the plan" in exported["steps"]
+
+
 def test_default_policy_keeps_stage5_batchnorm_frozen(keras: Any, tmp_path: Path) -> None:
     session = ModelSession(load("resnet50", NONE))
     plan = FreezePlan(boundary=session.info.find("conv5_block1_1_conv").path)

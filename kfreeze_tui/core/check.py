@@ -1,0 +1,385 @@
+"""Does a model train as planned? Static findings, and one real training step as proof.
+
+Findings (``code``, ``severity``):
+
+- ``no_trainable`` (error): no weight trains, so ``fit()`` changes nothing;
+- ``recompile`` (error, live models): ``trainable`` changed after ``compile()``;
+- ``bn_after_frozen`` (warning): BatchNormalization layers train after a frozen prefix, so
+  batch statistics of the new data replace the pretrained moving statistics;
+- ``float16_output`` (warning): under mixed precision the model's output is float16;
+- ``split_block`` (warning): the first layer that trains is inside a block;
+- ``high_lr`` (warning): a learning rate above 1e-3 with a frozen (pretrained) prefix;
+- ``frozen_changed``, ``bn_stats_changed``, ``nothing_changed`` (errors from the step),
+  ``trainable_unchanged`` (warning from the step: zero gradients, e.g. unused weights).
+
+The step runs on a copy (for a file: the model as loaded, never written back), eagerly, on a
+synthetic batch; every weight is compared bitwise before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfreeze_tui.core.cut import CutIndex
+from kfreeze_tui.core.layers import ModelInfo, walk
+
+#: A learning rate above this, with a frozen pretrained prefix, is flagged.
+HIGH_LEARNING_RATE = 1e-3
+#: Examples in the synthetic batch of the one-step proof.
+STEP_BATCH = 2
+#: Names listed in a finding's message before "and N more".
+SHOWN = 4
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong (or worth knowing) with how a model is set up to train."""
+
+    code: str
+    severity: str
+    message: str
+    layers: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "layers": list(self.layers),
+        }
+
+
+@dataclass
+class StepResult:
+    """What one training step changed, weight by weight (names are variable paths)."""
+
+    frozen_unchanged: int = 0
+    frozen_changed: list[str] = field(default_factory=list)
+    trainable_changed: int = 0
+    trainable_unchanged: list[str] = field(default_factory=list)
+    bn_stats_changed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frozen_unchanged": self.frozen_unchanged,
+            "frozen_changed": self.frozen_changed,
+            "trainable_changed": self.trainable_changed,
+            "trainable_unchanged": self.trainable_unchanged,
+            "bn_stats_changed": self.bn_stats_changed,
+        }
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.frozen_changed
+            and not self.bn_stats_changed
+            and (self.trainable_changed > 0 or not self.trainable_unchanged)
+        )
+
+    def summary(self) -> str:
+        """``one training step: 161 frozen weights unchanged, 52 trainable changed``."""
+        text = (
+            f"one training step: {self.frozen_unchanged} frozen weights bitwise unchanged, "
+            f"{self.trainable_changed} trainable weights changed"
+        )
+        if self.trainable_unchanged:
+            text += f", {len(self.trainable_unchanged)} trainable unchanged (zero gradient)"
+        if self.frozen_changed:
+            text += f", {len(self.frozen_changed)} FROZEN WEIGHTS CHANGED"
+        if self.bn_stats_changed:
+            text += f", {len(self.bn_stats_changed)} frozen BatchNorm statistics CHANGED"
+        return text
+
+
+def _names(items: list[str] | tuple[str, ...]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+# -- static findings -------------------------------------------------------------------------
+
+
+def static_findings(model: Any, info: ModelInfo | None = None) -> list[Finding]:
+    """What can be seen without training: flags, policies, the cut, the learning rate."""
+    info = info or walk(model)
+    leaves = [row for row in info.layers if not row.is_container and row.has_weights]
+    findings: list[Finding] = []
+    trains = [row for row in leaves if row.trainable_params > 0]
+    if not model.trainable_weights:
+        findings.append(
+            Finding("no_trainable", "error", "no weight trains, so fit() would change nothing")
+        )
+        return findings + _float16_findings(model)
+    order = {row.path: i for i, row in enumerate(info.layers)}
+    first = min(trains, key=lambda row: order[row.path])
+    prefix = [row for row in leaves if order[row.path] < order[first.path]]
+    frozen_prefix = bool(prefix) and all(row.trainable_params == 0 for row in prefix)
+    if frozen_prefix:
+        batch_norms = [
+            row.name for row in trains if row.is_batch_norm and order[row.path] >= order[first.path]
+        ]
+        if batch_norms:
+            findings.append(
+                Finding(
+                    "bn_after_frozen",
+                    "warning",
+                    f"{len(batch_norms)} BatchNormalization layers train after a frozen prefix "
+                    f"({_names(batch_norms)}): in training they normalize with each batch's "
+                    "statistics and replace the pretrained moving statistics; keep them frozen "
+                    "(layer.trainable = False) unless the new data differs a lot",
+                    tuple(batch_norms),
+                )
+            )
+        cut = CutIndex(info).at(first.path)
+        if cut.splits_block:
+            findings.append(
+                Finding(
+                    "split_block",
+                    "warning",
+                    f"the first layer that trains, {first.name}, is inside block "
+                    f"{cut.splits_block}: {len(cut.crossing)} tensors cross the boundary "
+                    f"({_names(list(cut.crossing))}); unfreezing whole blocks is what Keras's "
+                    "guides do",
+                    (first.name,),
+                )
+            )
+        rate = learning_rate(model)
+        if rate is not None and rate > HIGH_LEARNING_RATE:
+            findings.append(
+                Finding(
+                    "high_lr",
+                    "warning",
+                    f"the learning rate {rate:g} is high for a model with a frozen pretrained "
+                    "prefix: large updates to the new layers wreck the features they start "
+                    "from; the Keras fine-tuning guide uses 1e-3 for a new head and 1e-5 when "
+                    "unfreezing",
+                )
+            )
+    return findings + _float16_findings(model)
+
+
+def _float16_findings(model: Any) -> list[Finding]:
+    outputs = [t for t in (getattr(model, "outputs", None) or []) if str(t.dtype) == "float16"]
+    if not outputs:
+        return []
+    last = model.layers[-1].name if model.layers else ""
+    return [
+        Finding(
+            "float16_output",
+            "warning",
+            "the model's output is float16 under mixed precision: the loss and softmax lose "
+            "precision and can overflow; give the last layer dtype='float32' (kfreeze's head "
+            "does)",
+            (last,),
+        )
+    ]
+
+
+def learning_rate(model: Any) -> float | None:
+    """The compiled optimizer's learning rate, when it is a number (not a schedule)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(model, "compiled", False):
+        return None
+    try:
+        value = optimizer.get_config().get("learning_rate")
+    except (AttributeError, TypeError, ValueError, NotImplementedError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def recompile_findings(model: Any) -> list[Finding]:
+    """``trainable`` changed after ``compile()``: Keras only takes it into account when
+    compile() runs again (and says so, if at all, on the first fit())."""
+    from kfreeze_tui.core.keras_private import compiled_trainable_state
+
+    state = compiled_trainable_state(model)
+    if not state:
+        return []
+    changed = [
+        layer.name
+        for layer, was in state.items()
+        if layer is not model and bool(layer.trainable) != bool(was)
+    ]
+    if not changed:
+        return []
+    return [
+        Finding(
+            "recompile",
+            "error",
+            f"trainable was changed after compile() on {len(changed)} layers "
+            f"({_names(changed)}): the change has no effect until compile() is called again",
+            tuple(changed),
+        )
+    ]
+
+
+def check_model(model: Any) -> list[Finding]:
+    """The findings for a live model in training code (nothing is trained or changed).
+
+    Example::
+
+        from kfreeze_tui import check_model
+        for finding in check_model(model):
+            print(finding.severity, finding.message)
+    """
+    return recompile_findings(model) + static_findings(model)
+
+
+# -- one training step -----------------------------------------------------------------------
+
+
+def _is_bn_statistic(layer: Any, variable: Any) -> bool:
+    name = str(variable.path).rsplit("/", 1)[-1]
+    return type(layer).__name__ == "BatchNormalization" and name in (
+        "moving_mean",
+        "moving_variance",
+    )
+
+
+def _leaf_layers(model: Any) -> list[Any]:
+    found: list[Any] = []
+    for layer in model.layers:
+        inner = getattr(layer, "layers", None)
+        if inner and hasattr(layer, "inputs"):
+            found += _leaf_layers(layer)
+        else:
+            found.append(layer)
+    return found
+
+
+def one_step(model: Any, batch: int = STEP_BATCH) -> StepResult:
+    """Train ``model`` for one step on a synthetic batch and compare every weight.
+
+    The model is changed: pass a copy. An uncompiled model is compiled with SGD first.
+    """
+    import numpy as np
+
+    from kfreeze_tui.core.runtime import import_keras, native_output_captured
+
+    keras = import_keras()
+    trainable_ids = {id(v) for v in model.trainable_weights}
+    kinds: list[tuple[Any, str]] = []
+    for layer in _leaf_layers(model):
+        # Frozen in effect: none of its weights trains (a layer set trainable inside a frozen
+        # container is frozen all the same; its statistics must not move either).
+        own = [v for v in layer.weights if not _is_bn_statistic(layer, v)]
+        layer_frozen = not any(id(v) in trainable_ids for v in own) if own else not layer.trainable
+        for variable in layer.weights:
+            if "seed_generator" in str(variable.path):
+                continue  # random state: it moves on every call, by design
+            if id(variable) in trainable_ids:
+                kinds.append((variable, "trainable"))
+            elif _is_bn_statistic(layer, variable):
+                kinds.append((variable, "bn_frozen" if layer_frozen else "bn_training"))
+            else:
+                kinds.append((variable, "frozen"))
+    before = [np.array(keras.ops.convert_to_numpy(v), copy=True) for v, _ in kinds]
+    with native_output_captured():
+        if not getattr(model, "compiled", False):
+            model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
+        model.run_eagerly = True  # one step costs one step: no tracing
+        x, y = _batch_for(model, batch)
+        model.train_on_batch(x, y)
+    result = StepResult()
+    for (variable, kind), old in zip(kinds, before, strict=True):
+        same = np.array_equal(old, keras.ops.convert_to_numpy(variable), equal_nan=True)
+        path = str(variable.path)
+        if kind == "trainable":
+            if same:
+                result.trainable_unchanged.append(path)
+            else:
+                result.trainable_changed += 1
+        elif kind == "bn_frozen":
+            if same:
+                result.frozen_unchanged += 1
+            else:
+                result.bn_stats_changed.append(path)
+        elif kind == "frozen":
+            if same:
+                result.frozen_unchanged += 1
+            else:
+                result.frozen_changed.append(path)
+    return result
+
+
+def _loss_for(keras: Any, model: Any) -> Any:
+    units = int(model.outputs[0].shape[-1] or 1)
+    if units == 1:
+        return keras.losses.BinaryCrossentropy()
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def _batch_for(model: Any, batch: int) -> tuple[Any, Any]:
+    """Inputs of the model's shape, and labels of the form its loss takes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    inputs = [
+        rng.standard_normal([batch] + [32 if d is None else int(d) for d in t.shape[1:]]).astype(
+            "float32"
+        )
+        for t in model.inputs
+    ]
+    out_shape = [batch] + [1 if d is None else int(d) for d in model.outputs[0].shape[1:]]
+    units = out_shape[-1]
+    loss = getattr(model, "loss", None)
+    loss_name = type(loss).__name__ if loss is not None and not isinstance(loss, str) else str(loss)
+    if "Sparse" in loss_name or (
+        units > 1
+        and "Categorical" not in loss_name
+        and "Binary" not in loss_name
+        and "Mean" not in loss_name
+    ):
+        labels: Any = rng.integers(0, units, size=out_shape[:-1])
+    elif "Categorical" in loss_name:
+        labels = np.eye(units, dtype="float32")[rng.integers(0, units, size=out_shape[:-1])]
+    else:
+        labels = rng.integers(0, 2, size=out_shape).astype("float32")
+    return (inputs[0] if len(inputs) == 1 else inputs), labels
+
+
+def step_findings(step: StepResult) -> list[Finding]:
+    """What the step says, as findings."""
+    findings = []
+    if step.frozen_changed:
+        findings.append(
+            Finding(
+                "frozen_changed",
+                "error",
+                f"{len(step.frozen_changed)} frozen weights changed in one training step "
+                f"({_names(step.frozen_changed)}): they are not frozen as planned",
+                tuple(step.frozen_changed),
+            )
+        )
+    if step.bn_stats_changed:
+        findings.append(
+            Finding(
+                "bn_stats_changed",
+                "error",
+                f"the moving statistics of {len(step.bn_stats_changed)} frozen "
+                f"BatchNormalization weights changed in one step ({_names(step.bn_stats_changed)})",
+                tuple(step.bn_stats_changed),
+            )
+        )
+    if step.trainable_unchanged and not step.trainable_changed:
+        findings.append(
+            Finding(
+                "nothing_changed",
+                "error",
+                "no trainable weight changed in one training step: the model does not learn",
+                tuple(step.trainable_unchanged),
+            )
+        )
+    elif step.trainable_unchanged:
+        findings.append(
+            Finding(
+                "trainable_unchanged",
+                "warning",
+                f"{len(step.trainable_unchanged)} trainable weights did not change in one "
+                f"step ({_names(step.trainable_unchanged)}): their gradient was zero on the "
+                "batch (unused weights, or units that output nothing)",
+                tuple(step.trainable_unchanged),
+            )
+        )
+    return findings

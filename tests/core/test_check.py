@@ -1,0 +1,206 @@
+"""kfreeze check and check_model: each finding from a model that has the problem, and the
+one-step proof on real training steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfreeze_tui import check_model
+from kfreeze_tui.core.check import one_step, static_findings, step_findings
+from kfreeze_tui.core.keras_private import compiled_trainable_state
+
+
+def codes(findings: list[Any]) -> set[str]:
+    return {finding.code for finding in findings}
+
+
+def tiny(keras: Any, name: str = "tiny", mixed: bool = False) -> Any:
+    """Conv, BN, conv, BN, dense: small enough to train a step in milliseconds."""
+    L = keras.layers
+    dtype = "mixed_float16" if mixed else None
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = L.Conv2D(4, 3, padding="same", name="c1", dtype=dtype)(inputs)
+    x = L.BatchNormalization(name="bn1", dtype=dtype)(x)
+    x = L.Conv2D(4, 3, padding="same", name="c2", dtype=dtype)(x)
+    x = L.BatchNormalization(name="bn2", dtype=dtype)(x)
+    x = L.GlobalAveragePooling2D(name="gap", dtype=dtype)(x)
+    outputs = L.Dense(3, activation="softmax", name="out", dtype=dtype)(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def compiled(keras: Any, model: Any, rate: float = 1e-4) -> Any:
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def freeze_first_conv(model: Any, bn_trains: bool) -> None:
+    model.get_layer("c1").trainable = False
+    model.get_layer("bn1").trainable = False
+    model.get_layer("bn2").trainable = bn_trains
+
+
+def test_a_well_set_up_model_has_no_findings(keras: Any) -> None:
+    model = tiny(keras)
+    freeze_first_conv(model, bn_trains=False)
+    assert check_model(compiled(keras, model)) == []
+
+
+def test_bn_training_after_a_frozen_prefix(keras: Any) -> None:
+    model = tiny(keras)
+    freeze_first_conv(model, bn_trains=True)
+    findings = check_model(compiled(keras, model))
+    assert codes(findings) == {"bn_after_frozen"}
+    assert findings[0].layers == ("bn2",) and findings[0].severity == "warning"
+
+
+def test_no_trainable_weights(keras: Any) -> None:
+    model = tiny(keras)
+    model.trainable = False
+    findings = check_model(compiled(keras, model))
+    assert codes(findings) == {"no_trainable"} and findings[0].severity == "error"
+
+
+def test_float16_output_under_mixed_precision(keras: Any) -> None:
+    findings = check_model(compiled(keras, tiny(keras, mixed=True)))
+    assert codes(findings) == {"float16_output"}
+    assert findings[0].layers == ("out",)
+
+
+def test_high_learning_rate_with_a_frozen_prefix(keras: Any) -> None:
+    model = tiny(keras)
+    freeze_first_conv(model, bn_trains=False)
+    findings = check_model(compiled(keras, model, rate=1e-2))
+    assert codes(findings) == {"high_lr"} and "0.01" in findings[0].message
+    # The same rate without a frozen prefix is training from scratch: nothing to say.
+    assert check_model(compiled(keras, tiny(keras, "scratch"), rate=1e-2)) == []
+
+
+def test_boundary_inside_a_block(resnet50: Any, keras: Any) -> None:
+    from kfreeze_tui.core.build import CompileSpec, build_model, flags_restored
+    from kfreeze_tui.core.head import HeadSpec
+    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+    base = resnet50.model
+    view = PlanView(walk(base))
+    plan = FreezePlan(boundary=view.info.find("conv5_block1_2_conv").path)
+    with flags_restored(base):
+        model = build_model(base, view, plan, HeadSpec(), CompileSpec())
+        findings = static_findings(model)
+    assert codes(findings) == {"split_block"}
+    assert "conv5_block1_2_conv" in findings[0].message and "conv5_block1" in findings[0].message
+
+
+def test_trainable_changed_after_compile(keras: Any) -> None:
+    model = compiled(keras, tiny(keras))
+    model.get_layer("c1").trainable = False  # the trap: after compile()
+    findings = check_model(model)
+    assert "recompile" in codes(findings)
+    recompile = next(f for f in findings if f.code == "recompile")
+    assert recompile.severity == "error" and recompile.layers == ("c1",)
+    assert findings[0].code == "recompile"  # errors first
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert "recompile" not in codes(check_model(model))
+
+
+def test_keras_still_records_the_compiled_trainable_state(keras: Any) -> None:
+    """The private attribute check_model reads: if Keras renames it, this fails loudly."""
+    model = tiny(keras)
+    assert compiled_trainable_state(model) is None  # not compiled
+    compiled(keras, model)
+    state = compiled_trainable_state(model)
+    assert state is not None, "Keras no longer has Trainer._compiled_trainable_state"
+    assert state[model.get_layer("c1")] is True
+    assert all(isinstance(value, bool) for value in state.values())
+
+
+# -- the one-step proof ----------------------------------------------------------------------
+
+
+def test_one_step_proves_a_plan(keras: Any) -> None:
+    model = tiny(keras)
+    freeze_first_conv(model, bn_trains=False)
+    compiled(keras, model)
+    step = one_step(model)
+    # c1 (kernel, bias) and bn1, bn2 (gamma, beta, moving mean, moving variance) are frozen;
+    # c2 and out (kernel, bias) train.
+    assert step.frozen_unchanged == 2 + 4 + 4 and step.frozen_changed == []
+    assert step.trainable_changed == 4 and step.trainable_unchanged == []
+    assert step.bn_stats_changed == [] and step.ok
+    assert step_findings(step) == []
+
+
+def test_one_step_catches_a_layer_frozen_after_training_began(keras: Any) -> None:
+    """The trap of Keras's issue tracker: trainable set to False after compile() and fit()
+    began, without compiling again. The step function Keras traced still trains the layer:
+    its weights and moving statistics move."""
+    import numpy as np
+
+    model = compiled(keras, tiny(keras))
+    model.train_on_batch(np.zeros((2, 8, 8, 3), "float32"), np.zeros((2,), "int64"))
+    model.get_layer("bn2").trainable = False
+    step = one_step(model)
+    assert sorted(step.bn_stats_changed) == ["bn2/moving_mean", "bn2/moving_variance"]
+    assert sorted(step.frozen_changed) == ["bn2/beta", "bn2/gamma"]
+    assert [f.code for f in step_findings(step)] == ["frozen_changed", "bn_stats_changed"]
+    assert "recompile" in codes(check_model(model))
+
+
+def test_one_step_catches_a_frozen_weight_that_changes(keras: Any) -> None:
+    """A layer whose non-trainable state moves in training (a counter)."""
+
+    class Counter(keras.layers.Layer):
+        def build(self, input_shape: Any) -> None:
+            self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+        def call(self, inputs: Any, training: bool = False) -> Any:
+            if training:
+                self.seen.assign_add(1.0)
+            return inputs
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, activation="softmax")(Counter(name="counter")(inputs))
+    step = one_step(compiled(keras, keras.Model(inputs, outputs)))
+    assert step.frozen_changed == ["counter/variable"]
+    assert [f.code for f in step_findings(step)] == ["frozen_changed"]
+
+
+def test_check_command(run_kfreeze: Any, keras: Any, tmp_path: Path) -> None:
+    good = tiny(keras, "good")
+    freeze_first_conv(good, bn_trains=False)
+    compiled(keras, good).save(tmp_path / "good.keras")
+    result = run_kfreeze("check", str(tmp_path / "good.keras"), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["findings"] == []
+    assert document["step"] == {
+        "frozen_unchanged": 10,
+        "frozen_changed": [],
+        "trainable_changed": 4,
+        "trainable_unchanged": [],
+        "bn_stats_changed": [],
+    }
+    frozen = tiny(keras, "frozen")
+    frozen.trainable = False
+    compiled(keras, frozen).save(tmp_path / "frozen.keras")
+    bad = run_kfreeze("check", str(tmp_path / "frozen.keras"))
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("error: no_trainable: no weight trains")
+    missing = run_kfreeze("check", str(tmp_path / "missing.keras"))
+    assert missing.returncode == 2 and missing.stdout == ""
+
+
+@pytest.mark.parametrize("bn_trains", [False, True])
+def test_check_command_text(run_kfreeze: Any, keras: Any, tmp_path: Path, bn_trains: bool) -> None:
+    model = tiny(keras, f"bn_{bn_trains}")
+    freeze_first_conv(model, bn_trains=bn_trains)
+    path = tmp_path / "m.keras"
+    compiled(keras, model).save(path)
+    result = run_kfreeze("check", str(path))
+    assert result.returncode == 0, result.stderr  # warnings only
+    assert "one training step:" in result.stdout
+    assert ("warning: bn_after_frozen" in result.stdout) is bn_trains
