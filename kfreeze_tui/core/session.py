@@ -15,7 +15,9 @@ from typing import Any
 
 from kfreeze_tui.core import cache
 from kfreeze_tui.core.build import CompileSpec, layer_at
+from kfreeze_tui.core.cost import TrainingSetup
 from kfreeze_tui.core.export import ExportRequest, ExportResult, Progress
+from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import ModelInfo, walk
 from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
@@ -76,6 +78,10 @@ class ModelSession:
         self._saved_plan: FreezePlan | None = None
         self.head = HeadSpec()
         self.compile_spec = CompileSpec()
+        self.training = TrainingSetup()
+        """The batch size, optimizer and dtype policy the cost estimate is for."""
+        self.gpus: list[Gpu] = []
+        """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
         self.load_options = load_options or LoadOptions()
         """How the model was loaded (what a plan file and a script repeat)."""
 
@@ -95,10 +101,14 @@ class ModelSession:
         self._plan = plan
         return changed
 
-    def set_head(self, head: HeadSpec, compile_spec: CompileSpec) -> None:
-        """Change the head and how the new model is compiled."""
+    def set_head(
+        self, head: HeadSpec, compile_spec: CompileSpec, training: TrainingSetup | None = None
+    ) -> None:
+        """Change the head, how the new model is compiled and what training costs are for."""
         self.head = head
         self.compile_spec = compile_spec
+        if training is not None:
+            self.training = training
 
     def mark_exported(self, plan: FreezePlan) -> None:
         """``plan`` was exported: quitting with it no longer loses anything."""

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker
 
 from kfreeze_tui.core.build import CompileSpec
+from kfreeze_tui.core.cost import cost_model, human_bytes
 from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
@@ -63,6 +64,9 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     text.append("f here: ")
     text.append(cut.describe(), style="green" if cut.clean else "yellow")
     text.append("\n")
+    if not layer.is_container:
+        there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
+        text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
     if layer.inbound:
         shown = ", ".join(layer.inbound[:4]) + (" ..." if len(layer.inbound) > 4 else "")
         text.append(f"from {shown}\n", style="dim")
@@ -113,7 +117,12 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             yield LayerTable(info, self.session.view, self.plan, id="layers")
             with Vertical(id="side-pane"):
                 yield TextPane(id="layer-summary")
-                yield HeadPane(self.session.head, self.session.compile_spec, id="head-pane")
+                yield HeadPane(
+                    self.session.head,
+                    self.session.compile_spec,
+                    self.session.training,
+                    id="head-pane",
+                )
         yield Input(
             placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
         )
@@ -140,11 +149,28 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
-        self.query_one(StatusBar).show(self.session.view, self.plan)
+        self._show_status(self.plan)
         self.query_one("#filter", Input).display = False
         table = self.query_one(LayerTable)
         table.focus()
         self._show_summary(table.current_layer)
+        self._read_gpus()
+
+    @work(thread=True, exit_on_error=False, group="gpus", description="reading nvidia-smi")
+    def _read_gpus(self) -> None:
+        """The GPUs' free memory, from nvidia-smi (another process: CUDA is never started
+        here), to say whether the plan fits."""
+        from kfreeze_tui.core import gpus
+
+        found = gpus.query()
+        if found:
+            self.session.gpus = found
+            self.app.call_from_thread(self._show_status, self.plan)
+
+    def _show_status(self, plan: FreezePlan) -> None:
+        self.query_one(StatusBar).show(
+            self.session.view, plan, self.session.training, self.session.gpus
+        )
 
     def on_resize(self) -> None:
         self.narrow = self.size.width < NARROW_WIDTH
@@ -170,7 +196,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     def _show_plan(self, plan: FreezePlan) -> None:
         table = self.query_one(LayerTable)
         table.set_plan(plan)
-        self.query_one(StatusBar).show(self.session.view, plan)
+        self._show_status(plan)
         self._show_summary(table.current_layer)
         self.query_one(HeadPane).show_preview(self.session.view, plan)
 
@@ -314,8 +340,9 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     @on(HeadPane.Changed)
     def _head_changed(self, event: HeadPane.Changed) -> None:
-        self.session.set_head(event.head, event.compile_spec)
+        self.session.set_head(event.head, event.compile_spec, event.training)
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
+        self._show_status(self.plan)
 
     def action_feature_layer(self) -> None:
         layer = self.table.current_layer

@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label
 
 from kfreeze_tui.core.build import CompileSpec
+from kfreeze_tui.core.cost import Optimizer, TrainingSetup
 from kfreeze_tui.core.head import (
     HeadSpec,
     feature_layer,
@@ -81,15 +82,26 @@ class HeadPane(VerticalScroll):
     class Changed(Message):
         """The head or the compile settings changed."""
 
-        def __init__(self, head: HeadSpec, compile_spec: CompileSpec) -> None:
+        def __init__(
+            self, head: HeadSpec, compile_spec: CompileSpec, training: TrainingSetup
+        ) -> None:
             super().__init__()
             self.head = head
             self.compile_spec = compile_spec
+            self.training = training
 
-    def __init__(self, head: HeadSpec, compile_spec: CompileSpec, *, id: str) -> None:
+    def __init__(
+        self,
+        head: HeadSpec,
+        compile_spec: CompileSpec,
+        training: TrainingSetup | None = None,
+        *,
+        id: str,
+    ) -> None:
         super().__init__(id=id)
         self.head = head
         self.compile_spec = compile_spec
+        self.training = training or TrainingSetup()
         self._input_problems: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -126,6 +138,15 @@ class HeadPane(VerticalScroll):
         yield _row(
             "labels", CycleField(("sparse", "onehot"), self.compile_spec.labels, id="head-labels")
         )
+        yield _row("batch", Input(str(self.training.batch), id="head-batch", compact=True))
+        yield _row(
+            "optimizer",
+            CycleField(
+                tuple(o.value for o in Optimizer),
+                self.training.optimizer.value,
+                id="head-optimizer",
+            ),
+        )
         yield TextPane(id="head-preview")
 
     def set_feature_layer(self, name: str | None) -> None:
@@ -146,6 +167,8 @@ class HeadPane(VerticalScroll):
             self.compile_spec = replace(self.compile_spec, enabled=value == "yes")
         elif field == "head-labels":
             self.compile_spec = replace(self.compile_spec, labels=value)
+        elif field == "head-optimizer":
+            self.training = replace(self.training, optimizer=Optimizer(value))
         self._changed()
 
     @on(Input.Changed)
@@ -166,6 +189,12 @@ class HeadPane(VerticalScroll):
                 self.head = replace(self.head, dropout=float(text or 0))
             elif field == "head-classes":
                 self.head = replace(self.head, classes=int(text))
+            elif field == "head-batch":
+                batch = int(text)
+                if batch < 1:
+                    problem = "The batch size must be a positive whole number."
+                else:
+                    self.training = replace(self.training, batch=batch)
             elif field == "head-lr":
                 rate = float(text)
                 if rate <= 0:
@@ -176,6 +205,7 @@ class HeadPane(VerticalScroll):
             label = {
                 "head-dropout": "Dropout",
                 "head-classes": "Classes",
+                "head-batch": "The batch size",
                 "head-lr": "The learning rate",
             }[field or ""]
             problem = f"{label} must be a number, not {text!r}."
@@ -192,7 +222,7 @@ class HeadPane(VerticalScroll):
         return list(self._input_problems.values())
 
     def _changed(self) -> None:
-        self.post_message(self.Changed(self.head, self.compile_spec))
+        self.post_message(self.Changed(self.head, self.compile_spec, self.training))
 
     def show_preview(self, view: PlanView, plan: FreezePlan) -> None:
         """Redraw the feature line and the preview for the current plan."""

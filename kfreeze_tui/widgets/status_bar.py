@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.widget import Widget
 
+from kfreeze_tui.core.cost import TrainingSetup, brief, cost_model, human_bytes
+from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 
-def status_text(view: PlanView, plan: FreezePlan) -> Text:
+def status_text(
+    view: PlanView,
+    plan: FreezePlan,
+    training: TrainingSetup | None = None,
+    gpus: Sequence[Gpu] = (),
+) -> Text:
     """The status bar's text for a plan (pure, so the tests and the app share it).
 
     Args:
         view: the walked model's plan view.
         plan: the current plan.
+        training: the batch size, optimizer and dtype the cost is for (None: no cost).
+        gpus: the machine's GPUs, to say whether the plan fits.
 
     Returns:
         Three lines: the counts; the boundary and the cut it makes; the BatchNormalization
-        policy and the exceptions.
+        policy and the exceptions; with ``training``, a fourth: what a step costs (and
+        whether it fits the GPU).
     """
     totals = view.totals(plan)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -51,7 +63,28 @@ def status_text(view: PlanView, plan: FreezePlan) -> Text:
     if plan.exceptions:
         notes.append(f"{len(plan.exceptions)} exception(s)")
     text.append("  ·  ".join(notes))
+    if training is not None:
+        text.append("\n")
+        _cost_line(text, view, plan, training, gpus)
     return text
+
+
+def _cost_line(
+    text: Text, view: PlanView, plan: FreezePlan, training: TrainingSetup, gpus: Sequence[Gpu]
+) -> None:
+    """What a training step of the plan costs, and whether it fits the first GPU."""
+    estimate = cost_model(view).estimate(plan, training)
+    text.append(brief(estimate, training), style="bold")
+    text.append(f" ({training.optimizer.label})")
+    for gpu in gpus[:1]:
+        largest = estimate.largest_batch(gpu.free_bytes)
+        fits = largest >= training.batch
+        text.append(
+            f" · {'fits' if fits else 'does NOT fit'} GPU {gpu.index} "
+            f"({human_bytes(gpu.free_bytes)} free; batch up to {largest:,})",
+            style="green" if fits else "bold red",
+        )
+    text.append("  ·  batch, optimizer: side pane", style="dim")
 
 
 class TextPane(Widget):
@@ -83,6 +116,12 @@ class TextPane(Widget):
 class StatusBar(TextPane):
     """Counts for the current plan, updated on every change."""
 
-    def show(self, view: PlanView, plan: FreezePlan) -> None:
-        """Render the counts of ``plan``."""
-        self.set_text(status_text(view, plan))
+    def show(
+        self,
+        view: PlanView,
+        plan: FreezePlan,
+        training: TrainingSetup | None = None,
+        gpus: Sequence[Gpu] = (),
+    ) -> None:
+        """Render the counts and the cost of ``plan``."""
+        self.set_text(status_text(view, plan, training, gpus))

@@ -1,0 +1,83 @@
+"""The cost of the plan in the explorer: live at the boundary, set by the batch and optimizer
+fields, and checked against the GPU's free memory when nvidia-smi is there."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import screen_text, wait_for_explorer
+
+from kfreeze_tui import scenarios
+from kfreeze_tui.app import make_app
+from kfreeze_tui.core.cost import Optimizer, TrainingSetup, brief, cost_model
+
+
+async def _type(pilot: Any, field: str, text: str) -> None:
+    pilot.app.screen.query_one(field).focus()
+    await pilot.pause()
+    pilot.app.screen.query_one(field).value = ""
+    for char in text:
+        await pilot.press(char)
+
+
+async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) -> None:
+    app = make_app(loaded=named_resnet)
+    async with app.run_test(size=(150, 44)) as pilot:
+        await scenarios.boundary_at_143(pilot)
+        explorer = await wait_for_explorer(pilot)
+        view, plan = explorer.session.view, explorer.plan
+        at_143 = cost_model(view).estimate(plan, TrainingSetup())
+        assert at_143.relative_step == pytest.approx(0.46, abs=0.01)
+        assert f"{brief(at_143, TrainingSetup())} (Adam)" in screen_text(pilot)
+        assert "step 0.46x of full fine-tuning · 512 MiB at batch 32" in screen_text(pilot)
+        # The side pane prices f at the cursor before it is pressed.
+        await pilot.press("left_square_bracket")  # stage 4's start
+        assert "step 0.70x, 1.4 GiB" in screen_text(pilot)
+        await pilot.press("right_square_bracket")
+        await _type(pilot, "#head-batch", "64")
+        assert explorer.session.training.batch == 64
+        at_64 = cost_model(view).estimate(plan, explorer.session.training)
+        assert at_64.memory.activations == 2 * at_143.memory.activations
+        assert f"{brief(at_64, explorer.session.training)} (Adam)" in screen_text(pilot)
+        explorer.query_one("#head-optimizer").focus()
+        await pilot.press("left")  # adam -> sgd (the choices wrap around)
+        assert explorer.session.training.optimizer is Optimizer.SGD
+        assert "(SGD)" in screen_text(pilot)
+        await _type(pilot, "#head-batch", "0")
+        pane = explorer.query_one("#head-pane")
+        assert "The batch size must be a positive whole number." in pane.input_problems
+        assert explorer.query_one("#head-batch").has_class("-bad-value")
+        assert explorer.session.training.batch == 64  # the last good value stays
+
+
+@pytest.fixture
+def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An nvidia-smi that reports one GPU with 300 MiB free (this machine has no GPU)."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 300'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    return script
+
+
+async def test_the_plan_is_checked_against_the_gpu(
+    named_resnet: Any, fake_nvidia_smi: Path
+) -> None:
+    app = make_app(loaded=named_resnet)
+    async with app.run_test(size=(170, 44)) as pilot:
+        await scenarios.boundary_at_143(pilot)
+        explorer = await wait_for_explorer(pilot)
+        for _ in range(100):
+            if explorer.session.gpus:
+                break
+            await pilot.pause(0.05)
+        estimate = cost_model(explorer.session.view).estimate(explorer.plan, TrainingSetup())
+        largest = estimate.largest_batch(300 << 20)
+        assert 0 < largest < 32  # 512 MiB at batch 32 does not fit in 300 MiB
+        assert f"does NOT fit GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)
+        await _type(pilot, "#head-batch", str(largest))
+        assert f"fits GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)
