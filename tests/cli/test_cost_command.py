@@ -1,0 +1,100 @@
+"""kfreeze cost, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from kfreeze_tui.core.cost import TrainingSetup, cost_model
+from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+
+def test_cost_json_for_resnet50(run_kfreeze: Any, resnet50_info: Any) -> None:
+    result = run_kfreeze(
+        "cost", "resnet50", "--weights", "none", "--batch", "16", "--optimizer", "sgdm", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {k: document[k] for k in ("model", "batch", "optimizer", "dtype")} == {
+        "model": "resnet50",
+        "batch": 16,
+        "optimizer": "sgdm",
+        "dtype": "float32",
+    }
+    assert abs(document["forward_macs_per_example"] - 3.9e9) < 0.05 * 3.9e9
+    rows = document["rows"]
+    assert rows[0]["label"] == "head only"
+    assert [row["boundary_index"] for row in rows] == [None, 6, 39, 81, 143, 0]
+    assert rows[-1]["label"] == "everything trains"
+    assert rows[-1]["relative_step"] == 1.0
+    at_143 = rows[4]
+    assert at_143["boundary_name"] == "conv5_block1_1_conv"
+    assert at_143["trainable_params"] == 14_953_472
+    memory = at_143["memory"]
+    assert memory["gradients"] == 4 * 14_953_472 == memory["optimizer"]  # one momentum slot
+    assert memory["total"] == sum(memory[k] for k in ("weights", "gradients", "optimizer",
+                                                      "activations"))  # fmt: skip
+    view = PlanView(resnet50_info)
+    expected = cost_model(view).estimate(
+        FreezePlan(boundary=resnet50_info.find("conv5_block1_1_conv").path),
+        TrainingSetup(batch=16),
+    )
+    assert memory["activations"] == expected.memory.activations
+    assert at_143["flops"] == {
+        "forward": expected.forward_flops,
+        "backward": expected.backward_flops,
+    }
+    assert document["gpus"] == []  # no nvidia-smi here
+
+
+def test_cost_table_one_boundary(run_kfreeze: Any) -> None:
+    result = run_kfreeze(
+        "cost", "resnet50", "--weights", "none", "--freeze-before", "res5a_branch2a",
+        "--dtype", "mixed_float16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "res5a_branch2a is the Keras 2 name of conv5_block1_1_conv" in result.stderr
+    lines = [line for line in result.stdout.splitlines() if "conv5_block1_1_conv" in line]
+    assert len(lines) == 1 and "0.46x" in lines[0] and "14,953,472" in lines[0]
+    assert "mixed_float16" in result.stdout and "3.86 GMACs per example" in result.stdout
+
+
+def test_cost_reports_what_fits_the_gpu(run_kfreeze: Any, tmp_path: Path) -> None:
+    script = tmp_path / "nvidia-smi"
+    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 2048'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = run_kfreeze("cost", "resnet50", "--weights", "none", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    (gpu,) = document["gpus"]
+    assert gpu["free_bytes"] == 2048 << 20 and gpu["name"] == "Fake GPU 16GB"
+    for row, largest in zip(document["rows"][1:], gpu["largest_batch"][1:], strict=True):
+        per_example = row["memory"]["activations"] // 32
+        fixed = row["memory"]["total"] - row["memory"]["activations"]
+        assert fixed + largest * per_example <= gpu["free_bytes"]
+        assert fixed + (largest + 1) * per_example > gpu["free_bytes"]
+    text = run_kfreeze("cost", "resnet50", "--weights", "none", env=env)
+    assert "GPU 0 Fake GPU 16GB: 2.0 GiB free of 16.0 GiB; largest batch that fits:" in text.stdout
+
+
+def test_cost_measures_real_steps(run_kfreeze: Any, small_model_file: Path) -> None:
+    result = run_kfreeze(
+        "cost", str(small_model_file), "--freeze-before", "block1_conv", "--batch", "4",
+        "--measure", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["rows"]
+    measured = row["measured"]
+    assert measured["step_seconds"] > 0 and measured["peak_bytes"] is None  # CPU
+    assert measured["relative_step"] > 0
+
+
+def test_cost_bad_input(run_kfreeze: Any) -> None:
+    result = run_kfreeze("cost", "resnet50", "--weights", "none", "--batch", "0")
+    assert result.returncode == 2 and "--batch 0 must be a positive" in result.stderr
+    unknown = run_kfreeze("cost", "resnet50", "--weights", "none", "--freeze-before", "nope")
+    assert unknown.returncode == 2 and unknown.stdout == ""
