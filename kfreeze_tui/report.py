@@ -182,10 +182,8 @@ def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
         table.add_column("measured", justify="right")
     for doc in documents:
         where = doc["label"]
-        if doc["boundary_index"] is not None and doc["label"] != doc["boundary_name"]:
-            where = f"{doc['label']} ({doc['boundary_index']} {doc['boundary_name']})"
-        elif doc["boundary_index"] is not None:
-            where = f"{doc['boundary_index']} {doc['boundary_name']}"
+        if doc["boundary_index"] is not None and where == doc["boundary_name"]:
+            where = f"{doc['boundary_index']} {where}"
         memory = doc["memory"]
         cells = [
             where,
