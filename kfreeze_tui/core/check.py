@@ -145,7 +145,8 @@ def static_findings(model: Any, info: ModelInfo | None = None) -> list[Finding]:
                 )
             )
         rate = learning_rate(model)
-        if rate is not None and rate > HIGH_LEARNING_RATE:
+        # Compared with room for float32 rounding (Keras stores 1e-3 as 0.0010000000475).
+        if rate is not None and rate > HIGH_LEARNING_RATE * (1 + 1e-6):
             findings.append(
                 Finding(
                     "high_lr",
@@ -207,7 +208,8 @@ def recompile_findings(model: Any) -> list[Finding]:
         Finding(
             "recompile",
             "error",
-            f"trainable was changed after compile() on {len(changed)} layers "
+            f"trainable was changed after compile() on {len(changed)} "
+            f"layer{'s' if len(changed) > 1 else ''} "
             f"({_names(changed)}): the change has no effect until compile() is called again",
             tuple(changed),
         )
