@@ -75,6 +75,10 @@ def test_high_learning_rate_with_a_frozen_prefix(keras: Any) -> None:
     freeze_first_conv(model, bn_trains=False)
     findings = check_model(compiled(keras, model, rate=1e-2))
     assert codes(findings) == {"high_lr"} and "0.01" in findings[0].message
+    # 1e-3 itself is the guide's rate for a new head (Keras stores it as float32).
+    guide = tiny(keras, "guide")
+    freeze_first_conv(guide, bn_trains=False)
+    assert check_model(compiled(keras, guide, rate=1e-3)) == []
     # The same rate without a frozen prefix is training from scratch: nothing to say.
     assert check_model(compiled(keras, tiny(keras, "scratch"), rate=1e-2)) == []
 
