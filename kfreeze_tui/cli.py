@@ -162,12 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first layer that trains: a name (conv5_block1_1_conv), an index of "
         "model.layers (143) or a path into a nested model (0.143); 'all' freezes every layer",
     )
-    export.add_argument(
-        "--bn",
-        choices=("frozen", "trainable"),
-        default="frozen",
-        help="BatchNormalization after the boundary (default: kept frozen)",
-    )
+    _add_bn_option(export)
     _add_head_options(export)
     _add_output_options(export)
     _add_load_options(export)
@@ -200,18 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--force", action="store_true", help="replace NEW.keras if it exists")
     convert.add_argument("--json", action="store_true", help="print one JSON object")
-    group = convert.add_argument_group("loading the model")
-    group.add_argument(
-        "--custom-objects",
-        metavar="FILE.py",
-        type=Path,
-        help="a Python file that defines the custom layers (or model class) the file uses",
-    )
-    group.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow Lambda layers (their Python code runs on loading): trusted files only",
-    )
+    _add_file_options(convert, gpu_help=None)
     convert.set_defaults(handler=_cmd_convert)
 
     cost = commands.add_parser(
@@ -241,12 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|INDEX|PATH",
         help="price this boundary only ('all': head only)",
     )
-    cost.add_argument(
-        "--bn",
-        choices=("frozen", "trainable"),
-        default="frozen",
-        help="BatchNormalization after the boundary (default: kept frozen)",
-    )
+    _add_bn_option(cost)
     cost.add_argument(
         "--measure",
         action="store_true",
@@ -273,12 +252,36 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--no-step", action="store_true", help="static findings only: do not train a step"
     )
-    group = check.add_argument_group("loading the model")
-    group.add_argument("--custom-objects", metavar="FILE.py", type=Path)
-    group.add_argument("--unsafe", action="store_true")
-    group.add_argument("--gpu", action="store_true", help="run the step on the GPU")
+    _add_file_options(check, gpu_help="run the step on the GPU")
     check.set_defaults(handler=_cmd_check)
     return parser
+
+
+def _add_bn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bn",
+        choices=("frozen", "trainable"),
+        default="frozen",
+        help="BatchNormalization after the boundary (default: kept frozen)",
+    )
+
+
+def _add_file_options(parser: argparse.ArgumentParser, gpu_help: str | None) -> None:
+    """The load options that matter for a model file (not for an architecture name)."""
+    group = parser.add_argument_group("loading the model")
+    group.add_argument(
+        "--custom-objects",
+        metavar="FILE.py",
+        type=Path,
+        help="a Python file that defines the custom layers (or model class) the file uses",
+    )
+    group.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow Lambda layers (their Python code runs on loading): trusted files only",
+    )
+    if gpu_help:
+        group.add_argument("--gpu", action="store_true", help=gpu_help)
 
 
 def _add_head_options(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,15 @@ async def wait_for_explorer(pilot: Pilot) -> ExplorerScreen:
     return screen
 
 
+async def type_into(pilot: Pilot, field: str, text: str) -> None:
+    """Focus an input of the current screen, empty it and type ``text`` key by key."""
+    pilot.app.screen.query_one(field).focus()
+    await pilot.pause()
+    pilot.app.screen.query_one(field).value = ""  # type: ignore[attr-defined]
+    for char in text:
+        await pilot.press(char)
+
+
 def screen_text(pilot: Pilot) -> str:
     """What the terminal shows now, as plain text lines (the real composited frame)."""
     strips = pilot.app.screen._compositor.render_strips()

@@ -9,19 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import screen_text, wait_for_explorer
+from helpers import screen_text, type_into, wait_for_explorer
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
 from kfreeze_tui.core.cost import Optimizer, TrainingSetup, brief, cost_model
-
-
-async def _type(pilot: Any, field: str, text: str) -> None:
-    pilot.app.screen.query_one(field).focus()
-    await pilot.pause()
-    pilot.app.screen.query_one(field).value = ""
-    for char in text:
-        await pilot.press(char)
 
 
 async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) -> None:
@@ -38,7 +30,7 @@ async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) 
         await pilot.press("left_square_bracket")  # stage 4's start
         assert "step 0.70x, 1.4 GiB" in screen_text(pilot)
         await pilot.press("right_square_bracket")
-        await _type(pilot, "#head-batch", "64")
+        await type_into(pilot, "#head-batch", "64")
         assert explorer.session.training.batch == 64
         at_64 = cost_model(view).estimate(plan, explorer.session.training)
         assert at_64.memory.activations == 2 * at_143.memory.activations
@@ -47,7 +39,7 @@ async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) 
         await pilot.press("left")  # adam -> sgd (the choices wrap around)
         assert explorer.session.training.optimizer is Optimizer.SGD
         assert "(SGD)" in screen_text(pilot)
-        await _type(pilot, "#head-batch", "0")
+        await type_into(pilot, "#head-batch", "0")
         pane = explorer.query_one("#head-pane")
         assert "The batch size must be a positive whole number." in pane.input_problems
         assert explorer.query_one("#head-batch").has_class("-bad-value")
@@ -79,5 +71,5 @@ async def test_the_plan_is_checked_against_the_gpu(
         largest = estimate.largest_batch(300 << 20)
         assert 0 < largest < 32  # 512 MiB at batch 32 does not fit in 300 MiB
         assert f"does NOT fit GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)
-        await _type(pilot, "#head-batch", str(largest))
+        await type_into(pilot, "#head-batch", str(largest))
         assert f"fits GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)

@@ -7,18 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import screen_text, wait_for, wait_for_explorer
+from helpers import screen_text, type_into, wait_for, wait_for_explorer
 
 from kfreeze_tui.app import make_app
 from kfreeze_tui.screens.export import ExportRunScreen, ExportScreen
-
-
-async def _type(pilot: Any, field: str, text: str) -> None:
-    pilot.app.screen.query_one(field).focus()
-    await pilot.pause()
-    pilot.app.screen.query_one(field).value = ""
-    for char in text:
-        await pilot.press(char)
 
 
 async def test_head_pane_edits_and_validates(resnet50: Any) -> None:
@@ -28,19 +20,19 @@ async def test_head_pane_edits_and_validates(resnet50: Any) -> None:
         text = screen_text(pilot)
         assert "New head on conv5_block3_out" in text and "(default)" in text
         assert "GlobalAveragePooling2D" in text
-        await _type(pilot, "#head-classes", "5")
+        await type_into(pilot, "#head-classes", "5")
         assert explorer.head.classes == 5
         assert "Dense (None, 5) 10,245" in screen_text(pilot)
-        await _type(pilot, "#head-hidden", "256")
+        await type_into(pilot, "#head-hidden", "256")
         assert explorer.head.hidden[0].units == 256
-        await _type(pilot, "#head-classes", "1")
+        await type_into(pilot, "#head-classes", "1")
         assert "Softmax over 1 class" in screen_text(pilot)
         # Cycle the output activation to sigmoid: the problem goes away.
         explorer.query_one("#head-activation").focus()
         await pilot.press("right")
         assert explorer.head.activation == "sigmoid"
         assert "Softmax over 1 class" not in screen_text(pilot)
-        await _type(pilot, "#head-dropout", "abc")
+        await type_into(pilot, "#head-dropout", "abc")
         assert "Dropout must be a number" in screen_text(pilot)
         await pilot.press("e")  # typed into the field, not an export
         assert not isinstance(app.screen, ExportScreen)
