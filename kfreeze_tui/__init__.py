@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "apply_plan", "check_model"]
+__all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
 
 
 def check_model(model: Any) -> list[Any]:
@@ -36,7 +36,7 @@ def check_model(model: Any) -> list[Any]:
     return sorted(findings, key=lambda finding: finding.severity != "error")
 
 
-def apply_plan(model: Any, plan: str | Path) -> Any:
+def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     """Apply a kfreeze plan file to a loaded model, for training code.
 
     The model's layers are frozen as the plan says (by layer name, or by index where a name is
@@ -46,6 +46,8 @@ def apply_plan(model: Any, plan: str | Path) -> Any:
     Args:
         model: a ``keras.Model`` (the same architecture the plan was made on).
         plan: the path of a ``.toml`` plan written by kfreeze.
+        phase: for a plan with phases, the phase (from 1) to set up and compile for: its
+            boundary, and its learning rate (a ``MultiOptimizer`` for a range). None: phase 1.
 
     Returns:
         The new ``keras.Model``.
@@ -56,13 +58,110 @@ def apply_plan(model: Any, plan: str | Path) -> Any:
     import warnings
 
     from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import build_model
+    from kfreeze_tui.core.build import PlanError, build_model
     from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.phases import phase_optimizer
     from kfreeze_tui.core.plan import PlanView
+    from kfreeze_tui.core.runtime import import_keras
 
     doc = planfile.read(Path(plan))
     view = PlanView(walk(model))
     freeze, notes = planfile.resolve(doc, view.info)
+    phases = planfile.resolve_phases(doc, view.info, notes)
     for note in notes:
         warnings.warn(f"kfreeze: {note}", stacklevel=2)
-    return build_model(model, view, freeze, doc.head, doc.compile)
+    number = 1 if phase is None else phase
+    if not phases:
+        if number != 1:
+            raise PlanError(f"the plan has no phases, so no phase {number}")
+        return build_model(model, view, freeze, doc.head, doc.compile)
+    if not 1 <= number <= len(phases):
+        raise PlanError(f"the plan has phases 1 to {len(phases)}, not {number}")
+    chosen = phases[number - 1]
+    keras = import_keras()
+    return build_model(
+        model,
+        view,
+        chosen.plan(freeze),
+        doc.head,
+        doc.compile,
+        lambda new: phase_optimizer(keras, new, view.info, chosen, doc.compile.learning_rate),
+    )
+
+
+def fit_phases(
+    model_or_base: Any,
+    plan: str | Path,
+    train: Any,
+    validation_data: Any = None,
+    callbacks: Any = None,
+    **fit_kwargs: Any,
+) -> Any:
+    """Train through every phase of a plan: set the flags, compile again, continue the epochs.
+
+    Each phase freezes the base before its boundary (the head only for ``head``), compiles
+    with its learning rate (a ``MultiOptimizer`` for a range ``lo..hi``) and calls ``fit``
+    with ``initial_epoch`` where the last phase stopped, the same ``callbacks`` and
+    ``fit_kwargs``. A plan without phases is one phase of ``fit_kwargs["epochs"]`` (1 if
+    not given).
+
+    Args:
+        model_or_base: the base the plan was made on, or the model ``apply_plan`` built
+            from it (with the head).
+        plan: the path of a ``.toml`` plan written by kfreeze.
+        train: what ``fit`` takes as ``x`` (a ``tf.data.Dataset``, arrays with ``y`` in
+            ``fit_kwargs`` ...).
+        validation_data: passed to every ``fit``.
+        callbacks: passed to every ``fit`` (the same objects, so they see every epoch).
+
+    Returns:
+        One ``keras.callbacks.History`` with every epoch of every phase.
+    """
+    from kfreeze_tui.core import planfile
+    from kfreeze_tui.core.build import apply_freeze, is_head_layer, loss_for
+    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.phases import Phase, phase_optimizer
+    from kfreeze_tui.core.plan import PlanView
+    from kfreeze_tui.core.runtime import import_keras
+
+    keras = import_keras()
+    has_head = any(is_head_layer(layer.name) for layer in model_or_base.layers)
+    model = model_or_base if has_head else apply_plan(model_or_base, plan, phase=1)
+    doc = planfile.read(Path(plan))
+    view = PlanView(walk(model))
+    notes: list[str] = []
+    freeze, _ = planfile.resolve(doc, view.info)
+    phases = planfile.resolve_phases(doc, view.info, notes) or (
+        Phase(boundary=freeze.boundary, epochs=int(fit_kwargs.pop("epochs", 1))),
+    )
+    fit_kwargs.pop("epochs", None)
+    fit_kwargs.pop("initial_epoch", None)
+    first_head = next(row.path for row in view.info.top_level if is_head_layer(row.name))
+    choice = loss_for(doc.head, doc.compile)
+    merged = keras.callbacks.History()
+    merged.history, merged.epoch = {}, []
+    epoch = 0
+    for phase in phases:
+        phase_plan = phase.plan(freeze)
+        if phase_plan.boundary is None:  # the head only: the first head layer trains
+            phase_plan = phase_plan.with_boundary(first_head)
+        apply_freeze(model, view, phase_plan)
+        model.compile(
+            optimizer=phase_optimizer(keras, model, view.info, phase, doc.compile.learning_rate),
+            loss=getattr(keras.losses, choice.loss_class)(from_logits=choice.from_logits),
+            metrics=[choice.metric],
+        )
+        result = model.fit(
+            train,
+            validation_data=validation_data,
+            initial_epoch=epoch,
+            epochs=epoch + phase.epochs,
+            callbacks=callbacks,
+            **fit_kwargs,
+        )
+        for key, values in result.history.items():
+            merged.history.setdefault(key, []).extend(values)
+        merged.epoch.extend(result.epoch)
+        epoch += phase.epochs
+    merged.set_model(model)
+    return merged

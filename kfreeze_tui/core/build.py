@@ -9,7 +9,8 @@ when any layer inside it trains; otherwise Keras would hide its trainable layers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,14 @@ from kfreeze_tui.core.head import (
     validate,
 )
 from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+#: The names build_model gives the layers of the new head.
+HEAD_LAYER = re.compile(r"head_(pool|dropout|output|dense_\d+)")
+
+
+def is_head_layer(name: str) -> bool:
+    """Whether a layer of a built model is one of the head's."""
+    return HEAD_LAYER.fullmatch(name) is not None
 
 
 def layer_at(model: Any, path: tuple[int, ...]) -> Any:
@@ -112,6 +121,7 @@ def build_model(
     plan: FreezePlan,
     head: HeadSpec,
     compile_spec: CompileSpec | None = None,
+    optimizer_for: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Apply a whole plan to a loaded model: freeze, add the head, compile.
 
@@ -124,6 +134,8 @@ def build_model(
         plan: where to freeze.
         head: the head to add.
         compile_spec: how to compile; None compiles with the defaults.
+        optimizer_for: makes the optimizer for the new model (a phase's learning rates);
+            None: Adam at ``compile_spec.learning_rate``.
 
     Returns:
         The new ``keras.Model``, ready to train.
@@ -172,8 +184,13 @@ def build_model(
         choice = loss_for(head, compile_spec)
         loss_class = getattr(keras.losses, choice.loss_class)
         # Compiled after the flags are set: compile() captures what is trainable.
+        optimizer = (
+            optimizer_for(new)
+            if optimizer_for is not None
+            else keras.optimizers.Adam(learning_rate=compile_spec.learning_rate)
+        )
         new.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=compile_spec.learning_rate),
+            optimizer=optimizer,
             loss=loss_class(from_logits=choice.from_logits),
             metrics=[choice.metric],
         )

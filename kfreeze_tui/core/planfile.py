@@ -18,6 +18,7 @@ from kfreeze_tui.core.head import DenseSpec, HeadSpec, feature_layer, resolved_p
 from kfreeze_tui.core.layers import ModelInfo
 from kfreeze_tui.core.loading import LoadOptions
 from kfreeze_tui.core.names import find_layer
+from kfreeze_tui.core.phases import HEAD, Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 if sys.version_info >= (3, 11):
@@ -48,6 +49,19 @@ class PlanDocument:
     head: HeadSpec
     compile: CompileSpec
     notes: list[str] = field(default_factory=list, compare=False)
+    phases: tuple[PhaseRef, ...] = ()
+    """Staged training; empty for a plan of one phase (the freeze above)."""
+
+
+@dataclass(frozen=True)
+class PhaseRef:
+    """A phase as the plan file stores it: the boundary by name and path (None: head)."""
+
+    boundary: LayerRef | None
+    epochs: int
+    lr: float | None = None
+    lr_range: tuple[float, float] | None = None
+    bn_policy: BNPolicy | None = None
 
 
 def document(
@@ -57,6 +71,7 @@ def document(
     plan: FreezePlan,
     head: HeadSpec,
     compile_spec: CompileSpec,
+    phases: tuple[Phase, ...] = (),
 ) -> PlanDocument:
     """The plan document of a plan on a walked model (the feature layer made explicit)."""
     info = view.info
@@ -79,6 +94,18 @@ def document(
         bn_policy=plan.bn_policy,
         head=resolved,
         compile=compile_spec,
+        phases=tuple(
+            PhaseRef(
+                boundary=(
+                    LayerRef(info.layer(p.boundary).name, p.boundary) if p.boundary else None
+                ),
+                epochs=p.epochs,
+                lr=p.lr,
+                lr_range=p.lr_range,
+                bn_policy=p.bn_policy,
+            )
+            for p in phases
+        ),
     )
 
 
@@ -152,6 +179,24 @@ def to_toml(doc: PlanDocument) -> str:
         f'labels = {_value(doc.compile.labels)}  # "sparse" (class ids) or "onehot"',
         "",
     ]
+    if doc.phases:
+        lines.append("# Staged training: kfreeze_tui.fit_phases (or the script's train()) runs")
+        lines.append("# the phases in order; [freeze] above is phase 1's.")
+    for phase in doc.phases:
+        lines.append("[[phase]]")
+        if phase.boundary is None:
+            lines.append('boundary = "head"  # the whole base frozen')
+        else:
+            lines.append(f"boundary = {_value(phase.boundary.name)}")
+            lines.append(f"boundary_path = {_value(list(phase.boundary.path))}")
+        lines.append(f"epochs = {phase.epochs}")
+        if phase.lr_range is not None:
+            lines.append(f"lr_range = {_value([float(v) for v in phase.lr_range])}")
+        elif phase.lr is not None:
+            lines.append(f"lr = {_value(float(phase.lr))}")
+        if phase.bn_policy is not None:
+            lines.append(f"bn_policy = {_value(phase.bn_policy.value)}")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -238,6 +283,44 @@ def read(path: Path) -> PlanDocument:
         bn_policy=policy,
         head=spec,
         compile=compile_spec,
+        phases=tuple(_read_phase(table, i) for i, table in enumerate(data.get("phase", []), 1)),
+    )
+
+
+def _read_phase(table: Any, number: int) -> PhaseRef:
+    where = f"phase {number}"
+    if not isinstance(table, dict):
+        raise PlanError(f"[[phase]] {number} is not a table")
+    name = _need(table, "boundary", str, where)
+    boundary = None
+    if name != HEAD:
+        boundary = LayerRef(name, _path(table.get("boundary_path", []), f"{where}'s boundary_path"))
+    epochs = _need(table, "epochs", int, where)
+    if epochs < 1:
+        raise PlanError(f"{where} must train at least one epoch")
+    lr = table.get("lr")
+    lr_range = table.get("lr_range")
+    if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
+        raise PlanError(f"lr in {where} must be a positive number")
+    if lr_range is not None:
+        valid = (
+            isinstance(lr_range, list)
+            and len(lr_range) == 2
+            and all(isinstance(v, (int, float)) and v > 0 for v in lr_range)
+            and lr_range[0] <= lr_range[1]
+        )
+        if not valid:
+            raise PlanError(f"lr_range in {where} must be [low, high], two positive numbers")
+    try:
+        policy = BNPolicy(table["bn_policy"]) if "bn_policy" in table else None
+    except ValueError:
+        raise PlanError(f"bn_policy in {where} must be frozen or trainable") from None
+    return PhaseRef(
+        boundary=boundary,
+        epochs=epochs,
+        lr=float(lr) if lr is not None else None,
+        lr_range=(float(lr_range[0]), float(lr_range[1])) if lr_range else None,
+        bn_policy=policy,
     )
 
 
@@ -286,3 +369,23 @@ def resolve(doc: PlanDocument, info: ModelInfo) -> tuple[FreezePlan, list[str]]:
         if info.layer(path).is_container:
             raise PlanError(f"the exception {info.layer(path).name} is a nested model, not a layer")
     return FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy), notes
+
+
+def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tuple[Phase, ...]:
+    """The phases of a document on a walked model (by name, else by index, as the freeze).
+
+    Raises:
+        PlanError: a phase's boundary matches no layer.
+    """
+    return tuple(
+        Phase(
+            boundary=(
+                _find(info, ref.boundary, f"phase {i} boundary", notes) if ref.boundary else None
+            ),
+            epochs=ref.epochs,
+            lr=ref.lr,
+            lr_range=ref.lr_range,
+            bn_policy=ref.bn_policy,
+        )
+        for i, ref in enumerate(doc.phases, 1)
+    )
