@@ -157,10 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", metavar="MODEL", help="architecture name or .keras/.h5 file")
     export.add_argument(
         "--freeze-before",
-        required=True,
         metavar="NAME|INDEX|PATH",
         help="the first layer that trains: a name (conv5_block1_1_conv), an index of "
-        "model.layers (143) or a path into a nested model (0.143); 'all' freezes every layer",
+        "model.layers (143) or a path into a nested model (0.143); 'all' freezes every layer "
+        "(required unless --phase gives phase 1)",
+    )
+    export.add_argument(
+        "--phase",
+        action="append",
+        default=[],
+        metavar="BOUNDARY:EPOCHS[:LR|:LO..HI]",
+        help="a training phase (repeatable, in order): BOUNDARY is a layer or 'head' (the "
+        "whole base frozen); LR one learning rate, LO..HI a range spread over the stages "
+        "after the boundary (the head gets HI). The .keras file is set up for phase 1; the "
+        "plan, the script's train() and fit_phases() run them all",
+    )
+    export.add_argument(
+        "--strategy",
+        choices=("mirrored", "multiworker"),
+        help="the script builds and compiles inside tf.distribute.MirroredStrategy (this "
+        "machine's GPUs) or MultiWorkerMirroredStrategy (several machines)",
     )
     _add_bn_option(export)
     _add_head_options(export)
@@ -608,6 +624,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.export import check_request
     from kfreeze_tui.core.head import HeadSpec
     from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.phases import parse_phase
     from kfreeze_tui.core.plan import BNPolicy, FreezePlan
     from kfreeze_tui.core.session import ModelSession, parse_layer_ref
 
@@ -622,6 +639,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     compile_spec = CompileSpec(
         enabled=not args.no_compile, learning_rate=args.lr, labels=args.labels
     )
+    if args.freeze_before is None and not args.phase:
+        raise UsageError("pass --freeze-before LAYER (or --phase for staged training)")
     check_request(_request(args))  # type: ignore[arg-type]  # before the slow load
     options = load_options_from(args)
     loaded = load(args.model, options)  # type: ignore[arg-type]
@@ -629,13 +648,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
         _warn(warning)
     session = ModelSession(loaded)
     notes: list[str] = []
-    boundary = (
-        None
-        if args.freeze_before.strip().lower() == "all"
-        else parse_layer_ref(session.info, args.freeze_before, notes)
-    )
+    phase_notes: list[str] = []
+    session.phases = tuple(parse_phase(text, session.info, phase_notes) for text in args.phase)
+    session.strategy = args.strategy
+    if args.freeze_before is None:
+        boundary = session.phases[0].boundary  # phase 1 (checked before loading)
+    elif args.freeze_before.strip().lower() == "all":
+        boundary = None
+    else:
+        boundary = parse_layer_ref(session.info, args.freeze_before, notes)
     for note in notes:
         _note(f"--freeze-before {note}")
+    for note in phase_notes:
+        _note(f"--phase {note}")
     plan = FreezePlan(boundary=boundary, bn_policy=BNPolicy(args.bn))
     return _export_session(session, options, plan, head, compile_spec, args)
 

@@ -8,12 +8,14 @@ flags. Users keep it in their training code, so it imports nothing but keras.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kfreeze_tui import __version__
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.build import CompileSpec, loss_for
 from kfreeze_tui.core.head import HeadSpec, feature_layer, pooling_class, resolved_pooling
 from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 
@@ -165,6 +167,162 @@ def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[s
     return lines
 
 
+_STRATEGY_CLASS = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
+_STRATEGY_NOTE = {
+    "mirrored": "one replica per GPU of this machine.",
+    "multiworker": "one replica per GPU of every worker (TF_CONFIG names the workers).",
+}
+
+
+def _optimizer_source(phase: Phase | None, compile_spec: CompileSpec) -> str:
+    if phase is None:
+        return f"keras.optimizers.Adam(learning_rate={compile_spec.learning_rate!r})"
+    return "optimizer_for(PHASES[0])"
+
+
+def _train_lines(
+    view: PlanView,
+    plan: FreezePlan,
+    phases: tuple[Phase, ...],
+    compile_spec: CompileSpec,
+    choice: Any,
+    strategy: str | None,
+) -> tuple[list[str], list[str]]:
+    """``PHASES``, ``set_phase`` and ``optimizer_for`` (defined before the model is
+    compiled for phase 1), and ``train``, which runs every phase in turn."""
+    info = view.info
+    if not phases:
+        return [], [
+            "",
+            "",
+            "def train(train_ds, val_ds=None, epochs=10, callbacks=None):",
+            '    """Train the model as it is set up above; returns its history."""',
+            "    result = model.fit(",
+            "        train_ds,",
+            "        validation_data=val_ds,",
+            "        epochs=epochs,",
+            "        callbacks=callbacks,",
+            "        verbose=2,",
+            "    )",
+            "    return result.history",
+        ]
+    leaves = view.leaves
+    top_stage = [info.layer(leaf.path[:1]).stage for leaf in leaves]
+    stage_starts = [i for i in range(1, len(leaves)) if top_stage[i] != top_stage[i - 1]]
+    entries = []
+    for phase in phases:
+        boundary = None if phase.boundary is None else info.layer(phase.boundary).name
+        rate: Any = (
+            phase.lr_range
+            if phase.lr_range is not None
+            else (phase.lr if phase.lr is not None else compile_spec.learning_rate)
+        )
+        keep_bn = (phase.bn_policy or plan.bn_policy) is BNPolicy.FROZEN
+        entries.append(
+            f"    dict(boundary={boundary!r}, epochs={phase.epochs}, lr={rate!r}, "
+            f"keep_batchnorm_frozen={keep_bn}),"
+        )
+    scope = "        with strategy.scope():" if strategy else None
+    compile_lines = [
+        "model.compile(",
+        "    optimizer=optimizer_for(phase),",
+        f"    loss={choice.loss_source},",
+        f'    metrics=["{choice.metric}"],',
+        ")",
+    ]
+    indent = "            " if scope else "        "
+    lines = [
+        "",
+        "",
+        "# The training phases, in order: each sets what trains, compiles again (compile()",
+        "# captures the trainable weights) and continues the epoch count (train() below). lr",
+        "# is one rate, or (low, high): low for the first stage that trains, rising",
+        "# geometrically stage by stage, high for the new head.",
+        "PHASES = [",
+        *entries,
+        "]",
+        "# Where the base's stages start, as positions in leaves(base) (for (low, high) rates).",
+        f"STAGE_STARTS = {stage_starts!r}",
+        "",
+        "",
+        "def base_leaves(container):",
+        '    """The base\'s layers depth first, each nested model replaced by its layers."""',
+        "    for layer in container.layers:",
+        "        if isinstance(layer, keras.Model) and layer.layers:",
+        "            yield from base_leaves(layer)",
+        "        else:",
+        "            yield layer",
+        "",
+        "",
+        "def set_phase(phase):",
+        '    """Freeze every layer of the base before the phase\'s boundary, train the rest."""',
+        "    layers = list(base_leaves(base))",
+        "    names = [layer.name for layer in layers]",
+        '    cut = len(layers) if phase["boundary"] is None else names.index(phase["boundary"])',
+        "    base.trainable = True",
+        "    for container in base.layers:",
+        "        if isinstance(container, keras.Model):",
+        "            container.trainable = True",
+        "    for i, layer in enumerate(layers):",
+        "        layer.trainable = i >= cut and not (",
+        '            phase["keep_batchnorm_frozen"]',
+        "            and isinstance(layer, keras.layers.BatchNormalization)",
+        "        )",
+        "",
+        "",
+        "def optimizer_for(phase):",
+        '    """Adam at the phase\'s rate; for (low, high), one Adam per rate (MultiOptimizer)."""',
+        '    if not isinstance(phase["lr"], tuple):',
+        '        return keras.optimizers.Adam(learning_rate=phase["lr"])',
+        '    low, high = phase["lr"]',
+        "    layers = list(base_leaves(base))",
+        '    cut = len(layers) if phase["boundary"] is None else [',
+        "        layer.name for layer in layers",
+        '    ].index(phase["boundary"])',
+        "    first = bisect.bisect_right(STAGE_STARTS, cut)",
+        "    count = bisect.bisect_right(STAGE_STARTS, len(layers) - 1) - first + 1",
+        "    adams = {}",
+        "    mapping = {}",
+        "    for i, layer in enumerate(layers[cut:], start=cut):",
+        "        rank = bisect.bisect_right(STAGE_STARTS, i) - first",
+        "        rate = low * (high / low) ** (rank / count)",
+        "        adam = adams.setdefault(rate, keras.optimizers.Adam(learning_rate=rate))",
+        "        for variable in layer.weights:",
+        "            mapping[variable.path] = adam",
+        "    head = adams.setdefault(high, keras.optimizers.Adam(learning_rate=high))",
+        "    return keras.optimizers.MultiOptimizer(",
+        "        keras.optimizers.OptimizerMap(default_optimizer=head, optimizer_map=mapping)",
+        "    )",
+        "",
+        "",
+        "def train(train_ds, val_ds=None, callbacks=None):",
+        '    """Every phase in turn; returns the merged history: {metric: [one per epoch]}."""',
+        "    history = {}",
+        "    epoch = 0",
+        "    for phase in PHASES:",
+        "        set_phase(phase)",
+    ]
+    if scope:
+        lines.append(scope)
+    lines += [indent + line for line in compile_lines]
+    lines += [
+        "        result = model.fit(",
+        "            train_ds,",
+        "            validation_data=val_ds,",
+        "            initial_epoch=epoch,",
+        '            epochs=epoch + phase["epochs"],',
+        "            callbacks=callbacks,",
+        "            verbose=2,",
+        "        )",
+        "        for key, values in result.history.items():",
+        "            history.setdefault(key, []).extend(values)",
+        '        epoch += phase["epochs"]',
+        "    return history",
+    ]
+    split = lines.index("def train(train_ds, val_ds=None, callbacks=None):") - 2
+    return lines[2:split], lines[split:]
+
+
 def python_script(
     source: str,
     load: LoadOptions,
@@ -174,6 +332,8 @@ def python_script(
     compile_spec: CompileSpec,
     mixed_precision: bool = False,
     legacy: bool = False,
+    phases: tuple[Phase, ...] = (),
+    strategy: str | None = None,
 ) -> str:
     """The script's text.
 
@@ -186,18 +346,15 @@ def python_script(
         compile_spec: how to compile.
         mixed_precision: the model uses a mixed precision policy (the head ends in float32).
         legacy: the source is a file from an older Keras: the script loads its converted copy.
+        phases: staged training: the script gets ``train(train_ds, val_ds=None)``, which runs
+            them (without phases, ``train`` runs one phase: the plan, for the given epochs).
+        strategy: ``mirrored`` or ``multiworker``: build and compile inside that
+            ``tf.distribute`` strategy's scope.
 
     Returns:
         A complete Python module.
     """
-    lines = [
-        f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
-        "",
-        "Run it to build the model; or import it and train `model`.",
-        '"""',
-        "",
-        "import keras",
-        "",
+    body = [
         "# 1. The base model.",
         *_base_lines(source, load, legacy),
         "",
@@ -207,18 +364,46 @@ def python_script(
         "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
     ]
+    choice = loss_for(head, compile_spec)
     if compile_spec.enabled:
-        choice = loss_for(head, compile_spec)
-        lines += [
+        first = phases[0] if phases else None
+        body += [
             "",
-            "# 4. Compile, after the trainable flags are set.",
+            "# 4. Compile, after the trainable flags are set"
+            + (" (for phase 1)." if first else "."),
             "model.compile(",
-            f"    optimizer=keras.optimizers.Adam(learning_rate={compile_spec.learning_rate!r}),",
+            f"    optimizer={_optimizer_source(first, compile_spec)},",
             f"    loss={choice.loss_source},",
             f'    metrics=["{choice.metric}"],',
             ")",
         ]
+    lines = [
+        f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
+        "",
+        "Run it to build the model; or import it and train `model` (train(train_ds, val_ds)",
+        "runs every phase of the plan).",
+        '"""',
+        "",
+        *(["import bisect", ""] if phases else []),
+        "import keras",
+        *(["import tensorflow as tf"] if strategy else []),
+    ]
+    definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy)
+    if definitions:
+        lines += ["", *definitions]
+    if strategy:
+        lines += [
+            "",
+            f"# Build and compile inside the strategy's scope: {_STRATEGY_NOTE[strategy]}",
+            f"strategy = tf.distribute.{_STRATEGY_CLASS[strategy]}()",
+            "with strategy.scope():",
+            *("    " + line if line else "" for line in body),
+        ]
+    else:
+        lines += ["", *body]
+    lines += train
     lines += [
+        "",
         "",
         'if __name__ == "__main__":',
         "    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)",

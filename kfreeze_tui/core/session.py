@@ -21,6 +21,7 @@ from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.layers import ModelInfo, walk
 from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
+from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import FreezePlan, PlanView
 from kfreeze_tui.core.planfile import PlanDocument
 
@@ -82,6 +83,10 @@ class ModelSession:
         """The batch size, optimizer and dtype policy the cost estimate is for."""
         self.gpus: list[Gpu] = []
         """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
+        self.phases: tuple[Phase, ...] = ()
+        """Staged training (empty: one phase, the plan); phase 1 is what the export writes."""
+        self.strategy: str | None = None
+        """``mirrored`` or ``multiworker``: the script builds inside that distribution scope."""
         self.load_options = load_options or LoadOptions()
         """How the model was loaded (what a plan file and a script repeat)."""
 
@@ -133,9 +138,10 @@ class ModelSession:
         Raises:
             PlanError: when the plan does not fit this model.
         """
-        from kfreeze_tui.core.planfile import resolve
+        from kfreeze_tui.core.planfile import resolve, resolve_phases
 
         plan, notes = resolve(doc, self.info)
+        self.phases = resolve_phases(doc, self.info, notes)
         self._preset = plan
         self._plan = self._saved_plan = plan
         self.head = doc.head
@@ -227,10 +233,24 @@ class ModelSession:
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
+        optimizer_for = None
+        if self.phases:
+            from kfreeze_tui.core.phases import phase_optimizer
+            from kfreeze_tui.core.runtime import import_keras
+
+            first = self.phases[0]
+            plan = first.plan(plan)
+            keras = import_keras()
+
+            def optimizer_for(new: Any) -> Any:
+                return phase_optimizer(keras, new, self.info, first, compile_spec.learning_rate)
+
         with flags_restored(base):
-            model = build_model(base, self.view, plan, head, compile_spec)
+            model = build_model(base, self.view, plan, head, compile_spec, optimizer_for)
             plan_text = to_toml(
-                document(self.source, load_options, self.view, plan, head, compile_spec)
+                document(
+                    self.source, load_options, self.view, plan, head, compile_spec, self.phases
+                )
             )
             script_text = python_script(
                 self.source,
@@ -241,6 +261,8 @@ class ModelSession:
                 compile_spec,
                 mixed_precision=uses_mixed_precision(base),
                 legacy=bool(self.repairs),
+                phases=self.phases,
+                strategy=self.strategy,
             )
             return export(model, request, plan_text, script_text, progress)
 
