@@ -26,6 +26,7 @@ from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, validate
 from kfreeze_tui.core.layers import LayerInfo
 from kfreeze_tui.core.names import find_layer
+from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
@@ -94,6 +95,9 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("minus", "collapse_all", "Collapse all", show=False, id="collapse_all"),
         Binding("plus,equals_sign", "expand_all", "Expand all", show=False, id="expand_all"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("a", "add_phase", "Add a training phase at the cursor", show=False, id="add_phase"),
+        Binding("A", "add_head_phase", "Add a head-only phase", show=False, id="add_head_phase"),
+        Binding("x", "remove_phase", "Remove a phase", show=False, id="remove_phase"),
         Binding(
             "R", "repairs", "Repairs made to open an older file", show=False, id="show_repairs"
         ),
@@ -117,6 +121,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             yield LayerTable(info, self.session.view, self.plan, id="layers")
             with Vertical(id="side-pane"):
                 yield TextPane(id="layer-summary")
+                yield TextPane(id="phases")
                 yield HeadPane(
                     self.session.head,
                     self.session.compile_spec,
@@ -150,6 +155,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     def on_mount(self) -> None:
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
         self._show_status(self.plan)
+        self._show_phases()
         self.query_one("#filter", Input).display = False
         table = self.query_one(LayerTable)
         table.focus()
@@ -237,6 +243,68 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 severity="warning",
                 markup=False,
             )
+
+    # -- phases --------------------------------------------------------------------------
+
+    def action_add_phase(self) -> None:
+        layer = self.table.current_layer
+        if layer is None:
+            return
+        self._set_phases((*self.session.phases, Phase(boundary=layer.path, epochs=5, lr=1e-5)))
+
+    def action_add_head_phase(self) -> None:
+        self._set_phases((*self.session.phases, Phase(boundary=None, epochs=3, lr=1e-3)))
+
+    def action_remove_phase(self) -> None:
+        phases = self.session.phases
+        if not phases:
+            self.notify("There are no phases to remove: a adds one at the cursor.")
+            return
+        layer = self.table.current_layer
+        here = [i for i, p in enumerate(phases) if layer is not None and p.boundary == layer.path]
+        drop = here[-1] if here else len(phases) - 1
+        self._set_phases(phases[:drop] + phases[drop + 1 :])
+
+    def _set_phases(self, phases: tuple[Phase, ...]) -> None:
+        self.session.phases = phases
+        self._show_phases()
+
+    def _show_phases(self) -> None:
+        """The phases pane and the phases' lines in the tree."""
+        session = self.session
+        view = session.view
+        text = Text()
+        marks: list[tuple[int, str]] = []
+        if not session.phases:
+            text.append("Phases: none (a, A: add)", style="dim")
+        else:
+            text.append("Phases", style="bold")
+            text.append(" (a/A add, x removes)\n", style="dim")
+            costs = cost_model(view)
+            for number, phase in enumerate(session.phases, 1):
+                plan = phase.plan(self.plan)
+                where = "head" if phase.boundary is None else view.info.layer(phase.boundary).name
+                trainable = view.totals(plan).trainable
+                estimate = costs.estimate(plan, session.training)
+                at = (
+                    "head"
+                    if phase.boundary is None
+                    else f"at {view.info.layer(phase.boundary).path_text}"
+                )
+                text.append(f"{number} {at}", style="bold")
+                text.append(f" · {phase.epochs} ep · lr {phase.lr_text()}\n")
+                text.append(
+                    f"  {trainable:,} · {estimate.relative_step:.2f}x · "
+                    f"{human_bytes(estimate.memory.total)}\n"
+                )
+                position = (
+                    len(view.leaves) if phase.boundary is None else view.span(phase.boundary)[0]
+                )
+                marks.append((position, f"phase {number}: {where}, {phase.epochs} epochs"))
+        pane = self.query_one("#phases", TextPane)
+        pane.set_text(text)
+        pane.refresh(layout=True)
+        self.table.set_phase_marks(marks)
 
     def action_repairs(self) -> None:
         if not self.session.repairs:
@@ -340,9 +408,12 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     @on(HeadPane.Changed)
     def _head_changed(self, event: HeadPane.Changed) -> None:
+        changed = event.training != self.session.training
         self.session.set_head(event.head, event.compile_spec, event.training)
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
         self._show_status(self.plan)
+        if changed and self.session.phases:
+            self._show_phases()
 
     def action_feature_layer(self) -> None:
         layer = self.table.current_layer

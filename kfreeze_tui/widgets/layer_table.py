@@ -273,6 +273,7 @@ class LayerTable(ScrollView, can_focus=True):
         "layer-table--partial",
         "layer-table--exception",
         "layer-table--boundary",
+        "layer-table--phase",
         "layer-table--cursor",
         "layer-table--dim",
     }
@@ -319,6 +320,8 @@ class LayerTable(ScrollView, can_focus=True):
         self._starts: list[int] = []
         self._row_of_key: dict[str, int] = {}
         self._columns = Columns(index=3, type=0, shape=0)
+        self._phase_marks: list[tuple[int, str]] = []
+        """Leaf positions and labels of the phases' boundary lines."""
         self._stage_starts = sorted(
             view.span(row.path)[0] for row in iter_group_starts(info.layers, "stage")
         )
@@ -359,7 +362,7 @@ class LayerTable(ScrollView, can_focus=True):
         self._update_virtual_size()
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self._rows) + 2)
+        self.virtual_size = Size(self.size.width, len(self._rows) + 2 + len(self._phase_marks))
 
     @property
     def row_count(self) -> int:
@@ -375,8 +378,23 @@ class LayerTable(ScrollView, can_focus=True):
         """Index of the visible row the boundary line is drawn above."""
         return bisect.bisect_left(self._starts, self.view.boundary_position(self.plan))
 
+    def _marks(self) -> list[tuple[int, str | None]]:
+        """The lines drawn between rows, as (row they sit above, label): the boundary (label
+        None) and each phase's boundary, in row order (a handful: no cost per key)."""
+        marks: list[tuple[int, str | None]] = [(self._boundary_row(), None)]
+        for position, label in self._phase_marks:
+            marks.append((bisect.bisect_left(self._starts, position), label))
+        marks.sort(key=lambda mark: (mark[0], mark[1] is not None))
+        return marks
+
     def _line_of_row(self, row_index: int) -> int:
-        return row_index + (1 if row_index >= self._boundary_row() else 0)
+        return row_index + sum(1 for row, _ in self._marks() if row <= row_index)
+
+    def set_phase_marks(self, marks: list[tuple[int, str]]) -> None:
+        """Draw a labelled line above each phase's boundary (leaf position, label)."""
+        self._phase_marks = list(marks)
+        self._update_virtual_size()
+        self.refresh()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -481,8 +499,8 @@ class LayerTable(ScrollView, can_focus=True):
         line = self._line_of_row(self.cursor)
         top = int(self.scroll_y)
         height = self._content_height()
-        # Keep the boundary line in view too when it sits right above the cursor.
-        wanted_top = line - 1 if self._boundary_row() == self.cursor else line
+        # Keep the lines right above the cursor (boundary, phases) in view too.
+        wanted_top = line - sum(1 for row, _ in self._marks() if row == self.cursor)
         if top <= wanted_top and line < top + height:
             return
         if abs(step) == 1:
@@ -648,10 +666,18 @@ class LayerTable(ScrollView, can_focus=True):
         if y == 0:
             return self._header_strip(width)
         line = int(self.scroll_y) + y - 1
-        boundary_row = self._boundary_row()
-        if line == boundary_row:
-            return self._boundary_strip(width)
-        row_index = line if line < boundary_row else line - 1
+        above = 0  # mark lines before this line
+        for i, (row, label) in enumerate(self._marks()):
+            at = row + i
+            if line == at:
+                return (
+                    self._boundary_strip(width)
+                    if label is None
+                    else self._phase_strip(label, width)
+                )
+            if at < line:
+                above += 1
+        row_index = line - above
         if not 0 <= row_index < len(self._rows):
             return Strip.blank(width, self.rich_style)
         return self._row_strip(self._rows[row_index], row_index == self.cursor, width)
@@ -689,6 +715,10 @@ class LayerTable(ScrollView, can_focus=True):
             label = f" ▲ frozen · trainable ▼  boundary at {layer.path_text} {layer.name} "
         text = ("──" + label).ljust(width, "─")[:width]
         return Strip([Segment(text, self.rich_style + self._style("boundary"))], width)
+
+    def _phase_strip(self, label: str, width: int) -> Strip:
+        text = ("┄┄ " + label + " ").ljust(width, "┄")[:width]
+        return Strip([Segment(text, self.rich_style + self._style("phase"))], width)
 
     def _row_strip(self, row: Row, is_cursor: bool, width: int) -> Strip:
         node = row.node
