@@ -100,3 +100,10 @@ async def repairs(pilot: Pilot) -> None:
     await explorer(pilot)
     await pilot.press("R")
     await until(pilot, lambda: isinstance(pilot.app.screen, RepairsScreen))
+
+
+async def phases(pilot: Pilot) -> None:
+    """Three phases: the head alone, from stage 5, from stage 4 (the cursor on stage 4)."""
+    await boundary_at_143(pilot)
+    await pilot.press("A", "a", "left_square_bracket", "a")
+    await pilot.pause()

@@ -75,6 +75,7 @@ async def main() -> None:
     random = load("resnet50", LoadOptions(weights="none"))
     await shoot("explorer-80x24", make_app(loaded=random), (80, 24), scenarios.boundary_at_143)
     await shoot("head-pane", make_app(loaded=resnet), (130, 40), scenarios.head_pane)
+    await shoot("phases", make_app(loaded=resnet), (130, 44), scenarios.phases)
     with tempfile.TemporaryDirectory() as folder:
         legacy = legacy_file(Path(folder))
         app = make_app(str(legacy), LoadOptions(weights="none"), use_cache=False)

@@ -97,7 +97,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
         Binding("a", "add_phase", "Add a training phase at the cursor", show=False, id="add_phase"),
         Binding("A", "add_head_phase", "Add a head-only phase", show=False, id="add_head_phase"),
-        Binding("x", "remove_phase", "Remove a phase", show=False, id="remove_phase"),
+        Binding("X", "remove_phase", "Remove a phase", show=False, id="remove_phase"),
         Binding(
             "R", "repairs", "Repairs made to open an older file", show=False, id="show_repairs"
         ),
@@ -279,7 +279,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             text.append("Phases: none (a, A: add)", style="dim")
         else:
             text.append("Phases", style="bold")
-            text.append(" (a/A add, x removes)\n", style="dim")
+            text.append(" (a/A add, X removes)\n", style="dim")
             costs = cost_model(view)
             for number, phase in enumerate(session.phases, 1):
                 plan = phase.plan(self.plan)

@@ -34,13 +34,13 @@ async def test_phases_are_added_listed_drawn_and_removed(named_resnet: Any) -> N
         await pilot.press("left_square_bracket", "a")  # stage 4's start
         assert "phase 3: conv4_block1_1_conv, 5 epochs" in screen_text(pilot)
         assert len(explorer.session.phases) == 3
-        await pilot.press("x")  # the phase at the cursor
+        await pilot.press("X")  # the phase at the cursor
         assert [p.boundary for p in explorer.session.phases] == [
             None,
             info.find("conv5_block1_1_conv").path,
         ]
         assert "phase 3:" not in screen_text(pilot)
-        await pilot.press("x", "x", "x")  # the last ones, then nothing left to remove
+        await pilot.press("X", "X", "X")  # the last ones, then nothing left to remove
         assert explorer.session.phases == ()
 
 
@@ -63,3 +63,9 @@ async def test_the_export_writes_the_phases(named_resnet: Any, tmp_path: Path) -
         "head",
         "conv5_block1_1_conv",
     ]
+
+
+def test_phases_snapshot(snap_compare: Any, named_resnet: Any) -> None:
+    assert snap_compare(
+        make_app(loaded=named_resnet), terminal_size=(130, 44), run_before=scenarios.phases
+    )
