@@ -159,9 +159,7 @@ def test_one_step_catches_a_frozen_weight_that_changes(keras: Any) -> None:
 
     class Counter(keras.layers.Layer):
         def build(self, input_shape: Any) -> None:
-            self.seen = self.add_weight(
-                name="seen", shape=(), initializer="zeros", trainable=False
-            )
+            self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", trainable=False)
 
         def call(self, inputs: Any, training: bool = False) -> Any:
             if training:
