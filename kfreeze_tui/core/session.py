@@ -85,6 +85,7 @@ class ModelSession:
         """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
         self.phases: tuple[Phase, ...] = ()
         """Staged training (empty: one phase, the plan); phase 1 is what the export writes."""
+        self._saved_phases: tuple[Phase, ...] = ()
         self.strategy: str | None = None
         """``mirrored`` or ``multiworker``: the script builds inside that distribution scope."""
         self.load_options = load_options or LoadOptions()
@@ -116,14 +117,15 @@ class ModelSession:
             self.training = training
 
     def mark_exported(self, plan: FreezePlan) -> None:
-        """``plan`` was exported: quitting with it no longer loses anything."""
+        """``plan`` (and the phases) were exported: quitting no longer loses anything."""
         self._saved_plan = plan
+        self._saved_phases = self.phases
 
     @property
     def dirty(self) -> bool:
-        """The plan differs from the one the model was opened or last exported with."""
+        """The plan or the phases differ from those opened or last exported."""
         _ = self.plan
-        return self._plan != self._saved_plan
+        return self._plan != self._saved_plan or self.phases != self._saved_phases
 
     def add_note(self, note: str) -> None:
         """Something the user should know about this model (the header shows it)."""
@@ -141,7 +143,7 @@ class ModelSession:
         from kfreeze_tui.core.planfile import resolve, resolve_phases
 
         plan, notes = resolve(doc, self.info)
-        self.phases = resolve_phases(doc, self.info, notes)
+        self.phases = self._saved_phases = resolve_phases(doc, self.info, notes)
         self._preset = plan
         self._plan = self._saved_plan = plan
         self.head = doc.head

@@ -69,3 +69,17 @@ def test_phases_snapshot(snap_compare: Any, named_resnet: Any) -> None:
     assert snap_compare(
         make_app(loaded=named_resnet), terminal_size=(130, 44), run_before=scenarios.phases
     )
+
+
+async def test_quitting_with_new_phases_asks_first(named_resnet: Any) -> None:
+    from kfreeze_tui.screens.confirm import ConfirmScreen
+
+    app = make_app(loaded=named_resnet)
+    async with app.run_test(size=(150, 44)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        assert not explorer.session.dirty
+        await pilot.press("A")
+        assert explorer.session.dirty
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
