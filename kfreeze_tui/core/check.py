@@ -326,18 +326,20 @@ def _batch_for(model: Any, batch: int) -> tuple[Any, Any]:
     out_shape = [batch] + [1 if d is None else int(d) for d in model.outputs[0].shape[1:]]
     units = out_shape[-1]
     loss = getattr(model, "loss", None)
-    loss_name = type(loss).__name__ if loss is not None and not isinstance(loss, str) else str(loss)
-    if "Sparse" in loss_name or (
-        units > 1
-        and "Categorical" not in loss_name
-        and "Binary" not in loss_name
-        and "Mean" not in loss_name
-    ):
-        labels: Any = rng.integers(0, units, size=out_shape[:-1])
-    elif "Categorical" in loss_name:
+    # A loss object (SparseCategoricalCrossentropy) or its name (sparse_categorical_...).
+    name = type(loss).__name__ if loss is not None and not isinstance(loss, str) else str(loss)
+    loss_name = name.lower().replace("_", "")
+    labels: Any
+    if "sparse" in loss_name:
+        labels = rng.integers(0, units, size=out_shape[:-1])
+    elif "categorical" in loss_name:
         labels = np.eye(units, dtype="float32")[rng.integers(0, units, size=out_shape[:-1])]
-    else:
+    elif "binary" in loss_name or "hinge" in loss_name:
         labels = rng.integers(0, 2, size=out_shape).astype("float32")
+    elif "crossentropy" in loss_name:
+        labels = rng.integers(0, units, size=out_shape[:-1])
+    else:  # a regression loss (mse, mae, huber ...): targets of the output's shape
+        labels = rng.standard_normal(out_shape).astype("float32")
     return (inputs[0] if len(inputs) == 1 else inputs), labels
 
 

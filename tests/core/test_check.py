@@ -208,3 +208,13 @@ def test_check_command_text(run_kfreeze: Any, keras: Any, tmp_path: Path, bn_tra
     assert result.returncode == 0, result.stderr  # warnings only
     assert "one training step:" in result.stdout
     assert ("warning: bn_after_frozen" in result.stdout) is bn_trains
+
+
+@pytest.mark.parametrize(
+    "loss", ["categorical_crossentropy", "sparse_categorical_crossentropy", "mse"]
+)
+def test_the_step_fits_the_labels_to_the_loss(keras: Any, loss: str) -> None:
+    model = tiny(keras, f"loss_{loss}")
+    model.compile(optimizer="sgd", loss=loss)
+    step = one_step(model)
+    assert step.trainable_changed > 0 and step.frozen_changed == []
