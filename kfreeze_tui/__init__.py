@@ -142,7 +142,8 @@ def fit_phases(
     merged.history, merged.epoch = {}, []
     epoch = 0
     for phase in phases:
-        phase_plan = phase.plan(freeze)
+        # A plan without phases trains as it is (its exceptions too).
+        phase_plan = phase.plan(freeze) if doc.phases else freeze
         if phase_plan.boundary is None:  # the head only: the first head layer trains
             phase_plan = phase_plan.with_boundary(first_head)
         apply_freeze(model, view, phase_plan)

@@ -42,7 +42,8 @@ class Phase:
     bn_policy: BNPolicy | None = None
 
     def plan(self, base: FreezePlan) -> FreezePlan:
-        """The freeze plan of this phase (the plan's exceptions belong to its first phase)."""
+        """The freeze plan of this phase: its boundary, and its BatchNormalization policy or
+        the plan's (exceptions to a boundary are not carried into phases)."""
         return FreezePlan(boundary=self.boundary, bn_policy=self.bn_policy or base.bn_policy)
 
     def lr_text(self) -> str:

@@ -224,3 +224,25 @@ def test_a_plan_without_phases_is_one_phase(
     assert planfile.read(path).phases == ()
     with pytest.raises(PlanError, match="no phases"):
         apply_plan(resnet50.model, path, phase=2)
+
+
+def test_fit_phases_on_a_plan_without_phases_trains_it_as_it_is(
+    small_model: Any, tmp_path: Path
+) -> None:
+    info = walk(small_model)
+    view = PlanView(info)
+    exception = info.find("stem_conv").path  # trains although before the boundary
+    plan = FreezePlan(boundary=info.find("block2_conv").path, exceptions=frozenset({exception}))
+    doc = planfile.document(
+        "small.keras", LoadOptions(weights="none"), view, plan, HeadSpec(classes=3), CompileSpec()
+    )
+    path = tmp_path / "one.toml"
+    path.write_text(planfile.to_toml(doc))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 3, size=(8,))
+    with flags_restored(small_model):
+        history = fit_phases(small_model, path, x, y=y, epochs=2, verbose=0)
+        names = {w.path.split("/")[0] for w in history.model.trainable_weights}
+    assert history.epoch == [0, 1]
+    assert {"stem_conv", "block2_conv", "head_output"} <= names and "block1_conv" not in names
