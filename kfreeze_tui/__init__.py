@@ -117,6 +117,8 @@ def fit_phases(
     Returns:
         One ``keras.callbacks.History`` with every epoch of every phase.
     """
+    import warnings
+
     from kfreeze_tui.core import planfile
     from kfreeze_tui.core.build import apply_freeze, is_head_layer, loss_for
     from kfreeze_tui.core.layers import walk
@@ -129,11 +131,12 @@ def fit_phases(
     model = model_or_base if has_head else apply_plan(model_or_base, plan, phase=1)
     doc = planfile.read(Path(plan))
     view = PlanView(walk(model))
-    notes: list[str] = []
-    freeze, _ = planfile.resolve(doc, view.info)
+    freeze, notes = planfile.resolve(doc, view.info)
     phases = planfile.resolve_phases(doc, view.info, notes) or (
         Phase(boundary=freeze.boundary, epochs=int(fit_kwargs.pop("epochs", 1))),
     )
+    for note in notes if has_head else []:  # otherwise apply_plan has said them already
+        warnings.warn(f"kfreeze: {note}", stacklevel=2)
     fit_kwargs.pop("epochs", None)
     fit_kwargs.pop("initial_epoch", None)
     first_head = next(row.path for row in view.info.top_level if is_head_layer(row.name))
