@@ -752,7 +752,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         rows = _distinct_rows(plan_rows(view), view, model_costs, policy)
     plans = [FreezePlan(boundary=path, bn_policy=policy) for _, path in rows]
     estimates = [model_costs.estimate(plan, setup) for plan in plans]
-    documents = report.cost_rows(view, rows, plans, estimates)
+    documents = report.cost_rows(view, rows, estimates)
     if args.measure:
         _measure_rows(session, view, rows, plans, setup, documents, args.gpu)
     found = gpus.query()

@@ -143,12 +143,10 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
     }
 
 
-def cost_rows(
-    view: Any, rows: list[tuple[str, Any]], plans: list[Any], estimates: list[Any]
-) -> list[dict[str, Any]]:
+def cost_rows(view: Any, rows: list[tuple[str, Any]], estimates: list[Any]) -> list[dict[str, Any]]:
     """The ``rows`` of the ``kfreeze cost --json`` document."""
     documents = []
-    for (label, path), _plan, estimate in zip(rows, plans, estimates, strict=True):
+    for (label, path), estimate in zip(rows, estimates, strict=True):
         layer = view.info.layer(path) if path is not None else None
         documents.append(
             {

@@ -281,7 +281,7 @@ def one_step(model: Any, batch: int = STEP_BATCH) -> StepResult:
         if not getattr(model, "compiled", False):
             model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
         model.run_eagerly = True  # one step costs one step: no tracing
-        x, y = _batch_for(model, batch)
+        x, y = synthetic_batch(model, batch)
         model.train_on_batch(x, y)
     result = StepResult()
     for (variable, kind), old in zip(kinds, before, strict=True):
@@ -312,17 +312,32 @@ def _loss_for(keras: Any, model: Any) -> Any:
     return keras.losses.SparseCategoricalCrossentropy()
 
 
-def _batch_for(model: Any, batch: int) -> tuple[Any, Any]:
+#: The size given to input dimensions a model leaves open (sequence length, image side).
+OPEN_DIMENSION = 32
+
+
+def synthetic_inputs(model: Any, batch: int, seed: int = 0) -> list[Any]:
+    """One random array per input of ``model`` (integer inputs get small integers)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = [batch] + [OPEN_DIMENSION if d is None else int(d) for d in tensor.shape[1:]]
+        dtype = str(getattr(tensor, "dtype", "float32"))
+        if "int" in dtype:
+            arrays.append(rng.integers(0, 10, size=shape).astype(dtype))
+        else:
+            arrays.append(rng.standard_normal(shape).astype("float32"))
+    return arrays
+
+
+def synthetic_batch(model: Any, batch: int, seed: int = 0) -> tuple[Any, Any]:
     """Inputs of the model's shape, and labels of the form its loss takes."""
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    inputs = [
-        rng.standard_normal([batch] + [32 if d is None else int(d) for d in t.shape[1:]]).astype(
-            "float32"
-        )
-        for t in model.inputs
-    ]
+    rng = np.random.default_rng(seed + 1)
+    inputs = synthetic_inputs(model, batch, seed)
     out_shape = [batch] + [1 if d is None else int(d) for d in model.outputs[0].shape[1:]]
     units = out_shape[-1]
     loss = getattr(model, "loss", None)

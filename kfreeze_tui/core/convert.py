@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfreeze_tui.core.check import synthetic_inputs
 from kfreeze_tui.core.export import ExportError, human_size, temp_beside, verify
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, custom_objects_for, first_line, load
@@ -22,8 +23,6 @@ from kfreeze_tui.core.runtime import native_output_captured
 TOLERANCE = 1e-5
 #: Examples in the random batch the outputs are compared on.
 BATCH = 2
-#: The size given to input dimensions the model leaves open (sequence length, image side).
-OPEN_DIMENSION = 32
 
 
 @dataclass
@@ -122,28 +121,12 @@ def convert(
     )
 
 
-def random_batch(model: Any, seed: int = 0) -> list[Any]:
-    """One random batch for each of the model's inputs (open dimensions get a fixed size)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    batch = []
-    for tensor in model.inputs:
-        shape = [BATCH] + [OPEN_DIMENSION if d is None else int(d) for d in tensor.shape[1:]]
-        dtype = str(getattr(tensor, "dtype", "float32"))
-        if "int" in dtype:
-            batch.append(rng.integers(0, 10, size=shape).astype(dtype))
-        else:
-            batch.append(rng.standard_normal(shape).astype("float32"))
-    return batch
-
-
 def max_output_difference(model: Any, other: Any) -> float:
     """The largest absolute difference between two models' outputs on a random batch."""
     import numpy as np
     from keras import tree
 
-    batch = random_batch(model)
+    batch = synthetic_inputs(model, BATCH)
     inputs = batch[0] if len(batch) == 1 else batch
     first = tree.flatten(model(inputs, training=False))
     second = tree.flatten(other(inputs, training=False))

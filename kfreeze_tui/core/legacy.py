@@ -238,9 +238,7 @@ class _Repairer:
         class_name = str(entry.get("class_name"))
         config = entry.get("config")
         self._strip_module(entry)
-        if class_name in MODEL_CLASSES or (
-            isinstance(config, dict) and isinstance(config.get("layers"), list)
-        ):
+        if self._is_model_entry(entry):
             self.model(entry)
             return
         if not isinstance(config, dict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfreeze_tui.core.build import CompileSpec, build_model, flags_restored
+from kfreeze_tui.core.check import synthetic_batch
 from kfreeze_tui.core.cost import Optimizer, TrainingSetup
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.plan import FreezePlan, PlanView
@@ -43,20 +44,6 @@ def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4)
         return keras.optimizers.AdamW(learning_rate)
     momentum = 0.9 if optimizer is Optimizer.SGDM else 0.0
     return keras.optimizers.SGD(learning_rate, momentum=momentum)
-
-
-def synthetic_batch(model: Any, batch: int, seed: int = 0) -> tuple[Any, Any]:
-    """A random input batch for ``model`` and integer labels for its last axis."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    inputs = []
-    for tensor in model.inputs:
-        shape = [batch] + [32 if d is None else int(d) for d in tensor.shape[1:]]
-        inputs.append(rng.standard_normal(shape).astype("float32"))
-    classes = int(model.outputs[0].shape[-1] or 2)
-    labels = rng.integers(0, classes, size=(batch,))
-    return (inputs[0] if len(inputs) == 1 else inputs), labels
 
 
 def measure(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kfreeze_tui import apply_plan, fit_phases
+from kfreeze_tui import apply_plan, check_model, fit_phases
 from kfreeze_tui.core import planfile
 from kfreeze_tui.core.build import CompileSpec, PlanError, flags_restored
 from kfreeze_tui.core.head import HeadSpec
@@ -71,6 +71,9 @@ def test_apply_plan_sets_up_each_phase(three_phase_plan: Path, resnet50: Any) ->
         third = apply_plan(base, three_phase_plan, phase=3)
         assert trainable(third) > 14_973_962
         assert type(third.optimizer).__name__ == "MultiOptimizer"
+        # A MultiOptimizer has no single learning rate; the checks still run, and find
+        # nothing wrong with a phase that starts at a block and keeps BatchNorm frozen.
+        assert check_model(third) == []
     with pytest.raises(PlanError, match="phases 1 to 3, not 4"):
         apply_plan(base, three_phase_plan, phase=4)
 
