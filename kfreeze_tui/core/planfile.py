@@ -335,17 +335,19 @@ class _Problems:
     def __init__(self, path: Path, lines: KeyLines) -> None:
         self.path = path
         self.lines = lines
-        self.found: list[tuple[int, int, str]] = []
+        self.found: list[tuple[bool, int, int, str]] = []
 
-    def add(self, key: KeyPath, text: str) -> None:
+    def add(self, key: KeyPath, text: str, missing: bool = False) -> None:
+        """A problem at ``key``; a missing key is told after the others (a misspelt key is
+        usually why it is missing, and says more)."""
         line = self.lines.line(key)
-        self.found.append((line or 0, len(self.found), located(self.path, line, text)))
+        self.found.append((missing, line or 0, len(self.found), located(self.path, line, text)))
 
     def raise_first(self) -> None:
         if not self.found:
             return
-        self.found.sort(key=lambda item: (item[0] == 0, item[0], item[1]))
-        first = self.found[0][2].rstrip(".")
+        self.found.sort(key=lambda item: (item[0], item[1] == 0, item[1], item[2]))
+        first = self.found[0][3].rstrip(".")
         more = len(self.found) - 1
         if more:
             first += f" ({more} more problem{'s' if more > 1 else ''} after it)"
@@ -382,7 +384,7 @@ def _check_value(
                 )
         for needed in kind.required:
             if needed not in record:
-                problems.add(record_key, f"{entry} {needed} is missing")
+                problems.add(record_key, f"{entry} {needed} is missing", missing=True)
 
 
 def _check_table(
@@ -408,11 +410,17 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
     """
     problems = _Problems(path, lines)
     version = data.get("version")
+    if version is None and not any(name in data for name in _TOP_LEVEL):
+        raise PlanError(
+            f"{path} is not a kfreeze plan: it has no version = {PLAN_VERSION} and none of "
+            f"{', '.join(f'[{name}]' for name in TABLES)} (kfreeze export --plan writes one)"
+        )
     if version is None:
         problems.add(
             (),
             f"version is missing: a kfreeze plan starts with version = {PLAN_VERSION} "
             "(kfreeze export --plan writes one)",
+            missing=True,
         )
     elif version != PLAN_VERSION or not _is_int(version):
         problems.add(
@@ -446,7 +454,11 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
     if source is None:
         problems.add((), "the plan has no [source] table (model = the model to load)")
     elif isinstance(source, dict) and "model" not in source:
-        problems.add(("source",), "[source] has no model (an architecture name or a model file)")
+        problems.add(
+            ("source",),
+            "[source] has no model (an architecture name or a model file)",
+            missing=True,
+        )
     freeze = data.get("freeze", {})
     if isinstance(freeze, dict):
         if freeze.get("freeze_all") is True and "boundary" in freeze:
@@ -457,6 +469,7 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             problems.add(
                 ("freeze",),
                 "[freeze] has no boundary (the first layer that trains) and no freeze_all = true",
+                missing=True,
             )
     phases = data.get("phase", [])
     if not isinstance(phases, list) or not all(isinstance(p, dict) for p in phases):
@@ -467,7 +480,7 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
         _check_table(problems, ("phase", index), where, phase, PHASE_KEYS)
         for needed in ("boundary", "epochs"):
             if needed not in phase:
-                problems.add(("phase", index), f"{where} has no {needed}")
+                problems.add(("phase", index), f"{where} has no {needed}", missing=True)
         if "lr" in phase and "lr_range" in phase:
             problems.add(
                 ("phase", index, "lr_range"), f"{where} has both lr and lr_range: keep one"
