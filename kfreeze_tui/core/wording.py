@@ -24,11 +24,15 @@ def sentence(text: str) -> str:
 
 
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
-    """The choices nearest to ``name``, best first, compared without regard to case."""
+    """The choices nearest to ``name``, best first, compared without regard to case; when
+    none is near, the first choices that contain ``name``."""
     lowered: dict[str, str] = {}
     for choice in choices:
         lowered.setdefault(str(choice).lower(), str(choice))
-    found = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=CUTOFF)
+    key = name.lower()
+    found = difflib.get_close_matches(key, list(lowered), n=n, cutoff=CUTOFF)
+    if not found and len(key) >= 3:  # a part of a name (block5, conv4): the names holding it
+        found = [choice for choice in lowered if key in choice][:n]
     return [lowered[match] for match in found]
 
 
