@@ -286,3 +286,70 @@ def test_apply_refuses_a_phase_the_plan_does_not_have(
     assert run(["apply", str(path), "--phase", str(number), "-o", str(out)]) == 2
     assert f"the plan has {message}." in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_wording_ends_a_sentence_once() -> None:
+    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.wording import did_you_mean, sentence
+
+    assert sentence('did you mean "classes"?') == 'did you mean "classes"?'
+    assert sentence("refused.") == sentence("refused") == "refused."
+    assert LoadError("no layer named x; did you mean y?").sentence.endswith("y?")
+    assert did_you_mean("Conv1_Conv", ["conv1_conv", "conv1_bn"]) == 'did you mean "conv1_conv"?'
+    assert did_you_mean("haed", ["head", "source"], brackets="[]") == "did you mean [head]?"
+    assert did_you_mean("zzz", ["head"]) == ""
+
+
+def test_a_misspelt_phase_boundary_gets_the_nearest_layer(
+    tmp_path: Path, small_model_file: Path
+) -> None:
+    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.session import open_plan
+
+    text = "\n".join(
+        [
+            "version = 1",
+            "[source]",
+            f'model = "{small_model_file}"',
+            "[freeze]",
+            'boundary = "block2_conv"',
+            "[[phase]]",
+            'boundary = "block2_cnv"',
+            "epochs = 1",
+        ]
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(LoadError) as caught:
+        open_plan(path, use_cache=False)
+    assert caught.value.sentence == (
+        f"the plan plan.toml does not fit {small_model_file}: the plan's phase 1 boundary "
+        'block2_cnv is not a layer of this model; did you mean "block2_conv"?'
+    )
+
+
+def test_a_plan_load_error_names_the_plan_key_not_an_option(tmp_path: Path) -> None:
+    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.session import open_plan
+
+    weights = tmp_path / "missing.weights.h5"
+    text = "\n".join(
+        [
+            "version = 1",
+            "[source]",
+            'model = "mobilenetv3small"',
+            f'weights = "{weights}"',
+            "[freeze]",
+            "freeze_all = true",
+        ]
+    )
+    with pytest.raises(LoadError) as caught:
+        open_plan(write(tmp_path, text), use_cache=False)
+    assert caught.value.sentence == (
+        f"the weights file {weights} does not exist: set weights under [source] in plan.toml "
+        'to "imagenet", "none" or the path of a weights file.'
+    )
+    from kfreeze_tui.core.session import _plan_hint
+
+    offline = LoadError("could not download", "pass --weights none for random weights", "download")
+    hint = _plan_hint(offline, Path("p.toml"))
+    assert hint is not None and hint.startswith('set weights = "none" under [source] in p.toml')
