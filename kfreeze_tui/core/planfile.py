@@ -393,10 +393,10 @@ def _check_table(
     for name, value in table.items():
         kind = keys.get(name)
         if kind is None:
-            problems.add(
-                (*key, name),
-                with_suggestion(f'unknown key "{name}" in {where}', did_you_mean(name, keys)),
-            )
+            homes = [f"[{t}]" for t, ks in TABLES.items() if name in ks]
+            homes += ["[[phase]]"] if name in PHASE_KEYS else []
+            hint = f"{name} belongs in {' or '.join(homes)}" if homes else did_you_mean(name, keys)
+            problems.add((*key, name), with_suggestion(f'unknown key "{name}" in {where}', hint))
         else:
             _check_value(problems, (*key, name), where, name, kind, value)
 

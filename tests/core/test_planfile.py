@@ -164,6 +164,11 @@ EDITS = [
         "[[phase]] 2 lr_range must be [low, high]: two numbers > 0 with low <= high",
     ),
     ("lr = 0.001", "lr = 0", "[[phase]] 1 lr must be a number > 0, not 0"),
+    (
+        "classes = 7",
+        "classes = 7\nlearning_rate = 0.1",
+        'unknown key "learning_rate" in [head]: learning_rate belongs in [compile]',
+    ),
 ]
 
 
@@ -175,7 +180,7 @@ def test_a_hand_edit_is_one_sentence_with_its_line(
     edited = text.replace(old, new, 1)
     path = write(tmp_path, edited)
     found = error_of(path)
-    assert found.startswith(f"{path} line {line_of(edited, new)}: {message}"), found
+    assert found.startswith(f"{path} line {line_of(edited, new.splitlines()[-1])}: {message}")
 
 
 def test_missing_and_conflicting_keys(tmp_path: Path, text: str) -> None:
