@@ -58,9 +58,9 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     import warnings
 
     from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import PlanError, build_model
+    from kfreeze_tui.core.build import build_model
     from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.phases import phase_optimizer
+    from kfreeze_tui.core.phases import check_phase_number, phase_optimizer
     from kfreeze_tui.core.plan import PlanView
     from kfreeze_tui.core.runtime import import_keras
 
@@ -71,12 +71,9 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     for note in notes:
         warnings.warn(f"kfreeze: {note}", stacklevel=2)
     number = 1 if phase is None else phase
+    check_phase_number(len(phases), number)
     if not phases:
-        if number != 1:
-            raise PlanError(f"the plan has no phases, so no phase {number}")
         return build_model(model, view, freeze, doc.head, doc.compile)
-    if not 1 <= number <= len(phases):
-        raise PlanError(f"the plan has phases 1 to {len(phases)}, not {number}")
     chosen = phases[number - 1]
     keras = import_keras()
     return build_model(

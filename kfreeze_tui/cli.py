@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "plan_file", metavar="PLAN.toml", type=Path, help="a plan written by kfreeze"
     )
+    apply.add_argument(
+        "--phase",
+        type=int,
+        default=1,
+        metavar="N",
+        help="for a plan with [[phase]] tables: set up and compile the model for phase N "
+        "(its boundary and learning rates; default 1), as apply_plan(model, plan, phase=N)",
+    )
     _add_output_options(apply)
     apply.add_argument("--gpu", action="store_true", help="let TensorFlow use the GPU")
     apply.set_defaults(handler=_cmd_apply)
@@ -598,6 +606,7 @@ def _export_session(
     head: object,
     compile_spec: object,
     args: argparse.Namespace,
+    phase: int = 1,
 ) -> int:
     from kfreeze_tui.core.head import validate
     from kfreeze_tui.core.names import find_layer
@@ -614,7 +623,7 @@ def _export_session(
         from kfreeze_tui.core.build import PlanError
 
         raise PlanError(problems[0].rstrip("."))
-    result = session.export(load, plan, head, compile_spec, request)  # type: ignore[attr-defined]
+    result = session.export(load, plan, head, compile_spec, request, phase=phase)  # type: ignore[attr-defined]
     _print_result(result, [])
     return EXIT_OK
 
@@ -666,13 +675,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
+    from kfreeze_tui.core import planfile
     from kfreeze_tui.core.export import check_request
+    from kfreeze_tui.core.phases import check_phase_number
     from kfreeze_tui.core.session import open_plan
 
-    check_request(_request(args))  # type: ignore[arg-type]  # before the slow load
+    # Before the slow load: the targets, the plan file itself and the phase number.
+    check_request(_request(args))  # type: ignore[arg-type]
+    check_phase_number(len(planfile.read(args.plan_file).phases), args.phase)
     session, notes = open_plan(args.plan_file, gpu=args.gpu, use_cache=False)
     for note in notes:
         _warn(note)
+    if session.phases:
+        chosen = session.phases[args.phase - 1]
+        _note(
+            f"the model is set up and compiled for phase {args.phase} of "
+            f"{len(session.phases)}: {chosen.spec(session.info)}"
+        )
     return _export_session(
         session,
         session.load_options,
@@ -680,6 +699,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         session.head,
         session.compile_spec,
         args,
+        phase=args.phase,
     )
 
 
@@ -840,16 +860,27 @@ def _measure_rows(
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core.check import one_step, static_findings, step_findings
+    from kfreeze_tui.core.check import (
+        one_step,
+        recompile_findings,
+        static_findings,
+        step_findings,
+    )
     from kfreeze_tui.core.layers import walk
     from kfreeze_tui.core.loading import LoadOptions, load
 
+    # Compiled, as training code loads it: the optimizer's learning rate is read, and the
+    # step trains with the file's own optimizer and loss.
     options = LoadOptions(
-        weights="none", custom_objects=args.custom_objects, unsafe=args.unsafe, gpu=args.gpu
+        weights="none",
+        custom_objects=args.custom_objects,
+        unsafe=args.unsafe,
+        gpu=args.gpu,
+        compile=True,
     )
     loaded = load(args.model, options)
     model = loaded.model
-    findings = static_findings(model, walk(model))
+    findings = recompile_findings(model) + static_findings(model, walk(model))
     step = None
     if not args.no_step and model.trainable_weights:
         step = one_step(model)  # the model as loaded: the file is never written
@@ -894,6 +925,7 @@ def run(argv: Sequence[str]) -> int:
     from kfreeze_tui.core.build import PlanError
     from kfreeze_tui.core.export import ExportError
     from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.wording import sentence
 
     argv = list(argv)
     if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
@@ -908,7 +940,7 @@ def run(argv: Sequence[str]) -> int:
         _error(exc.sentence)
         return EXIT_USAGE
     except (UsageError, PlanError, ExportError) as exc:
-        _error(f"{str(exc).rstrip('.')}.")
+        _error(sentence(str(exc)))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted.")

@@ -15,9 +15,7 @@ have, or that puts two actions on one key, is refused in one sentence before the
 
 from __future__ import annotations
 
-import difflib
 import os
-import sys
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,10 +23,8 @@ from pathlib import Path
 from textual.binding import Binding, BindingType
 from textual.keys import KEY_NAME_REPLACEMENTS
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from kfreeze_tui.core import tomlfile
+from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
 Keymap = dict[str, str]
 
@@ -73,12 +69,17 @@ def keys_of(binding: Binding, keymap: Mapping[str, str]) -> list[str]:
     return [normalize_key(k) for k in keys.split(",") if k.strip()]
 
 
-def check(keymap: Mapping[str, str], where: str = "the keymap") -> Keymap:
+def check(
+    keymap: Mapping[str, str],
+    where: str = "the keymap",
+    lines: tomlfile.KeyLines | None = None,
+) -> Keymap:
     """Normalize a keymap and refuse unknown actions and clashes.
 
     Args:
         keymap: binding id -> comma-separated keys.
         where: how to name its source in a message (the config file's path).
+        lines: where each key stands in the config file, to name its line.
 
     Returns:
         The keymap with normalized keys.
@@ -88,16 +89,21 @@ def check(keymap: Mapping[str, str], where: str = "the keymap") -> Keymap:
     """
     bindings = explorer_bindings()
     ids = sorted({b.id for b in bindings if b.id})
+
+    def at(action: str) -> str:
+        line = lines.line(("keys", action)) if lines is not None else None
+        return f"{where} line {line}" if line else where
+
     for action, keys in keymap.items():
         if action not in ids:
-            close = difflib.get_close_matches(action, ids, n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise ConfigError(
-                f"{where}: [keys] names the action {action!r}, which kfreeze does not have"
-                f"{hint}; the actions are listed in the README under Keys"
+                with_suggestion(
+                    f'{at(action)}: unknown action "{action}" in [keys]',
+                    did_you_mean(action, ids, n=2) or "the README lists the actions under Keys",
+                )
             )
         if not isinstance(keys, str) or not keys.strip():
-            raise ConfigError(f'{where}: [keys] {action} needs a key, e.g. {action} = "x"')
+            raise ConfigError(f'{at(action)}: [keys] {action} needs a key, e.g. {action} = "x"')
     normalized = {
         action: ",".join(normalize_key(k) for k in keys.split(","))
         for action, keys in keymap.items()
@@ -126,15 +132,18 @@ def read_keymap(path: Path | None = None) -> Keymap:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} cannot be read ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+        data, lines = tomlfile.read(path, "the config")
+    except tomlfile.TomlError as exc:
+        raise ConfigError(str(exc)) from None
+    for name in data:
+        if name != "keys":
+            hint = did_you_mean(name, ["keys"], brackets="[]") or "the config has only [keys]"
+            text = with_suggestion(f"unknown table [{name}]", hint)
+            raise ConfigError(tomlfile.located(path, lines.line((name,)), text))
     keys = data.get("keys", {})
     if not isinstance(keys, dict):
         raise ConfigError(f'{path}: [keys] must be a table, e.g. [keys] then freeze_boundary = "x"')
-    return check(keys, str(path))
+    return check(keys, str(path), lines)
 
 
 def display_keys(binding: Binding, keymap: Mapping[str, str], display: object) -> str:

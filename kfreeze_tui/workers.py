@@ -13,6 +13,7 @@ from __future__ import annotations
 from textual.worker import Worker, WorkerState
 
 from kfreeze_tui.core.loading import LoadError, first_line
+from kfreeze_tui.core.wording import sentence
 
 
 def failure_sentence(worker: Worker[object]) -> str:
@@ -23,7 +24,9 @@ def failure_sentence(worker: Worker[object]) -> str:
     if error is None:
         return f"{worker.description or 'a background task'} failed."
     what = worker.description or "a background task"
-    return f"{what[:1].upper()}{what[1:]} failed: {type(error).__name__}: {first_line(error)}."
+    return sentence(
+        f"{what[:1].upper()}{what[1:]} failed: {type(error).__name__}: {first_line(error)}"
+    )
 
 
 class ReportsWorkerFailures:

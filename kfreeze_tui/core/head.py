@@ -7,13 +7,13 @@ output activation. Everything here works on the walked model (:class:`ModelInfo`
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field, replace
 
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.wording import closest
 
 POOLINGS = ("avg", "max", "flatten", "none")
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -162,7 +162,7 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
     layer = feature_layer(info, head)
     if layer is None:
         names = [row.name for row in info.top_level]
-        close = difflib.get_close_matches(str(head.feature_layer), names, n=3)
+        close = closest(str(head.feature_layer), names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         problems.append(
             f"The feature layer {head.feature_layer!r} is not a layer of the model{hint}."

@@ -50,9 +50,11 @@ class LoadError(Exception):
     @property
     def sentence(self) -> str:
         """The message and the hint as one sentence."""
+        from kfreeze_tui.core.wording import sentence
+
         if self.hint:
-            return f"{self.message}: {self.hint}."
-        return f"{self.message}."
+            return sentence(f"{self.message}: {self.hint}")
+        return sentence(self.message)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class LoadOptions:
         custom_objects: a Python file that defines (and registers) custom layers.
         unsafe: allow Lambda layers, whose Python code is stored in the file.
         gpu: let TensorFlow use the GPU (with memory growth); the CPU otherwise.
+        compile: for a Keras 3 ``.keras`` file: restore its compiled optimizer and loss
+            (``kfreeze check`` reads the learning rate); if they cannot be restored, the
+            model is loaded uncompiled with a warning.
     """
 
     weights: str = "imagenet"
@@ -75,6 +80,7 @@ class LoadOptions:
     custom_objects: Path | None = None
     unsafe: bool = False
     gpu: bool = False
+    compile: bool = False
 
 
 @dataclass
@@ -593,6 +599,34 @@ def _check_is_model(model: Any, source: str, keras: ModuleType) -> None:
         )
 
 
+def _load_keras_file(
+    keras: ModuleType,
+    path: Path,
+    custom: dict[str, Any],
+    options: LoadOptions,
+    warnings: list[str],
+) -> Any:
+    """``keras.saving.load_model``, compiled when asked; a file whose compile settings do
+    not load (a custom loss, say) is loaded uncompiled, with a warning."""
+
+    def load_model(compile: bool) -> Any:
+        return keras.saving.load_model(
+            str(path), custom_objects=custom or None, compile=compile, safe_mode=not options.unsafe
+        )
+
+    if not options.compile:
+        return load_model(False)
+    try:
+        return load_model(True)
+    except Exception as exc:
+        model = load_model(False)  # raises if the model itself does not load
+        warnings.append(
+            f"the compile settings saved in {path.name} could not be restored "
+            f"({first_line(exc)}): the model was read without its optimizer"
+        )
+        return model
+
+
 def _deserialize(
     path: Path, source: str, options: LoadOptions, config: dict[str, Any], fmt: str
 ) -> LoadedModel:
@@ -601,12 +635,7 @@ def _deserialize(
         custom = custom_objects_for(options)
         unknown = _unknown_classes(config, fmt, custom, keras)
         try:  # safe_mode is scoped to this call; nothing process-wide is switched off
-            model = keras.saving.load_model(
-                str(path),
-                custom_objects=custom or None,
-                compile=False,
-                safe_mode=not options.unsafe,
-            )
+            model = _load_keras_file(keras, path, custom, options, warnings)
         except Exception as exc:
             if unknown:
                 raise _custom_class_error(source, unknown) from exc

@@ -59,6 +59,20 @@ class Phase:
         return f"{text}:{lr}" if lr else text
 
 
+def check_phase_number(count: int, number: int) -> None:
+    """Refuse a phase number (from 1) that a plan with ``count`` phases does not have.
+
+    A plan without phases is one phase: number 1.
+
+    Raises:
+        PlanError: the number is out of range.
+    """
+    if count == 0 and number != 1:
+        raise PlanError(f"the plan has no phases, so no phase {number} (only its [freeze], 1)")
+    if count and not 1 <= number <= count:
+        raise PlanError(f"the plan has phases 1 to {count}, not {number}")
+
+
 def parse_rate(text: str, what: str) -> float | tuple[float, float]:
     """``1e-5`` or ``1e-6..1e-5``.
 

@@ -7,24 +7,31 @@ is applied, kfreeze says which of the two it used. Reading and writing are pure:
 
 from __future__ import annotations
 
-import sys
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kfreeze_tui import __version__
+from kfreeze_tui.core import tomlfile
 from kfreeze_tui.core.build import CompileSpec, PlanError
-from kfreeze_tui.core.head import DenseSpec, HeadSpec, feature_layer, resolved_pooling
+from kfreeze_tui.core.head import (
+    ACTIVATIONS,
+    HIDDEN_ACTIVATIONS,
+    POOLINGS,
+    DenseSpec,
+    HeadSpec,
+    feature_layer,
+    resolved_pooling,
+)
 from kfreeze_tui.core.layers import ModelInfo
 from kfreeze_tui.core.loading import LoadOptions
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.phases import HEAD, Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, TomlError, describe, located
+from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
 PLAN_VERSION = 1
 
@@ -200,127 +207,359 @@ def to_toml(doc: PlanDocument) -> str:
     return "\n".join(lines)
 
 
-def _need(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in table:
-        raise PlanError(f"the plan has no {key} in [{where}]")
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PlanError(f"{key} in [{where}] has the wrong type ({type(value).__name__})")
-    return value
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _path(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(i, int) for i in value):
-        raise PlanError(f"{what} must be a list of integers")
-    return tuple(value)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What a key's value must be, and how a message says it."""
+
+    expect: str
+    ok: Callable[[Any], bool]
+    choices: tuple[str, ...] = ()
+    fields: dict[str, _Kind] | None = None
+    """For a list of inline tables (``hidden``, ``exceptions``): each table's keys."""
+    required: tuple[str, ...] = ()
+
+
+def _choice(*values: str) -> _Kind:
+    return _Kind(
+        "one of " + ", ".join(f'"{v}"' for v in values if v),
+        lambda value: isinstance(value, str) and value in values,
+        choices=values,
+    )
+
+
+def _records(fields: dict[str, _Kind], required: tuple[str, ...], example: str) -> _Kind:
+    return _Kind(
+        f"a list of inline tables, as {example}",
+        lambda value: isinstance(value, list) and all(isinstance(v, dict) for v in value),
+        fields=fields,
+        required=required,
+    )
+
+
+_TEXT = _Kind("a string", lambda value: isinstance(value, str))
+_NAME = _Kind(
+    "a layer name (a non-empty string)", lambda value: isinstance(value, str) and bool(value)
+)
+_BOOL = _Kind("true or false", lambda value: isinstance(value, bool))
+_POSITIVE = _Kind("an integer >= 1", lambda value: _is_int(value) and value >= 1)
+_RATE = _Kind("a number > 0", lambda value: _is_number(value) and value > 0)
+_DROPOUT = _Kind(
+    "a number from 0 up to (not including) 1", lambda value: _is_number(value) and 0 <= value < 1
+)
+_INDEX = _Kind(
+    "a list of integers >= 0 (the layer's index, as [143] or [0, 143])",
+    lambda value: isinstance(value, list) and all(_is_int(i) and i >= 0 for i in value),
+)
+_SHAPE = _Kind(
+    "three integers >= 1 (height, width, channels), as [224, 224, 3]",
+    lambda value: (
+        isinstance(value, list) and len(value) == 3 and all(_is_int(i) and i >= 1 for i in value)
+    ),
+)
+_RANGE = _Kind(
+    "[low, high]: two numbers > 0 with low <= high, as [1e-6, 1e-5]",
+    lambda value: (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(_is_number(v) and v > 0 for v in value)
+        and value[0] <= value[1]
+    ),
+)
+_BN = _choice(*(policy.value for policy in BNPolicy))
+
+#: Every table of a plan file and every key it may hold (what :func:`to_toml` writes).
+TABLES: dict[str, dict[str, _Kind]] = {
+    "source": {
+        "model": _Kind(
+            "an architecture name or a model file (a non-empty string)",
+            lambda value: isinstance(value, str) and bool(value.strip()),
+        ),
+        "weights": _TEXT,
+        "include_top": _BOOL,
+        "input_shape": _SHAPE,
+        "custom_objects": _TEXT,
+        "unsafe": _BOOL,
+    },
+    "freeze": {
+        "freeze_all": _BOOL,
+        "boundary": _NAME,
+        "boundary_path": _INDEX,
+        "bn_policy": _BN,
+        "exceptions": _records(
+            {"name": _NAME, "path": _INDEX}, ("name",), '[{ name = "conv1_conv", path = [2] }]'
+        ),
+    },
+    "head": {
+        "feature_layer": _TEXT,
+        "pooling": _choice(*POOLINGS, ""),
+        "hidden": _records(
+            {"units": _POSITIVE, "activation": _choice(*HIDDEN_ACTIVATIONS)},
+            ("units",),
+            '[{ units = 256, activation = "relu" }]',
+        ),
+        "dropout": _DROPOUT,
+        "classes": _POSITIVE,
+        "activation": _choice(*ACTIVATIONS),
+        "float32_head": _BOOL,
+    },
+    "compile": {
+        "enabled": _BOOL,
+        "optimizer": _choice("adam"),
+        "learning_rate": _RATE,
+        "labels": _choice("sparse", "onehot"),
+    },
+}
+#: The keys of each ``[[phase]]``.
+PHASE_KEYS: dict[str, _Kind] = {
+    "boundary": _NAME,
+    "boundary_path": _INDEX,
+    "epochs": _POSITIVE,
+    "lr": _RATE,
+    "lr_range": _RANGE,
+    "bn_policy": _BN,
+}
+_TOP_LEVEL = ("version", *TABLES, "phase")
+
+
+class _Problems:
+    """Every problem found in a plan file, each with its line; the first one is raised."""
+
+    def __init__(self, path: Path, lines: KeyLines) -> None:
+        self.path = path
+        self.lines = lines
+        self.found: list[tuple[bool, int, int, str]] = []
+
+    def add(self, key: KeyPath, text: str, missing: bool = False) -> None:
+        """A problem at ``key``; a missing key is told after the others (a misspelt key is
+        usually why it is missing, and says more)."""
+        line = self.lines.line(key)
+        self.found.append((missing, line or 0, len(self.found), located(self.path, line, text)))
+
+    def raise_first(self) -> None:
+        if not self.found:
+            return
+        self.found.sort(key=lambda item: (item[0], item[1] == 0, item[1], item[2]))
+        first = self.found[0][3].rstrip(".")
+        more = len(self.found) - 1
+        if more:
+            first += f" ({more} more problem{'s' if more > 1 else ''} after it)"
+        raise PlanError(first)
+
+
+def _check_value(
+    problems: _Problems, key: KeyPath, where: str, name: str, kind: _Kind, value: Any
+) -> None:
+    if not kind.ok(value):
+        text = f"{where} {name} must be {kind.expect}, not {describe(value)}"
+        if kind.choices and isinstance(value, str):
+            text = with_suggestion(text, did_you_mean(value, [c for c in kind.choices if c]))
+        problems.add(key, text)
+        return
+    if kind.fields is None:
+        return
+    for number, record in enumerate(value, start=1):
+        entry = f"{where} {name}, entry {number}:"
+        record_key = (*key, number - 1)
+        for field_name, field_value in record.items():
+            field_kind = kind.fields.get(field_name)
+            if field_kind is None:
+                problems.add(
+                    (*record_key, field_name),
+                    with_suggestion(
+                        f'{entry} unknown key "{field_name}"',
+                        did_you_mean(field_name, kind.fields),
+                    ),
+                )
+            else:
+                _check_value(
+                    problems, (*record_key, field_name), entry, field_name, field_kind, field_value
+                )
+        for needed in kind.required:
+            if needed not in record:
+                problems.add(record_key, f"{entry} {needed} is missing", missing=True)
+
+
+def _check_table(
+    problems: _Problems, key: KeyPath, where: str, table: dict[str, Any], keys: dict[str, _Kind]
+) -> None:
+    for name, value in table.items():
+        kind = keys.get(name)
+        if kind is None:
+            homes = [f"[{t}]" for t, ks in TABLES.items() if name in ks]
+            homes += ["[[phase]]"] if name in PHASE_KEYS else []
+            hint = f"{name} belongs in {' or '.join(homes)}" if homes else did_you_mean(name, keys)
+            problems.add((*key, name), with_suggestion(f'unknown key "{name}" in {where}', hint))
+        else:
+            _check_value(problems, (*key, name), where, name, kind, value)
+
+
+def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
+    """Check every table, key, type and range of a parsed plan file.
+
+    Raises:
+        PlanError: the first problem in the file (by line), as ``plan.toml line 12:
+            unknown key "clases" in [head]: did you mean "classes"?``.
+    """
+    problems = _Problems(path, lines)
+    version = data.get("version")
+    if version is None and not any(name in data for name in _TOP_LEVEL):
+        raise PlanError(
+            f"{path} is not a kfreeze plan: it has no version = {PLAN_VERSION} and none of "
+            f"{', '.join(f'[{name}]' for name in TABLES)} (kfreeze export --plan writes one)"
+        )
+    if version is None:
+        problems.add(
+            (),
+            f"version is missing: a kfreeze plan starts with version = {PLAN_VERSION} "
+            "(kfreeze export --plan writes one)",
+            missing=True,
+        )
+    elif version != PLAN_VERSION or not _is_int(version):
+        problems.add(
+            ("version",),
+            f"version must be {PLAN_VERSION} (the plan format this kfreeze reads), "
+            f"not {describe(version)}",
+        )
+    for name, value in data.items():
+        if name in _TOP_LEVEL:
+            continue
+        if isinstance(value, dict):
+            text = with_suggestion(
+                f"unknown table [{name}]", did_you_mean(name, TABLES, brackets="[]")
+            )
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            text = with_suggestion(
+                f"unknown table [[{name}]]", did_you_mean(name, ["phase"], brackets="[[]]")
+            )
+        else:
+            text = with_suggestion(f'unknown key "{name}"', did_you_mean(name, ["version"]))
+        problems.add((name,) if not isinstance(value, list) else (name, 0), text)
+    for name, keys in TABLES.items():
+        table = data.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            problems.add((name,), f"{name} must be the table [{name}], not {describe(table)}")
+            continue
+        _check_table(problems, (name,), f"[{name}]", table, keys)
+    source = data.get("source")
+    if source is None:
+        problems.add((), "the plan has no [source] table (model = the model to load)")
+    elif isinstance(source, dict) and "model" not in source:
+        problems.add(
+            ("source",),
+            "[source] has no model (an architecture name or a model file)",
+            missing=True,
+        )
+    freeze = data.get("freeze", {})
+    if isinstance(freeze, dict):
+        if freeze.get("freeze_all") is True and "boundary" in freeze:
+            problems.add(
+                ("freeze", "boundary"), "[freeze] has freeze_all = true and a boundary: keep one"
+            )
+        elif freeze.get("freeze_all") is not True and "boundary" not in freeze:
+            problems.add(
+                ("freeze",),
+                "[freeze] has no boundary (the first layer that trains) and no freeze_all = true",
+                missing=True,
+            )
+    phases = data.get("phase", [])
+    if not isinstance(phases, list) or not all(isinstance(p, dict) for p in phases):
+        problems.add(("phase",), "phase must be [[phase]] tables, each with boundary and epochs")
+        phases = []
+    for index, phase in enumerate(phases):
+        where = f"[[phase]] {index + 1}"
+        _check_table(problems, ("phase", index), where, phase, PHASE_KEYS)
+        for needed in ("boundary", "epochs"):
+            if needed not in phase:
+                problems.add(("phase", index), f"{where} has no {needed}", missing=True)
+        if "lr" in phase and "lr_range" in phase:
+            problems.add(
+                ("phase", index, "lr_range"), f"{where} has both lr and lr_range: keep one"
+            )
+    problems.raise_first()
 
 
 def read(path: Path) -> PlanDocument:
-    """Read a plan file.
+    """Read a plan file, validated (:func:`validate`) before anything is used.
 
     Raises:
-        PlanError: when the file is missing, not TOML, or not a kfreeze plan.
+        PlanError: when the file is missing, not TOML, or not a valid kfreeze plan (the
+            message names the key, its line and the nearest valid name).
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"the plan {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"the plan {path} cannot be read ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"the plan {path} is not valid TOML ({exc})") from None
-    if data.get("version") != PLAN_VERSION:
-        raise PlanError(f"{path} is not a kfreeze plan of version {PLAN_VERSION}")
-    source = data.get("source", {})
+        data, lines = tomlfile.read(path, "the plan")
+    except TomlError as exc:
+        raise PlanError(str(exc)) from None
+    validate(data, path, lines)
+    source = data["source"]
     freeze = data.get("freeze", {})
     head = data.get("head", {})
     compile_table = data.get("compile", {})
     input_shape = source.get("input_shape")
     load = LoadOptions(
-        weights=str(source.get("weights", "imagenet")),
+        weights=source.get("weights", "imagenet"),
         input_shape=tuple(input_shape) if input_shape else None,  # type: ignore[arg-type]
-        include_top=bool(source.get("include_top", False)),
+        include_top=source.get("include_top", False),
         custom_objects=Path(source["custom_objects"]) if source.get("custom_objects") else None,
-        unsafe=bool(source.get("unsafe", False)),
+        unsafe=source.get("unsafe", False),
     )
     boundary = None
     if not freeze.get("freeze_all", False):
-        boundary = LayerRef(
-            _need(freeze, "boundary", str, "freeze"),
-            _path(freeze.get("boundary_path", []), "boundary_path"),
-        )
+        boundary = LayerRef(freeze["boundary"], tuple(freeze.get("boundary_path", [])))
     exceptions = tuple(
-        LayerRef(str(e.get("name", "")), _path(e.get("path", []), "an exception's path"))
-        for e in freeze.get("exceptions", [])
+        LayerRef(e["name"], tuple(e.get("path", []))) for e in freeze.get("exceptions", [])
     )
-    try:
-        policy = BNPolicy(freeze.get("bn_policy", "frozen"))
-    except ValueError:
-        raise PlanError("bn_policy in [freeze] must be frozen or trainable") from None
     hidden = tuple(
-        DenseSpec(int(d.get("units", 0)), str(d.get("activation", "relu")))
-        for d in head.get("hidden", [])
+        DenseSpec(d["units"], d.get("activation", "relu")) for d in head.get("hidden", [])
     )
     spec = HeadSpec(
         feature_layer=head.get("feature_layer") or None,
         pooling=head.get("pooling") or None,
         hidden=hidden,
         dropout=float(head.get("dropout", 0.2)),
-        classes=int(head.get("classes", 10)),
-        activation=str(head.get("activation", "softmax")),
-        float32_head=bool(head.get("float32_head", True)),
+        classes=head.get("classes", 10),
+        activation=head.get("activation", "softmax"),
+        float32_head=head.get("float32_head", True),
     )
     compile_spec = CompileSpec(
-        enabled=bool(compile_table.get("enabled", True)),
+        enabled=compile_table.get("enabled", True),
         learning_rate=float(compile_table.get("learning_rate", 1e-4)),
-        labels=str(compile_table.get("labels", "sparse")),
+        labels=compile_table.get("labels", "sparse"),
     )
     return PlanDocument(
-        source=_need(source, "model", str, "source"),
+        source=source["model"],
         load=load,
         boundary=boundary,
         exceptions=exceptions,
-        bn_policy=policy,
+        bn_policy=BNPolicy(freeze.get("bn_policy", "frozen")),
         head=spec,
         compile=compile_spec,
-        phases=tuple(_read_phase(table, i) for i, table in enumerate(data.get("phase", []), 1)),
+        phases=tuple(_read_phase(table) for table in data.get("phase", [])),
     )
 
 
-def _read_phase(table: Any, number: int) -> PhaseRef:
-    where = f"phase {number}"
-    if not isinstance(table, dict):
-        raise PlanError(f"[[phase]] {number} is not a table")
-    name = _need(table, "boundary", str, where)
+def _read_phase(table: dict[str, Any]) -> PhaseRef:
+    name = table["boundary"]
     boundary = None
     if name != HEAD:
-        boundary = LayerRef(name, _path(table.get("boundary_path", []), f"{where}'s boundary_path"))
-    epochs = _need(table, "epochs", int, where)
-    if epochs < 1:
-        raise PlanError(f"{where} must train at least one epoch")
+        boundary = LayerRef(name, tuple(table.get("boundary_path", [])))
     lr = table.get("lr")
     lr_range = table.get("lr_range")
-    if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
-        raise PlanError(f"lr in {where} must be a positive number")
-    if lr_range is not None:
-        valid = (
-            isinstance(lr_range, list)
-            and len(lr_range) == 2
-            and all(isinstance(v, (int, float)) and v > 0 for v in lr_range)
-            and lr_range[0] <= lr_range[1]
-        )
-        if not valid:
-            raise PlanError(f"lr_range in {where} must be [low, high], two positive numbers")
-    try:
-        policy = BNPolicy(table["bn_policy"]) if "bn_policy" in table else None
-    except ValueError:
-        raise PlanError(f"bn_policy in {where} must be frozen or trainable") from None
     return PhaseRef(
         boundary=boundary,
-        epochs=epochs,
+        epochs=table["epochs"],
         lr=float(lr) if lr is not None else None,
         lr_range=(float(lr_range[0]), float(lr_range[1])) if lr_range else None,
-        bn_policy=policy,
+        bn_policy=BNPolicy(table["bn_policy"]) if "bn_policy" in table else None,
     )
 
 
@@ -350,9 +589,14 @@ def _find(info: ModelInfo, ref: LayerRef, what: str, notes: list[str]) -> tuple[
                 f"{what} {ref.name} not found by name: used index {row.path_text} ({row.name})"
             )
             return row.path
+    index = ".".join(map(str, ref.path))
     raise PlanError(
-        f"the plan's {what} {ref.name} (index {'.'.join(map(str, ref.path)) or '?'}) is not a "
-        "layer of this model"
+        with_suggestion(
+            f"the plan's {what} {ref.name}{f' (index {index})' if index else ''} is not a layer "
+            "of this model",
+            did_you_mean(ref.name, [row.name for row in info.layers]),
+            "; ",
+        )
     )
 
 

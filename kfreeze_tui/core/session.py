@@ -217,8 +217,14 @@ class ModelSession:
         compile_spec: CompileSpec,
         request: ExportRequest,
         progress: Progress | None = None,
+        phase: int = 1,
     ) -> ExportResult:
         """Build the model of a whole plan and write it, verified, with plan and script.
+
+        Args:
+            phase: with phases, the one (from 1) the model file is set up and compiled for:
+                its boundary and learning rates. The plan and the script stay as they are
+                (phase 1 first; the script's train() runs them all).
 
         Raises:
             PlanError: the head does not fit (nothing is written).
@@ -235,20 +241,25 @@ class ModelSession:
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
+        from kfreeze_tui.core.phases import check_phase_number
+
+        check_phase_number(len(self.phases), phase)
         optimizer_for = None
+        built = plan
         if self.phases:
             from kfreeze_tui.core.phases import phase_optimizer
             from kfreeze_tui.core.runtime import import_keras
 
-            first = self.phases[0]
-            plan = first.plan(plan)
+            chosen = self.phases[phase - 1]
+            built = chosen.plan(plan)
+            plan = self.phases[0].plan(plan)
             keras = import_keras()
 
             def optimizer_for(new: Any) -> Any:
-                return phase_optimizer(keras, new, self.info, first, compile_spec.learning_rate)
+                return phase_optimizer(keras, new, self.info, chosen, compile_spec.learning_rate)
 
         with flags_restored(base):
-            model = build_model(base, self.view, plan, head, compile_spec, optimizer_for)
+            model = build_model(base, self.view, built, head, compile_spec, optimizer_for)
             plan_text = to_toml(
                 document(
                     self.source, load_options, self.view, plan, head, compile_spec, self.phases
@@ -278,10 +289,9 @@ def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) 
     Raises:
         PlanError: when no layer matches, with the closest names.
     """
-    import difflib
-
     from kfreeze_tui.core.build import PlanError
     from kfreeze_tui.core.names import find_layer
+    from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
     stripped = text.strip()
     if stripped and all(part.isdigit() for part in stripped.split(".")):
@@ -297,9 +307,13 @@ def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) 
     if note and notes is not None:
         notes.append(note)
     if row is None:
-        close = difflib.get_close_matches(stripped, [r.name for r in info.layers], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise PlanError(f"the model has no layer named {stripped!r}{hint}")
+        raise PlanError(
+            with_suggestion(
+                f"the model has no layer named {stripped!r}",
+                did_you_mean(stripped, [r.name for r in info.layers], n=3, quote=""),
+                "; ",
+            )
+        )
     return row.path
 
 
@@ -406,19 +420,54 @@ def open_plan(
     (progress or (lambda _text: None))(f"Reading the plan {path.name}")
     try:
         document = planfile.read(path)
-    except PlanError as exc:
-        raise LoadError(str(exc), "pass a plan written by kfreeze", "plan") from exc
+    except PlanError as exc:  # the message says what is wrong, with the key and its line
+        raise LoadError(str(exc), "", "plan") from exc
     options = replace(document.load, gpu=gpu)
     if random_weights:
         options = replace(options, weights="none")
-    session = open_session(document.source, options, use_cache=use_cache, progress=progress)
+    try:
+        session = open_session(document.source, options, use_cache=use_cache, progress=progress)
+    except LoadError as exc:
+        hint = _plan_hint(exc, path)
+        if hint is None:
+            raise
+        raise LoadError(exc.message, hint, exc.kind) from exc
     try:
         notes = session.apply_document(document)
     except PlanError as exc:
+        message = str(exc)
         raise LoadError(
-            f"the plan {path.name} does not fit {document.source}: {exc}",
-            "check the plan's boundary and exceptions against `kfreeze layers`",
+            f"the plan {path.name} does not fit {document.source}: {message}",
+            ""
+            if message.endswith("?")
+            else "check the plan's boundary and exceptions against `kfreeze layers`",
             "plan",
         ) from exc
     session.warnings += notes  # the header shows how the plan's layers were matched
     return session, notes
+
+
+def _plan_hint(error: LoadError, path: Path) -> str | None:
+    """What to change in the plan file, for a load error whose hint names command-line
+    options (``--weights none``) that a plan's model was not given by."""
+    where = f"under [source] in {path.name}"
+    if error.kind == "download":
+        return (
+            f'set weights = "none" {where} for random weights, or weights = "PATH" for a '
+            "weights file you have"
+        )
+    if error.kind == "missing" and error.message.startswith("the weights file"):
+        return f'set weights {where} to "imagenet", "none" or the path of a weights file'
+    if error.kind == "weights":
+        return f"set weights {where} to weights saved from the same architecture and input shape"
+    if error.kind == "shape":
+        return f"set input_shape {where} to a size the architecture accepts, or remove it"
+    if error.kind == "build":
+        return f"check input_shape, include_top and weights {where}"
+    if error.kind == "lambda":
+        return f"if you trust the file, set unsafe = true {where}"
+    if "--custom-objects" in error.hint:
+        return (
+            f'set custom_objects = "FILE.py" {where}, a Python file that defines the custom classes'
+        )
+    return None

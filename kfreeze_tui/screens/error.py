@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from kfreeze_tui.core.loading import LoadError
+from kfreeze_tui.core.wording import sentence
 
 
 class ErrorScreen(Screen[None]):
@@ -33,10 +34,10 @@ class ErrorScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="error-box") as box:
             box.border_title = f"Cannot open {escape(self.source)}"
-            yield Static(self.error.message + ".", id="error-message", markup=False)
+            yield Static(sentence(self.error.message), id="error-message", markup=False)
             if self.error.hint:
                 yield Static(
-                    self.error.hint[:1].upper() + self.error.hint[1:] + ".",
+                    sentence(self.error.hint[:1].upper() + self.error.hint[1:]),
                     id="error-hint",
                     markup=False,
                 )

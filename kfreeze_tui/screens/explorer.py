@@ -30,6 +30,7 @@ from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
+from kfreeze_tui.core.wording import sentence
 from kfreeze_tui.screens.export import ExportRunScreen
 from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
@@ -487,7 +488,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 self.session.load_options, plan, head, compile_spec, request, progress
             )
         except (PlanError, ExportError, OSError) as exc:  # the user's to fix: in the dialog
-            self.app.call_from_thread(run.failed, f"{str(exc).rstrip('.')}.")
+            self.app.call_from_thread(run.failed, sentence(str(exc)))
             return
         self.app.call_from_thread(self._exported, run, result, plan)
 

@@ -74,3 +74,63 @@ def test_bad_phase_is_one_sentence(
     neither = run_kfreeze("export", str(small_model_file), "-o", str(tmp_path / "x.keras"))
     assert neither.returncode == 2
     assert "pass --freeze-before LAYER (or --phase for staged training)" in neither.stderr
+
+
+@pytest.fixture(scope="module")
+def three_phase_plan(small_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plan of the small CNN with three phases, written by kfreeze's own writer."""
+    from kfreeze_tui.core import planfile
+    from kfreeze_tui.core.build import CompileSpec
+    from kfreeze_tui.core.head import HeadSpec
+    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.phases import parse_phase
+    from kfreeze_tui.core.plan import PlanView
+    from kfreeze_tui.core.session import open_session
+
+    session = open_session(str(small_model_file), LoadOptions(), use_cache=False)
+    view = PlanView(session.info)
+    phases = tuple(parse_phase(text, session.info) for text in PHASES[1::2])
+    doc = planfile.document(
+        str(small_model_file),
+        LoadOptions(),
+        view,
+        phases[0].plan(view.plan_from_model()),
+        HeadSpec(classes=3),
+        CompileSpec(),
+        phases,
+    )
+    path = tmp_path_factory.mktemp("phases") / "three.toml"
+    path.write_text(planfile.to_toml(doc))
+    return path
+
+
+@pytest.mark.parametrize("number", [2, 3])
+def test_apply_sets_up_the_phase_asked_for(
+    three_phase_plan: Path,
+    small_model_file: Path,
+    tmp_path: Path,
+    keras: Any,
+    capsys: pytest.CaptureFixture[str],
+    number: int,
+) -> None:
+    from kfreeze_tui import apply_plan
+    from kfreeze_tui.cli import run
+
+    out = tmp_path / f"phase{number}.keras"
+    code = run(["apply", str(three_phase_plan), "--phase", str(number), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    boundary, epochs, _ = PHASES[2 * number - 1].split(":")
+    assert f"set up and compiled for phase {number} of 3: {boundary}:{epochs}:" in err
+    saved = keras.saving.load_model(out)
+    # The reference: what the Python API builds for the same phase on the same model.
+    reference = apply_plan(keras.saving.load_model(small_model_file), three_phase_plan, number)
+    assert sorted(w.path for w in saved.trainable_weights) == sorted(
+        w.path for w in reference.trainable_weights
+    )
+    assert "block2_conv/kernel" in {w.path for w in saved.trainable_weights}
+    assert ("block1_conv/kernel" in {w.path for w in saved.trainable_weights}) is (number == 3)
+    if number == 2:
+        assert saved.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+    else:
+        assert type(saved.optimizer).__name__ == type(reference.optimizer).__name__

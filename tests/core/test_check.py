@@ -218,3 +218,57 @@ def test_the_step_fits_the_labels_to_the_loss(keras: Any, loss: str) -> None:
     model.compile(optimizer="sgd", loss=loss)
     step = one_step(model)
     assert step.trainable_changed > 0 and step.frozen_changed == []
+
+
+def check_file(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
+    """``kfreeze check FILE --json`` in this process: the exit code and the document."""
+    from kfreeze_tui.cli import run
+
+    code = run(["check", str(path), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out else captured.err)
+
+
+def test_check_on_a_file_reads_the_compiled_learning_rate(
+    keras: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = compiled(keras, tiny(keras, "fast"), rate=1e-2)
+    freeze_first_conv(model, bn_trains=False)  # after compile(): the live model must recompile
+    assert codes(check_model(model)) == {"recompile", "high_lr"}
+    path = tmp_path / "fast.keras"
+    model.save(path)
+    code, document = check_file(path, capsys)
+    assert code == 0, document
+    found = {finding["code"] for finding in document["findings"]}
+    # The reference: check_model on the file as Keras loads it (compiled, by default). Loading
+    # compiles with the flags the file holds, so a file cannot need a recompile.
+    assert found == codes(check_model(keras.saving.load_model(path))) == {"high_lr"}
+    message = next(f["message"] for f in document["findings"] if f["code"] == "high_lr")
+    assert message.startswith("the learning rate 0.01 is high")
+    assert document["step"]["frozen_changed"] == [] and document["step"]["trainable_changed"]
+
+
+def test_check_on_a_file_saved_uncompiled_or_with_a_custom_loss(
+    keras: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny(keras, "plain")
+    freeze_first_conv(model, bn_trains=False)
+    plain = tmp_path / "plain.keras"
+    model.save(plain)
+    code, document = check_file(plain, capsys)
+    assert code == 0 and document["findings"] == [], document
+    assert document["step"]["trainable_changed"] > 0
+
+    def my_loss(y_true: Any, y_pred: Any) -> Any:  # not registered: Keras cannot load it
+        return keras.ops.mean(keras.ops.square(y_pred))
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=my_loss)
+    custom = tmp_path / "custom_loss.keras"
+    model.save(custom)
+    from kfreeze_tui.cli import run
+
+    code = run(["check", str(custom), "--no-step"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "the compile settings saved in custom_loss.keras could not be restored" in (captured.err)
+    assert "no findings" in captured.out
