@@ -60,7 +60,8 @@ def test_quitting_does_not_wait_for_a_hanging_nvidia_smi(
         start = time.monotonic()
         terminal.send("q")
         terminal.child.expect(pexpect.EOF, timeout=30)
-        assert time.monotonic() - start < 3  # not gpus.TIMEOUT (5 s), nor the 60 s sleep
+        seconds = time.monotonic() - start
+        assert seconds < 4, seconds  # not gpus.TIMEOUT (5 s after the screen came), nor 60 s
         terminal.child.close()
         assert terminal.child.exitstatus == 0
     finally:
