@@ -439,7 +439,11 @@ def _add_cache_option(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from kfreeze_tui.core import cache
+    from kfreeze_tui.core.leftovers import describe
 
+    removed = cache.remove_leftover_entries()
+    if removed:
+        _note(describe(removed))
     if args.action == "clear":
         count, size = cache.clear()
         print(
@@ -665,9 +669,12 @@ def _request(args: argparse.Namespace) -> object:
 
 def _print_result(result: object, notes: list[str]) -> None:
     from kfreeze_tui.core.export import human_size
+    from kfreeze_tui.core.leftovers import describe
 
     for note in notes:
         _warn(note)
+    if result.removed:  # type: ignore[attr-defined]
+        _note(describe(result.removed))  # type: ignore[attr-defined]
     for written in result.files:  # type: ignore[attr-defined]
         print(f"wrote {written.path} ({written.what}, {human_size(written.size)})")
     verification = result.verification  # type: ignore[attr-defined]
@@ -788,11 +795,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                     "repairs": [repair.to_json() for repair in result.repairs],
                     "checks": result.checks,
                     "max_difference": result.max_difference,
+                    "removed_leftovers": [
+                        {"path": str(item.path), "bytes": item.size} for item in result.removed
+                    ],
                 },
                 indent=2,
             )
         )
         return EXIT_OK
+    if result.removed:
+        from kfreeze_tui.core.leftovers import describe
+
+        _note(describe(result.removed))
     for warning in result.warnings:
         _warn(warning)
     for repair in result.repairs:
