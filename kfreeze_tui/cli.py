@@ -999,16 +999,23 @@ def run(argv: Sequence[str]) -> int:
     from kfreeze_tui.core.loading import LoadError
 
     argv = list(argv)
-    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
-        args = build_parser().parse_args(argv)
-        handler: Callable[[argparse.Namespace], int] = args.handler
-    else:
-        args = build_tui_parser().parse_args(argv)
-        handler = _run_tui
     stdout = sys.stdout
-    if stdout is not None and handler is not _run_tui:
+    if stdout is not None:
         sys.stdout = _StandardOutput(stdout)  # type: ignore[assignment]
     try:
+        try:
+            if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
+                args = build_parser().parse_args(argv)
+                handler: Callable[[argparse.Namespace], int] = args.handler
+            else:
+                args = build_tui_parser().parse_args(argv)
+                handler = _run_tui
+        except SystemExit as exc:  # --help, --version or a usage error, printed by argparse
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if handler is _run_tui:
+            sys.stdout = stdout  # the explorer's terminal is the app's own business
         code = handler(args)
         if sys.stdout is not None:
             sys.stdout.flush()  # here, where a closed pipe or a full disk is still caught

@@ -57,7 +57,11 @@ def test_a_reader_that_leaves_is_a_normal_end(args: tuple[str, ...], read: int) 
 
 def test_a_shell_pipeline_under_pipefail() -> None:
     command = " ".join(_command())
-    for pipeline in (f"{command} models | head -n 0", f"{command} models | true"):
+    for pipeline in (
+        f"{command} models | head -n 0",
+        f"{command} models | true",
+        f"{command} --help | true",  # argparse's own output ends as quietly
+    ):
         result = subprocess.run(
             ["bash", "-o", "pipefail", "-c", pipeline],
             capture_output=True,
@@ -68,11 +72,13 @@ def test_a_shell_pipeline_under_pipefail() -> None:
         assert (result.returncode, result.stderr) == (0, ""), pipeline
 
 
-@pytest.mark.parametrize("extra", [(), ("--json",)], ids=["table", "json"])
-def test_a_full_disk_is_one_sentence_and_exit_2(extra: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "args", [LAYERS, (*LAYERS, "--json"), ("--help",)], ids=["table", "json", "help"]
+)
+def test_a_full_disk_is_one_sentence_and_exit_2(args: tuple[str, ...]) -> None:
     with open("/dev/full", "w") as full:
         result = subprocess.run(
-            [*_command(), *LAYERS, *extra],
+            [*_command(), *args],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
