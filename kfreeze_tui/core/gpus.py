@@ -131,6 +131,9 @@ def query(executable: str = "nvidia-smi", timeout: float = TIMEOUT) -> list[Gpu]
     except subprocess.TimeoutExpired:
         _kill(process)
         return []
+    except BaseException:  # Ctrl+C: its own session does not get the SIGINT, so end it here
+        _kill(process)
+        raise
     finally:
         with _lock:
             _running.discard(process)
