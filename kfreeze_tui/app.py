@@ -206,6 +206,11 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
             self.open_model(self.session.source, self.options)
 
     def on_unmount(self) -> None:
+        from kfreeze_tui.core import gpus
+
+        # A hanging nvidia-smi must not hold the exit: the thread that waits for it is
+        # joined when the app ends.
+        gpus.stop_queries()
         gc.unfreeze()
 
     @on(LoadFailed)

@@ -1,13 +1,15 @@
 """The ``kfreeze`` command: argument parsing and the non-interactive subcommands.
 
 Exit codes: 0 on success, 2 on bad input (a usage error or a model that cannot be loaded,
-with one sentence on stderr and nothing on stdout), 1 on an unexpected internal error,
-130 when interrupted.
+with one sentence on stderr and nothing on stdout) or an environment that cannot take the
+output (a full disk), 1 on an unexpected internal error, 130 when interrupted. A reader that
+leaves early (``kfreeze layers ... | head``) is a normal end: exit 0, nothing said.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -15,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from kfreeze_tui import __version__
 
@@ -53,6 +55,62 @@ or a .keras / .h5 file. Run `kfreeze COMMAND --help` for a command's options.
 
 class UsageError(Exception):
     """Bad command-line input that argparse cannot see (an invalid regex, say)."""
+
+
+class OutputError(Exception):
+    """Standard output took no more: a full disk or quota, a device that failed."""
+
+
+class _StandardOutput:
+    """``sys.stdout`` while a command runs: a write that fails says it was standard output.
+
+    A closed pipe stays a :class:`BrokenPipeError` (a normal end); any other failure to
+    write becomes an :class:`OutputError`, so that ``kfreeze layers ... > /dev/full`` is told
+    apart from an OSError inside kfreeze. Everything else is the stream's own.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(_reason(exc)) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(_reason(exc)) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _reason(exc: OSError) -> str:
+    """``no space left on device``: the system's words, as the middle of a sentence."""
+    text = exc.strerror or (errno.errorcode.get(exc.errno or 0) or str(exc))
+    return text[:1].lower() + text[1:]
+
+
+def _output_gone(stream: TextIO | None) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: what is still buffered for the reader
+    that left (or the disk that is full) is dropped quietly when Python flushes it at exit
+    (the Python documentation's note on SIGPIPE)."""
+    if stream is None:
+        return
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # not a file (a test's capture buffer): nothing is flushed at exit
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -389,7 +447,11 @@ def _add_cache_option(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from kfreeze_tui.core import cache
+    from kfreeze_tui.core.leftovers import describe
 
+    removed = cache.remove_leftover_entries()
+    if removed:
+        _note(describe(removed))
     if args.action == "clear":
         count, size = cache.clear()
         print(
@@ -431,6 +493,21 @@ def _run_tui(args: argparse.Namespace) -> int:
             "the explorer needs a terminal; use `kfreeze layers MODEL` for output to a pipe "
             "or a file"
         )
+    if dumb_terminal():
+        term = os.environ.get("TERM", "")
+        if not args.model:
+            raise UsageError(
+                f"the explorer needs a terminal that can draw full-screen (TERM={term} "
+                "cannot); use `kfreeze layers MODEL` here, or a terminal such as xterm"
+            )
+        _note(
+            f"the explorer needs a terminal that can draw full-screen (TERM={term} cannot); "
+            "here is the layer table, as `kfreeze layers` prints it"
+        )
+        table_args = argparse.Namespace(
+            **vars(args), filter=None, expand_nested=False, boundary=None, json=False
+        )
+        return _cmd_layers(table_args)
     # TensorFlow reads its settings when it is imported, which happens in the app's worker.
     configure(RuntimeOptions(gpu=args.gpu))
     from kfreeze_tui.app import make_app, run_app
@@ -460,13 +537,29 @@ def load_options_from(args: argparse.Namespace) -> object:
 
 
 def _stdout_console() -> object:
+    """The Rich console of a command's table: a reader that leaves is a normal end.
+
+    Rich's own answer to a closed pipe is ``SystemExit(1)`` from inside ``print``; here it
+    is the :class:`BrokenPipeError` that :func:`run` turns into a quiet exit 0.
+    """
     from rich.console import Console
 
-    console = Console()
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of standard output left")
+
+    console = StdoutConsole()
     if not console.is_terminal:
         # A pipe or a file: wide enough that names and shapes are never cut.
-        console = Console(width=max(console.width, 160))
+        console = StdoutConsole(width=max(console.width, 160))
     return console
+
+
+def dumb_terminal() -> bool:
+    """``TERM=dumb`` (or ``unknown``): a terminal that cannot draw the explorer (Emacs'
+    shell, some CI consoles); Rich draws no colour there either."""
+    return os.environ.get("TERM", "").lower() in ("dumb", "unknown")
 
 
 def _warn(message: str) -> None:
@@ -584,9 +677,12 @@ def _request(args: argparse.Namespace) -> object:
 
 def _print_result(result: object, notes: list[str]) -> None:
     from kfreeze_tui.core.export import human_size
+    from kfreeze_tui.core.leftovers import describe
 
     for note in notes:
         _warn(note)
+    if result.removed:  # type: ignore[attr-defined]
+        _note(describe(result.removed))  # type: ignore[attr-defined]
     for written in result.files:  # type: ignore[attr-defined]
         print(f"wrote {written.path} ({written.what}, {human_size(written.size)})")
     verification = result.verification  # type: ignore[attr-defined]
@@ -719,11 +815,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                     "repairs": [repair.to_json() for repair in result.repairs],
                     "checks": result.checks,
                     "max_difference": result.max_difference,
+                    "removed_leftovers": [
+                        {"path": str(item.path), "bytes": item.size} for item in result.removed
+                    ],
                 },
                 indent=2,
             )
         )
         return EXIT_OK
+    if result.removed:
+        from kfreeze_tui.core.leftovers import describe
+
+        _note(describe(result.removed))
     for warning in result.warnings:
         _warn(warning)
     for repair in result.repairs:
@@ -928,14 +1031,31 @@ def run(argv: Sequence[str]) -> int:
     from kfreeze_tui.core.wording import sentence
 
     argv = list(argv)
-    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
-        args = build_parser().parse_args(argv)
-        handler: Callable[[argparse.Namespace], int] = args.handler
-    else:
-        args = build_tui_parser().parse_args(argv)
-        handler = _run_tui
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _StandardOutput(stdout)  # type: ignore[assignment]
     try:
-        return handler(args)
+        try:
+            if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--version")):
+                args = build_parser().parse_args(argv)
+                handler: Callable[[argparse.Namespace], int] = args.handler
+            else:
+                args = build_tui_parser().parse_args(argv)
+                handler = _run_tui
+        except SystemExit as exc:  # --help, --version or a usage error, printed by argparse
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if handler is _run_tui:
+            sys.stdout = stdout  # the explorer's terminal is the app's own business
+        code = handler(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, where a closed pipe or a full disk is still caught
+        return code
+    except OutputError as exc:
+        _output_gone(stdout)
+        _error(f"could not write to standard output: {exc}; the output is incomplete.")
+        return EXIT_USAGE
     except LoadError as exc:
         _error(exc.sentence)
         return EXIT_USAGE
@@ -947,8 +1067,7 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `kfreeze layers ... | head`: the reader left; that is not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _output_gone(stdout)
         return EXIT_OK
     except Exception as exc:
         if os.environ.get("KFREEZE_DEBUG"):
@@ -960,6 +1079,8 @@ def run(argv: Sequence[str]) -> int:
             "(this is a bug in kfreeze; run with KFREEZE_DEBUG=1 for the traceback)."
         )
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = stdout
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import fields
 from importlib import metadata
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.layers import LayerInfo, ModelInfo, WeightInfo
+from kfreeze_tui.core.leftovers import Leftover, remove_leftovers, temp_file
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, looks_like_path
 
@@ -156,9 +156,10 @@ def write(
     path = _entry_path(key)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        remove_leftovers([path.parent])  # `kfreeze cache` says what it removes; here, quietly
+        temporary = temp_file(path, ".tmp")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            with temporary.open("w", encoding="utf-8") as out:
                 document = {
                     "key": key,
                     "warnings": list(warnings),
@@ -170,6 +171,11 @@ def write(
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+
+
+def remove_leftover_entries() -> list[Leftover]:
+    """Remove the half-written entries of kfreeze processes that were killed."""
+    return remove_leftovers([cache_dir()])
 
 
 def clear() -> tuple[int, int]:

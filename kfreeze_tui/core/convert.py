@@ -15,6 +15,7 @@ from typing import Any
 
 from kfreeze_tui.core.check import synthetic_inputs
 from kfreeze_tui.core.export import ExportError, human_size, temp_beside, verify
+from kfreeze_tui.core.leftovers import Leftover, remove_leftovers
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, custom_objects_for, first_line, load
 from kfreeze_tui.core.runtime import native_output_captured
@@ -36,6 +37,8 @@ class ConvertResult:
     warnings: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     max_difference: float = 0.0
+    removed: list[Leftover] = field(default_factory=list)
+    """Temporary files that killed runs had left beside the target, removed first."""
 
 
 def check_target(source: str, target: Path, force: bool) -> None:
@@ -76,6 +79,7 @@ def convert(
     model = loaded.model
     import keras
 
+    removed = remove_leftovers([target.parent])
     temp = temp_beside(target, ".keras")
     try:
         report(f"Writing {target.name}")
@@ -118,6 +122,7 @@ def convert(
         warnings=list(loaded.warnings),
         checks=checks,
         max_difference=difference,
+        removed=removed,
     )
 
 

@@ -3,7 +3,9 @@
 Nothing is written over an existing file unless asked (``force``), and nothing is ever left
 half-written: each file is written beside its target under a temporary name and renamed into
 place only when complete (a rename within a folder is atomic). The model is loaded back from
-its temporary file and compared with the model that was saved before it is renamed.
+its temporary file and compared with the model that was saved before it is renamed. The
+temporary files of exports that were killed are removed by the next export into the same
+folder (:mod:`kfreeze_tui.core.leftovers`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import contextlib
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.layers import walk
+from kfreeze_tui.core.leftovers import Leftover, remove_leftovers, temp_dir_name, temp_file
 from kfreeze_tui.core.runtime import import_keras, native_output_captured
 
 Progress = Callable[[str], None]
@@ -79,6 +81,8 @@ class ExportResult:
     verification: Verification | None = None
     step: Any = None
     """What one training step on a copy changed (a :class:`~kfreeze_tui.core.check.StepResult`)."""
+    removed: list[Leftover] = field(default_factory=list)
+    """Temporary files that killed exports had left beside the targets, removed first."""
 
 
 def existing_targets(request: ExportRequest) -> list[Path]:
@@ -115,15 +119,8 @@ def check_request(request: ExportRequest) -> None:
 
 
 def temp_beside(path: Path, suffix: str) -> Path:
-    handle, name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".kfreeze-tmp{suffix}", dir=path.parent
-    )
-    os.close(handle)
-    # mkstemp makes the file private; the result should get the permissions any new file gets.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+    """A temporary file beside ``path``, named after this process (see ``leftovers``)."""
+    return temp_file(path, suffix)
 
 
 def human_size(size: int) -> str:
@@ -222,8 +219,11 @@ def export(
             no existing file has been touched unless the whole model file was verified.
     """
     check_request(request)
+    removed = remove_leftovers(path.parent for path in request.targets())
     try:
-        return _export(model, request, plan_text, script_text, progress or (lambda _t: None))
+        result = _export(model, request, plan_text, script_text, progress or (lambda _t: None))
+        result.removed = removed
+        return result
     except OSError as exc:  # a full disk, a folder without write permission, ...
         reason = exc.strerror or str(exc)
         where = exc.filename or request.model_path.parent
@@ -297,10 +297,7 @@ def _prove_one_step(loaded: Any, report: Progress) -> Any:
 
 
 def _export_savedmodel(model: Any, target: Path) -> None:
-    temp = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".kfreeze-tmp", dir=target.parent)
-    )
-    shutil.rmtree(temp)
+    temp = temp_dir_name(target)
     try:
         with native_output_captured():
             model.export(str(temp), verbose=False)

@@ -37,6 +37,11 @@ class RuntimeOptions:
 
 
 _configured: RuntimeOptions | None = None
+#: What ``CUDA_VISIBLE_DEVICES`` was before :func:`configure` hid the GPUs from TensorFlow
+#: (None: unset), and the value it set instead.
+_user_visible_devices: str | None = None
+_HIDDEN = "-1"
+_hid_devices = False
 
 #: Keras builds and walks graphs recursively: a user model of a few thousand layers overflows
 #: Python's default limit of 1,000 frames.
@@ -57,7 +62,7 @@ def configure(options: RuntimeOptions) -> None:
     Args:
         options: whether the GPU may be used.
     """
-    global _configured
+    global _configured, _user_visible_devices, _hid_devices
     with _lock:
         if tensorflow_imported():
             _configured = _configured or options
@@ -69,8 +74,22 @@ def configure(options: RuntimeOptions) -> None:
             os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
         else:
             # Hiding the devices is the only way to be sure CUDA is never initialised.
-            os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+            if not _hid_devices:
+                _user_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+                _hid_devices = True
+            os.environ["CUDA_VISIBLE_DEVICES"] = _HIDDEN
         _configured = options
+
+
+def user_cuda_visible_devices() -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as the user set it (None: unset): the GPUs a training job
+    started from the same shell gets, even after :func:`configure` hid them from kfreeze's
+    own TensorFlow. A value set since (by a test, say) is taken as it is."""
+    current = os.environ.get("CUDA_VISIBLE_DEVICES")
+    with _lock:
+        if _hid_devices and current == _HIDDEN:
+            return _user_visible_devices
+    return current
 
 
 def captured_log() -> str:

@@ -348,7 +348,17 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     def action_copy(self) -> None:
         snippet = freeze_snippet(self.session.view, self.plan)
         self.app.copy_to_clipboard(snippet)
-        self.notify(f"Copied a {snippet.count(chr(10))}-line freeze snippet to the clipboard.")
+        # OSC 52 goes to the terminal, which may drop it (tmux by default, some terminals):
+        # nothing comes back to say whether it arrived, so the message says where else the
+        # same lines are.
+        export = next(b for b in self.BINDINGS if isinstance(b, Binding) and b.id == "export")
+        key = self.app.key_label(export)  # type: ignore[attr-defined]
+        self.notify(
+            f"Sent a {snippet.count(chr(10))}-line freeze snippet to the terminal's clipboard "
+            f"(OSC 52). If it did not arrive (tmux: set -g set-clipboard on), the script that "
+            f"{key} exports has the same lines.",
+            markup=False,
+        )
 
     def action_collapse_all(self) -> None:
         self.table.collapse_all()

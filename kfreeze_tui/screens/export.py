@@ -165,6 +165,11 @@ class ExportRunScreen(ModalScreen[None]):
             )
             for check in verification.checks:
                 body.append(f"  ✓ {check}\n")
+        if result.removed:
+            from kfreeze_tui.core.leftovers import describe
+
+            line = describe(result.removed)
+            body.append(f"\n{line[:1].upper()}{line[1:]}.\n")
         body.append("\nEnter or Esc to close.", style="dim")
         container = self.query_one("#export-result", Static)
         from rich.console import Group

@@ -64,9 +64,10 @@ def test_cost_table_one_boundary(run_kfreeze: Any) -> None:
 
 def test_cost_reports_what_fits_the_gpu(run_kfreeze: Any, tmp_path: Path) -> None:
     script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 2048'\n")
+    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 2048, GPU-0fa4e'\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    # The tests' own CUDA_VISIBLE_DEVICES=-1 would hide it, as it hides a real GPU.
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": "0"}
     result = run_kfreeze("cost", "resnet50", "--weights", "none", "--json", env=env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

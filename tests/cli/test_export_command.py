@@ -156,7 +156,9 @@ def test_apply_plan_api(cli_export: Path, keras: Any) -> None:
     assert model.compiled
 
 
-def test_a_kill_during_save_leaves_no_partial_file(tmp_path: Path) -> None:
+def test_a_kill_during_save_leaves_no_partial_file(
+    tmp_path: Path, run_kfreeze: Any, small_model_file: Path
+) -> None:
     import shutil
 
     exe = shutil.which("kfreeze")
@@ -181,7 +183,20 @@ def test_a_kill_during_save_leaves_no_partial_file(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert not target.exists()
-    assert all(p.name.startswith(".") for p in tmp_path.iterdir())  # only the hidden temp
+    (temp,) = tmp_path.iterdir()  # only the hidden temp, named after the killed process
+    assert temp.name.startswith(f".killed.keras.kfreeze-tmp-{process.pid}-")
+    size = temp.stat().st_size
+    # The next export into the folder removes it, and says what and how big.
+    again = run_kfreeze(
+        "export", str(small_model_file), "--freeze-before", "block1_conv", "-o",
+        str(tmp_path / "next.keras"),
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert not temp.exists()
+    assert (
+        f"kfreeze: note: removed a temporary file that killed kfreeze runs left "
+        f"({size / 1e6:,.1f} MB): {temp}\n"
+    ) in again.stderr
 
 
 def test_plan_opens_in_the_explorer(cli_export: Path) -> None:

@@ -50,9 +50,10 @@ async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) 
 def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An nvidia-smi that reports one GPU with 300 MiB free (this machine has no GPU)."""
     script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 300'\n")
+    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 300, GPU-0fa4e'\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the tests' own -1 would hide it
     return script
 
 
