@@ -317,7 +317,7 @@ KEY_DISPLAY = {
     "right": "→",
 }
 
-SIDE_PANE_GROUP = "Side pane (head, batch, optimizer)"
+SIDE_PANE_GROUP = "Side pane"
 
 
 def side_pane_bindings() -> list[Binding]:

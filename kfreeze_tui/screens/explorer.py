@@ -317,7 +317,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             text.append("Phases: none (a, A: add)", style="dim")
         else:
             text.append("Phases", style="bold")
-            text.append(" (a/A add, E edits, X removes)\n", style="dim")
+            text.append(" (E edit, X remove)\n", style="dim")
             costs = cost_model(view)
             for number, phase in enumerate(session.phases, 1):
                 plan = phase.plan(self.plan)

@@ -80,15 +80,25 @@ class PhasesScreen(ModalScreen[list[PhaseSettings] | None]):
         with Vertical(id="phases-box") as box:
             box.border_title = "Phases: epochs and learning rates"
             box.border_subtitle = "Tab: next field · Enter: apply · Esc: cancel"
-            yield Static(
-                Text.assemble(("  # trains", "bold"), ("  epochs · learning rate", "bold")),
-                id="phases-heading",
-            )
+            with Horizontal(classes="phase-row", id="phases-heading"):
+                yield Label("# trains", classes="phase-place")
+                yield Label("epochs", classes="phase-epochs")
+                yield Label("learning rate", classes="phase-rate")
             for number, (phase, place) in enumerate(zip(self.phases, self.places, strict=True), 1):
                 with Horizontal(classes="phase-row"):
                     yield Label(Text(f"{number} {place}"), classes="phase-place")
-                    yield Input(str(phase.epochs), id=f"phase-epochs-{number}", compact=True)
-                    yield Input(phase.lr_text(), id=f"phase-rate-{number}", compact=True)
+                    yield Input(
+                        str(phase.epochs),
+                        id=f"phase-epochs-{number}",
+                        classes="phase-epochs",
+                        compact=True,
+                    )
+                    yield Input(
+                        phase.lr_text(),
+                        id=f"phase-rate-{number}",
+                        classes="phase-rate",
+                        compact=True,
+                    )
             yield Static(
                 "A learning rate (1e-5), or a range over the stages after the boundary "
                 "(1e-6..1e-5: the first stage gets the low rate, the head the high one). "
