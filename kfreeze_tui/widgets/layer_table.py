@@ -265,6 +265,68 @@ class LayerTable(ScrollView, can_focus=True):
         Binding("N", "previous_match", "Previous match", show=False, id="previous_match"),
     ]
 
+    DEFAULT_CSS = """
+    LayerTable {
+        width: 1fr;
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 0;
+    }
+
+    LayerTable > .layer-table--header {
+        text-style: bold;
+        background: $panel;
+    }
+
+    LayerTable > .layer-table--group {
+        text-style: bold;
+        color: $accent;
+    }
+
+    LayerTable > .layer-table--trainable {
+        color: $text;
+    }
+
+    LayerTable > .layer-table--frozen {
+        color: $text-muted;
+        text-style: dim;
+    }
+
+    LayerTable > .layer-table--partial {
+        color: $warning;
+    }
+
+    LayerTable > .layer-table--exception {
+        text-style: italic;
+    }
+
+    LayerTable > .layer-table--boundary {
+        color: $error;
+        text-style: bold;
+    }
+
+    LayerTable > .layer-table--phase {
+        color: $accent;
+    }
+
+    /* The cursor row is drawn in these colours alone (not over the row's own colour, which can
+       be the cursor's). Focused, it is reversed: an accent bar with dark text, which stays a bar
+       in 256 and 16 colours and with NO_COLOR. Unfocused (the side pane has the keys), it is a
+       muted bar with light, underlined text. Colours here are opaque: the alpha of a component
+       class's colour is not blended (`$accent 40%` draws full accent). */
+    LayerTable > .layer-table--cursor {
+        color: $foreground;
+        background: $accent-muted;
+        text-style: bold underline;
+    }
+
+    LayerTable:focus > .layer-table--cursor {
+        color: $accent;
+        background: $surface;
+        text-style: bold reverse;
+    }
+    """
+
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "layer-table--header",
         "layer-table--group",

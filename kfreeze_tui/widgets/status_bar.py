@@ -195,13 +195,16 @@ class TextPane(Widget):
         return self._text
 
 
+_Shown = tuple[PlanView, FreezePlan, TrainingSetup | None, Sequence[Gpu]]
+
+
 class StatusBar(TextPane):
     """Counts for the current plan, updated on every change, fitted to the bar's width."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._shown: tuple[PlanView, FreezePlan, TrainingSetup | None, Sequence[Gpu]] | None
-        self._shown = None
+        self._shown: _Shown | None = None
+        """What :meth:`show` was last given (refitted when the width changes)."""
         self._phases: Sequence[Phase] = ()
         self._settings_at = "side pane"
 
