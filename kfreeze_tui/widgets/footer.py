@@ -12,7 +12,6 @@ from collections.abc import Collection
 from textual.app import ComposeResult
 from textual.containers import HorizontalGroup
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 
 class KeepingFooter(Footer):
@@ -41,11 +40,11 @@ class KeepingFooter(Footer):
 
     def compose(self) -> ComposeResult:
         widgets = list(super().compose())
+        # Textual's footer keys carry the action they run (FooterKey is not public API).
         kept = [
             w
             for w in widgets
-            if isinstance(w, FooterKey)
-            and (w.action in self.keep or w.has_class("-command-palette"))
+            if getattr(w, "action", None) in self.keep or w.has_class("-command-palette")
         ]
         yield from (w for w in widgets if w not in kept)
         yield HorizontalGroup(*kept, id="footer-kept")
