@@ -241,6 +241,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
                 [b for b in explicit(ExplorerScreen.BINDINGS) if b.action in PLAN_ACTIONS],
             ),
             ("Moving", explicit(LayerTable.BINDINGS)),
+            (SIDE_PANE_GROUP, side_pane_bindings()),
             (
                 "Other",
                 [b for b in explicit(ExplorerScreen.BINDINGS) if b.action not in PLAN_ACTIONS]
@@ -274,6 +275,8 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         if explorer is None:
             return
         for title, bindings in self.binding_groups():
+            if title == SIDE_PANE_GROUP:  # keys of a focused field, not actions to run
+                continue
             for binding in bindings:
                 if binding.action in ("command_palette",):
                     continue
@@ -308,6 +311,8 @@ KEY_DISPLAY = {
     "pageup": "PgUp",
     "pagedown": "PgDn",
     "escape": "Esc",
+    "tab": "Tab",
+    "shift+tab": "Shift+Tab",
     "enter": "Enter",
     "home": "Home",
     "end": "End",
@@ -316,6 +321,16 @@ KEY_DISPLAY = {
     "left": "←",
     "right": "→",
 }
+
+SIDE_PANE_GROUP = "Side pane"
+
+
+def side_pane_bindings() -> list[Binding]:
+    """The keys of the side pane's fields: moving between them, changing a choice, leaving."""
+    from kfreeze_tui.widgets.head_pane import CycleField, HeadPane
+
+    return [b for b in (*HeadPane.BINDINGS, *CycleField.BINDINGS) if isinstance(b, Binding)]
+
 
 PLAN_ACTIONS = {"boundary", "exception", "bn_policy", "freeze_all", "unfreeze_all", "copy"}
 

@@ -107,3 +107,12 @@ async def phases(pilot: Pilot) -> None:
     await boundary_at_143(pilot)
     await pilot.press("A", "a", "left_square_bracket", "a")
     await pilot.pause()
+
+
+async def phases_dialog(pilot: Pilot) -> None:
+    """The three phases of :func:`phases`, and E: their epochs and learning rates."""
+    from kfreeze_tui.screens.phases import PhasesScreen
+
+    await phases(pilot)
+    await pilot.press("E")
+    await until(pilot, lambda: isinstance(pilot.app.screen, PhasesScreen))

@@ -116,6 +116,51 @@ class ModelSession:
         if training is not None:
             self.training = training
 
+    def add_phase(self, phase: Phase) -> None:
+        """Append a training phase."""
+        self.phases = (*self.phases, phase)
+
+    def remove_phase(self, index: int) -> None:
+        """Drop the phase at ``index`` (0 is phase 1)."""
+        self.phases = self.phases[:index] + self.phases[index + 1 :]
+
+    def edit_phase(self, index: int, epochs: int, rate: float | tuple[float, float] | None) -> bool:
+        """Change how long phase ``index`` (0 is phase 1) trains and at what learning rate.
+
+        Args:
+            index: the phase.
+            epochs: its epochs (at least 1).
+            rate: one learning rate, a ``(lo, hi)`` range over the stages (see
+                :mod:`kfreeze_tui.core.phases`), or None for the compile settings' rate.
+
+        Returns:
+            Whether the phase changed.
+
+        Raises:
+            PlanError: fewer than one epoch, a rate that is not positive, or a range that
+                goes down.
+        """
+        from dataclasses import replace
+
+        from kfreeze_tui.core.build import PlanError
+
+        if epochs < 1:
+            raise PlanError(f"phase {index + 1}: a phase trains at least one epoch")
+        rates = rate if isinstance(rate, tuple) else () if rate is None else (rate,)
+        if any(not r > 0 for r in rates):
+            raise PlanError(f"phase {index + 1}: learning rates must be positive")
+        if isinstance(rate, tuple) and rate[0] > rate[1]:
+            raise PlanError(f"phase {index + 1}: the range goes down; give it low..high")
+        old = self.phases[index]
+        new = replace(
+            old,
+            epochs=epochs,
+            lr=None if isinstance(rate, tuple) else rate,
+            lr_range=rate if isinstance(rate, tuple) else None,
+        )
+        self.phases = (*self.phases[:index], new, *self.phases[index + 1 :])
+        return new != old
+
     def mark_exported(self, plan: FreezePlan) -> None:
         """``plan`` (and the phases) were exported: quitting no longer loses anything."""
         self._saved_plan = plan

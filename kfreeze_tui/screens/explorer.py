@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from kfreeze_tui.core.build import CompileSpec
@@ -32,9 +32,10 @@ from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.snippet import freeze_snippet
 from kfreeze_tui.core.wording import sentence
 from kfreeze_tui.screens.export import ExportRunScreen
+from kfreeze_tui.widgets.footer import KeepingFooter
 from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
-from kfreeze_tui.widgets.status_bar import StatusBar, TextPane
+from kfreeze_tui.widgets.status_bar import StatusBar, TextPane, phase_place
 from kfreeze_tui.workers import ReportsWorkerFailures
 
 
@@ -75,6 +76,9 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     return text
 
 
+#: The actions whose keys the footer shows at every width.
+ALWAYS_SHOWN = ("app.help", "app.request_quit")
+
 #: Below this many columns the side pane folds away, so that the tree keeps all its columns.
 NARROW_WIDTH = 110
 
@@ -99,6 +103,13 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("a", "add_phase", "Add a training phase at the cursor", show=False, id="add_phase"),
         Binding("A", "add_head_phase", "Add a head-only phase", show=False, id="add_head_phase"),
         Binding("X", "remove_phase", "Remove a phase", show=False, id="remove_phase"),
+        Binding(
+            "E",
+            "edit_phases",
+            "Edit the phases' epochs and learning rates",
+            show=False,
+            id="edit_phases",
+        ),
         Binding(
             "R", "repairs", "Repairs made to open an older file", show=False, id="show_repairs"
         ),
@@ -133,7 +144,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
         )
         yield StatusBar(id="status")
-        yield Footer()
+        yield KeepingFooter(ALWAYS_SHOWN)
 
     def _header_text(self) -> Text:
         info = self.session.info
@@ -176,7 +187,12 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def _show_status(self, plan: FreezePlan) -> None:
         self.query_one(StatusBar).show(
-            self.session.view, plan, self.session.training, self.session.gpus
+            self.session.view,
+            plan,
+            self.session.training,
+            self.session.gpus,
+            phases=self.session.phases,
+            settings_at="p" if self.narrow else "side pane",  # never a pane that is hidden
         )
 
     def on_resize(self) -> None:
@@ -184,6 +200,8 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def watch_narrow(self, narrow: bool) -> None:
         self.set_class(narrow, "-narrow")
+        if self.is_mounted:
+            self._show_status(self.plan)
 
     @property
     def plan(self) -> FreezePlan:
@@ -251,24 +269,44 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         layer = self.table.current_layer
         if layer is None:
             return
-        self._set_phases((*self.session.phases, Phase(boundary=layer.path, epochs=5, lr=1e-5)))
+        self.session.add_phase(Phase(boundary=layer.path, epochs=5, lr=1e-5))
+        self._show_phases()
 
     def action_add_head_phase(self) -> None:
-        self._set_phases((*self.session.phases, Phase(boundary=None, epochs=3, lr=1e-3)))
+        self.session.add_phase(Phase(boundary=None, epochs=3, lr=1e-3))
+        self._show_phases()
 
-    def action_remove_phase(self) -> None:
+    def _phase_at_cursor(self) -> int:
+        """The last phase whose boundary is the cursor's layer, else the last phase."""
         phases = self.session.phases
-        if not phases:
-            self.notify("There are no phases to remove: a adds one at the cursor.")
-            return
         layer = self.table.current_layer
         here = [i for i, p in enumerate(phases) if layer is not None and p.boundary == layer.path]
-        drop = here[-1] if here else len(phases) - 1
-        self._set_phases(phases[:drop] + phases[drop + 1 :])
+        return here[-1] if here else len(phases) - 1
 
-    def _set_phases(self, phases: tuple[Phase, ...]) -> None:
-        self.session.phases = phases
+    def action_remove_phase(self) -> None:
+        if not self.session.phases:
+            self.notify("There are no phases to remove: a adds one at the cursor.")
+            return
+        self.session.remove_phase(self._phase_at_cursor())
         self._show_phases()
+
+    def action_edit_phases(self) -> None:
+        from kfreeze_tui.screens.phases import PhaseSettings, PhasesScreen
+
+        phases = self.session.phases
+        if not phases:
+            self.notify("There are no phases to edit: a adds one at the cursor, A a head-only one.")
+            return
+
+        def apply(settings: list[PhaseSettings] | None) -> None:
+            if settings is None:
+                return
+            for index, setting in enumerate(settings):
+                self.session.edit_phase(index, setting.epochs, setting.rate)
+            self._show_phases()
+
+        places = [phase_place(self.session.view, phase) for phase in phases]
+        self.app.push_screen(PhasesScreen(phases, places, self._phase_at_cursor()), apply)
 
     def _show_phases(self) -> None:
         """The phases pane and the phases' lines in the tree."""
@@ -280,7 +318,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             text.append("Phases: none (a, A: add)", style="dim")
         else:
             text.append("Phases", style="bold")
-            text.append(" (a/A add, X removes)\n", style="dim")
+            text.append(" (E edit, X remove)\n", style="dim")
             costs = cost_model(view)
             for number, phase in enumerate(session.phases, 1):
                 plan = phase.plan(self.plan)
@@ -306,6 +344,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         pane.set_text(text)
         pane.refresh(layout=True)
         self.table.set_phase_marks(marks)
+        self._show_status(self.plan)  # the status bar says what e writes
 
     def action_repairs(self) -> None:
         if not self.session.repairs:
@@ -409,11 +448,9 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             self.table.set_filter(None)
             self.table.focus()
 
-    def key_escape(self) -> None:
-        if self.query_one(HeadPane).has_focus_within:
-            self.table.focus()
-            return
-        self.action_clear_filter()
+    def action_leave_pane(self) -> None:
+        """Back from the side pane's fields to the tree."""
+        self.table.focus()
 
     # -- head and export -------------------------------------------------------------------
 
@@ -460,7 +497,17 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             self.notify(problems[0], title="Fix the head first", severity="error", markup=False)
             return
         default = Path(f"{self.session.info.name}_finetune.keras")  # in the current folder
-        self.app.push_screen(ExportScreen(default), self._export_requested)
+        phases = self.session.phases
+        note = ""
+        if phases:
+            first = phases[0]
+            note = (
+                f"The model is built for phase 1 of {len(phases)} "
+                f"({phase_place(self.session.view, first)}, {first.epochs} epochs"
+                + (f" at {first.lr_text()}" if first.lr_text() else "")
+                + "); the plan and the script carry every phase."
+            )
+        self.app.push_screen(ExportScreen(default, note), self._export_requested)
 
     def _export_requested(self, request: ExportRequest | None) -> None:
         if request is None:

@@ -28,6 +28,15 @@ def derived_paths(model_path: Path) -> tuple[Path, Path, Path]:
     )
 
 
+class TickBox(Checkbox):
+    """A checkbox whose box holds an X when checked and nothing when not: Textual's shows
+    an X in both states, told apart by colour alone, which NO_COLOR takes away."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "X" if self.value else " "
+
+
 class ExportScreen(ModalScreen[ExportRequest | None]):
     """Where to write, and what besides the model."""
 
@@ -36,9 +45,15 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         Binding("ctrl+s", "export", "Export"),
     ]
 
-    def __init__(self, default_path: Path) -> None:
+    def __init__(self, default_path: Path, note: str = "") -> None:
+        """
+        Args:
+            default_path: the model file offered.
+            note: what else the user should know about what is written (which phase).
+        """
         super().__init__()
         self.default_path = default_path
+        self.note = note
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box") as box:
@@ -46,13 +61,13 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
             box.border_subtitle = "Enter: export · Esc: cancel"
             yield Static("Model file (.keras):")
             yield Input(str(self.default_path), id="export-path")
-            yield Checkbox(
-                "plan (.toml): kfreeze apply / kfreeze PLAN.toml", True, id="export-plan"
-            )
-            yield Checkbox(
+            yield TickBox("plan (.toml): kfreeze apply / kfreeze PLAN.toml", True, id="export-plan")
+            yield TickBox(
                 "Python script (.py): rebuilds it with Keras alone", True, id="export-script"
             )
-            yield Checkbox("inference SavedModel (model.export)", False, id="export-savedmodel")
+            yield TickBox("inference SavedModel (model.export)", False, id="export-savedmodel")
+            if self.note:
+                yield Static(Text(self.note, style="bold"), id="export-phases")
             yield Static(id="export-targets")
             yield Static("", id="export-problem")
 

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from kfreeze_tui.core import catalog
+from kfreeze_tui.core.cost import human_bytes
 from kfreeze_tui.core.loading import MODEL_SUFFIXES
 from kfreeze_tui.workers import ReportsWorkerFailures
 
@@ -130,7 +131,7 @@ class PickerScreen(ReportsWorkerFailures, Screen[None]):
             except OSError:
                 continue
             shown = os.path.relpath(path, self.root)
-            file_choices.append(Choice(shown, "file", "", "", f"{size / 1e6:,.1f} MB"))
+            file_choices.append(Choice(shown, "file", "", "", human_bytes(size)))
         self.choices = file_choices + catalog_choices()
         self._fill(self.query_one("#picker-filter", Input).value)
 

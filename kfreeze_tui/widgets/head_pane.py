@@ -41,8 +41,12 @@ class CycleField(Widget, can_focus=True):
     """A choice among a few values: left/right or space cycle through them."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left", "cycle(-1)", "Previous", show=False),
-        Binding("right,space", "cycle(1)", "Next", show=False),
+        Binding(
+            "left", "cycle(-1)", "Previous choice (◂ ▸ fields)", show=False, id="previous_choice"
+        ),
+        Binding(
+            "right,space", "cycle(1)", "Next choice (◂ ▸ fields)", show=False, id="next_choice"
+        ),
     ]
 
     value: reactive[str] = reactive("")
@@ -76,8 +80,26 @@ def _row(label: str, field: Widget) -> Horizontal:
     return Horizontal(Label(label, classes="head-label"), field, classes="head-row")
 
 
-class HeadPane(VerticalScroll):
-    """The head form and its live preview."""
+class HeadPane(VerticalScroll, can_focus=False):
+    """The head form and its live preview.
+
+    The pane itself takes no focus (Tab from the tree lands on its first field, where the
+    cursor shows); its keys are listed by the help screen.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "tab",
+            "app.focus_next",
+            "Next field (from the tree: the side pane's first)",
+            show=False,
+            id="next_field",
+        ),
+        Binding(
+            "shift+tab", "app.focus_previous", "Previous field", show=False, id="previous_field"
+        ),
+        Binding("escape", "screen.leave_pane", "Back to the tree", show=False, id="leave_pane"),
+    ]
 
     class Changed(Message):
         """The head or the compile settings changed."""

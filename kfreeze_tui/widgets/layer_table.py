@@ -265,6 +265,68 @@ class LayerTable(ScrollView, can_focus=True):
         Binding("N", "previous_match", "Previous match", show=False, id="previous_match"),
     ]
 
+    DEFAULT_CSS = """
+    LayerTable {
+        width: 1fr;
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 0;
+    }
+
+    LayerTable > .layer-table--header {
+        text-style: bold;
+        background: $panel;
+    }
+
+    LayerTable > .layer-table--group {
+        text-style: bold;
+        color: $accent;
+    }
+
+    LayerTable > .layer-table--trainable {
+        color: $text;
+    }
+
+    LayerTable > .layer-table--frozen {
+        color: $text-muted;
+        text-style: dim;
+    }
+
+    LayerTable > .layer-table--partial {
+        color: $warning;
+    }
+
+    LayerTable > .layer-table--exception {
+        text-style: italic;
+    }
+
+    LayerTable > .layer-table--boundary {
+        color: $error;
+        text-style: bold;
+    }
+
+    LayerTable > .layer-table--phase {
+        color: $accent;
+    }
+
+    /* The cursor row is drawn in these colours alone (not over the row's own colour, which can
+       be the cursor's). Focused, it is reversed: an accent bar with dark text, which stays a bar
+       in 256 and 16 colours and with NO_COLOR. Unfocused (the side pane has the keys), it is a
+       muted bar with light, underlined text. Colours here are opaque: the alpha of a component
+       class's colour is not blended (`$accent 40%` draws full accent). */
+    LayerTable > .layer-table--cursor {
+        color: $foreground;
+        background: $accent-muted;
+        text-style: bold underline;
+    }
+
+    LayerTable:focus > .layer-table--cursor {
+        color: $accent;
+        background: $surface;
+        text-style: bold reverse;
+    }
+    """
+
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "layer-table--header",
         "layer-table--group",
@@ -320,6 +382,8 @@ class LayerTable(ScrollView, can_focus=True):
         self._starts: list[int] = []
         self._row_of_key: dict[str, int] = {}
         self._columns = Columns(index=3, type=0, shape=0)
+        self._columns_width = -1
+        """The width ``_columns`` was laid out for (-1: not yet)."""
         self._phase_marks: list[tuple[int, str]] = []
         """Leaf positions and labels of the phases' boundary lines."""
         self._stage_starts = sorted(
@@ -632,9 +696,42 @@ class LayerTable(ScrollView, can_focus=True):
     # -- rendering -------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self._columns = self._layout_columns(event.size.width)
+        self._lay_out(self.size.width)
         self._update_virtual_size()
         self._scroll_cursor_into_view()
+
+    def _lay_out(self, width: int) -> None:
+        """Fit the columns to ``width``, once per width: the first frame is drawn before the
+        widget hears of its size, and must show the same columns as every later one."""
+        if width != self._columns_width:
+            self._columns = self._layout_columns(width)
+            self._columns_width = width
+
+    def _wanted_columns(self) -> tuple[Columns, int]:
+        """Every column as wide as its content (capped), and the name column's wanted width."""
+        layers = self.info.layers
+        index = max([3, *(len(row.path_text) for row in layers)])
+        type_width = min(TYPE_CAP, max([4, *(len(short_type(row.class_name)) for row in layers)]))
+        shape_width = min(SHAPE_CAP, max([5, *(len(row.output_shape_text) for row in layers)]))
+        # Names are indented by two per level: groups (up to two) and nested models.
+        wanted = min(NAME_CAP, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
+        params = max([6, *(len(f"{row.params:,}") for row in layers)])
+        full = Columns(index=index, type=type_width, shape=shape_width, params=params)
+        return full, wanted
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        """As wide as every column at its full width, leaving the widgets beside the tree
+        (the side pane) their minimum width: with ``width: auto`` the tree takes what its
+        columns need and the side pane the rest, so a wide terminal leaves no empty band."""
+        full, wanted = self._wanted_columns()
+        beside = 0
+        for widget in self.siblings:
+            minimum = widget.styles.min_width
+            if widget.display and minimum is not None and minimum.is_cells:
+                beside += int(minimum.value)
+        scrollbar = self.styles.scrollbar_size_vertical if self.show_vertical_scrollbar else 0
+        room = container.width - beside - scrollbar
+        return max(1, min(full.fixed + wanted, room))
 
     def _layout_columns(self, width: int) -> Columns:
         """Columns as wide as their content (capped), so that all six show where they can.
@@ -644,17 +741,11 @@ class LayerTable(ScrollView, can_focus=True):
         When the width runs out, the name gives way down to ``NAME_MIN``, then the type
         column goes (the side pane and the detail still show the type), then the shape.
         """
-        layers = self.info.layers
-        index = max([3, *(len(row.path_text) for row in layers)])
-        type_width = min(TYPE_CAP, max([4, *(len(short_type(row.class_name)) for row in layers)]))
-        shape_width = min(SHAPE_CAP, max([5, *(len(row.output_shape_text) for row in layers)]))
-        # Names are indented by two per level: groups (up to two) and nested models.
-        wanted = min(NAME_CAP, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
-        params = max([6, *(len(f"{row.params:,}") for row in layers)])
+        full, wanted = self._wanted_columns()
         for columns in (
-            Columns(index=index, type=type_width, shape=shape_width, params=params),
-            Columns(index=index, type=0, shape=shape_width, params=params),
-            Columns(index=index, type=0, shape=0, params=params),
+            full,
+            replace(full, type=0),
+            replace(full, type=0, shape=0),
         ):
             room = width - columns.fixed
             if room >= min(wanted, NAME_MIN):
@@ -663,6 +754,7 @@ class LayerTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        self._lay_out(width)
         if y == 0:
             return self._header_strip(width)
         line = int(self.scroll_y) + y - 1
@@ -734,9 +826,7 @@ class LayerTable(ScrollView, can_focus=True):
             state_width = self._columns.state
             head = (" " + indent + marker + title)[: max(0, width - state_width - 1)]
             text = head.ljust(width - state_width - 1) + " " + state.ljust(state_width)
-            style = base + self._style("group")
-            if is_cursor:
-                style += self._style("cursor")
+            style = base + self._style("cursor" if is_cursor else "group")
             return Strip([Segment(text[:width].ljust(width), style)], width)
         layer = node.layer
         assert layer is not None
@@ -754,11 +844,11 @@ class LayerTable(ScrollView, can_focus=True):
             state,
             width,
         )
-        style = base + self._style(style_name)
+        # The cursor row is drawn in the cursor's colours alone (its state is in the text):
+        # a row colour under the cursor's background can be the same colour.
+        style = base + self._style("cursor" if is_cursor else style_name)
         if layer.path in self.plan.exceptions:
             style += self._style("exception")
-        if is_cursor:
-            style += self._style("cursor")
         return Strip([Segment(text, style)], width)
 
     def _span_state(self, start: int, end: int) -> tuple[str, str]:

@@ -1,14 +1,18 @@
-"""The status bar: live parameter counts, the boundary and the BatchNormalization policy."""
+"""The status bar: live parameter counts, the boundary, the BatchNormalization policy, what
+the export writes, and what a training step costs (and whether it fits the GPU)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
 
 from kfreeze_tui.core.cost import TrainingSetup, brief, cost_model, human_bytes
 from kfreeze_tui.core.gpus import Gpu
+from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 
@@ -17,6 +21,10 @@ def status_text(
     plan: FreezePlan,
     training: TrainingSetup | None = None,
     gpus: Sequence[Gpu] = (),
+    *,
+    phases: Sequence[Phase] = (),
+    width: int | None = None,
+    settings_at: str = "side pane",
 ) -> Text:
     """The status bar's text for a plan (pure, so the tests and the app share it).
 
@@ -25,11 +33,17 @@ def status_text(
         plan: the current plan.
         training: the batch size, optimizer and dtype the cost is for (None: no cost).
         gpus: the machine's GPUs, to say whether the plan fits.
+        phases: the training phases; with phases the export builds phase 1, which the
+            third line says.
+        width: the columns the cost line has; it takes a shorter form rather than being
+            cut (None: the longest form).
+        settings_at: where the batch size and optimizer are set (``side pane``, or ``p``
+            when the side pane is folded away).
 
     Returns:
-        Three lines: the counts; the boundary and the cut it makes; the BatchNormalization
-        policy and the exceptions; with ``training``, a fourth: what a step costs (and
-        whether it fits the GPU).
+        Three lines: the counts; the boundary and the cut it makes; what the export writes
+        (with phases), the BatchNormalization policy and the exceptions; with ``training``,
+        a fourth: what a step costs (and whether it fits the GPU).
     """
     totals = view.totals(plan)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -57,6 +71,8 @@ def status_text(
     text.append("\n")
     bns = view.batch_norms_after_boundary(plan)
     notes = []
+    if phases:
+        notes.append(f"e writes phase 1 of {len(phases)} ({phase_place(view, phases[0])})")
     if bns:
         verb = "kept frozen" if plan.bn_policy is BNPolicy.FROZEN else "trained"
         notes.append(f"{bns} BatchNorm after it: {verb} (b)")
@@ -65,26 +81,92 @@ def status_text(
     text.append("  ·  ".join(notes))
     if training is not None:
         text.append("\n")
-        _cost_line(text, view, plan, training, gpus)
+        text.append_text(cost_line(view, plan, training, gpus, width, settings_at))
     return text
 
 
-def _cost_line(
-    text: Text, view: PlanView, plan: FreezePlan, training: TrainingSetup, gpus: Sequence[Gpu]
-) -> None:
-    """What a training step of the plan costs, and whether it fits the first GPU."""
+def phase_place(view: PlanView, phase: Phase) -> str:
+    """``head only`` or ``from 143 conv5_block1_1_conv``: where a phase's training starts."""
+    if phase.boundary is None:
+        return "head only"
+    layer = view.info.layer(phase.boundary)
+    return f"from {layer.path_text} {layer.name}"
+
+
+@dataclass(frozen=True)
+class _CostParts:
+    """The pieces of the cost line, each in a long and a short form."""
+
+    step: tuple[str, str]
+    optimizer: str
+    verdict: tuple[str, str, str]
+    fits: bool
+    hint: str
+
+
+def cost_line(
+    view: PlanView,
+    plan: FreezePlan,
+    training: TrainingSetup,
+    gpus: Sequence[Gpu] = (),
+    width: int | None = None,
+    settings_at: str = "side pane",
+) -> Text:
+    """What a training step of the plan costs, and whether it fits the first GPU.
+
+    The line has forms from the longest to the shortest; the longest that fits ``width``
+    is shown, so the GPU's verdict is never cut (at 80 columns: ``step 0.46x · 512 MiB at
+    batch 32 (Adam) · fits GPU 0 (batch ≤ 1,234)``).
+    """
     estimate = cost_model(view).estimate(plan, training)
-    text.append(brief(estimate, training), style="bold")
-    text.append(f" ({training.optimizer.label})")
+    memory = human_bytes(estimate.memory.total)
+    verdict = ("", "", "")
+    fits = True
     for gpu in gpus[:1]:
         largest = estimate.largest_batch(gpu.free_bytes)
         fits = largest >= training.batch
-        text.append(
-            f" · {'fits' if fits else 'does NOT fit'} GPU {gpu.index} "
-            f"({human_bytes(gpu.free_bytes)} free; batch up to {largest:,})",
-            style="green" if fits else "bold red",
+        said = f" · {'fits' if fits else 'does NOT fit'} GPU {gpu.index}"
+        verdict = (
+            f"{said} ({human_bytes(gpu.free_bytes)} free; batch up to {largest:,})",
+            f"{said} (batch ≤ {largest:,})",
+            said,
         )
-    text.append("  ·  batch, optimizer: side pane", style="dim")
+    parts = _CostParts(
+        step=(
+            brief(estimate, training),
+            f"step {estimate.relative_step:.2f}x · {memory} at batch {training.batch}",
+        ),
+        optimizer=f" ({training.optimizer.label})",
+        verdict=verdict,
+        fits=fits,
+        hint=f"  ·  batch, optimizer: {settings_at}",
+    )
+    # (step form, with optimizer, verdict form, with hint), longest first.
+    forms = [
+        (0, True, 0, True),
+        (0, True, 0, False),
+        (1, True, 0, True),
+        (1, True, 0, False),
+        (1, True, 1, False),
+        (1, False, 1, False),
+        (1, False, 2, False),
+    ]
+    for step, optimizer, said, hint in forms:
+        line = _cost_text(parts, step, optimizer, said, hint)
+        if width is None or line.cell_len <= width:
+            return line
+    return line
+
+
+def _cost_text(parts: _CostParts, step: int, optimizer: bool, said: int, hint: bool) -> Text:
+    text = Text()
+    text.append(parts.step[step], style="bold")
+    if optimizer:
+        text.append(parts.optimizer)
+    text.append(parts.verdict[said], style="green" if parts.fits else "bold red")
+    if hint:
+        text.append(parts.hint, style="dim")
+    return text
 
 
 class TextPane(Widget):
@@ -113,8 +195,18 @@ class TextPane(Widget):
         return self._text
 
 
+_Shown = tuple[PlanView, FreezePlan, TrainingSetup | None, Sequence[Gpu]]
+
+
 class StatusBar(TextPane):
-    """Counts for the current plan, updated on every change."""
+    """Counts for the current plan, updated on every change, fitted to the bar's width."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: _Shown | None = None
+        """What :meth:`show` was last given (refitted when the width changes)."""
+        self._phases: Sequence[Phase] = ()
+        self._settings_at = "side pane"
 
     def show(
         self,
@@ -122,6 +214,30 @@ class StatusBar(TextPane):
         plan: FreezePlan,
         training: TrainingSetup | None = None,
         gpus: Sequence[Gpu] = (),
+        *,
+        phases: Sequence[Phase] = (),
+        settings_at: str = "side pane",
     ) -> None:
-        """Render the counts and the cost of ``plan``."""
-        self.set_text(status_text(view, plan, training, gpus))
+        """Render the counts and the cost of ``plan`` (see :func:`status_text`)."""
+        self._shown = (view, plan, training, gpus)
+        self._phases = phases
+        self._settings_at = settings_at
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._shown is not None:
+            view, plan, training, gpus = self._shown
+            self.set_text(
+                status_text(
+                    view,
+                    plan,
+                    training,
+                    gpus,
+                    phases=self._phases,
+                    width=self.size.width or None,
+                    settings_at=self._settings_at,
+                )
+            )
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()

@@ -83,3 +83,10 @@ async def test_quitting_with_new_phases_asks_first(named_resnet: Any) -> None:
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+
+
+def test_phases_dialog_snapshot(snap_compare: Any, named_resnet: Any) -> None:
+    """E: every phase's epochs and learning rate, the cursor's phase (3) focused."""
+    assert snap_compare(
+        make_app(loaded=named_resnet), terminal_size=(110, 30), run_before=scenarios.phases_dialog
+    )

@@ -22,6 +22,7 @@ from kfreeze_tui.screens.picker import PickerScreen
 def test_picker(snap_compare: Any, tmp_path: Path) -> None:
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "my_model.keras").write_bytes(b"\0" * 2_000_000)
+    (tmp_path / "experiments" / "tiny.keras").write_bytes(b"\0" * 700)
 
     async def run_before(pilot: Pilot) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, PickerScreen))
@@ -51,8 +52,14 @@ def test_explorer_split_cut(snap_compare: Any, named_resnet: Any) -> None:
 
 
 def test_explorer_filter(snap_compare: Any, named_resnet: Any) -> None:
+    """The filter shows its query above the status bar."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await scenarios.filtered(pilot)
+        assert "conv5.*_bn$" in screen_text(pilot)
+
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=scenarios.filtered
+        make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=run_before
     )
 
 
@@ -77,8 +84,15 @@ def test_error_screen(snap_compare: Any, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_explorer_80x24(snap_compare: Any, named_resnet: Any) -> None:
+    """At 80x24 the footer still shows Help and Quit."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await scenarios.boundary_at_143(pilot)
+        footer = screen_text(pilot).splitlines()[-1]
+        assert "? Help" in footer and "q Quit" in footer
+
     assert snap_compare(
-        make_app(loaded=named_resnet), terminal_size=(80, 24), run_before=scenarios.boundary_at_143
+        make_app(loaded=named_resnet), terminal_size=(80, 24), run_before=run_before
     )
 
 

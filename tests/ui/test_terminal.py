@@ -19,11 +19,19 @@ COLUMNS, LINES = 110, 32
 class Terminal:
     """A pseudo-terminal running a command, with a pyte screen that follows its output."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
-        self.screen = pyte.Screen(COLUMNS, LINES)
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        size: tuple[int, int] = (COLUMNS, LINES),
+    ) -> None:
+        columns, lines = size
+        self.screen = pyte.Screen(columns, lines)
         self.stream = pyte.ByteStream(self.screen)
+        env = {**env, "COLUMNS": str(columns), "LINES": str(lines)}
         self.child = pexpect.spawn(
-            command[0], command[1:], dimensions=(LINES, COLUMNS), env=env, timeout=5, cwd=cwd
+            command[0], command[1:], dimensions=(lines, columns), env=env, timeout=5, cwd=cwd
         )
         self.raw = b""
 
@@ -103,11 +111,16 @@ def test_kfreeze_resnet50_in_a_terminal(kfreeze_command: list[str], tmp_path: Pa
     finally:
         if terminal.child.isalive():
             terminal.child.terminate(force=True)
-    # The second open comes from the layer-table cache the first one wrote.
-    again = Terminal([*kfreeze_command, "resnet50", "--weights", "none"], env, cwd=tmp_path)
+    # The second open comes from the layer-table cache the first one wrote; at 80x24 the
+    # footer still shows Help and Quit.
+    again = Terminal(
+        [*kfreeze_command, "resnet50", "--weights", "none"], env, cwd=tmp_path, size=(80, 24)
+    )
     try:
         text = again.wait_for(lambda text: "Trainable" in text and "conv1_conv" in text)
         assert "Importing TensorFlow" not in text
+        footer = again.wait_for(lambda text: "q Quit" in text.splitlines()[-1])
+        assert "? Help" in footer.splitlines()[-1]
         again.send("q")
         again.child.expect(pexpect.EOF, timeout=30)
         again.child.close()
