@@ -40,9 +40,29 @@ from typing import Any
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 #: Keys under which a layer config holds the config of another layer (wrappers, RNN cells).
 INNER_LAYER_KEYS = ("layer", "backward_layer", "cell")
-#: Arguments Keras 3 dropped from some layers, with the value that means "as Keras 3 does".
-#: Dropping one with that value changes nothing; any other value is refused.
-NEUTRAL_ARGUMENTS: dict[str, Any] = {"groups": 1, "time_major": False}
+#: Arguments that Keras 3's classes no longer take, with the default Keras 2 gave them (read
+#: from tf_keras's and tf.compat.v1's signatures; a test checks both facts). Dropped where Keras 3
+#: refuses them and the value is that default, which is what Keras 3 computes; any other value
+#: is refused by name. Layers, and the initializer, regularizer and constraint configs inside
+#: them (Keras 2.2's initializers carried ``dtype``).
+NEUTRAL_ARGUMENTS: dict[str, Any] = {
+    "groups": 1,
+    "time_major": False,
+    "noise_shape": None,
+    "fused": None,
+    "virtual_batch_size": None,
+    "adjustment": None,
+    "dynamic": False,
+    "conv_op": None,
+    "force_generator": False,
+    "rng_type": None,
+    "robust_masking": False,
+    "softmax_robust_masking": False,
+    "sparse": False,
+    "dtype": "float32",
+}
+#: The Keras 3 modules where the class of an object inside a layer config is looked up.
+OBJECT_MODULES = ("initializers", "regularizers", "constraints")
 #: Arguments Keras 2 stored for some layers but never used (its SeparableConv kept the plain
 #: convolution's kernel settings; its kernels are the depthwise and pointwise ones).
 UNUSED_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -232,7 +252,12 @@ class _Repairer:
         for layer in layers:
             self.layer(layer)
         if entry["class_name"] != "Sequential":
+            names = {_entry_name(layer) for layer in layers}
+            for layer in layers:
+                self._nodes(layer, names)
             self._renumber_nested(inner, layers)
+            if not top:
+                self._single_io(inner, str(inner.get("name") or entry.get("name") or "model"))
 
     def layer(self, entry: dict[str, Any]) -> None:
         class_name = str(entry.get("class_name"))
@@ -304,39 +329,37 @@ class _Repairer:
         entry.pop("module", None)
         entry.pop("registered_name", None)
 
-    def accepts(self, class_name: str) -> set[str] | None:
-        """The arguments a Keras 3 layer class names in its constructor (None: unknown)."""
-        if class_name not in self._accepts:
+    def accepts(self, class_name: str, module: str = "layers") -> set[str] | None:
+        """The arguments a Keras 3 class takes (None: unknown): those its constructor names,
+        and those of the constructors it hands ``**kwargs`` on to."""
+        key = f"{module}.{class_name}"
+        if key not in self._accepts:
             import inspect
 
-            cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
-            if not isinstance(cls, type):
-                self._accepts[class_name] = None
-            else:
-                self._accepts[class_name] = set(inspect.signature(cls.__init__).parameters)
-        return self._accepts[class_name]
+            cls = self.custom.get(class_name) or getattr(
+                getattr(self.keras, module), class_name, None
+            )
+            accepted: set[str] | None = None
+            if isinstance(cls, type):
+                accepted = set()
+                for base in cls.__mro__:
+                    if "__init__" not in vars(base):
+                        continue
+                    parameters = inspect.signature(base.__init__).parameters.values()
+                    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+                    accepted |= {p.name for p in parameters if p.kind not in variadic}
+                    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+                        break
+            self._accepts[key] = accepted
+        return self._accepts[key]
 
     def _arguments(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
         accepted = self.accepts(class_name)
         if accepted is None or class_name in self.custom:
             return
-        for argument, neutral in NEUTRAL_ARGUMENTS.items():
-            if argument not in config or argument in accepted:
-                continue
-            value = config[argument]
-            if value != neutral:
-                raise LegacyError(
-                    f"layer {layer_name} ({class_name}) has {argument}={value!r}, which Keras 3's "
-                    f"{class_name} cannot compute (it only does {argument}={neutral!r}), so "
-                    "dropping it would change what the model computes",
-                    "rebuild that layer in Keras 3 code (for time_major, transpose the input "
-                    "instead), load the weights into it, and save it with model.save()",
-                    kind="repair",
-                )
-            del config[argument]
-            self.log.add(
-                argument, f"dropped {argument}={neutral!r} from {{what}}", class_name, layer_name
-            )
+        self._neutral(
+            config, accepted, class_name, layer_name, f"layer {layer_name} ({class_name})"
+        )
         unused = [
             name
             for name in UNUSED_ARGUMENTS.get(class_name, ())
@@ -351,6 +374,67 @@ class _Repairer:
                 class_name,
                 layer_name,
             )
+        for key, value in config.items():
+            if key in INNER_LAYER_KEYS or not isinstance(value, dict):
+                continue
+            inner_class = value.get("class_name")
+            inner = value.get("config")
+            if not isinstance(inner_class, str) or not isinstance(inner, dict):
+                continue
+            for module in OBJECT_MODULES:
+                inner_accepted = self.accepts(inner_class, module)
+                if inner_accepted is not None:
+                    self._neutral(
+                        inner,
+                        inner_accepted,
+                        class_name,
+                        layer_name,
+                        f"the {key} of layer {layer_name} ({class_name})",
+                        nested=inner_class,
+                    )
+                    break
+
+    def _neutral(
+        self,
+        config: dict[str, Any],
+        accepted: set[str],
+        class_name: str,
+        layer_name: str,
+        where: str,
+        nested: str = "",
+    ) -> None:
+        """Drop the arguments Keras 3 no longer takes that hold Keras 2's default; refuse the
+        others by name."""
+        for argument, neutral in NEUTRAL_ARGUMENTS.items():
+            if argument not in config or argument in accepted:
+                continue
+            value = config[argument]
+            if value != neutral:
+                owner = nested or class_name
+                raise LegacyError(
+                    f"{where} has {argument}={value!r}, which Keras 3's {owner} does not take "
+                    f"(only Keras 2's default, {argument}={neutral!r}, can be left out without "
+                    "changing what the model computes)",
+                    "rebuild that layer in Keras 3 code (for time_major, transpose the input "
+                    "instead), load the weights into it, and save it with model.save()",
+                    kind="repair",
+                )
+            del config[argument]
+            if nested:
+                self.log.add(
+                    f"{argument}_in_objects",
+                    f"dropped {argument}={neutral!r} from the initializer, regularizer and "
+                    "constraint configs of {what}",
+                    class_name,
+                    layer_name,
+                )
+            else:
+                self.log.add(
+                    argument,
+                    f"dropped {argument}={neutral!r} from {{what}}",
+                    class_name,
+                    layer_name,
+                )
 
     def _dtype(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
         dtype = config.get("dtype")
@@ -417,6 +501,93 @@ class _Repairer:
                 name,
             )
 
+    def _single_io(self, inner: dict[str, Any], model_name: str) -> None:
+        """Keras 2 wrote a model's inputs and outputs as lists, and a model with one of
+        them took and returned a single tensor (its Functional unpacked a one-element list);
+        Keras 3 keeps the list, so a nested model would hand the next layer a list."""
+        changed = False
+        for key in ("input_layers", "output_layers"):
+            value = inner.get(key)
+            if (
+                isinstance(value, list)
+                and len(value) == 1
+                and isinstance(value[0], list)
+                and len(value[0]) == 3
+                and isinstance(value[0][0], str)
+            ):
+                inner[key] = value[0]
+                changed = True
+        if changed:
+            self.log.add(
+                "single_io",
+                "read the one-element input and output lists of {n} nested model{s} as "
+                "single tensors, as Keras 2 did",
+                "",
+                model_name,
+            )
+
+    def _nodes(self, entry: dict[str, Any], names: set[str]) -> None:
+        """Turn the Keras 2 nodes that Keras 3's reader of old nodes gets wrong into Keras
+        3's node format (``{"args": ..., "kwargs": ...}``).
+
+        A Keras 2 node is the structure of the layer's first call argument, each tensor an
+        entry ``[layer, node, tensor, kwargs]``; the other call arguments are in ``kwargs``,
+        tensors among them as ``[layer, node, tensor]``; constants as
+        ``["_CONSTANT_VALUE", -1, value]``. Keras 3 reads neither the tensors among the
+        arguments nor the constants. Keras 2's recurrent layers (and Bidirectional) packed
+        their ``initial_state`` tensors after the sequence in the first argument; Keras 3
+        takes them as ``initial_state``.
+        """
+        nodes = entry.get("inbound_nodes")
+        if not isinstance(nodes, list):
+            return
+        class_name = str(entry.get("class_name"))
+        layer_name = _entry_name(entry)
+        for index, node in enumerate(nodes):
+            if isinstance(node, dict) and "args" in node:
+                continue  # Keras 3's format already
+            leaves = list(_node_leaves(node))
+            if not leaves:
+                continue
+            kwargs: dict[str, Any] = {}
+            for leaf in leaves:
+                if len(leaf) >= 4 and isinstance(leaf[3], dict):
+                    kwargs = leaf[3]
+            has_refs = _has_references(kwargs, names)
+            constants = any(leaf[0] == CONSTANT_VALUE for leaf in leaves)
+            packed = len(leaves) > 1 and self._is_recurrent(class_name)
+            plain = isinstance(node, list) and all(_is_leaf(item) for item in node)
+            if not (has_refs or constants or packed or not plain):
+                continue
+            first = _node_structure(node)
+            if len(leaves) == 1 or (isinstance(first, list) and len(first) == 1):
+                first = _node_structure(leaves[0])
+            new_kwargs = _tensor_kwargs(kwargs, names)
+            if packed and isinstance(first, list):
+                first, states = first[0], first[1:]
+                new_kwargs["initial_state"] = states
+                self.log.add(
+                    "initial_state",
+                    "passed the initial states Keras 2 packed into the inputs of {what} as "
+                    "initial_state",
+                    class_name,
+                    layer_name,
+                )
+            elif has_refs:
+                self.log.add(
+                    "call_tensors",
+                    "read the tensors Keras 2 stored among the call arguments of {what}",
+                    class_name,
+                    layer_name,
+                )
+            nodes[index] = {"args": [first], "kwargs": new_kwargs}
+
+    def _is_recurrent(self, class_name: str) -> bool:
+        cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
+        return isinstance(cls, type) and issubclass(
+            cls, (self.keras.layers.RNN, self.keras.layers.Bidirectional)
+        )
+
     def _is_model_entry(self, entry: dict[str, Any]) -> bool:
         config = entry.get("config")
         return str(entry.get("class_name")) in MODEL_CLASSES or (
@@ -442,6 +613,90 @@ class _Repairer:
                 for ref in value:
                     if isinstance(ref, list) and len(ref) >= 3:
                         yield ref
+
+
+#: The layer name Keras 2 wrote for a constant among a layer's inputs.
+CONSTANT_VALUE = "_CONSTANT_VALUE"
+
+
+def _entry_name(entry: dict[str, Any]) -> str:
+    config = entry.get("config")
+    name = entry.get("name")
+    if not name and isinstance(config, dict):
+        name = config.get("name")
+    return str(name or entry.get("class_name"))
+
+
+def _is_leaf(item: Any) -> bool:
+    """A Keras 2 node entry: ``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``."""
+    return (
+        isinstance(item, list)
+        and len(item) in (3, 4)
+        and isinstance(item[0], str)
+        and isinstance(item[1], int)
+        and (item[0] == CONSTANT_VALUE or isinstance(item[2], int))
+    )
+
+
+def _node_leaves(node: Any) -> Iterator[list[Any]]:
+    if _is_leaf(node):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _node_leaves(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _node_leaves(item)
+
+
+def _tensor(reference: list[Any]) -> dict[str, Any]:
+    """A Keras 3 reference to a tensor; Keras puts the real tensor in its place, so the
+    shape and dtype written here are never used."""
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [], "dtype": "float32", "keras_history": list(reference[:3])},
+    }
+
+
+def _node_structure(node: Any) -> Any:
+    if _is_leaf(node):
+        return node[2] if node[0] == CONSTANT_VALUE else _tensor(node)
+    if isinstance(node, list):
+        return [_node_structure(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _node_structure(item) for key, item in node.items()}
+    return node
+
+
+def _is_reference(value: Any, names: set[str]) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and value[0] in names
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    )
+
+
+def _has_references(value: Any, names: set[str]) -> bool:
+    if _is_reference(value, names):
+        return True
+    if isinstance(value, list):
+        return any(_has_references(item, names) for item in value)
+    if isinstance(value, dict):
+        return any(_has_references(item, names) for item in value.values())
+    return False
+
+
+def _tensor_kwargs(value: Any, names: set[str]) -> Any:
+    if _is_reference(value, names):
+        return _tensor(value)
+    if isinstance(value, list):
+        return [_tensor_kwargs(item, names) for item in value]
+    if isinstance(value, dict):
+        return {key: _tensor_kwargs(item, names) for key, item in value.items()}
+    return value
 
 
 def _history_references(node: Any) -> Iterator[list[Any]]:

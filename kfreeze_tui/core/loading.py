@@ -487,6 +487,23 @@ def _unknown_classes(
     return unknown
 
 
+def _unknown_model_class(
+    config: dict[str, Any], custom: dict[str, Any], keras: ModuleType
+) -> str | None:
+    """The class of a Keras 3 file's model when it is neither Keras's own nor registered nor
+    given by ``--custom-objects`` (a subclassed model whose code Keras needs)."""
+    name = str(config.get("class_name"))
+    module = config.get("module")
+    if name in legacy.MODEL_CLASSES or name in custom:
+        return None
+    if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
+        return None
+    registered = keras.saving.get_custom_objects()
+    if config.get("registered_name") in registered or name in registered:
+        return None
+    return name
+
+
 def _lambda_warnings(config: dict[str, Any], source: str, options: LoadOptions) -> list[str]:
     """Refuse a Lambda layer unless ``--unsafe``; the warnings ``--unsafe`` brings."""
     has_lambda = any(entry.get("class_name") == "Lambda" for entry in legacy.layer_entries(config))
@@ -608,6 +625,15 @@ def _deserialize(
                 safe_mode=not options.unsafe,
             )
         except Exception as exc:
+            model_class = _unknown_model_class(config, custom, keras)
+            if model_class:
+                raise LoadError(
+                    f"{source} is a model of the custom model class {model_class}, which "
+                    "kfreeze does not know",
+                    "pass --custom-objects FILE.py with a Python file that defines it "
+                    "(decorated with @keras.saving.register_keras_serializable())",
+                    kind="custom",
+                ) from exc
             if unknown:
                 raise _custom_class_error(source, unknown) from exc
             if "lambda" in str(exc).lower() and "safe_mode" in str(exc):
