@@ -36,6 +36,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from kfreeze_tui.core.legacy_ops import OP_CLASSES
+
 #: Classes whose config is a whole model (their ``layers`` are layer entries).
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 #: Keys under which a layer config holds the config of another layer (wrappers, RNN cells).
@@ -269,6 +271,8 @@ class _Repairer:
         if not isinstance(config, dict):
             return
         layer_name = str(config.get("name") or entry.get("name") or class_name)
+        if class_name in OP_CLASSES:
+            self.log.add("tf_ops", "rebuilt {what} as keras.ops calls", class_name, layer_name)
         self._arguments(class_name, layer_name, config)
         self._dtype(class_name, layer_name, config)
         if class_name == "InputLayer" and "batch_input_shape" in config:
@@ -573,7 +577,7 @@ class _Repairer:
                     class_name,
                     layer_name,
                 )
-            elif has_refs:
+            elif has_refs and class_name not in OP_CLASSES:
                 self.log.add(
                     "call_tensors",
                     "read the tensors Keras 2 stored among the call arguments of {what}",
@@ -848,9 +852,38 @@ def marshal_python(data: bytes) -> str | None:
 # -- building and loading -------------------------------------------------------------------
 
 
+def check_tf_ops(config: dict[str, Any], source: str) -> None:
+    """Refuse tf.keras op layers whose TensorFlow function has no exact ``keras.ops``
+    equivalent, naming the functions.
+
+    Raises:
+        LegacyError: kind ``tf-op``.
+    """
+    from kfreeze_tui.core import legacy_ops
+
+    refused = legacy_ops.unsupported(layer_entries(config))
+    if refused:
+        raise LegacyError(
+            f"{source} calls TensorFlow functions that kfreeze cannot rebuild in Keras 3: "
+            + "; ".join(refused),
+            "rebuild those steps with keras.ops in Keras 3 code, load the weights into that "
+            "model, and save it with model.save()",
+            kind="tf-op",
+        )
+
+
 def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> Any:
-    """A Keras 3 model from a repaired config, through Keras's public deserializer."""
+    """A Keras 3 model from a repaired config, through Keras's public deserializer (or, for
+    a model holding tf.keras op layers, by calling its layers node by node)."""
+    from kfreeze_tui.core import legacy_ops
+
     class_name = str(config.get("class_name"))
+    if (
+        class_name != "Sequential"
+        and class_name not in custom
+        and legacy_ops.has_ops(layer_entries(config))
+    ):
+        return _GraphBuilder(keras, custom, unsafe).model(config)
     entry: dict[str, Any] = {"config": config.get("config")}
     if class_name in custom:
         entry.update(class_name=class_name, module=None, registered_name=class_name)
@@ -861,6 +894,154 @@ def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], uns
     return keras.saving.deserialize_keras_object(
         entry, custom_objects=custom or None, safe_mode=not unsafe
     )
+
+
+class _NotYet(Exception):
+    """A node refers to a call that has not been made yet."""
+
+
+class _GraphBuilder:
+    """Builds a functional config by calling its layers in the order of their nodes, as
+    Keras's ``from_config`` does, with tf.keras op layers called as ``keras.ops``."""
+
+    def __init__(self, keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> None:
+        self.keras = keras
+        self.custom = custom
+        self.unsafe = unsafe
+
+    def model(self, config: dict[str, Any]) -> Any:
+        from kfreeze_tui.core import legacy_ops
+
+        inner = config["config"]
+        layers: dict[str, Any] = {}
+        calls: dict[str, list[Any]] = {}
+        pending: list[tuple[str, dict[str, Any], Any]] = []
+        for entry in inner["layers"]:
+            name = _entry_name(entry)
+            calls[name] = []
+            if entry.get("class_name") in legacy_ops.OP_CLASSES:
+                layers[name] = entry
+            else:
+                layers[name] = self._layer(entry)
+                if entry.get("class_name") == "InputLayer":
+                    calls[name].append(layers[name].output)
+            for node in entry.get("inbound_nodes") or []:
+                pending.append((name, entry, node))
+        while pending:
+            waiting: list[tuple[str, dict[str, Any], Any]] = []
+            for name, entry, node in pending:
+                if any(other == name for other, _, _ in waiting):
+                    waiting.append((name, entry, node))  # a layer's calls keep their order
+                    continue
+                try:
+                    first, kwargs = self._arguments(node, calls)
+                except _NotYet:
+                    waiting.append((name, entry, node))
+                    continue
+                calls[name].append(self._call(layers[name], entry, name, first, kwargs))
+            if len(waiting) == len(pending):
+                raise LegacyError(
+                    f"the model {inner.get('name')} has layers whose inputs never appear "
+                    f"({', '.join(sorted({name for name, _, _ in waiting})[:3])})",
+                    "save the model again with model.save()",
+                    kind="graph",
+                )
+            pending = waiting
+        inputs = self._io(inner.get("input_layers"), calls)
+        outputs = self._io(inner.get("output_layers"), calls)
+        return self.keras.Model(
+            inputs, outputs, name=inner.get("name"), trainable=inner.get("trainable", True)
+        )
+
+    def _layer(self, entry: dict[str, Any]) -> Any:
+        layer_entry = {key: value for key, value in entry.items() if key != "inbound_nodes"}
+        class_name = str(layer_entry.get("class_name"))
+        config = layer_entry.get("config")
+        if class_name in MODEL_CLASSES or (
+            isinstance(config, dict) and isinstance(config.get("layers"), list)
+        ):
+            return build(layer_entry, self.keras, self.custom, self.unsafe)
+        if class_name not in self.custom and hasattr(self.keras.layers, class_name):
+            layer_entry.update(module="keras.layers", registered_name=None)
+        return self.keras.saving.deserialize_keras_object(
+            layer_entry, custom_objects=self.custom or None, safe_mode=not self.unsafe
+        )
+
+    def _call(
+        self, layer: Any, entry: dict[str, Any], name: str, first: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from kfreeze_tui.core import legacy_ops
+
+        if entry.get("class_name") in legacy_ops.OP_CLASSES:
+            try:
+                return legacy_ops.call(self.keras, entry, first, kwargs, name)
+            except legacy_ops.OpError as exc:
+                raise LegacyError(
+                    str(exc),
+                    "rebuild that step with keras.ops in Keras 3 code, load the weights into "
+                    "that model, and save it with model.save()",
+                    kind="tf-op",
+                ) from exc
+        return layer(first, **kwargs)
+
+    def _tensor(self, reference: list[Any], calls: dict[str, list[Any]]) -> Any:
+        name, node, index = reference[0], reference[1], reference[2]
+        made = calls.get(name)
+        if made is None:
+            raise LegacyError(
+                f"a node refers to a layer {name} that the model does not have",
+                "save the model again with model.save()",
+                kind="graph",
+            )
+        if len(made) <= node:
+            raise _NotYet
+        return self.keras.tree.flatten(made[node])[index]
+
+    def _arguments(self, node: Any, calls: dict[str, list[Any]]) -> tuple[Any, dict[str, Any]]:
+        names = set(calls)
+
+        def resolve(value: Any) -> Any:
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                return self._tensor(value["config"]["keras_history"], calls)
+            if _is_reference(value, names):
+                return self._tensor(value, calls)
+            if isinstance(value, list):
+                return [resolve(item) for item in value]
+            if isinstance(value, dict):
+                return {key: resolve(item) for key, item in value.items()}
+            return value
+
+        if isinstance(node, dict) and "args" in node:
+            args = resolve(node["args"])
+            return (args[0] if args else None), resolve(node.get("kwargs") or {})
+        leaves = list(_node_leaves(node))
+        kwargs: dict[str, Any] = {}
+        for leaf in leaves:
+            if len(leaf) >= 4 and isinstance(leaf[3], dict):
+                kwargs = leaf[3]
+
+        def first_of(value: Any) -> Any:
+            if _is_leaf(value):
+                return value[2] if value[0] == CONSTANT_VALUE else self._tensor(value, calls)
+            if isinstance(value, list):
+                return [first_of(item) for item in value]
+            if isinstance(value, dict):
+                return {key: first_of(item) for key, item in value.items()}
+            return value
+
+        first = first_of(node)
+        if isinstance(first, list) and len(first) == 1:
+            first = first[0]
+        return first, resolve(kwargs)
+
+    def _io(self, value: Any, calls: dict[str, list[Any]]) -> Any:
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return self._tensor(value, calls)
+        if isinstance(value, list):
+            return [self._io(item, calls) for item in value]
+        if isinstance(value, dict):
+            return {key: self._io(item, calls) for key, item in value.items()}
+        return value
 
 
 def build_subclassed(model: Any, build_config: dict[str, Any], keras: ModuleType) -> None:

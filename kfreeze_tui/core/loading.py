@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from kfreeze_tui.core import catalog, legacy
+from kfreeze_tui.core.legacy_ops import OP_CLASSES as OP_LAYER_CLASSES
 from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -480,8 +481,8 @@ def _unknown_classes(
             registered_name = entry.get("registered_name")
             if registered_name in registered:
                 continue
-        elif hasattr(keras.layers, name) or name in ("Functional", "Sequential", "Model"):
-            continue
+        elif hasattr(keras.layers, name) or name in (*legacy.MODEL_CLASSES, *OP_LAYER_CLASSES):
+            continue  # op layers are rebuilt as keras.ops (or refused by name) in legacy
         if name not in unknown:
             unknown.append(name)
     return unknown
@@ -557,6 +558,7 @@ def _load_legacy(
         custom = custom_objects_for(options)
         try:
             legacy.check_model_class(config, source, custom)
+            legacy.check_tf_ops(config, source)
             unknown = _unknown_classes(config, "h5", custom, keras)
             if unknown:
                 raise _custom_class_error(source, unknown)
