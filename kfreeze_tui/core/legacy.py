@@ -62,6 +62,7 @@ NEUTRAL_ARGUMENTS: dict[str, Any] = {
     "softmax_robust_masking": False,
     "sparse": False,
     "dtype": "float32",
+    "trainable": True,
 }
 #: The Keras 3 modules where the class of an object inside a layer config is looked up.
 OBJECT_MODULES = ("initializers", "regularizers", "constraints")
@@ -364,6 +365,25 @@ class _Repairer:
         self._neutral(
             config, accepted, class_name, layer_name, f"layer {layer_name} ({class_name})"
         )
+        shapes = [
+            key
+            for key, value in config.items()
+            if key.endswith("_shape")
+            and key not in accepted
+            and key not in NEUTRAL_ARGUMENTS
+            and key != "batch_input_shape"
+            and (value is None or _is_shape(value))
+        ]
+        for key in shapes:
+            del config[key]
+        if shapes:
+            self.log.add(
+                "call_shapes",
+                "dropped the input shapes Keras 2 stored in {what} (Keras 3 takes them from "
+                "the call)",
+                class_name,
+                layer_name,
+            )
         unused = [
             name
             for name in UNUSED_ARGUMENTS.get(class_name, ())
@@ -554,9 +574,19 @@ class _Repairer:
             if not leaves:
                 continue
             kwargs: dict[str, Any] = {}
+            dropped = False
             for leaf in leaves:
                 if len(leaf) >= 4 and isinstance(leaf[3], dict):
+                    dropped |= self._call_arguments(leaf[3], class_name, layer_name)
                     kwargs = leaf[3]
+            if dropped:
+                self.log.add(
+                    "call_arguments",
+                    "dropped call arguments Keras 2 recorded as None that Keras 3 does not "
+                    "take from {what}",
+                    class_name,
+                    layer_name,
+                )
             has_refs = _has_references(kwargs, names)
             constants = any(leaf[0] == CONSTANT_VALUE for leaf in leaves)
             packed = len(leaves) > 1 and self._is_recurrent(class_name)
@@ -585,6 +615,31 @@ class _Repairer:
                     layer_name,
                 )
             nodes[index] = {"args": [first], "kwargs": new_kwargs}
+
+    def _call_arguments(self, kwargs: dict[str, Any], class_name: str, layer_name: str) -> bool:
+        """Keras 2 recorded every argument of a layer's call, given or not; one that Keras 3's
+        ``call`` does not take is dropped when it is None (not given), refused otherwise."""
+        import inspect
+
+        cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
+        if not isinstance(cls, type) or class_name in OP_CLASSES:
+            return False
+        parameters = inspect.signature(cls.call).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return False
+        dropped = False
+        for argument in [key for key in kwargs if key not in parameters]:
+            if kwargs[argument] is not None:
+                raise LegacyError(
+                    f"layer {layer_name} ({class_name}) is called with {argument}, which "
+                    f"Keras 3's {class_name} does not take",
+                    "rebuild that layer in Keras 3 code, load the weights into it, and save "
+                    "it with model.save()",
+                    kind="repair",
+                )
+            del kwargs[argument]
+            dropped = True
+        return dropped
 
     def _is_recurrent(self, class_name: str) -> bool:
         cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
@@ -621,6 +676,10 @@ class _Repairer:
 
 #: The layer name Keras 2 wrote for a constant among a layer's inputs.
 CONSTANT_VALUE = "_CONSTANT_VALUE"
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(d is None or isinstance(d, int) for d in value)
 
 
 def _entry_name(entry: dict[str, Any]) -> str:
@@ -954,7 +1013,12 @@ class _GraphBuilder:
         )
 
     def _layer(self, entry: dict[str, Any]) -> Any:
-        layer_entry = {key: value for key, value in entry.items() if key != "inbound_nodes"}
+        # Its calls build the layer (a build_config of several inputs does not).
+        layer_entry = {
+            key: value
+            for key, value in entry.items()
+            if key not in ("inbound_nodes", "build_config")
+        }
         class_name = str(layer_entry.get("class_name"))
         config = layer_entry.get("config")
         if class_name in MODEL_CLASSES or (
