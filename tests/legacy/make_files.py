@@ -231,7 +231,7 @@ def tf_shape() -> Any:
 DEFAULT_ARGUMENTS = (
     "groups", "time_major", "noise_shape", "fused", "virtual_batch_size", "adjustment",
     "dynamic", "conv_op", "force_generator", "rng_type", "robust_masking",
-    "softmax_robust_masking", "sparse", "dtype",
+    "softmax_robust_masking", "sparse", "dtype", "trainable",
 )  # fmt: skip
 
 

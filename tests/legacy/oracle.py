@@ -30,6 +30,8 @@ class LegacyFiles:
     folder: Path
     cases: dict[str, Any]
     arrays: dict[str, Any]
+    #: For each argument Keras 3 dropped, the default each tf_keras class gave it.
+    defaults: dict[str, dict[str, Any]]
 
     def path(self, case: str) -> Path:
         return self.folder / self.cases[case]["file"]
@@ -57,4 +59,4 @@ def legacy_files(tmp_path_factory: pytest.TempPathFactory) -> LegacyFiles:
     document = json.loads((folder / "oracle.json").read_text())
     with np.load(folder / "oracle.npz") as data:
         arrays = {key: data[key] for key in data.files}
-    return LegacyFiles(folder, document["cases"], arrays)
+    return LegacyFiles(folder, document["cases"], arrays, document["defaults"])
