@@ -628,7 +628,8 @@ class _Repairer:
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             return False
         dropped = False
-        for argument in [key for key in kwargs if key not in parameters]:
+        # Keras 3 itself passes `training` only to a call that takes it.
+        for argument in [key for key in kwargs if key not in parameters and key != "training"]:
             if kwargs[argument] is not None:
                 raise LegacyError(
                     f"layer {layer_name} ({class_name}) is called with {argument}, which "
@@ -937,12 +938,11 @@ def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], uns
     from kfreeze_tui.core import legacy_ops
 
     class_name = str(config.get("class_name"))
-    if (
-        class_name != "Sequential"
-        and class_name not in custom
-        and legacy_ops.has_ops(layer_entries(config))
-    ):
-        return _GraphBuilder(keras, custom, unsafe).model(config)
+    if class_name not in custom and legacy_ops.has_ops(layer_entries(config)):
+        builder = _GraphBuilder(keras, custom, unsafe)
+        if class_name == "Sequential":
+            return builder.sequential(config)
+        return builder.model(config)
     entry: dict[str, Any] = {"config": config.get("config")}
     if class_name in custom:
         entry.update(class_name=class_name, module=None, registered_name=class_name)
@@ -1011,6 +1011,15 @@ class _GraphBuilder:
         return self.keras.Model(
             inputs, outputs, name=inner.get("name"), trainable=inner.get("trainable", True)
         )
+
+    def sequential(self, config: dict[str, Any]) -> Any:
+        """A Sequential whose nested models hold op layers: its layers built here, added in
+        order (as Keras's ``Sequential.from_config`` does)."""
+        inner = config["config"]
+        model = self.keras.Sequential(name=inner.get("name"))
+        for entry in inner["layers"]:
+            model.add(self._layer(entry))
+        return model
 
     def _layer(self, entry: dict[str, Any]) -> Any:
         # Its calls build the layer (a build_config of several inputs does not).

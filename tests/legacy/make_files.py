@@ -221,6 +221,16 @@ def tf_ops(ellipsis: bool = True) -> Any:
     return k.Model(x, tf.concat(flat, axis=-1), name="tf_ops")
 
 
+def tf_ops_nested() -> Any:
+    """Op layers inside a model nested in a Sequential."""
+    image = k.Input((8, 8, 3), name="image")
+    x = L.Conv2D(4, 3, name="conv")(image)
+    base = k.Model(image, (x * 2.0 + 1.0)[:, 1:], name="base")
+    model = k.Sequential([base, L.GlobalAveragePooling2D(name="gap"), L.Dense(2, name="out")])
+    model.build((None, 8, 8, 3))
+    return model
+
+
 def tf_shape() -> Any:
     """tf.shape has no Keras 3 operation: refused, named."""
     x = k.Input((4, 6), name="x")
@@ -325,6 +335,7 @@ def main(out: Path) -> None:
     record("keras21_h5", keras21_mobilenet(), "keras21.h5")
     record("tf_ops_h5", tf_ops(), "tf_ops.h5")
     record("tf_ops_v215", tf_ops(ellipsis=False), "tf_ops_v215.keras")
+    record("tf_ops_nested_h5", tf_ops_nested(), "tf_ops_nested.h5")
     record("tf_shape_h5", tf_shape(), "tf_shape.h5")
 
     np.savez(out / "oracle.npz", **arrays)

@@ -244,6 +244,15 @@ def test_tf_op_layers_become_keras_ops(legacy_files: LegacyFiles) -> None:
         assert not classes & {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
 
+def test_tf_op_layers_in_a_model_nested_in_a_sequential(legacy_files: LegacyFiles) -> None:
+    loaded = open_case(legacy_files.path("tf_ops_nested_h5"))
+    assert_matches_oracle(legacy_files, loaded, "tf_ops_nested_h5")
+    assert type(loaded.model).__name__ == "Sequential"
+    assert repair(loaded, "tf_ops").message == (
+        "rebuilt 2 TFOpLambda layers and 1 SlicingOpLambda layer as keras.ops calls"
+    )
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 
