@@ -64,6 +64,11 @@ NEUTRAL_ARGUMENTS: dict[str, Any] = {
     "dtype": "float32",
     "trainable": True,
 }
+#: Activations that Keras 3 computes otherwise than Keras 2 did under the same name, with
+#: Keras 2's formula and Keras 3's (a test compares every activation the two share).
+CHANGED_ACTIVATIONS: dict[str, tuple[str, str]] = {
+    "hard_sigmoid": ("clip(0.2 * x + 0.5, 0, 1)", "clip(x / 6 + 0.5, 0, 1)"),
+}
 #: The Keras 3 modules where the class of an object inside a layer config is looked up.
 OBJECT_MODULES = ("initializers", "regularizers", "constraints")
 #: Arguments Keras 2 stored for some layers but never used (its SeparableConv kept the plain
@@ -274,6 +279,7 @@ class _Repairer:
         layer_name = str(config.get("name") or entry.get("name") or class_name)
         if class_name in OP_CLASSES:
             self.log.add("tf_ops", "rebuilt {what} as keras.ops calls", class_name, layer_name)
+        self._activations(class_name, layer_name, config)
         self._arguments(class_name, layer_name, config)
         self._dtype(class_name, layer_name, config)
         if class_name == "InputLayer" and "batch_input_shape" in config:
@@ -458,6 +464,24 @@ class _Repairer:
                     f"dropped {argument}={neutral!r} from {{what}}",
                     class_name,
                     layer_name,
+                )
+
+    def _activations(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
+        """Refuse an activation whose name Keras 3 kept for another function: it would load
+        and compute something else."""
+        for key, value in config.items():
+            if not key.endswith("activation"):
+                continue
+            name = value.get("class_name") if isinstance(value, dict) else value
+            if isinstance(name, str) and name in CHANGED_ACTIVATIONS:
+                keras2, keras3 = CHANGED_ACTIVATIONS[name]
+                raise LegacyError(
+                    f"layer {layer_name} ({class_name}) has {key}={name!r}, which Keras 2 "
+                    f"computed as {keras2} and Keras 3 computes as {keras3}, so the model "
+                    "would compute something else",
+                    "rebuild that layer in Keras 3 code with an activation that computes "
+                    f"Keras 2's {name}, load the weights into it, and save it with model.save()",
+                    kind="repair",
                 )
 
     def _dtype(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:

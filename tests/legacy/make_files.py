@@ -277,6 +277,32 @@ def keras2_defaults() -> dict[str, dict[str, Any]]:
     return found
 
 
+def hard_sigmoid_lstm() -> Any:
+    """An LSTM with Keras 2.2's default recurrent activation, hard_sigmoid."""
+    inputs = k.Input((5, 3), name="x")
+    outputs = L.LSTM(4, recurrent_activation="hard_sigmoid", name="lstm")(inputs)
+    return k.Model(inputs, outputs, name="hard_sigmoid_lstm")
+
+
+#: Where each activation is compared between tf_keras and Keras 3.
+ACTIVATION_GRID = np.linspace(-6.0, 6.0, 49, dtype="float32").reshape(1, 49)
+
+
+def activation_values() -> dict[str, list[float]]:
+    """What each tf_keras activation (taking a tensor alone) gives on ACTIVATION_GRID."""
+    values = {}
+    for name in dir(k.activations):
+        function = getattr(k.activations, name)
+        if name.startswith("_") or not callable(function) or name in ("get", "serialize"):
+            continue
+        try:
+            result = function(tf.constant(ACTIVATION_GRID))
+        except (TypeError, ValueError):
+            continue
+        values[name] = np.asarray(result, dtype="float32").ravel().tolist()
+    return values
+
+
 def batch_for(model: Any, rng: np.random.Generator) -> list[Any]:
     if model.inputs is None:  # a subclassed model: called once on (1, 5) when it was made
         return [rng.standard_normal((3, 5)).astype("float32")]
@@ -339,7 +365,14 @@ def main(out: Path) -> None:
     record("tf_shape_h5", tf_shape(), "tf_shape.h5")
 
     np.savez(out / "oracle.npz", **arrays)
-    document = {"tf_keras": k.__version__, "cases": cases, "defaults": keras2_defaults()}
+    record("hard_sigmoid_h5", hard_sigmoid_lstm(), "hard_sigmoid.h5")
+
+    document = {
+        "tf_keras": k.__version__,
+        "cases": cases,
+        "defaults": keras2_defaults(),
+        "activations": activation_values(),
+    }
     (out / "oracle.json").write_text(json.dumps(document))
 
 

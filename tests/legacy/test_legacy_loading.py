@@ -395,3 +395,27 @@ def test_unregistered_keras3_model_class(keras: Any, tmp_path: Path) -> None:
     error = refusal(path)
     assert error.kind == "custom"
     assert "custom model class Net" in error.sentence and "--custom-objects" in error.sentence
+
+
+def test_changed_activations_are_the_ones_keras_changed(
+    legacy_files: LegacyFiles, keras: Any
+) -> None:
+    """Of the activations tf_keras and Keras 3 share by name, exactly those in kfreeze's
+    table compute something else."""
+    grid = np.linspace(-6.0, 6.0, 49, dtype="float32").reshape(1, 49)
+    changed = set()
+    for name, expected in legacy_files.activations.items():
+        function = getattr(keras.activations, name, None)
+        if not callable(function):
+            continue
+        got = np.asarray(function(keras.ops.convert_to_tensor(grid)), dtype="float32").ravel()
+        if float(np.max(np.abs(got - np.asarray(expected, dtype="float32")))) > 1e-5:
+            changed.add(name)
+    assert changed == set(legacy.CHANGED_ACTIVATIONS)
+
+
+def test_hard_sigmoid_is_refused(legacy_files: LegacyFiles) -> None:
+    error = refusal(legacy_files.path("hard_sigmoid_h5"))
+    assert error.kind == "repair"
+    assert "layer lstm (LSTM) has recurrent_activation='hard_sigmoid'" in error.sentence
+    assert "clip(0.2 * x + 0.5, 0, 1)" in error.sentence
