@@ -76,6 +76,12 @@ _UNARY = {
     "reciprocal": ("math.reciprocal",),
     "sin": ("math.sin",),
     "cos": ("math.cos",),
+    "floor": ("math.floor",),
+    "ceil": ("math.ceil",),
+    "round": ("math.round",),
+    "sign": ("math.sign",),
+    "log1p": ("math.log1p",),
+    "erf": ("math.erf",),
 }
 _REDUCTIONS = {
     "mean": "math.reduce_mean",
@@ -96,6 +102,9 @@ TF_OPS: dict[str, Op] = {
     "nn.relu": _op("relu", "features"),
     "nn.relu6": _op("relu6", "features"),
     "nn.silu": _op("silu", "features"),
+    "nn.elu": _op("elu", "features"),
+    "math.softplus": _op("softplus", "features"),
+    "nn.leaky_relu": _op("leaky_relu", "features", "alpha", alpha=0.2),
     "nn.softmax": _op("softmax", "logits", "axis", axis=-1),
     "math.softmax": _op("softmax", "logits", "axis", axis=-1),
     "concat": _op("concatenate", "values", "axis"),
@@ -111,6 +120,9 @@ TF_OPS: dict[str, Op] = {
     "clip_by_value": _op("clip", "t", "clip_value_min", "clip_value_max"),
     "where": _op("where", "condition", "x", "y", x=None, y=None),
     "linalg.matmul": _op("matmul", "a", "b"),
+    # TensorFlow's axis=None means 0 here; keras.ops.take's would flatten.
+    "gather": _op("take", "params", "indices", "axis", axis=0),
+    "compat.v1.gather": _op("take", "params", "indices", "axis", axis=0),
 }
 #: Arguments that change nothing at their TensorFlow default (``name`` never does).
 NEUTRAL_OP_ARGUMENTS: dict[str, Any] = {
@@ -123,6 +135,8 @@ NEUTRAL_OP_ARGUMENTS: dict[str, Any] = {
     "conjugate": False,
     "output_type": None,
     "squeeze_dims": None,
+    "validate_indices": None,
+    "batch_dims": 0,
 }
 #: Functions that give a tensor's run-time shape, which a Keras 3 model has no operation for.
 SHAPE_FUNCTIONS = ("shape", "compat.v1.shape", "shape_n", "size", "rank", "compat.v1.size")
@@ -178,7 +192,8 @@ def call(
     values: list[Any] = [first]
     for parameter, default in op.parameters[1:]:
         value = given.pop(parameter, default)
-        values.append(value)
+        # TensorFlow functions take None for "the default" (which the table spells out).
+        values.append(default if value is None and default is not REQUIRED else value)
     for argument, value in given.items():
         if argument in NEUTRAL_OP_ARGUMENTS and value == NEUTRAL_OP_ARGUMENTS[argument]:
             continue

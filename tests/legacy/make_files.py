@@ -213,6 +213,10 @@ def tf_ops(ellipsis: bool = True) -> Any:
         tf.clip_by_value(tf.tanh(h), -0.5, 0.5),
         tf.matmul(h, tf.transpose(h, [0, 2, 1])),
         tf.cast(tf.maximum(h, 1.2), "float16"),
+        tf.gather(h, [0, 2], axis=1),
+        tf.floor(h * 3.0) + tf.math.ceil(h) + tf.round(h * 2.0) + tf.math.sign(h - 1.0),
+        tf.math.log1p(tf.abs(h)) + tf.math.erf(h) + tf.nn.softplus(-h),
+        tf.nn.leaky_relu(1.0 - h) + tf.nn.elu(1.0 - h),
     ]
     flat = [
         tf.reshape(tf.cast(piece, "float32"), (-1, int(np.prod(piece.shape[1:]))))
