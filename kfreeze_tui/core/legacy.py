@@ -1,16 +1,22 @@
 """Model files written before Keras 3: read, repaired into Keras 3 configs, and refused clearly.
 
 Keras 3 refuses most files that Keras 2 and tf.keras wrote, for mechanical reasons: arguments
-it no longer takes (``groups=1`` on DepthwiseConv2D, ``time_major=False`` on LSTM), older names
-(``batch_input_shape``, class ``Model``), older layouts (nested models numbered from 1, a
-Sequential config that is a bare list, HDF5 inside a file named ``.keras``, the tf.keras
-2.13-2.15 ``.keras`` archive). This module reads the stored config without running anything
+it no longer takes, at Keras 2's default (``groups=1`` on DepthwiseConv2D, ``time_major=False``
+on LSTM, ``noise_shape=None`` on SpatialDropout2D, ``dtype='float32'`` in Keras 2.2's
+initializer configs), older names (``batch_input_shape``, class ``Model``), older layouts (nested
+models numbered from 1, a Sequential config that is a bare list, one-element input and output
+lists, HDF5 inside a file named ``.keras``, the tf.keras 2.13-2.15 ``.keras`` archive), older
+nodes (tensors among a call's arguments, ``initial_state`` packed into an RNN's inputs), and
+tf.keras's op layers (``TFOpLambda``, rebuilt as ``keras.ops`` calls by
+:mod:`kfreeze_tui.core.legacy_ops`). This module reads the stored config without running anything
 from the file, applies named repairs (each one reported, never silent), builds the model with
 Keras 3's public API and loads the weights: from HDF5 by layer name, from an archive by the
 archive's own paths.
 
 A change that would alter what the model computes is not a repair: it is refused with a
-sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups), as is what cannot be
+sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups, ``hard_sigmoid``, which
+Keras 3 computes otherwise, ``tf.shape``, which a Keras 3 model has no operation for), as is
+what cannot be
 opened safely (a Lambda whose code another Python version marshalled, a subclassed model whose
 architecture is not in the file).
 
@@ -64,6 +70,8 @@ NEUTRAL_ARGUMENTS: dict[str, Any] = {
     "dtype": "float32",
     "trainable": True,
 }
+#: What Keras 3's Layer takes out of ``**kwargs`` (not named in its signature).
+LAYER_KWARGS = frozenset({"input_shape", "input_dim"})
 #: Activations that Keras 3 computes otherwise than Keras 2 did under the same name, with
 #: Keras 2's formula and Keras 3's (a test compares every activation the two share).
 CHANGED_ACTIVATIONS: dict[str, tuple[str, str]] = {
@@ -359,6 +367,8 @@ class _Repairer:
                     parameters = inspect.signature(base.__init__).parameters.values()
                     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
                     accepted |= {p.name for p in parameters if p.kind not in variadic}
+                    if base is self.keras.layers.Layer:
+                        accepted |= LAYER_KWARGS  # what it takes out of **kwargs
                     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
                         break
             self._accepts[key] = accepted
