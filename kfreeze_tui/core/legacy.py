@@ -966,14 +966,20 @@ def check_tf_ops(config: dict[str, Any], source: str) -> None:
         )
 
 
-def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> Any:
+def build(
+    config: dict[str, Any],
+    keras: ModuleType,
+    custom: dict[str, Any],
+    unsafe: bool,
+    source: str = "the model",
+) -> Any:
     """A Keras 3 model from a repaired config, through Keras's public deserializer (or, for
     a model holding tf.keras op layers, by calling its layers node by node)."""
     from kfreeze_tui.core import legacy_ops
 
     class_name = str(config.get("class_name"))
     if class_name not in custom and legacy_ops.has_ops(layer_entries(config)):
-        builder = _GraphBuilder(keras, custom, unsafe)
+        builder = _GraphBuilder(keras, custom, unsafe, source)
         if class_name == "Sequential":
             return builder.sequential(config)
         return builder.model(config)
@@ -997,10 +1003,13 @@ class _GraphBuilder:
     """Builds a functional config by calling its layers in the order of their nodes, as
     Keras's ``from_config`` does, with tf.keras op layers called as ``keras.ops``."""
 
-    def __init__(self, keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> None:
+    def __init__(
+        self, keras: ModuleType, custom: dict[str, Any], unsafe: bool, source: str
+    ) -> None:
         self.keras = keras
         self.custom = custom
         self.unsafe = unsafe
+        self.source = source
 
     def model(self, config: dict[str, Any]) -> Any:
         from kfreeze_tui.core import legacy_ops
@@ -1034,7 +1043,8 @@ class _GraphBuilder:
                 calls[name].append(self._call(layers[name], entry, name, first, kwargs))
             if len(waiting) == len(pending):
                 raise LegacyError(
-                    f"the model {inner.get('name')} has layers whose inputs never appear "
+                    f"{self.source} has layers whose inputs never appear in the model "
+                    f"{inner.get('name')} "
                     f"({', '.join(sorted({name for name, _, _ in waiting})[:3])})",
                     "save the model again with model.save()",
                     kind="graph",
@@ -1067,7 +1077,7 @@ class _GraphBuilder:
         if class_name in MODEL_CLASSES or (
             isinstance(config, dict) and isinstance(config.get("layers"), list)
         ):
-            return build(layer_entry, self.keras, self.custom, self.unsafe)
+            return build(layer_entry, self.keras, self.custom, self.unsafe, self.source)
         if class_name not in self.custom and hasattr(self.keras.layers, class_name):
             layer_entry.update(module="keras.layers", registered_name=None)
         return self.keras.saving.deserialize_keras_object(
@@ -1084,7 +1094,7 @@ class _GraphBuilder:
                 return legacy_ops.call(self.keras, entry, first, kwargs, name)
             except legacy_ops.OpError as exc:
                 raise LegacyError(
-                    str(exc),
+                    f"{self.source} cannot be rebuilt in Keras 3: {exc}",
                     "rebuild that step with keras.ops in Keras 3 code, load the weights into "
                     "that model, and save it with model.save()",
                     kind="tf-op",
@@ -1096,13 +1106,16 @@ class _GraphBuilder:
         made = calls.get(name)
         if made is None:
             raise LegacyError(
-                f"a node refers to a layer {name} that the model does not have",
+                f"{self.source} has a node that refers to a layer {name} it does not have",
                 "save the model again with model.save()",
                 kind="graph",
             )
         if len(made) <= node:
             raise _NotYet
-        return self.keras.tree.flatten(made[node])[index]
+        from kfreeze_tui.core.legacy_ops import Static
+
+        value = self.keras.tree.flatten(made[node])[index]
+        return value.value if isinstance(value, Static) else value
 
     def _arguments(self, node: Any, calls: dict[str, list[Any]]) -> tuple[Any, dict[str, Any]]:
         names = set(calls)

@@ -138,8 +138,29 @@ NEUTRAL_OP_ARGUMENTS: dict[str, Any] = {
     "validate_indices": None,
     "batch_dims": 0,
 }
-#: Functions that give a tensor's run-time shape, which a Keras 3 model has no operation for.
-SHAPE_FUNCTIONS = ("shape", "compat.v1.shape", "shape_n", "size", "rank", "compat.v1.size")
+#: Functions that give a tensor's shape. A Keras 3 model has no operation for a shape known
+#: only at run time; the dimensions its input shapes fix are constants, and what is computed
+#: from them alone is computed once, here, by the same kernels (``tf.shape(x)[-1]`` in an
+#: attention scale). A dimension known only at run time (the batch size) is refused where used.
+SHAPE_FUNCTIONS = ("shape", "compat.v1.shape")
+#: Functions that give a tensor's shape and that kfreeze does not fold.
+UNFOLDED_SHAPE_FUNCTIONS = ("shape_n", "size", "rank", "compat.v1.size")
+
+
+@dataclass(frozen=True)
+class RuntimeDim:
+    """A dimension that a shape function gives only at run time."""
+
+    function: str
+    layer: str
+    axis: int
+
+
+@dataclass(frozen=True)
+class Static:
+    """A value computed from static dimensions alone (not a tensor of the model)."""
+
+    value: Any
 
 
 class OpError(Exception):
@@ -159,9 +180,9 @@ def unsupported(entries: Iterator[dict[str, Any]]) -> list[str]:
         if entry.get("class_name") not in OP_CLASSES:
             continue
         function = function_of(entry)
-        if function == GETITEM or function in TF_OPS:
+        if function == GETITEM or function in TF_OPS or function in SHAPE_FUNCTIONS:
             continue
-        if function in SHAPE_FUNCTIONS:
+        if function in UNFOLDED_SHAPE_FUNCTIONS:
             reason = "a tensor's run-time shape, which a Keras 3 model has no operation for"
         else:
             reason = "no keras.ops function computes exactly the same"
@@ -182,6 +203,28 @@ def call(
         OpError: an argument the equivalent cannot take, at a value that matters.
     """
     function = function_of(entry)
+    if function in SHAPE_FUNCTIONS:
+        return Static(
+            [
+                RuntimeDim(function, name, axis) if dim is None else int(dim)
+                for axis, dim in enumerate(first.shape)
+            ]
+        )
+    static = not _has_tensors(keras, [first, kwargs])
+    if function == GETITEM and static:  # a dimension picked out of a shape
+        import numpy as np
+
+        key = _slice_key(kwargs.get("slice_spec"), function, name)
+        picked = np.asarray(first, dtype=object)[key]
+        return Static(picked.tolist() if isinstance(picked, np.ndarray) else picked)
+    runtime = _runtime_dims([first, kwargs])
+    if runtime:
+        dim = runtime[0]
+        raise OpError(
+            f"layer {name} uses dimension {dim.axis} of the shape that layer {dim.layer} "
+            f"(tf.{dim.function}) gives, which is known only at run time and which a Keras 3 "
+            "model has no operation for"
+        )
     if function == GETITEM:
         return first[_slice_key(kwargs.get("slice_spec"), function, name)]
     op = TF_OPS.get(function)
@@ -204,7 +247,32 @@ def call(
     if any(value is REQUIRED for value in values):
         missing = next(p for (p, _), v in zip(op.parameters, values, strict=True) if v is REQUIRED)
         raise OpError(f"layer {name} calls tf.{function} without its argument {missing}")
-    return getattr(keras.ops, op.keras_name)(*values)
+    result = getattr(keras.ops, op.keras_name)(*values)
+    if not static:
+        return result
+    # As Python numbers: Keras writes them into the model's config (numpy scalars it cannot);
+    # a float32 value widens to a Python float exactly and narrows back to itself.
+    return Static(keras.ops.convert_to_numpy(result).tolist())
+
+
+def _runtime_dims(value: Any) -> list[RuntimeDim]:
+    if isinstance(value, RuntimeDim):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [dim for item in value for dim in _runtime_dims(item)]
+    if isinstance(value, dict):
+        return [dim for item in value.values() for dim in _runtime_dims(item)]
+    return []
+
+
+def _has_tensors(keras: ModuleType, value: Any) -> bool:
+    if isinstance(value, keras.KerasTensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensors(keras, item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_tensors(keras, item) for item in value.values())
+    return False
 
 
 def _slice_key(spec: Any, function: str, name: str) -> Any:

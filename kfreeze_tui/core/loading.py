@@ -572,7 +572,7 @@ def _load_legacy(
                         "wrote HDF5 into .keras files)",
                     ),
                 )
-            model = legacy.build(repaired, keras, custom, options.unsafe)
+            model = legacy.build(repaired, keras, custom, options.unsafe, source)
             if archive:
                 build_config = config.get("build_config")
                 if not model.built and isinstance(build_config, dict):

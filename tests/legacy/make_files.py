@@ -193,7 +193,10 @@ def tf_ops(ellipsis: bool = True) -> Any:
     SlicingOpLambda layers (its .keras format cannot write a slice with an Ellipsis)."""
     x = k.Input((4, 6), name="x")
     h = L.Dense(6, name="dense")(x)
+    shape = tf.shape(h)  # its static dimensions only: folded into constants
     pieces = [
+        h / tf.math.sqrt(tf.cast(shape[-1], tf.float32)),
+        tf.reshape(h, [-1, shape[1] * shape[2]]),
         tf.tile(h, [1, 2, 1]),
         h[:, 1:3],
         h[..., 0] if ellipsis else h[:, :, 0],
@@ -236,7 +239,7 @@ def tf_ops_nested() -> Any:
 
 
 def tf_shape() -> Any:
-    """tf.shape has no Keras 3 operation: refused, named."""
+    """The batch size from tf.shape has no Keras 3 operation: refused, named."""
     x = k.Input((4, 6), name="x")
     return k.Model(x, tf.reshape(x, [tf.shape(x)[0], -1]), name="tf_shape")
 
