@@ -114,6 +114,19 @@ def keras224_teachable(config: Config) -> None:
         for value in (entry.get("config") or {}).values():
             if isinstance(value, dict) and str(value.get("module")) == "keras.initializers":
                 value["config"]["dtype"] = "float32"
+    tf24_layout(config)  # nor did it write modules
+
+
+def tf24_layout(config: Any) -> None:
+    """tf.keras 2.4 to 2.12 wrote no ``module``, ``registered_name`` or ``build_config``."""
+    if isinstance(config, dict):
+        for key in ("module", "registered_name", "build_config"):
+            config.pop(key, None)
+        for value in config.values():
+            tf24_layout(value)
+    elif isinstance(config, list):
+        for value in config:
+            tf24_layout(value)
 
 
 def all_entries(config: Config) -> list[Config]:

@@ -189,6 +189,13 @@ def test_teachable_machine_nested_sequentials(legacy_files: LegacyFiles) -> None
     assert repair(loaded, "single_io").layers == ("mobilenetv2_1.00_224",)
 
 
+@pytest.mark.parametrize("case", ["teachable_h5", "tf_ops_h5", "seq2seq_h5"])
+def test_tf24_layout(legacy_files: LegacyFiles, tmp_path: Path, case: str) -> None:
+    """The same files as tf.keras 2.4 to 2.12 wrote them (no module, no build_config)."""
+    path = craft.h5_with_config(legacy_files.path(case), tmp_path / "tf24.h5", craft.tf24_layout)
+    assert_matches_oracle(legacy_files, open_case(path), case)
+
+
 def test_teachable_machine_2019(legacy_files: LegacyFiles, tmp_path: Path) -> None:
     """tf.keras 2.2.4-tf: nested class Model, initializers carrying dtype='float32'."""
     path = craft.h5_with_config(
