@@ -1,16 +1,22 @@
 """Model files written before Keras 3: read, repaired into Keras 3 configs, and refused clearly.
 
 Keras 3 refuses most files that Keras 2 and tf.keras wrote, for mechanical reasons: arguments
-it no longer takes (``groups=1`` on DepthwiseConv2D, ``time_major=False`` on LSTM), older names
-(``batch_input_shape``, class ``Model``), older layouts (nested models numbered from 1, a
-Sequential config that is a bare list, HDF5 inside a file named ``.keras``, the tf.keras
-2.13-2.15 ``.keras`` archive). This module reads the stored config without running anything
+it no longer takes, at Keras 2's default (``groups=1`` on DepthwiseConv2D, ``time_major=False``
+on LSTM, ``noise_shape=None`` on SpatialDropout2D, ``dtype='float32'`` in Keras 2.2's
+initializer configs), older names (``batch_input_shape``, class ``Model``), older layouts (nested
+models numbered from 1, a Sequential config that is a bare list, one-element input and output
+lists, HDF5 inside a file named ``.keras``, the tf.keras 2.13-2.15 ``.keras`` archive), older
+nodes (tensors among a call's arguments, ``initial_state`` packed into an RNN's inputs), and
+tf.keras's op layers (``TFOpLambda``, rebuilt as ``keras.ops`` calls by
+:mod:`kfreeze_tui.core.legacy_ops`). This module reads the stored config without running anything
 from the file, applies named repairs (each one reported, never silent), builds the model with
 Keras 3's public API and loads the weights: from HDF5 by layer name, from an archive by the
 archive's own paths.
 
 A change that would alter what the model computes is not a repair: it is refused with a
-sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups), as is what cannot be
+sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups, ``hard_sigmoid``, which
+Keras 3 computes otherwise, ``tf.shape``, which a Keras 3 model has no operation for), as is
+what cannot be
 opened safely (a Lambda whose code another Python version marshalled, a subclassed model whose
 architecture is not in the file).
 
@@ -36,13 +42,43 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from kfreeze_tui.core.legacy_ops import OP_CLASSES
+
 #: Classes whose config is a whole model (their ``layers`` are layer entries).
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 #: Keys under which a layer config holds the config of another layer (wrappers, RNN cells).
 INNER_LAYER_KEYS = ("layer", "backward_layer", "cell")
-#: Arguments Keras 3 dropped from some layers, with the value that means "as Keras 3 does".
-#: Dropping one with that value changes nothing; any other value is refused.
-NEUTRAL_ARGUMENTS: dict[str, Any] = {"groups": 1, "time_major": False}
+#: Arguments that Keras 3's classes no longer take, with the default Keras 2 gave them (read
+#: from tf_keras's and tf.compat.v1's signatures; a test checks both facts). Dropped where Keras 3
+#: refuses them and the value is that default, which is what Keras 3 computes; any other value
+#: is refused by name. Layers, and the initializer, regularizer and constraint configs inside
+#: them (Keras 2.2's initializers carried ``dtype``).
+NEUTRAL_ARGUMENTS: dict[str, Any] = {
+    "groups": 1,
+    "time_major": False,
+    "noise_shape": None,
+    "fused": None,
+    "virtual_batch_size": None,
+    "adjustment": None,
+    "dynamic": False,
+    "conv_op": None,
+    "force_generator": False,
+    "rng_type": None,
+    "robust_masking": False,
+    "softmax_robust_masking": False,
+    "sparse": False,
+    "dtype": "float32",
+    "trainable": True,
+}
+#: What Keras 3's Layer takes out of ``**kwargs`` (not named in its signature).
+LAYER_KWARGS = frozenset({"input_shape", "input_dim"})
+#: Activations that Keras 3 computes otherwise than Keras 2 did under the same name, with
+#: Keras 2's formula and Keras 3's (a test compares every activation the two share).
+CHANGED_ACTIVATIONS: dict[str, tuple[str, str]] = {
+    "hard_sigmoid": ("clip(0.2 * x + 0.5, 0, 1)", "clip(x / 6 + 0.5, 0, 1)"),
+}
+#: The Keras 3 modules where the class of an object inside a layer config is looked up.
+OBJECT_MODULES = ("initializers", "regularizers", "constraints")
 #: Arguments Keras 2 stored for some layers but never used (its SeparableConv kept the plain
 #: convolution's kernel settings; its kernels are the depthwise and pointwise ones).
 UNUSED_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -232,7 +268,12 @@ class _Repairer:
         for layer in layers:
             self.layer(layer)
         if entry["class_name"] != "Sequential":
+            names = {_entry_name(layer) for layer in layers}
+            for layer in layers:
+                self._nodes(layer, names)
             self._renumber_nested(inner, layers)
+            if not top:
+                self._single_io(inner, str(inner.get("name") or entry.get("name") or "model"))
 
     def layer(self, entry: dict[str, Any]) -> None:
         class_name = str(entry.get("class_name"))
@@ -244,6 +285,9 @@ class _Repairer:
         if not isinstance(config, dict):
             return
         layer_name = str(config.get("name") or entry.get("name") or class_name)
+        if class_name in OP_CLASSES:
+            self.log.add("tf_ops", "rebuilt {what} as keras.ops calls", class_name, layer_name)
+        self._activations(class_name, layer_name, config)
         self._arguments(class_name, layer_name, config)
         self._dtype(class_name, layer_name, config)
         if class_name == "InputLayer" and "batch_input_shape" in config:
@@ -304,38 +348,57 @@ class _Repairer:
         entry.pop("module", None)
         entry.pop("registered_name", None)
 
-    def accepts(self, class_name: str) -> set[str] | None:
-        """The arguments a Keras 3 layer class names in its constructor (None: unknown)."""
-        if class_name not in self._accepts:
+    def accepts(self, class_name: str, module: str = "layers") -> set[str] | None:
+        """The arguments a Keras 3 class takes (None: unknown): those its constructor names,
+        and those of the constructors it hands ``**kwargs`` on to."""
+        key = f"{module}.{class_name}"
+        if key not in self._accepts:
             import inspect
 
-            cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
-            if not isinstance(cls, type):
-                self._accepts[class_name] = None
-            else:
-                self._accepts[class_name] = set(inspect.signature(cls.__init__).parameters)
-        return self._accepts[class_name]
+            cls = self.custom.get(class_name) or getattr(
+                getattr(self.keras, module), class_name, None
+            )
+            accepted: set[str] | None = None
+            if isinstance(cls, type):
+                accepted = set()
+                for base in cls.__mro__:
+                    if "__init__" not in vars(base):
+                        continue
+                    parameters = inspect.signature(base.__init__).parameters.values()
+                    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+                    accepted |= {p.name for p in parameters if p.kind not in variadic}
+                    if base is self.keras.layers.Layer:
+                        accepted |= LAYER_KWARGS  # what it takes out of **kwargs
+                    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+                        break
+            self._accepts[key] = accepted
+        return self._accepts[key]
 
     def _arguments(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
         accepted = self.accepts(class_name)
         if accepted is None or class_name in self.custom:
             return
-        for argument, neutral in NEUTRAL_ARGUMENTS.items():
-            if argument not in config or argument in accepted:
-                continue
-            value = config[argument]
-            if value != neutral:
-                raise LegacyError(
-                    f"layer {layer_name} ({class_name}) has {argument}={value!r}, which Keras 3's "
-                    f"{class_name} cannot compute (it only does {argument}={neutral!r}), so "
-                    "dropping it would change what the model computes",
-                    "rebuild that layer in Keras 3 code (for time_major, transpose the input "
-                    "instead), load the weights into it, and save it with model.save()",
-                    kind="repair",
-                )
-            del config[argument]
+        self._neutral(
+            config, accepted, class_name, layer_name, f"layer {layer_name} ({class_name})"
+        )
+        shapes = [
+            key
+            for key, value in config.items()
+            if key.endswith("_shape")
+            and key not in accepted
+            and key not in NEUTRAL_ARGUMENTS
+            and key != "batch_input_shape"
+            and (value is None or _is_shape(value))
+        ]
+        for key in shapes:
+            del config[key]
+        if shapes:
             self.log.add(
-                argument, f"dropped {argument}={neutral!r} from {{what}}", class_name, layer_name
+                "call_shapes",
+                "dropped the input shapes Keras 2 stored in {what} (Keras 3 takes them from "
+                "the call)",
+                class_name,
+                layer_name,
             )
         unused = [
             name
@@ -351,6 +414,85 @@ class _Repairer:
                 class_name,
                 layer_name,
             )
+        for key, value in config.items():
+            if key in INNER_LAYER_KEYS or not isinstance(value, dict):
+                continue
+            inner_class = value.get("class_name")
+            inner = value.get("config")
+            if not isinstance(inner_class, str) or not isinstance(inner, dict):
+                continue
+            for module in OBJECT_MODULES:
+                inner_accepted = self.accepts(inner_class, module)
+                if inner_accepted is not None:
+                    self._neutral(
+                        inner,
+                        inner_accepted,
+                        class_name,
+                        layer_name,
+                        f"the {key} of layer {layer_name} ({class_name})",
+                        nested=inner_class,
+                    )
+                    break
+
+    def _neutral(
+        self,
+        config: dict[str, Any],
+        accepted: set[str],
+        class_name: str,
+        layer_name: str,
+        where: str,
+        nested: str = "",
+    ) -> None:
+        """Drop the arguments Keras 3 no longer takes that hold Keras 2's default; refuse the
+        others by name."""
+        for argument, neutral in NEUTRAL_ARGUMENTS.items():
+            if argument not in config or argument in accepted:
+                continue
+            value = config[argument]
+            if value != neutral:
+                owner = nested or class_name
+                raise LegacyError(
+                    f"{where} has {argument}={value!r}, which Keras 3's {owner} does not take "
+                    f"(only Keras 2's default, {argument}={neutral!r}, can be left out without "
+                    "changing what the model computes)",
+                    "rebuild that layer in Keras 3 code (for time_major, transpose the input "
+                    "instead), load the weights into it, and save it with model.save()",
+                    kind="repair",
+                )
+            del config[argument]
+            if nested:
+                self.log.add(
+                    f"{argument}_in_objects",
+                    f"dropped {argument}={neutral!r} from the initializer, regularizer and "
+                    "constraint configs of {what}",
+                    class_name,
+                    layer_name,
+                )
+            else:
+                self.log.add(
+                    argument,
+                    f"dropped {argument}={neutral!r} from {{what}}",
+                    class_name,
+                    layer_name,
+                )
+
+    def _activations(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
+        """Refuse an activation whose name Keras 3 kept for another function: it would load
+        and compute something else."""
+        for key, value in config.items():
+            if not key.endswith("activation"):
+                continue
+            name = value.get("class_name") if isinstance(value, dict) else value
+            if isinstance(name, str) and name in CHANGED_ACTIVATIONS:
+                keras2, keras3 = CHANGED_ACTIVATIONS[name]
+                raise LegacyError(
+                    f"layer {layer_name} ({class_name}) has {key}={name!r}, which Keras 2 "
+                    f"computed as {keras2} and Keras 3 computes as {keras3}, so the model "
+                    "would compute something else",
+                    "rebuild that layer in Keras 3 code with an activation that computes "
+                    f"Keras 2's {name}, load the weights into it, and save it with model.save()",
+                    kind="repair",
+                )
 
     def _dtype(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
         dtype = config.get("dtype")
@@ -417,6 +559,129 @@ class _Repairer:
                 name,
             )
 
+    def _single_io(self, inner: dict[str, Any], model_name: str) -> None:
+        """Keras 2 wrote a model's inputs and outputs as lists, and a model with one of
+        them took and returned a single tensor (its Functional unpacked a one-element list);
+        Keras 3 keeps the list, so a nested model would hand the next layer a list."""
+        changed = False
+        for key in ("input_layers", "output_layers"):
+            value = inner.get(key)
+            if (
+                isinstance(value, list)
+                and len(value) == 1
+                and isinstance(value[0], list)
+                and len(value[0]) == 3
+                and isinstance(value[0][0], str)
+            ):
+                inner[key] = value[0]
+                changed = True
+        if changed:
+            self.log.add(
+                "single_io",
+                "read the one-element input and output lists of {n} nested model{s} as "
+                "single tensors, as Keras 2 did",
+                "",
+                model_name,
+            )
+
+    def _nodes(self, entry: dict[str, Any], names: set[str]) -> None:
+        """Turn the Keras 2 nodes that Keras 3's reader of old nodes gets wrong into Keras
+        3's node format (``{"args": ..., "kwargs": ...}``).
+
+        A Keras 2 node is the structure of the layer's first call argument, each tensor an
+        entry ``[layer, node, tensor, kwargs]``; the other call arguments are in ``kwargs``,
+        tensors among them as ``[layer, node, tensor]``; constants as
+        ``["_CONSTANT_VALUE", -1, value]``. Keras 3 reads neither the tensors among the
+        arguments nor the constants. Keras 2's recurrent layers (and Bidirectional) packed
+        their ``initial_state`` tensors after the sequence in the first argument; Keras 3
+        takes them as ``initial_state``.
+        """
+        nodes = entry.get("inbound_nodes")
+        if not isinstance(nodes, list):
+            return
+        class_name = str(entry.get("class_name"))
+        layer_name = _entry_name(entry)
+        for index, node in enumerate(nodes):
+            if isinstance(node, dict) and "args" in node:
+                continue  # Keras 3's format already
+            leaves = list(_node_leaves(node))
+            if not leaves:
+                continue
+            kwargs: dict[str, Any] = {}
+            dropped = False
+            for leaf in leaves:
+                if len(leaf) >= 4 and isinstance(leaf[3], dict):
+                    dropped |= self._call_arguments(leaf[3], class_name, layer_name)
+                    kwargs = leaf[3]
+            if dropped:
+                self.log.add(
+                    "call_arguments",
+                    "dropped call arguments Keras 2 recorded as None that Keras 3 does not "
+                    "take from {what}",
+                    class_name,
+                    layer_name,
+                )
+            has_refs = _has_references(kwargs, names)
+            constants = any(leaf[0] == CONSTANT_VALUE for leaf in leaves)
+            packed = len(leaves) > 1 and self._is_recurrent(class_name)
+            plain = isinstance(node, list) and all(_is_leaf(item) for item in node)
+            if not (has_refs or constants or packed or not plain):
+                continue
+            first = _node_structure(node)
+            if len(leaves) == 1 or (isinstance(first, list) and len(first) == 1):
+                first = _node_structure(leaves[0])
+            new_kwargs = _tensor_kwargs(kwargs, names)
+            if packed and isinstance(first, list):
+                first, states = first[0], first[1:]
+                new_kwargs["initial_state"] = states
+                self.log.add(
+                    "initial_state",
+                    "passed the initial states Keras 2 packed into the inputs of {what} as "
+                    "initial_state",
+                    class_name,
+                    layer_name,
+                )
+            elif has_refs and class_name not in OP_CLASSES:
+                self.log.add(
+                    "call_tensors",
+                    "read the tensors Keras 2 stored among the call arguments of {what}",
+                    class_name,
+                    layer_name,
+                )
+            nodes[index] = {"args": [first], "kwargs": new_kwargs}
+
+    def _call_arguments(self, kwargs: dict[str, Any], class_name: str, layer_name: str) -> bool:
+        """Keras 2 recorded every argument of a layer's call, given or not; one that Keras 3's
+        ``call`` does not take is dropped when it is None (not given), refused otherwise."""
+        import inspect
+
+        cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
+        if not isinstance(cls, type) or class_name in OP_CLASSES:
+            return False
+        parameters = inspect.signature(cls.call).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return False
+        dropped = False
+        # Keras 3 itself passes `training` only to a call that takes it.
+        for argument in [key for key in kwargs if key not in parameters and key != "training"]:
+            if kwargs[argument] is not None:
+                raise LegacyError(
+                    f"layer {layer_name} ({class_name}) is called with {argument}, which "
+                    f"Keras 3's {class_name} does not take",
+                    "rebuild that layer in Keras 3 code, load the weights into it, and save "
+                    "it with model.save()",
+                    kind="repair",
+                )
+            del kwargs[argument]
+            dropped = True
+        return dropped
+
+    def _is_recurrent(self, class_name: str) -> bool:
+        cls = self.custom.get(class_name) or getattr(self.keras.layers, class_name, None)
+        return isinstance(cls, type) and issubclass(
+            cls, (self.keras.layers.RNN, self.keras.layers.Bidirectional)
+        )
+
     def _is_model_entry(self, entry: dict[str, Any]) -> bool:
         config = entry.get("config")
         return str(entry.get("class_name")) in MODEL_CLASSES or (
@@ -442,6 +707,94 @@ class _Repairer:
                 for ref in value:
                     if isinstance(ref, list) and len(ref) >= 3:
                         yield ref
+
+
+#: The layer name Keras 2 wrote for a constant among a layer's inputs.
+CONSTANT_VALUE = "_CONSTANT_VALUE"
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(d is None or isinstance(d, int) for d in value)
+
+
+def _entry_name(entry: dict[str, Any]) -> str:
+    config = entry.get("config")
+    name = entry.get("name")
+    if not name and isinstance(config, dict):
+        name = config.get("name")
+    return str(name or entry.get("class_name"))
+
+
+def _is_leaf(item: Any) -> bool:
+    """A Keras 2 node entry: ``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``."""
+    return (
+        isinstance(item, list)
+        and len(item) in (3, 4)
+        and isinstance(item[0], str)
+        and isinstance(item[1], int)
+        and (item[0] == CONSTANT_VALUE or isinstance(item[2], int))
+    )
+
+
+def _node_leaves(node: Any) -> Iterator[list[Any]]:
+    if _is_leaf(node):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _node_leaves(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _node_leaves(item)
+
+
+def _tensor(reference: list[Any]) -> dict[str, Any]:
+    """A Keras 3 reference to a tensor; Keras puts the real tensor in its place, so the
+    shape and dtype written here are never used."""
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [], "dtype": "float32", "keras_history": list(reference[:3])},
+    }
+
+
+def _node_structure(node: Any) -> Any:
+    if _is_leaf(node):
+        return node[2] if node[0] == CONSTANT_VALUE else _tensor(node)
+    if isinstance(node, list):
+        return [_node_structure(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _node_structure(item) for key, item in node.items()}
+    return node
+
+
+def _is_reference(value: Any, names: set[str]) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and value[0] in names
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    )
+
+
+def _has_references(value: Any, names: set[str]) -> bool:
+    if _is_reference(value, names):
+        return True
+    if isinstance(value, list):
+        return any(_has_references(item, names) for item in value)
+    if isinstance(value, dict):
+        return any(_has_references(item, names) for item in value.values())
+    return False
+
+
+def _tensor_kwargs(value: Any, names: set[str]) -> Any:
+    if _is_reference(value, names):
+        return _tensor(value)
+    if isinstance(value, list):
+        return [_tensor_kwargs(item, names) for item in value]
+    if isinstance(value, dict):
+        return {key: _tensor_kwargs(item, names) for key, item in value.items()}
+    return value
 
 
 def _history_references(node: Any) -> Iterator[list[Any]]:
@@ -593,9 +946,43 @@ def marshal_python(data: bytes) -> str | None:
 # -- building and loading -------------------------------------------------------------------
 
 
-def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], unsafe: bool) -> Any:
-    """A Keras 3 model from a repaired config, through Keras's public deserializer."""
+def check_tf_ops(config: dict[str, Any], source: str) -> None:
+    """Refuse tf.keras op layers whose TensorFlow function has no exact ``keras.ops``
+    equivalent, naming the functions.
+
+    Raises:
+        LegacyError: kind ``tf-op``.
+    """
+    from kfreeze_tui.core import legacy_ops
+
+    refused = legacy_ops.unsupported(layer_entries(config))
+    if refused:
+        raise LegacyError(
+            f"{source} calls TensorFlow functions that kfreeze cannot rebuild in Keras 3: "
+            + "; ".join(refused),
+            "rebuild those steps with keras.ops in Keras 3 code, load the weights into that "
+            "model, and save it with model.save()",
+            kind="tf-op",
+        )
+
+
+def build(
+    config: dict[str, Any],
+    keras: ModuleType,
+    custom: dict[str, Any],
+    unsafe: bool,
+    source: str = "the model",
+) -> Any:
+    """A Keras 3 model from a repaired config, through Keras's public deserializer (or, for
+    a model holding tf.keras op layers, by calling its layers node by node)."""
+    from kfreeze_tui.core import legacy_ops
+
     class_name = str(config.get("class_name"))
+    if class_name not in custom and legacy_ops.has_ops(layer_entries(config)):
+        builder = _GraphBuilder(keras, custom, unsafe, source)
+        if class_name == "Sequential":
+            return builder.sequential(config)
+        return builder.model(config)
     entry: dict[str, Any] = {"config": config.get("config")}
     if class_name in custom:
         entry.update(class_name=class_name, module=None, registered_name=class_name)
@@ -606,6 +993,175 @@ def build(config: dict[str, Any], keras: ModuleType, custom: dict[str, Any], uns
     return keras.saving.deserialize_keras_object(
         entry, custom_objects=custom or None, safe_mode=not unsafe
     )
+
+
+class _NotYet(Exception):
+    """A node refers to a call that has not been made yet."""
+
+
+class _GraphBuilder:
+    """Builds a functional config by calling its layers in the order of their nodes, as
+    Keras's ``from_config`` does, with tf.keras op layers called as ``keras.ops``."""
+
+    def __init__(
+        self, keras: ModuleType, custom: dict[str, Any], unsafe: bool, source: str
+    ) -> None:
+        self.keras = keras
+        self.custom = custom
+        self.unsafe = unsafe
+        self.source = source
+
+    def model(self, config: dict[str, Any]) -> Any:
+        from kfreeze_tui.core import legacy_ops
+
+        inner = config["config"]
+        layers: dict[str, Any] = {}
+        calls: dict[str, list[Any]] = {}
+        pending: list[tuple[str, dict[str, Any], Any]] = []
+        for entry in inner["layers"]:
+            name = _entry_name(entry)
+            calls[name] = []
+            if entry.get("class_name") in legacy_ops.OP_CLASSES:
+                layers[name] = entry
+            else:
+                layers[name] = self._layer(entry)
+                if entry.get("class_name") == "InputLayer":
+                    calls[name].append(layers[name].output)
+            for node in entry.get("inbound_nodes") or []:
+                pending.append((name, entry, node))
+        while pending:
+            waiting: list[tuple[str, dict[str, Any], Any]] = []
+            for name, entry, node in pending:
+                if any(other == name for other, _, _ in waiting):
+                    waiting.append((name, entry, node))  # a layer's calls keep their order
+                    continue
+                try:
+                    first, kwargs = self._arguments(node, calls)
+                except _NotYet:
+                    waiting.append((name, entry, node))
+                    continue
+                calls[name].append(self._call(layers[name], entry, name, first, kwargs))
+            if len(waiting) == len(pending):
+                raise LegacyError(
+                    f"{self.source} has layers whose inputs never appear in the model "
+                    f"{inner.get('name')} "
+                    f"({', '.join(sorted({name for name, _, _ in waiting})[:3])})",
+                    "save the model again with model.save()",
+                    kind="graph",
+                )
+            pending = waiting
+        inputs = self._io(inner.get("input_layers"), calls)
+        outputs = self._io(inner.get("output_layers"), calls)
+        return self.keras.Model(
+            inputs, outputs, name=inner.get("name"), trainable=inner.get("trainable", True)
+        )
+
+    def sequential(self, config: dict[str, Any]) -> Any:
+        """A Sequential whose nested models hold op layers: its layers built here, added in
+        order (as Keras's ``Sequential.from_config`` does)."""
+        inner = config["config"]
+        model = self.keras.Sequential(name=inner.get("name"))
+        for entry in inner["layers"]:
+            model.add(self._layer(entry))
+        return model
+
+    def _layer(self, entry: dict[str, Any]) -> Any:
+        # Its calls build the layer (a build_config of several inputs does not).
+        layer_entry = {
+            key: value
+            for key, value in entry.items()
+            if key not in ("inbound_nodes", "build_config")
+        }
+        class_name = str(layer_entry.get("class_name"))
+        config = layer_entry.get("config")
+        if class_name in MODEL_CLASSES or (
+            isinstance(config, dict) and isinstance(config.get("layers"), list)
+        ):
+            return build(layer_entry, self.keras, self.custom, self.unsafe, self.source)
+        if class_name not in self.custom and hasattr(self.keras.layers, class_name):
+            layer_entry.update(module="keras.layers", registered_name=None)
+        return self.keras.saving.deserialize_keras_object(
+            layer_entry, custom_objects=self.custom or None, safe_mode=not self.unsafe
+        )
+
+    def _call(
+        self, layer: Any, entry: dict[str, Any], name: str, first: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from kfreeze_tui.core import legacy_ops
+
+        if entry.get("class_name") in legacy_ops.OP_CLASSES:
+            try:
+                return legacy_ops.call(self.keras, entry, first, kwargs, name)
+            except legacy_ops.OpError as exc:
+                raise LegacyError(
+                    f"{self.source} cannot be rebuilt in Keras 3: {exc}",
+                    "rebuild that step with keras.ops in Keras 3 code, load the weights into "
+                    "that model, and save it with model.save()",
+                    kind="tf-op",
+                ) from exc
+        return layer(first, **kwargs)
+
+    def _tensor(self, reference: list[Any], calls: dict[str, list[Any]]) -> Any:
+        name, node, index = reference[0], reference[1], reference[2]
+        made = calls.get(name)
+        if made is None:
+            raise LegacyError(
+                f"{self.source} has a node that refers to a layer {name} it does not have",
+                "save the model again with model.save()",
+                kind="graph",
+            )
+        if len(made) <= node:
+            raise _NotYet
+        from kfreeze_tui.core.legacy_ops import Static
+
+        value = self.keras.tree.flatten(made[node])[index]
+        return value.value if isinstance(value, Static) else value
+
+    def _arguments(self, node: Any, calls: dict[str, list[Any]]) -> tuple[Any, dict[str, Any]]:
+        names = set(calls)
+
+        def resolve(value: Any) -> Any:
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                return self._tensor(value["config"]["keras_history"], calls)
+            if _is_reference(value, names):
+                return self._tensor(value, calls)
+            if isinstance(value, list):
+                return [resolve(item) for item in value]
+            if isinstance(value, dict):
+                return {key: resolve(item) for key, item in value.items()}
+            return value
+
+        if isinstance(node, dict) and "args" in node:
+            args = resolve(node["args"])
+            return (args[0] if args else None), resolve(node.get("kwargs") or {})
+        leaves = list(_node_leaves(node))
+        kwargs: dict[str, Any] = {}
+        for leaf in leaves:
+            if len(leaf) >= 4 and isinstance(leaf[3], dict):
+                kwargs = leaf[3]
+
+        def first_of(value: Any) -> Any:
+            if _is_leaf(value):
+                return value[2] if value[0] == CONSTANT_VALUE else self._tensor(value, calls)
+            if isinstance(value, list):
+                return [first_of(item) for item in value]
+            if isinstance(value, dict):
+                return {key: first_of(item) for key, item in value.items()}
+            return value
+
+        first = first_of(node)
+        if isinstance(first, list) and len(first) == 1:
+            first = first[0]
+        return first, resolve(kwargs)
+
+    def _io(self, value: Any, calls: dict[str, list[Any]]) -> Any:
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return self._tensor(value, calls)
+        if isinstance(value, list):
+            return [self._io(item, calls) for item in value]
+        if isinstance(value, dict):
+            return {key: self._io(item, calls) for key, item in value.items()}
+        return value
 
 
 def build_subclassed(model: Any, build_config: dict[str, Any], keras: ModuleType) -> None:

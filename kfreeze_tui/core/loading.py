@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from kfreeze_tui.core import catalog, legacy
+from kfreeze_tui.core.legacy_ops import OP_CLASSES as OP_LAYER_CLASSES
 from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -486,11 +487,28 @@ def _unknown_classes(
             registered_name = entry.get("registered_name")
             if registered_name in registered:
                 continue
-        elif hasattr(keras.layers, name) or name in ("Functional", "Sequential", "Model"):
-            continue
+        elif hasattr(keras.layers, name) or name in (*legacy.MODEL_CLASSES, *OP_LAYER_CLASSES):
+            continue  # op layers are rebuilt as keras.ops (or refused by name) in legacy
         if name not in unknown:
             unknown.append(name)
     return unknown
+
+
+def _unknown_model_class(
+    config: dict[str, Any], custom: dict[str, Any], keras: ModuleType
+) -> str | None:
+    """The class of a Keras 3 file's model when it is neither Keras's own nor registered nor
+    given by ``--custom-objects`` (a subclassed model whose code Keras needs)."""
+    name = str(config.get("class_name"))
+    module = config.get("module")
+    if name in legacy.MODEL_CLASSES or name in custom:
+        return None
+    if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
+        return None
+    registered = keras.saving.get_custom_objects()
+    if config.get("registered_name") in registered or name in registered:
+        return None
+    return name
 
 
 def _lambda_warnings(config: dict[str, Any], source: str, options: LoadOptions) -> list[str]:
@@ -546,6 +564,7 @@ def _load_legacy(
         custom = custom_objects_for(options)
         try:
             legacy.check_model_class(config, source, custom)
+            legacy.check_tf_ops(config, source)
             unknown = _unknown_classes(config, "h5", custom, keras)
             if unknown:
                 raise _custom_class_error(source, unknown)
@@ -559,7 +578,7 @@ def _load_legacy(
                         "wrote HDF5 into .keras files)",
                     ),
                 )
-            model = legacy.build(repaired, keras, custom, options.unsafe)
+            model = legacy.build(repaired, keras, custom, options.unsafe, source)
             if archive:
                 build_config = config.get("build_config")
                 if not model.built and isinstance(build_config, dict):
@@ -637,6 +656,15 @@ def _deserialize(
         try:  # safe_mode is scoped to this call; nothing process-wide is switched off
             model = _load_keras_file(keras, path, custom, options, warnings)
         except Exception as exc:
+            model_class = _unknown_model_class(config, custom, keras)
+            if model_class:
+                raise LoadError(
+                    f"{source} is a model of the custom model class {model_class}, which "
+                    "kfreeze does not know",
+                    "pass --custom-objects FILE.py with a Python file that defines it "
+                    "(decorated with @keras.saving.register_keras_serializable())",
+                    kind="custom",
+                ) from exc
             if unknown:
                 raise _custom_class_error(source, unknown) from exc
             if "lambda" in str(exc).lower() and "safe_mode" in str(exc):

@@ -105,6 +105,61 @@ def backslash_weight_paths(source: Path, target: Path) -> None:
         old.visititems(copy)
 
 
+def keras224_teachable(config: Config) -> None:
+    """The 2019 Teachable Machine export (tf.keras 2.2.4-tf): nested models of class ``Model``
+    and initializer configs carrying ``"dtype": "float32"`` (TensorFlow 1's initializers)."""
+    for entry in all_entries(config):
+        if entry.get("class_name") == "Functional":
+            entry["class_name"] = "Model"
+        for value in (entry.get("config") or {}).values():
+            if isinstance(value, dict) and str(value.get("module")) == "keras.initializers":
+                value["config"]["dtype"] = "float32"
+    tf24_layout(config)  # nor did it write modules
+
+
+def tf24_layout(config: Any) -> None:
+    """tf.keras 2.4 to 2.12 wrote no ``module``, ``registered_name`` or ``build_config``."""
+    if isinstance(config, dict):
+        for key in ("module", "registered_name", "build_config"):
+            config.pop(key, None)
+        for value in config.values():
+            tf24_layout(value)
+    elif isinstance(config, list):
+        for value in config:
+            tf24_layout(value)
+
+
+def all_entries(config: Config) -> list[Config]:
+    """Every layer entry, nested models' included."""
+    found = []
+    for entry in config["config"]["layers"]:
+        found.append(entry)
+        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
+            found += all_entries(entry)
+    return found
+
+
+def set_nested(layer_name: str, key: str, value: Any) -> Callable[[Config], None]:
+    """``key`` set to ``value`` in the config of the layer ``layer_name``, at any depth, or
+    in its kernel initializer's config when ``key`` starts with ``kernel_initializer.``."""
+
+    def change(config: Config) -> None:
+        entry = next(e for e in all_entries(config) if e["config"].get("name") == layer_name)
+        target = entry["config"]
+        if key.startswith("kernel_initializer."):
+            target = target["kernel_initializer"]["config"]
+        target[key.rsplit(".", 1)[-1]] = value
+
+    return change
+
+
+def unimportable_model_module(config: Config) -> None:
+    """A Keras 3 subclassed model saved from a script: its class lives in that script's
+    ``__main__``, which the reader's ``__main__`` is not."""
+    config["module"] = "__main__"
+    config["registered_name"] = config["class_name"]
+
+
 # -- what must be refused --------------------------------------------------------------------
 
 

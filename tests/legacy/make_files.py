@@ -130,6 +130,186 @@ def lambda_model() -> Any:
     return k.Model(inputs, outputs, name="with_lambda")
 
 
+def encoder_decoder() -> Any:
+    """Keras 2 seq2seq: decoders called with ``initial_state`` (an LSTM, a GRU and a
+    Bidirectional LSTM), and attention called with ``value=`` a tensor."""
+    encoder_in = k.Input((5, 3), name="encoder_in")
+    decoder_in = k.Input((4, 2), name="decoder_in")
+    _, h, c = L.LSTM(6, return_state=True, name="encoder")(encoder_in)
+    _, g = L.GRU(6, return_state=True, name="gru_encoder")(encoder_in)
+    decoded = L.LSTM(6, return_sequences=True, name="decoder")(decoder_in, initial_state=[h, c])
+    gru = L.GRU(6, return_sequences=True, name="gru_decoder")(decoder_in, initial_state=g)
+    both = L.Bidirectional(L.LSTM(3, return_sequences=True), name="bidi_decoder")(
+        decoder_in, initial_state=[h[:, :3], c[:, :3], h[:, 3:], c[:, 3:]]
+    )
+    attended = L.MultiHeadAttention(2, 4, name="attention")(decoded, value=gru)
+    merged = L.Concatenate(name="merge")([decoded, attended, both])
+    outputs = L.Dense(3, name="out")(merged)
+    return k.Model([encoder_in, decoder_in], outputs, name="seq2seq")
+
+
+def teachable_machine() -> Any:
+    """Teachable Machine's export: a Sequential of a Sequential [a MobileNet-like Functional,
+    GlobalAveragePooling2D] and a Sequential [Dense, Dense] (tf.keras 2.4 wrote the same)."""
+    init = k.initializers.VarianceScaling()
+    image = k.Input((16, 16, 3), name="input_1")
+    x = L.Conv2D(8, 3, strides=2, kernel_initializer=init, name="Conv1")(image)
+    x = L.BatchNormalization(name="bn_Conv1")(x)
+    x = L.ReLU(6.0, name="Conv1_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="expanded_conv_depthwise")(x)
+    base = k.Model(image, x, name="mobilenetv2_1.00_224")
+    features = k.Sequential([base, L.GlobalAveragePooling2D(name="gap")], name="sequential_1")
+    head = k.Sequential(
+        [
+            L.Dense(5, input_shape=(8,), kernel_initializer=init, name="dense_Dense1"),
+            L.Dense(3, activation="softmax", kernel_initializer=init, name="dense_Dense2"),
+        ],
+        name="sequential_3",
+    )
+    model = k.Sequential([features, head], name="sequential_4")
+    model.build((None, 16, 16, 3))
+    return model
+
+
+def keras21_mobilenet() -> Any:
+    """MobileNet's layers flattened into one Sequential, SpatialDropout2D among them."""
+    return k.Sequential(
+        [
+            L.Conv2D(8, 3, strides=2, padding="same", input_shape=(16, 16, 3), name="conv1"),
+            L.BatchNormalization(name="conv1_bn"),
+            L.ReLU(6.0, name="conv1_relu"),
+            L.DepthwiseConv2D(3, padding="same", name="conv_dw_1"),
+            L.SpatialDropout2D(0.3, name="dropout_dw"),
+            L.Conv2D(8, 1, name="conv_pw_1"),
+            L.GlobalAveragePooling2D(name="gap"),
+            L.Dense(3, name="predictions"),
+        ],
+        name="mobilenet_1.00_128",
+    )
+
+
+def tf_ops(ellipsis: bool = True) -> Any:
+    """TensorFlow functions called on Keras tensors: tf.keras records TFOpLambda and
+    SlicingOpLambda layers (its .keras format cannot write a slice with an Ellipsis)."""
+    x = k.Input((4, 6), name="x")
+    h = L.Dense(6, name="dense")(x)
+    shape = tf.shape(h)  # its static dimensions only: folded into constants
+    pieces = [
+        h / tf.math.sqrt(tf.cast(shape[-1], tf.float32)),
+        tf.reshape(h, [-1, shape[1] * shape[2]]),
+        tf.tile(h, [1, 2, 1]),
+        h[:, 1:3],
+        h[..., 0] if ellipsis else h[:, :, 0],
+        h[:, None, 0],
+        h * 2.0 + 1.0,
+        1.0 - h / 3.0,
+        tf.concat([h, -h], axis=-1),
+        tf.stack([h, tf.square(h)], axis=1),
+        tf.reduce_mean(h, axis=1),
+        tf.reduce_sum(h, axis=-1, keepdims=True),
+        tf.expand_dims(tf.reduce_max(h, axis=1), 1),
+        tf.transpose(h, [0, 2, 1]),
+        tf.squeeze(tf.expand_dims(h, 1), 1),
+        tf.nn.softmax(h),
+        tf.nn.relu6(tf.sigmoid(h) * 8.0),
+        tf.where(h > 1.0, tf.sqrt(tf.abs(h)), tf.exp(-h)),
+        tf.clip_by_value(tf.tanh(h), -0.5, 0.5),
+        tf.matmul(h, tf.transpose(h, [0, 2, 1])),
+        tf.cast(tf.maximum(h, 1.2), "float16"),
+        tf.gather(h, [0, 2], axis=1),
+        tf.floor(h * 3.0) + tf.math.ceil(h) + tf.round(h * 2.0) + tf.math.sign(h - 1.0),
+        tf.math.log1p(tf.abs(h)) + tf.math.erf(h) + tf.nn.softplus(-h),
+        tf.nn.leaky_relu(1.0 - h) + tf.nn.elu(1.0 - h),
+    ]
+    flat = [
+        tf.reshape(tf.cast(piece, "float32"), (-1, int(np.prod(piece.shape[1:]))))
+        for piece in pieces
+    ]
+    return k.Model(x, tf.concat(flat, axis=-1), name="tf_ops")
+
+
+def tf_ops_nested() -> Any:
+    """Op layers inside a model nested in a Sequential."""
+    image = k.Input((8, 8, 3), name="image")
+    x = L.Conv2D(4, 3, name="conv")(image)
+    base = k.Model(image, (x * 2.0 + 1.0)[:, 1:], name="base")
+    model = k.Sequential([base, L.GlobalAveragePooling2D(name="gap"), L.Dense(2, name="out")])
+    model.build((None, 8, 8, 3))
+    return model
+
+
+def tf_shape() -> Any:
+    """The batch size from tf.shape has no Keras 3 operation: refused, named."""
+    x = k.Input((4, 6), name="x")
+    return k.Model(x, tf.reshape(x, [tf.shape(x)[0], -1]), name="tf_shape")
+
+
+#: Arguments whose Keras 2 default the tests compare with kfreeze's table.
+DEFAULT_ARGUMENTS = (
+    "groups", "time_major", "noise_shape", "fused", "virtual_batch_size", "adjustment",
+    "dynamic", "conv_op", "force_generator", "rng_type", "robust_masking",
+    "softmax_robust_masking", "sparse", "dtype", "trainable",
+)  # fmt: skip
+
+
+def keras2_defaults() -> dict[str, dict[str, Any]]:
+    """For each argument, the default each tf_keras layer class gives it (and each
+    tf.compat.v1 initializer class, as Keras 2.2 wrote them), read from the signatures of the
+    class and of the bases it hands ``**kwargs`` on to: ``{argument: {"layers.X": default}}``."""
+    import inspect
+
+    found: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_ARGUMENTS}
+    # tf.keras 2.2.4-tf's initializers were TensorFlow 1's (tf.compat.v1.*_initializer).
+    classes = [(f"layers.{name}", getattr(L, name)) for name in dir(L)]
+    classes += [
+        (f"initializers.{name}", getattr(tf.compat.v1, name))
+        for name in dir(tf.compat.v1)
+        if name.endswith("_initializer")
+    ]
+    for key, cls in classes:
+        if not isinstance(cls, type):
+            continue
+        for base in cls.__mro__:
+            if "__init__" not in vars(base):
+                continue
+            parameters = inspect.signature(base.__init__).parameters
+            for name, parameter in parameters.items():
+                if name == "dtype" and key.startswith("layers."):
+                    continue  # a layer's dtype: Keras 3 takes it
+                if name in found and parameter.default is not inspect.Parameter.empty:
+                    default = parameter.default
+                    found[name].setdefault(key, getattr(default, "name", default))
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+                break
+    return found
+
+
+def hard_sigmoid_lstm() -> Any:
+    """An LSTM with Keras 2.2's default recurrent activation, hard_sigmoid."""
+    inputs = k.Input((5, 3), name="x")
+    outputs = L.LSTM(4, recurrent_activation="hard_sigmoid", name="lstm")(inputs)
+    return k.Model(inputs, outputs, name="hard_sigmoid_lstm")
+
+
+#: Where each activation is compared between tf_keras and Keras 3.
+ACTIVATION_GRID = np.linspace(-6.0, 6.0, 49, dtype="float32").reshape(1, 49)
+
+
+def activation_values() -> dict[str, list[float]]:
+    """What each tf_keras activation (taking a tensor alone) gives on ACTIVATION_GRID."""
+    values = {}
+    for name in dir(k.activations):
+        function = getattr(k.activations, name)
+        if name.startswith("_") or not callable(function) or name in ("get", "serialize"):
+            continue
+        try:
+            result = function(tf.constant(ACTIVATION_GRID))
+        except (TypeError, ValueError):
+            continue
+        values[name] = np.asarray(result, dtype="float32").ravel().tolist()
+    return values
+
+
 def batch_for(model: Any, rng: np.random.Generator) -> list[Any]:
     if model.inputs is None:  # a subclassed model: called once on (1, 5) when it was made
         return [rng.standard_normal((3, 5)).astype("float32")]
@@ -182,8 +362,25 @@ def main(out: Path) -> None:
     # A subclassed model keeps its architecture in code only: refused without that code.
     record("subclassed_v215", subclassed(), "subclassed_v215.keras")
 
+    record("seq2seq_h5", encoder_decoder(), "seq2seq.h5")
+    record("seq2seq_v215", encoder_decoder(), "seq2seq_v215.keras")
+    record("teachable_h5", teachable_machine(), "teachable.h5")
+    record("keras21_h5", keras21_mobilenet(), "keras21.h5")
+    record("tf_ops_h5", tf_ops(), "tf_ops.h5")
+    record("tf_ops_v215", tf_ops(ellipsis=False), "tf_ops_v215.keras")
+    record("tf_ops_nested_h5", tf_ops_nested(), "tf_ops_nested.h5")
+    record("tf_shape_h5", tf_shape(), "tf_shape.h5")
+
     np.savez(out / "oracle.npz", **arrays)
-    (out / "oracle.json").write_text(json.dumps({"tf_keras": k.__version__, "cases": cases}))
+    record("hard_sigmoid_h5", hard_sigmoid_lstm(), "hard_sigmoid.h5")
+
+    document = {
+        "tf_keras": k.__version__,
+        "cases": cases,
+        "defaults": keras2_defaults(),
+        "activations": activation_values(),
+    }
+    (out / "oracle.json").write_text(json.dumps(document))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class LegacyFiles:
     folder: Path
     cases: dict[str, Any]
     arrays: dict[str, Any]
+    #: For each argument Keras 3 dropped, the default each tf_keras class gave it.
+    defaults: dict[str, dict[str, Any]]
+    #: What each tf_keras activation gives on make_files.ACTIVATION_GRID.
+    activations: dict[str, list[float]]
 
     def path(self, case: str) -> Path:
         return self.folder / self.cases[case]["file"]
@@ -57,4 +61,6 @@ def legacy_files(tmp_path_factory: pytest.TempPathFactory) -> LegacyFiles:
     document = json.loads((folder / "oracle.json").read_text())
     with np.load(folder / "oracle.npz") as data:
         arrays = {key: data[key] for key in data.files}
-    return LegacyFiles(folder, document["cases"], arrays)
+    return LegacyFiles(
+        folder, document["cases"], arrays, document["defaults"], document["activations"]
+    )

@@ -42,3 +42,19 @@ def test_repairs_snapshot(snap_compare: Any, legacy_files: LegacyFiles) -> None:
         str(legacy_files.path("mobile_h5")), LoadOptions(weights="none"), use_cache=False
     )
     assert snap_compare(app, terminal_size=(110, 24), run_before=scenarios.repairs)
+
+
+async def test_explorer_opens_tf_op_layers_and_initial_states(legacy_files: LegacyFiles) -> None:
+    """A seq2seq model with initial_state calls and slices (SlicingOpLambda) opens in the
+    explorer, with its repairs listed."""
+    app = make_app(
+        str(legacy_files.path("seq2seq_h5")), LoadOptions(weights="none"), use_cache=False
+    )
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for_explorer(pilot)
+        assert "opened from an older Keras with" in screen_text(pilot)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, RepairsScreen))
+        shown = screen_text(pilot)
+        assert "rebuilt 4 SlicingOpLambda layers as keras.ops calls" in shown
+        assert "decoder, gru_decoder, bidi_decoder" in shown  # their initial states
