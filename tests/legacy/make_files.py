@@ -310,7 +310,7 @@ def hard_sigmoid_layers() -> Any:
     frames = k.Input((4, 6, 2), name="frames")
     pieces = [
         L.GRU(4, activation=HS, recurrent_activation=HS, name="gru_after")(seq),
-        L.GRU(4, reset_after=False, recurrent_activation=HS, name="gru_before")(seq),
+        L.GRU(4, activation=HS, recurrent_activation=HS, reset_after=False, name="gru_before")(seq),
         L.Bidirectional(L.LSTM(3, recurrent_activation=HS), name="bidi")(seq),
         L.RNN(L.LSTMCell(3, recurrent_activation=HS), name="rnn_cell")(seq),
         L.SimpleRNN(3, activation=HS, name="simple")(seq),
