@@ -8,21 +8,23 @@ models numbered from 1, a Sequential config that is a bare list, one-element inp
 lists, HDF5 inside a file named ``.keras``, the tf.keras 2.13-2.15 ``.keras`` archive), older
 nodes (tensors among a call's arguments, ``initial_state`` packed into an RNN's inputs), and
 tf.keras's op layers (``TFOpLambda``, rebuilt as ``keras.ops`` calls by
-:mod:`kfreeze_tui.core.legacy_ops`). This module reads the stored config without running anything
-from the file, applies named repairs (each one reported, never silent), builds the model with
-Keras 3's public API and loads the weights: from HDF5 by layer name, from an archive by the
-archive's own paths.
+:mod:`kfreeze_tui.core.legacy_ops`), and Keras 2's ``hard_sigmoid`` (clip(0.2x + 0.5, 0, 1); Keras
+3's is clip(x/6 + 0.5, 0, 1)), kept exactly by scaling by 1.2 the loaded weights that make its
+input (the gate columns of an LSTM or GRU, a Dense's kernel and bias). This module reads the
+stored config without running anything from the file, applies named repairs (each one
+reported, never silent), builds the model with Keras 3's public API and loads the weights: from
+HDF5 by layer name, from an archive by the archive's own paths.
 
 A change that would alter what the model computes is not a repair: it is refused with a
-sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups, ``hard_sigmoid``, which
-Keras 3 computes otherwise, ``tf.shape``, which a Keras 3 model has no operation for), as is
-what cannot be
-opened safely (a Lambda whose code another Python version marshalled, a subclassed model whose
-architecture is not in the file).
+sentence (``time_major=True``, ``groups=4`` where Keras 3 has no groups, ``hard_sigmoid`` where
+no weights of its layer make its input, as in an ``Activation`` layer, ``tf.shape``, which a
+Keras 3 model has no operation for), as is what cannot be opened safely (a Lambda whose code
+another Python version marshalled, a subclassed model whose architecture is not in the file).
 
 Only public Keras API is used: ``keras.saving.deserialize_keras_object`` (which takes legacy
 layer entries, those without ``module``, through Keras's own legacy deserializer),
-``Model.load_weights`` for archives and ``Variable.assign`` for HDF5 weights.
+``Model.load_weights`` for archives and ``Variable.assign`` for HDF5 weights (and for the
+weights scaled for ``hard_sigmoid``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,47 @@ LAYER_KWARGS = frozenset({"input_shape", "input_dim"})
 #: Keras 2's formula and Keras 3's (a test compares every activation the two share).
 CHANGED_ACTIVATIONS: dict[str, tuple[str, str]] = {
     "hard_sigmoid": ("clip(0.2 * x + 0.5, 0, 1)", "clip(x / 6 + 0.5, 0, 1)"),
+}
+#: Keras 2's hard_sigmoid(z) is Keras 3's hard_sigmoid(1.2 * z): where z is affine in the
+#: weights of the layer that applies it, scaling those weights by 1.2 keeps what it computes.
+HARD_SIGMOID_SCALE = 1.2
+_AFFINE = ("kernel", "bias")
+_RECURRENT = ("kernel", "recurrent_kernel", "bias")
+#: Where Keras 2's hard_sigmoid is kept exactly, by Keras 3 class and activation argument: the
+#: weights that make its input, and (number of gates in their last axis, the gates it applies
+#: to), or None for every column. RNN layers are listed with their cells (the weights live in
+#: the cell); a gate's columns are Keras's [i, f, c, o] (LSTM) and [z, r, h] (GRU).
+HARD_SIGMOID_WEIGHTS: dict[
+    tuple[str, str], tuple[tuple[str, ...], tuple[int, tuple[int, ...]] | None]
+] = {
+    **{
+        (name, "activation"): (_AFFINE, None)
+        for name in (
+            "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
+            "Conv2DTranspose", "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D",
+        )
+    },
+    ("SeparableConv1D", "activation"): (("pointwise_kernel", "bias"), None),
+    ("SeparableConv2D", "activation"): (("pointwise_kernel", "bias"), None),
+    ("SimpleRNN", "activation"): (_RECURRENT, None),
+    ("SimpleRNNCell", "activation"): (_RECURRENT, None),
+    **{
+        (name, "recurrent_activation"): (_RECURRENT, (4, (0, 1, 3)))
+        for name in ("LSTM", "LSTMCell", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "ConvLSTMCell")
+    },
+    **{
+        (name, "recurrent_activation"): (_RECURRENT, (3, (0, 1)))
+        for name in ("GRU", "GRUCell")
+    },
+    **{(name, "activation"): (_RECURRENT, (3, (2,))) for name in ("GRU", "GRUCell")},
+}  # fmt: skip
+#: Why hard_sigmoid cannot be kept where no weights of the layer make its whole input.
+HARD_SIGMOID_REFUSED: dict[str, str] = {
+    **{
+        name: "applies it to the cell state too, which is not affine in the layer's weights"
+        for name in ("LSTM", "LSTMCell", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+    },
+    "Activation": "has no weights that make its input",
 }
 #: The Keras 3 modules where the class of an object inside a layer config is looked up.
 OBJECT_MODULES = ("initializers", "regularizers", "constraints")
@@ -477,22 +520,65 @@ class _Repairer:
                 )
 
     def _activations(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
-        """Refuse an activation whose name Keras 3 kept for another function: it would load
-        and compute something else."""
+        """Keep Keras 2's hard_sigmoid where the layer's own weights make its input (those
+        weights are scaled by 1.2 once loaded, by :func:`keep_hard_sigmoid`); refuse it where
+        none do, as the model would load and compute something else."""
+        kept = []
         for key, value in config.items():
             if not key.endswith("activation"):
                 continue
             name = value.get("class_name") if isinstance(value, dict) else value
-            if isinstance(name, str) and name in CHANGED_ACTIVATIONS:
-                keras2, keras3 = CHANGED_ACTIVATIONS[name]
-                raise LegacyError(
-                    f"layer {layer_name} ({class_name}) has {key}={name!r}, which Keras 2 "
-                    f"computed as {keras2} and Keras 3 computes as {keras3}, so the model "
-                    "would compute something else",
-                    "rebuild that layer in Keras 3 code with an activation that computes "
-                    f"Keras 2's {name}, load the weights into it, and save it with model.save()",
-                    kind="repair",
-                )
+            if not isinstance(name, str) or name not in CHANGED_ACTIVATIONS:
+                continue
+            cls = (
+                None if class_name in self.custom else getattr(self.keras.layers, class_name, None)
+            )
+            keras3 = cls.__name__ if isinstance(cls, type) else class_name
+            if (keras3, key) not in HARD_SIGMOID_WEIGHTS:
+                raise self._activation_refused(class_name, layer_name, key, name, keras3)
+            kept.append(keras3)
+        if not kept:
+            return
+        self.log.add(
+            "hard_sigmoid",
+            "kept Keras 2's hard_sigmoid (clip(0.2 * x + 0.5, 0, 1)) exactly by scaling by "
+            f"{HARD_SIGMOID_SCALE} the weights that make its input in {{what}}",
+            class_name,
+            layer_name,
+        )
+        penalties = [
+            argument
+            for argument, setting in config.items()
+            if argument.endswith(("_regularizer", "_constraint"))
+            and argument != "activity_regularizer"  # on the output: unchanged
+            and not (kept[0].startswith("SeparableConv") and argument.startswith("depthwise"))
+            and setting is not None
+        ]
+        if penalties:
+            self.log.add(
+                "hard_sigmoid_penalties",
+                "the regularizers and constraints of {what} see the weights scaled for "
+                "hard_sigmoid (what the model computes is unchanged; training penalties differ)",
+                class_name,
+                layer_name,
+            )
+
+    @staticmethod
+    def _activation_refused(
+        class_name: str, layer_name: str, key: str, name: str, keras3: str
+    ) -> LegacyError:
+        keras2_formula, keras3_formula = CHANGED_ACTIVATIONS[name]
+        reason = HARD_SIGMOID_REFUSED.get(
+            keras3, "kfreeze knows no weights of that layer that make its input"
+        )
+        return LegacyError(
+            f"layer {layer_name} ({class_name}) has {key}={name!r}, which Keras 2 computed as "
+            f"{keras2_formula} and Keras 3 computes as {keras3_formula}, and it cannot be kept "
+            f"by scaling weights: the layer {reason}",
+            "rebuild that layer in Keras 3 code with an activation that computes "
+            f"Keras 2's {name}, load the weights into it, and save it with model.save()",
+            kind="repair",
+        )
 
     def _dtype(self, class_name: str, layer_name: str, config: dict[str, Any]) -> None:
         dtype = config.get("dtype")
@@ -1304,6 +1390,76 @@ def load_archive_weights(model: Any, archive: zipfile.ZipFile, source: str) -> l
                 kind="weights",
             ) from exc
     return repairs
+
+
+def keep_hard_sigmoid(model: Any, keras: ModuleType, source: str) -> int:
+    """Scale by 1.2 the loaded weights that make the input of every hard_sigmoid in ``model``,
+    so that Keras 3's hard_sigmoid computes Keras 2's (see :data:`HARD_SIGMOID_WEIGHTS`).
+
+    Call it once, after the weights are loaded, on a model rebuilt from a legacy config that
+    :func:`repair_config` accepted. A layer shared by several models is scaled once.
+
+    Returns:
+        how many layers or cells were scaled.
+
+    Raises:
+        LegacyError: a hard_sigmoid whose input no weights of its layer make (which
+            :func:`repair_config` refuses before the model is built).
+    """
+    import numpy as np
+
+    hard_sigmoid = keras.activations.get("hard_sigmoid")
+    scaled = 0
+    for layer in _layers_and_cells(model, set()):
+        if hasattr(layer, "cell"):
+            continue  # an RNN layer: its weights and activations are its cell's
+        for key in ("activation", "recurrent_activation"):
+            if getattr(layer, key, None) is not hard_sigmoid:
+                continue
+            spec = HARD_SIGMOID_WEIGHTS.get((type(layer).__name__, key))
+            if spec is None or not type(layer).__module__.startswith("keras."):
+                raise LegacyError(
+                    f"{source}: layer {layer.name} ({type(layer).__name__}) has "
+                    f"{key}='hard_sigmoid', whose Keras 2 meaning no weights of the layer keep",
+                    "rebuild that layer in Keras 3 code and save it with model.save()",
+                    kind="repair",
+                )
+            names, blocks = spec
+            for variable in layer.weights:
+                if variable.name not in names:
+                    continue
+                value = np.asarray(variable.numpy())
+                factor = np.ones(value.shape[-1], dtype=value.dtype)
+                if blocks is None:
+                    factor[:] = HARD_SIGMOID_SCALE
+                else:
+                    gates, chosen = blocks
+                    width = value.shape[-1] // gates
+                    for gate in chosen:
+                        factor[gate * width : (gate + 1) * width] = HARD_SIGMOID_SCALE
+                variable.assign((value * factor).astype(value.dtype))
+            scaled += 1
+    return scaled
+
+
+def _layers_and_cells(layer: Any, seen: set[int]) -> Iterator[Any]:
+    """Every layer and RNN cell under ``layer``, each once: nested models' layers, wrapped
+    layers (TimeDistributed's, Bidirectional's two directions), RNN cells, stacked cells."""
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    yield layer
+    inner: list[Any] = []
+    for attribute in ("layer", "forward_layer", "backward_layer", "cell"):
+        found = getattr(layer, attribute, None)
+        if found is not None:
+            inner.append(found)
+    for attribute in ("layers", "cells"):
+        found = getattr(layer, attribute, None)
+        if isinstance(found, list | tuple):
+            inner.extend(found)
+    for item in inner:
+        yield from _layers_and_cells(item, seen)
 
 
 def _copy_with_slashes(source: Path, target: Path) -> None:

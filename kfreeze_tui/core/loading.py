@@ -587,6 +587,8 @@ def _load_legacy(
                     repairs += legacy.load_archive_weights(model, handle, source)
             else:
                 legacy.load_h5_weights(model, path, source)
+            if any(repair.code == "hard_sigmoid" for repair in repairs):
+                legacy.keep_hard_sigmoid(model, keras, source)
         except legacy.LegacyError as exc:
             raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
         except LoadError:

@@ -284,11 +284,54 @@ def keras2_defaults() -> dict[str, dict[str, Any]]:
     return found
 
 
-def hard_sigmoid_lstm() -> Any:
-    """An LSTM with Keras 2.2's default recurrent activation, hard_sigmoid."""
-    inputs = k.Input((5, 3), name="x")
-    outputs = L.LSTM(4, recurrent_activation="hard_sigmoid", name="lstm")(inputs)
-    return k.Model(inputs, outputs, name="hard_sigmoid_lstm")
+HS = "hard_sigmoid"
+
+
+def hard_sigmoid_seq2seq() -> Any:
+    """Keras 2.2's lstm_seq2seq example: LSTMs with its default recurrent_activation,
+    hard_sigmoid, the decoder called with the encoder's states as initial_state."""
+    encoder_in = k.Input((6, 4), name="encoder_inputs")
+    decoder_in = k.Input((5, 3), name="decoder_inputs")
+    _, h, c = L.LSTM(8, return_state=True, recurrent_activation=HS, name="encoder")(encoder_in)
+    decoded, _, _ = L.LSTM(
+        8, return_sequences=True, return_state=True, recurrent_activation=HS, name="decoder"
+    )(decoder_in, initial_state=[h, c])
+    outputs = L.Dense(3, activation="softmax", name="decoder_dense")(decoded)
+    return k.Model([encoder_in, decoder_in], outputs, name="lstm_seq2seq")
+
+
+def hard_sigmoid_layers() -> Any:
+    """hard_sigmoid in every place whose input a layer's own weights make: GRU gates and
+    candidate (reset_after True and False), a Bidirectional LSTM, an LSTMCell in RNN, a
+    SimpleRNN, TimeDistributed Dense, Dense, convolutions (plain, separable, depthwise,
+    transposed) and a ConvLSTM1D."""
+    seq = k.Input((6, 3), name="seq")
+    image = k.Input((6, 6, 2), name="image")
+    frames = k.Input((4, 6, 2), name="frames")
+    pieces = [
+        L.GRU(4, activation=HS, recurrent_activation=HS, name="gru_after")(seq),
+        L.GRU(4, activation=HS, recurrent_activation=HS, reset_after=False, name="gru_before")(seq),
+        L.Bidirectional(L.LSTM(3, recurrent_activation=HS), name="bidi")(seq),
+        L.RNN(L.LSTMCell(3, recurrent_activation=HS), name="rnn_cell")(seq),
+        L.SimpleRNN(3, activation=HS, name="simple")(seq),
+        L.TimeDistributed(L.Dense(2, activation=HS), name="td")(seq),
+        L.Dense(3, activation=HS, name="dense")(L.Flatten(name="flat")(seq)),
+        L.Conv2D(3, 3, activation=HS, name="conv")(image),
+        L.SeparableConv2D(3, 3, activation=HS, name="separable")(image),
+        L.DepthwiseConv2D(3, activation=HS, name="depthwise")(image),
+        L.Conv2DTranspose(2, 3, activation=HS, name="transpose")(image),
+        L.ConvLSTM1D(2, 3, recurrent_activation=HS, name="conv_lstm")(frames),
+    ]
+    flat = [L.Flatten(name=f"flat_{i}")(piece) for i, piece in enumerate(pieces)]
+    outputs = L.Concatenate(name="merge")(flat)
+    return k.Model([seq, image, frames], outputs, name="hard_sigmoid_layers")
+
+
+def hard_sigmoid_activation() -> Any:
+    """A standalone Activation('hard_sigmoid'): no weights of its own to keep it with."""
+    inputs = k.Input((4,), name="x")
+    x = L.Dense(3, name="dense")(inputs)
+    return k.Model(inputs, L.Activation(HS, name="gate")(x), name="hard_sigmoid_activation")
 
 
 #: Where each activation is compared between tf_keras and Keras 3.
@@ -326,15 +369,17 @@ def main(out: Path) -> None:
     arrays: dict[str, Any] = {}
     cases: dict[str, Any] = {}
 
-    def record(case: str, model: Any, filename: str, **save: Any) -> None:
+    def record(
+        case: str, model: Any, filename: str, low: float = 0.5, spread: float = 1.0, **save: Any
+    ) -> None:
         # Non-trivial weights everywhere (BatchNormalization statistics included), so that a
         # weight loaded into the wrong place cannot go unnoticed.
         model.set_weights(
-            [rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()]
+            [rng.uniform(low, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()]
         )
         path = out / filename
         model.save(path, **save)
-        batch = batch_for(model, rng)
+        batch = [array * spread for array in batch_for(model, rng)]
         result = model.predict(batch if len(batch) > 1 else batch[0], verbose=0)
         for i, array in enumerate(batch):
             arrays[f"{case}__in{i}"] = array
@@ -371,8 +416,15 @@ def main(out: Path) -> None:
     record("tf_ops_nested_h5", tf_ops_nested(), "tf_ops_nested.h5")
     record("tf_shape_h5", tf_shape(), "tf_shape.h5")
 
+    # Weights of both signs and inputs spread x3, so that hard_sigmoid's input falls both
+    # in its linear part (|z| < 2.5) and where it clips.
+    hard = {"low": -1.5, "spread": 3.0}
+    record("hs_seq2seq_h5", hard_sigmoid_seq2seq(), "hs_seq2seq.h5", **hard)
+    record("hs_seq2seq_v215", hard_sigmoid_seq2seq(), "hs_seq2seq_v215.keras", **hard)
+    record("hs_layers_h5", hard_sigmoid_layers(), "hs_layers.h5", **hard)
+    record("hs_activation_h5", hard_sigmoid_activation(), "hs_activation.h5")
+
     np.savez(out / "oracle.npz", **arrays)
-    record("hard_sigmoid_h5", hard_sigmoid_lstm(), "hard_sigmoid.h5")
 
     document = {
         "tf_keras": k.__version__,

@@ -86,6 +86,36 @@ def test_convert_round_trips(
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left
 
 
+def test_convert_keeps_keras2_hard_sigmoid(
+    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    """Keras 2.2's lstm_seq2seq (hard_sigmoid gates): the converted file is plain Keras 3,
+    and a process that never imports kfreeze computes with it what tf_keras computed."""
+    case = "hs_seq2seq_h5"
+    target = tmp_path / "seq2seq.keras"
+    result = run_kfreeze("convert", str(legacy_files.path(case)), "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "repaired: kept Keras 2's hard_sigmoid" in result.stderr
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, *legacy_files.inputs(case))
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"model = keras.saving.load_model({str(target)!r}, compile=False)\n"
+        f"data = np.load({str(inputs)!r})\n"
+        "out = model.predict([data[f'arr_{i}'] for i in range(len(data.files))], verbose=0)\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
+        "print(model.count_params(), any(m.startswith('kfreeze') for m in sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert loaded.stdout.split()[-2:] == [str(legacy_files.cases[case]["params"]), "False"], (
+        loaded.stderr[-2000:]
+    )
+    outputs = np.load(tmp_path / "out.npy")
+    assert float(np.max(np.abs(outputs - legacy_files.output(case)))) <= TOLERANCE
+
+
 def test_layers_json_of_tf_op_layers(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
     result = run_kfreeze("layers", str(legacy_files.path("tf_ops_h5")), "--json", "--no-cache")
     assert result.returncode == 0, result.stderr

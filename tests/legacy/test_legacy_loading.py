@@ -319,6 +319,8 @@ def test_custom_model_class_gets_the_custom_objects_sentence(legacy_files: Legac
     [
         ("lstm", "time_major", True, "time_major=True"),
         ("gru", "time_major", True, "time_major=True"),
+        # LSTM applies its activation to the cell state too: no weight scales that.
+        ("lstm", "activation", "hard_sigmoid", "applies it to the cell state too"),
     ],
 )
 def test_repair_that_changes_the_computation_is_refused(
@@ -426,8 +428,58 @@ def test_changed_activations_are_the_ones_keras_changed(
     assert changed == set(legacy.CHANGED_ACTIVATIONS)
 
 
-def test_hard_sigmoid_is_refused(legacy_files: LegacyFiles) -> None:
-    error = refusal(legacy_files.path("hard_sigmoid_h5"))
+@pytest.mark.parametrize(
+    ("case", "layers"),
+    [
+        ("hs_seq2seq_h5", {"encoder", "decoder"}),
+        ("hs_seq2seq_v215", {"encoder", "decoder"}),
+        (
+            "hs_layers_h5",
+            # and the layers inside bidi, rnn_cell and td, named by tf_keras's counters
+            {"gru_after", "gru_before", "simple", "dense", "conv", "separable", "depthwise"}
+            | {"transpose", "conv_lstm"},
+        ),
+    ],
+)
+def test_keras2_hard_sigmoid_is_kept_by_scaling_weights(
+    legacy_files: LegacyFiles, case: str, layers: set[str]
+) -> None:
+    """Keras 2's hard_sigmoid(z) = clip(0.2z + 0.5) is Keras 3's hard_sigmoid(1.2z): the
+    weights that make z (LSTM i/f/o and GRU z/r/h columns, kernels and biases) are scaled,
+    and the model computes what tf_keras computed, in hard_sigmoid's linear part and its clips
+    (the files' weights have both signs, their inputs are spread x3)."""
+    loaded = open_case(legacy_files.path(case))
+    assert_matches_oracle(legacy_files, loaded, case)
+    kept = repair(loaded, "hard_sigmoid")
+    assert kept.message.startswith(
+        "kept Keras 2's hard_sigmoid (clip(0.2 * x + 0.5, 0, 1)) exactly by scaling by 1.2 "
+        "the weights that make its input in "
+    )
+    assert layers <= set(kept.layers)
+    if case == "hs_layers_h5":
+        assert len(kept.layers) == len(layers) + 3
+    else:
+        assert kept.message.endswith(" in 2 LSTM layers")
+
+
+def test_hard_sigmoid_without_weights_is_refused(legacy_files: LegacyFiles) -> None:
+    error = refusal(legacy_files.path("hs_activation_h5"))
     assert error.kind == "repair"
-    assert "layer lstm (LSTM) has recurrent_activation='hard_sigmoid'" in error.sentence
+    assert "layer gate (Activation) has activation='hard_sigmoid'" in error.sentence
     assert "clip(0.2 * x + 0.5, 0, 1)" in error.sentence
+    assert "has no weights that make its input" in error.sentence
+
+
+def test_hard_sigmoid_scaling_names_the_penalties_it_changes(
+    legacy_files: LegacyFiles, tmp_path: Path
+) -> None:
+    """A regularizer on weights scaled for hard_sigmoid sees other values: said, not hidden."""
+    regularizer = {"class_name": "L2", "config": {"l2": 0.01}}
+    path = craft.h5_with_config(
+        legacy_files.path("hs_seq2seq_h5"),
+        tmp_path / "regularized.h5",
+        craft.set_argument("decoder", "kernel_regularizer", regularizer),
+    )
+    loaded = open_case(path)
+    assert_matches_oracle(legacy_files, loaded, "hs_seq2seq_h5")
+    assert repair(loaded, "hard_sigmoid_penalties").layers == ("decoder",)
