@@ -243,6 +243,7 @@ def _export(
     try:
         report(f"Saving {request.model_path.name}")
         with native_output_captured():
+            _build_optimizer(model)
             model.save(temp)
             report("Loading it back to verify")
             try:
@@ -276,6 +277,21 @@ def _export(
             WrittenFile(request.savedmodel_path, "SavedModel", _size(request.savedmodel_path))
         )
     return result
+
+
+def _build_optimizer(model: Any) -> None:
+    """Give a compiled model's optimizer its variables before it is saved.
+
+    ``load_model`` builds the optimizer of a compiled model on its trainable weights and
+    then loads the saved optimizer state into it. An optimizer saved before its first step
+    has two variables (the step count and the learning rate), so every load warned
+    "Skipping variable loading for optimizer 'adam', because it has 46 variables whereas the
+    saved optimizer has 2". Built here, the file holds the same state as the optimizer a
+    load makes (zero moments, step 0), and a load is silent.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(model, "compiled", False) and not optimizer.built:
+        optimizer.build(model.trainable_variables)
 
 
 def _prove_one_step(loaded: Any, report: Progress) -> Any:
