@@ -458,8 +458,10 @@ def _main_lines(images: bool, phases: bool) -> list[str]:
     if images:
         if phases:
             epochs = [
-                '    parser.add_argument("--epochs", type=int, help="epochs of every phase '
-                "(default: each phase's own)\")"
+                "    parser.add_argument(",
+                '        "--epochs", type=int, help="epochs of every phase (default: each '
+                "phase's own)\"",
+                "    )",
             ]
         else:
             epochs = [
@@ -470,8 +472,8 @@ def _main_lines(images: bool, phases: bool) -> list[str]:
             "    parser = argparse.ArgumentParser(",
             '        description="Build the model; given TRAIN, train it on that image folder."',
             "    )",
-            '    parser.add_argument("train", nargs="?", help="a folder of images, one "'
-            '"sub-folder per class")',
+            '    parser.add_argument("train", nargs="?", help="a folder of images, one '
+            'sub-folder per class")',
             '    parser.add_argument("--val", help="a folder of validation images, same classes")',
             *epochs,
             '    parser.add_argument("--save", metavar="OUT.keras", help="save the trained model")',
@@ -508,6 +510,7 @@ def python_script(
     legacy: bool = False,
     phases: tuple[Phase, ...] = (),
     strategy: str | None = None,
+    module: str = "finetune",
 ) -> str:
     """The script's text.
 
@@ -524,6 +527,7 @@ def python_script(
             them (without phases, ``train`` runs one phase: the plan, for the given epochs).
         strategy: ``mirrored`` or ``multiworker``: build and compile inside that
             ``tf.distribute`` strategy's scope.
+        module: the script's file name without ``.py``, for its usage text.
 
     Returns:
         A complete Python module.
@@ -554,15 +558,17 @@ def python_script(
     data = _data_lines(source, view, head, compile_spec)
     runs = "every phase of the plan" if phases else "the plan"
     if data:
+        name = module if module.isidentifier() else "finetune"
+        how = "import it" if name == module else "renamed finetune.py, import it"
         usage = [
             "Run it to build the model, or to train it on a folder of images (one sub-folder",
             "per class) and save it:",
             "",
-            "    python finetune.py data/train --val data/val --epochs 5 --save trained.keras",
+            f"    python {module}.py data/train --val data/val --epochs 5 --save trained.keras",
             "",
-            f"or import it (train() runs {runs}):",
+            f"or {how} (train() runs {runs}):",
             "",
-            "    from finetune import load_images, model, train",
+            f"    from {name} import load_images, model, train",
             '    history = train(load_images("data/train"), load_images("data/val"), epochs=5)',
         ]
     else:
