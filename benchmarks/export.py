@@ -83,8 +83,13 @@ def main() -> None:
                 start = time.perf_counter()
                 run(Path(folder) / f"{name.replace(' ', '_')}{i}.keras")
                 times[name].append(time.perf_counter() - start)
+        size = (Path(folder) / "kfreeze0.keras").stat().st_size
     med = {name: statistics.median(values) for name, values in times.items()}
-    print(f"runs: {runs} (medians), ResNet50 + head, {model.count_params():,} parameters")
+    trainable = sum(int(keras.ops.size(v)) for v in model.trainable_variables)
+    print(
+        f"runs: {runs} (medians), ResNet50 + head, {model.count_params():,} parameters, "
+        f"{trainable:,} trainable; the file (with Adam's state) {size / 1e6:.1f} MB"
+    )
     print(f"model.save + load_model:                        {med['save+load']:6.2f} s")
     print(f"by hand: save + load_model + train_on_batch:    {med['by hand']:6.2f} s")
     print(f"the same, the step run eagerly:                 {med['by hand, eager']:6.2f} s")

@@ -252,7 +252,7 @@ def _export(
                 raise ExportError(f"the saved file does not load back: {exc}") from exc
         result.verification = verify(model, loaded)
         if loaded.trainable_weights:
-            result.step = _prove_one_step(loaded, report)
+            result.step = _prove_one_step(loaded, model, report)
             result.verification = replace(
                 result.verification,
                 checks=(*result.verification.checks, result.step.summary()),
@@ -294,9 +294,10 @@ def _build_optimizer(model: Any) -> None:
         optimizer.build(model.trainable_variables)
 
 
-def _prove_one_step(loaded: Any, report: Progress) -> Any:
+def _prove_one_step(loaded: Any, model: Any, report: Progress) -> Any:
     """Train the loaded copy one step (the file is already written and is not touched):
-    frozen weights must stay bitwise the same, trainable ones must move.
+    frozen weights must stay bitwise the same, trainable ones must move. The step is
+    compared with ``model``'s weights, which :func:`verify` found equal to the copy's.
 
     Raises:
         ExportError: a frozen weight or a frozen BatchNormalization statistic changed, or no
@@ -305,7 +306,7 @@ def _prove_one_step(loaded: Any, report: Progress) -> Any:
     from kfreeze_tui.core.check import one_step, step_findings
 
     report("Training one step on a copy to prove the plan")
-    step = one_step(loaded)
+    step = one_step(loaded, reference=model)
     errors = [f for f in step_findings(step) if f.severity == "error"]
     if errors:
         raise ExportError(f"the exported model does not train as planned: {errors[0].message}")
