@@ -191,11 +191,9 @@ def verify(saved: Any, loaded: Any) -> Verification:
 
 
 def _same_values(a: Any, b: Any) -> bool:
-    # Compared by the backend, in place: copying 100 MB of weights to numpy costs more
-    # than the comparison itself.
-    from keras import ops
+    from kfreeze_tui.core.check import same_values
 
-    return bool(ops.all(ops.equal(a, b)))
+    return same_values(a, b)
 
 
 def export(
