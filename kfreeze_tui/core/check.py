@@ -284,13 +284,13 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
                 kinds.append((variable, "bn_frozen" if layer_frozen else "bn_training"))
             else:
                 kinds.append((variable, "frozen"))
-    same_values: dict[int, Any] = {}
+    reference_of: dict[int, Any] = {}
     if reference is not None:
-        same_values = {
+        reference_of = {
             id(ours): theirs for ours, theirs in zip(model.weights, reference.weights, strict=True)
         }
     before = [
-        same_values[id(v)] if id(v) in same_values else np.array(values_of(v), copy=True)
+        reference_of[id(v)] if id(v) in reference_of else np.array(values_of(v), copy=True)
         for v, _ in kinds
     ]
     with native_output_captured():
