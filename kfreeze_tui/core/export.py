@@ -188,11 +188,9 @@ def verify(saved: Any, loaded: Any) -> Verification:
 
 
 def _same_values(a: Any, b: Any) -> bool:
-    # Compared by the backend, in place: copying 100 MB of weights to numpy costs more
-    # than the comparison itself.
-    from keras import ops
+    from kfreeze_tui.core.check import same_values
 
-    return bool(ops.all(ops.equal(a, b)))
+    return same_values(a, b)
 
 
 def export(
@@ -243,6 +241,7 @@ def _export(
     try:
         report(f"Saving {request.model_path.name}")
         with native_output_captured():
+            _build_optimizer(model)
             model.save(temp)
             report("Loading it back to verify")
             try:
@@ -251,7 +250,7 @@ def _export(
                 raise ExportError(f"the saved file does not load back: {exc}") from exc
         result.verification = verify(model, loaded)
         if loaded.trainable_weights:
-            result.step = _prove_one_step(loaded, report)
+            result.step = _prove_one_step(loaded, model, report)
             result.verification = replace(
                 result.verification,
                 checks=(*result.verification.checks, result.step.summary()),
@@ -278,9 +277,25 @@ def _export(
     return result
 
 
-def _prove_one_step(loaded: Any, report: Progress) -> Any:
+def _build_optimizer(model: Any) -> None:
+    """Give a compiled model's optimizer its variables before it is saved.
+
+    ``load_model`` builds the optimizer of a compiled model on its trainable weights and
+    then loads the saved optimizer state into it. An optimizer saved before its first step
+    has two variables (the step count and the learning rate), so every load warned
+    "Skipping variable loading for optimizer 'adam', because it has 46 variables whereas the
+    saved optimizer has 2". Built here, the file holds the same state as the optimizer a
+    load makes (zero moments, step 0), and a load is silent.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(model, "compiled", False) and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def _prove_one_step(loaded: Any, model: Any, report: Progress) -> Any:
     """Train the loaded copy one step (the file is already written and is not touched):
-    frozen weights must stay bitwise the same, trainable ones must move.
+    frozen weights must stay bitwise the same, trainable ones must move. The step is
+    compared with ``model``'s weights, which :func:`verify` found equal to the copy's.
 
     Raises:
         ExportError: a frozen weight or a frozen BatchNormalization statistic changed, or no
@@ -289,7 +304,7 @@ def _prove_one_step(loaded: Any, report: Progress) -> Any:
     from kfreeze_tui.core.check import one_step, step_findings
 
     report("Training one step on a copy to prove the plan")
-    step = one_step(loaded)
+    step = one_step(loaded, reference=model)
     errors = [f for f in step_findings(step) if f.severity == "error"]
     if errors:
         raise ExportError(f"the exported model does not train as planned: {errors[0].message}")

@@ -2,7 +2,9 @@
 
 It is written the way a careful engineer writes it by hand: build or load the base, set the
 trainable flags (by name, with the index range in a comment), add the head, compile after the
-flags. Users keep it in their training code, so it imports nothing but keras.
+flags; then the data (for an image model: ``load_images``, an image folder at the model's input
+size through the architecture's own ``preprocess_input``) and ``train``. Users keep it in their
+training code, so it imports nothing but keras (and the standard library).
 """
 
 from __future__ import annotations
@@ -25,9 +27,24 @@ def converted_name(source: str) -> str:
     return str(path.with_name(f"{path.stem}_keras3.keras"))
 
 
+def _architecture(source: str) -> catalog.Architecture | None:
+    """The keras.applications architecture ``source`` names (None for a model file)."""
+    if source.endswith((".keras", ".h5", ".hdf5")):
+        return None
+    return catalog.find(source)
+
+
+def preprocess_function(source: str) -> str | None:
+    """``keras.applications.resnet.preprocess_input``: the input scaling that goes with the
+    architecture ``source`` names (its imagenet weights were trained on inputs scaled so);
+    None for a model file, whose preprocessing kfreeze cannot know."""
+    arch = _architecture(source)
+    return None if arch is None else f"keras.applications.{arch.family}.preprocess_input"
+
+
 def _base_lines(source: str, load: LoadOptions, legacy: bool = False) -> list[str]:
-    arch = catalog.find(source)
-    if arch is not None and not source.endswith((".keras", ".h5", ".hdf5")):
+    arch = _architecture(source)
+    if arch is not None:
         weights = load.weights.strip()
         if weights.lower() in ("none", "random", ""):
             weights_src = "None"
@@ -174,6 +191,11 @@ _STRATEGY_NOTE = {
 }
 
 
+#: train()'s epochs when the plan has no phases.
+DEFAULT_EPOCHS = 10
+_PHASED_TRAIN = 'def train(train_ds, val_ds=None, epochs=None, callbacks=None, verbose="auto"):'
+
+
 def _optimizer_source(phase: Phase | None, compile_spec: CompileSpec) -> str:
     if phase is None:
         return f"keras.optimizers.Adam(learning_rate={compile_spec.learning_rate!r})"
@@ -195,14 +217,24 @@ def _train_lines(
         return [], [
             "",
             "",
-            "def train(train_ds, val_ds=None, epochs=10, callbacks=None):",
-            '    """Train the model as it is set up above; returns its history."""',
+            f"def train(train_ds, val_ds=None, epochs={DEFAULT_EPOCHS}, callbacks=None, "
+            'verbose="auto"):',
+            '    """Train the model as it is set up above; returns its history.',
+            "",
+            "    Args:",
+            "        train_ds: batches of (inputs, labels), e.g. load_images(folder).",
+            "        val_ds: validation batches, or None.",
+            "        epochs: how many epochs.",
+            "        callbacks: Keras callbacks (ModelCheckpoint, EarlyStopping, ...).",
+            "        verbose: as model.fit takes it (2: one line per epoch).",
+            '    """',
             "    result = model.fit(",
             "        train_ds,",
             "        validation_data=val_ds,",
             "        epochs=epochs,",
+            "        shuffle=False,  # a dataset shuffles itself (load_images does): Keras warns",
             "        callbacks=callbacks,",
-            "        verbose=2,",
+            "        verbose=verbose,",
             "    )",
             "    return result.history",
         ]
@@ -295,11 +327,22 @@ def _train_lines(
         "    )",
         "",
         "",
-        "def train(train_ds, val_ds=None, callbacks=None):",
-        '    """Every phase in turn; returns the merged history: {metric: [one per epoch]}."""',
+        _PHASED_TRAIN,
+        '    """Every phase in turn; returns the merged history: {metric: [one per epoch]}.',
+        "",
+        "    Args:",
+        "        train_ds: batches of (inputs, labels), e.g. load_images(folder).",
+        "        val_ds: validation batches, or None.",
+        '        epochs: None: each phase trains its own PHASES["epochs"]; a number: every',
+        "            phase trains that many epochs instead.",
+        "        callbacks: Keras callbacks (ModelCheckpoint, EarlyStopping, ...), kept across",
+        "            the phases (the epoch count continues from one phase to the next).",
+        "        verbose: as model.fit takes it (2: one line per epoch).",
+        '    """',
         "    history = {}",
         "    epoch = 0",
         "    for phase in PHASES:",
+        '        count = phase["epochs"] if epochs is None else epochs',
         "        set_phase(phase)",
     ]
     if scope:
@@ -310,17 +353,152 @@ def _train_lines(
         "            train_ds,",
         "            validation_data=val_ds,",
         "            initial_epoch=epoch,",
-        '            epochs=epoch + phase["epochs"],',
+        "            epochs=epoch + count,",
+        "            shuffle=False,  # a dataset shuffles itself (load_images does): Keras warns",
         "            callbacks=callbacks,",
-        "            verbose=2,",
+        "            verbose=verbose,",
         "        )",
         "        for key, values in result.history.items():",
         "            history.setdefault(key, []).extend(values)",
-        '        epoch += phase["epochs"]',
+        "        epoch += count",
         "    return history",
     ]
-    split = lines.index("def train(train_ds, val_ds=None, callbacks=None):") - 2
+    split = lines.index(_PHASED_TRAIN) - 2
     return lines[2:split], lines[split:]
+
+
+_COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+
+def _label_mode(head: HeadSpec, compile_spec: CompileSpec) -> tuple[str, int]:
+    """How image_dataset_from_directory should give the labels to the loss, and how many
+    class folders that takes."""
+    choice = loss_for(head, compile_spec)
+    if choice.loss_class == "BinaryCrossentropy":
+        # One sigmoid unit: two folders, labels 0 and 1. Several: one-hot rows (one label
+        # per image, which is what a folder per class can say).
+        return ("binary", 2) if head.classes == 1 else ("categorical", head.classes)
+    if choice.loss_class == "CategoricalCrossentropy":
+        return "categorical", head.classes
+    return "int", head.classes
+
+
+def _data_lines(
+    source: str, view: PlanView, head: HeadSpec, compile_spec: CompileSpec
+) -> list[str]:
+    """``IMAGE_SIZE``, ``preprocess`` and ``load_images``, for a model with one image input
+    of a fixed size (nothing for other models: train() takes any dataset)."""
+    shapes = view.info.input_shapes
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        return []
+    _batch, height, width, channels = shapes[0]
+    if height is None or width is None or channels not in _COLOR_MODES:
+        return []
+    function = preprocess_function(source)
+    arch = _architecture(source)
+    if function is not None and arch is not None:
+        lines = [
+            f"# {arch.name}'s weights were trained on inputs scaled by",
+            f"# {function}: every image goes through it, in training and",
+            "# in prediction (without it the model fine-tunes without an error, only worse).",
+            "",
+            "",
+            "def preprocess(images, labels):",
+            f'    """Scale images as {arch.name} expects; labels pass through."""',
+            f"    return {function}(images), labels",
+        ]
+    else:
+        lines = [
+            "# The model was loaded from a file, so kfreeze cannot know how its inputs were scaled",
+            "# in training: put that preprocessing here (the images arrive as float32 pixels in",
+            "# 0..255), and use it in prediction too.",
+            "",
+            "",
+            "def preprocess(images, labels):",
+            '    """The images as the model was trained on them; labels pass through."""',
+            "    return images, labels",
+        ]
+    label_mode, classes = _label_mode(head, compile_spec)
+    return [
+        f"IMAGE_SIZE = ({height}, {width})  # the model's input: height, width",
+        f"CLASSES = {classes}  # class folders the head is for",
+        *lines,
+        "",
+        "",
+        "def load_images(folder, batch_size=32, **options):",
+        '    """The images of a folder with one sub-folder per class, as batches for train().',
+        "",
+        "    Resized to the model's input size and preprocessed as above; the labels are the",
+        "    classes in the alphabetical order of the sub-folders. Other options go to",
+        "    keras.utils.image_dataset_from_directory (shuffle, seed, validation_split, ...).",
+        '    """',
+        "    images = keras.utils.image_dataset_from_directory(",
+        "        folder,",
+        f'        label_mode="{label_mode}",',
+        f'        color_mode="{_COLOR_MODES[channels]}",',
+        "        image_size=IMAGE_SIZE,",
+        "        batch_size=batch_size,",
+        "        **options,",
+        "    )",
+        "    if len(images.class_names) != CLASSES:",
+        "        raise ValueError(",
+        '            f"{folder} has {len(images.class_names)} class folders, but the model is "',
+        '            f"for {CLASSES} classes"',
+        "        )",
+        "    return images.map(preprocess)",
+    ]
+
+
+def _main_lines(images: bool, phases: bool) -> list[str]:
+    """Run as a program: build the model and print its size; given an image folder, train
+    it and save it."""
+    lines = [
+        "",
+        "",
+        'if __name__ == "__main__":',
+    ]
+    if images:
+        if phases:
+            epochs = [
+                "    parser.add_argument(",
+                '        "--epochs", type=int, help="epochs of every phase (default: each '
+                "phase's own)\"",
+                "    )",
+            ]
+        else:
+            epochs = [
+                f'    parser.add_argument("--epochs", type=int, default={DEFAULT_EPOCHS}, '
+                f'help="default: {DEFAULT_EPOCHS}")'
+            ]
+        lines += [
+            "    parser = argparse.ArgumentParser(",
+            '        description="Build the model; given TRAIN, train it on that image folder."',
+            "    )",
+            '    parser.add_argument("train", nargs="?", help="a folder of images, one '
+            'sub-folder per class")',
+            '    parser.add_argument("--val", help="a folder of validation images, same classes")',
+            *epochs,
+            '    parser.add_argument("--save", metavar="OUT.keras", help="save the trained model")',
+            "    args = parser.parse_args()",
+        ]
+    lines += [
+        "    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)",
+        "    total = model.count_params()",
+        "    print(",
+        '        f"{model.name}: {len(model.layers)} layers, {trainable:,} trainable and "',
+        '        f"{total - trainable:,} non-trainable parameters"',
+        "    )",
+    ]
+    if images:
+        lines += [
+            "    if args.train:",
+            "        val_ds = load_images(args.val, shuffle=False) if args.val else None",
+            "        train(load_images(args.train), val_ds, epochs=args.epochs)",
+            "        if args.save:",
+            "            model.save(args.save)",
+            '            print(f"saved {args.save}")',
+        ]
+    return [*lines, ""]
 
 
 def python_script(
@@ -334,6 +512,7 @@ def python_script(
     legacy: bool = False,
     phases: tuple[Phase, ...] = (),
     strategy: str | None = None,
+    module: str = "finetune",
 ) -> str:
     """The script's text.
 
@@ -350,6 +529,7 @@ def python_script(
             them (without phases, ``train`` runs one phase: the plan, for the given epochs).
         strategy: ``mirrored`` or ``multiworker``: build and compile inside that
             ``tf.distribute`` strategy's scope.
+        module: the script's file name without ``.py``, for its usage text.
 
     Returns:
         A complete Python module.
@@ -377,14 +557,35 @@ def python_script(
             f'    metrics=["{choice.metric}"],',
             ")",
         ]
+    data = _data_lines(source, view, head, compile_spec)
+    runs = "every phase of the plan" if phases else "the plan"
+    if data:
+        name = module if module.isidentifier() else "finetune"
+        how = "import it" if name == module else "renamed finetune.py, import it"
+        usage = [
+            "Run it to build the model, or to train it on a folder of images (one sub-folder",
+            "per class) and save it:",
+            "",
+            f"    python {module}.py data/train --val data/val --epochs 5 --save trained.keras",
+            "",
+            f"or {how} (train() runs {runs}):",
+            "",
+            f"    from {name} import load_images, model, train",
+            '    history = train(load_images("data/train"), load_images("data/val"), epochs=5)',
+        ]
+    else:
+        usage = [
+            "Run it to build the model; or import it and train `model` with",
+            f"train(train_ds, val_ds), which runs {runs}.",
+        ]
+    stdlib = (["import argparse"] if data else []) + (["import bisect"] if phases else [])
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
         "",
-        "Run it to build the model; or import it and train `model` (train(train_ds, val_ds)",
-        "runs every phase of the plan).",
+        *usage,
         '"""',
         "",
-        *(["import bisect", ""] if phases else []),
+        *([*stdlib, ""] if stdlib else []),
         "import keras",
         *(["import tensorflow as tf"] if strategy else []),
     ]
@@ -401,15 +602,8 @@ def python_script(
         ]
     else:
         lines += ["", *body]
+    if data:
+        lines += ["", "# 5. The data.", *data]
     lines += train
-    lines += [
-        "",
-        "",
-        'if __name__ == "__main__":',
-        "    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)",
-        "    total = model.count_params()",
-        '    print(f"{model.name}: {len(model.layers)} layers, {trainable:,} trainable and "',
-        '          f"{total - trainable:,} non-trainable parameters")',
-        "",
-    ]
+    lines += _main_lines(bool(data), bool(phases))
     return "\n".join(lines)

@@ -321,6 +321,7 @@ class ModelSession:
                 legacy=bool(self.repairs),
                 phases=self.phases,
                 strategy=self.strategy,
+                module=request.script_path.stem if request.script_path else "finetune",
             )
             return export(model, request, plan_text, script_text, progress)
 

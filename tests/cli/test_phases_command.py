@@ -25,10 +25,12 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((16, 32, 32, 3)).astype("float32")
 y = rng.integers(0, 3, size=(16,))
 data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-history = script.train(data, data.take(1))
+history = script.train(data, data.take(1), verbose=0)
 trainable = sum(int(np.prod(w.shape)) for w in script.model.trainable_weights)
+again = script.train(data, epochs=1, verbose=0)  # every phase one epoch, no validation
 print(json.dumps({{"epochs": len(history["loss"]), "val": len(history["val_loss"]),
-                  "trainable": trainable}}))
+                  "trainable": trainable, "again": len(again["loss"]),
+                  "again_val": "val_loss" in again}}))
 """
 
 
@@ -58,6 +60,7 @@ def test_script_trains_every_phase(
     assert trained.returncode == 0, trained.stderr[-3000:]
     outcome = json.loads(trained.stdout.strip().splitlines()[-1])
     assert outcome["epochs"] == 2 + 1 + 1 == outcome["val"]
+    assert outcome["again"] == 3 and not outcome["again_val"]
     # After the last phase everything from block1_conv on trains (BatchNorm kept frozen).
     assert outcome["trainable"] > 0
     assert "[[phase]]" in (tmp_path / "ft.toml").read_text()

@@ -138,16 +138,24 @@ def test_one_step_proves_a_plan(keras: Any) -> None:
     assert step_findings(step) == []
 
 
-def test_one_step_catches_a_layer_frozen_after_training_began(keras: Any) -> None:
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_one_step_catches_a_layer_frozen_after_training_began(
+    keras: Any, with_reference: bool
+) -> None:
     """The trap of Keras's issue tracker: trainable set to False after compile() and fit()
     began, without compiling again. The step function Keras traced still trains the layer:
-    its weights and moving statistics move."""
+    its weights and moving statistics move. Compared with a copy of the weights taken
+    before the step, or (as the export does) with another model holding the same values."""
     import numpy as np
 
     model = compiled(keras, tiny(keras))
     model.train_on_batch(np.zeros((2, 8, 8, 3), "float32"), np.zeros((2,), "int64"))
     model.get_layer("bn2").trainable = False
-    step = one_step(model)
+    reference = None
+    if with_reference:
+        reference = keras.models.clone_model(model)
+        reference.set_weights(model.get_weights())
+    step = one_step(model, reference=reference)
     assert sorted(step.bn_stats_changed) == ["bn2/moving_mean", "bn2/moving_variance"]
     assert sorted(step.frozen_changed) == ["bn2/beta", "bn2/gamma"]
     assert [f.code for f in step_findings(step)] == ["frozen_changed", "bn_stats_changed"]

@@ -114,11 +114,20 @@ def test_script_rebuilds_the_same_model(exported: dict[str, Any], keras: Any) ->
     script = exported["request"].script_path
     probe = (
         "import json, math, runpy\n"
-        f"model = runpy.run_path({str(script)!r})['model']\n"
+        "import keras, numpy as np\n"
+        f"script = runpy.run_path({str(script)!r})\n"
+        "model = script['model']\n"
         "trainable = {id(v) for v in model.trainable_weights}\n"
         "rows = [(l.name, sum(math.prod(v.shape) for v in l.weights if id(v) in trainable))"
         " for l in model.layers]\n"
-        "print(json.dumps({'rows': rows, 'compiled': model.compiled}))\n"
+        # ResNet50's preprocess_input: RGB to BGR, minus the imagenet mean (caffe mode).
+        "x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype('float32')\n"
+        "ours = np.asarray(script['preprocess'](x.copy(), None)[0])\n"
+        "theirs = keras.applications.resnet.preprocess_input(x.copy())\n"
+        "diff = float(np.max(np.abs(ours - theirs)))\n"
+        "moved = float(np.max(np.abs(ours - x)))\n"
+        "print(json.dumps({'rows': rows, 'compiled': model.compiled, 'diff': diff,"
+        " 'moved': moved}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
@@ -131,6 +140,7 @@ def test_script_rebuilds_the_same_model(exported: dict[str, Any], keras: Any) ->
         (row.name, row.trainable_params) for row in reloaded.top_level
     ][1:]
     assert rebuilt["compiled"]
+    assert rebuilt["diff"] == 0.0 and rebuilt["moved"] > 50  # it is applied, and it is Keras's
 
 
 def test_script_for_a_nested_base(wrapped_base: Any, tmp_path: Path, keras: Any) -> None:
@@ -226,3 +236,61 @@ def test_an_unwritable_folder_is_one_sentence(small_model: Any) -> None:
     with pytest.raises(ExportError, match="could not write"):
         export(small_model, ExportRequest(Path("/proc/kfreeze-test.keras")))
     assert not Path("/proc/kfreeze-test.keras").exists()
+
+
+LOAD_AND_FIT = """
+import json, sys, warnings
+import numpy as np
+import keras
+
+out = {}
+for path in sys.argv[1:]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(path)
+    loaded = [str(w.message) for w in caught]
+    x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype("float32")
+    history = model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    out[path] = {"warnings": loaded, "optimizer": type(model.optimizer).__name__,
+                 "steps": int(model.optimizer.iterations.numpy()),
+                 "loss": float(history.history["loss"][0])}
+print(json.dumps(out))
+"""
+
+
+def test_the_exported_file_loads_silently_and_trains(
+    small_model: Any, tmp_path: Path, keras: Any
+) -> None:
+    """An optimizer saved before its first step made every load warn "Skipping variable
+    loading for optimizer 'adam'"; one plain Keras file saved so shows the probe hears it."""
+    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.phases import Phase
+
+    head = HeadSpec(classes=3)
+    session = ModelSession(LoadedModel(small_model, "small.keras", "small"))
+    boundary = session.info.find("block1_conv").path
+    adam = tmp_path / "adam.keras"
+    session.export(LoadOptions(), FreezePlan(boundary=boundary), head, CompileSpec(),
+                   ExportRequest(adam))  # fmt: skip
+    # Phase 1 with a range of rates: a MultiOptimizer, one Adam per rate.
+    session.phases = (Phase(boundary, 1, lr_range=(1e-5, 1e-4)), Phase(None, 1))
+    multi = tmp_path / "multi.keras"
+    session.export(LoadOptions(), FreezePlan(), head, CompileSpec(), ExportRequest(multi))
+    plain = tmp_path / "plain.keras"
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(plain)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", LOAD_AND_FIT, str(adam), str(multi), str(plain)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Skipping variable loading" not in result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out[str(adam)]["warnings"] == [] and out[str(multi)]["warnings"] == []
+    assert out[str(adam)]["optimizer"] == "Adam"
+    assert out[str(multi)]["optimizer"] == "MultiOptimizer"
+    assert out[str(adam)]["steps"] == out[str(multi)]["steps"] == 1
+    assert all(math.isfinite(entry["loss"]) for entry in out.values())
+    assert any("Skipping variable loading" in w for w in out[str(plain)]["warnings"])
