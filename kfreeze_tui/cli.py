@@ -676,8 +676,7 @@ def _request(args: argparse.Namespace) -> object:
 
 
 def _print_result(result: object, notes: list[str]) -> None:
-    from kfreeze_tui.core.export import human_size
-    from kfreeze_tui.core.leftovers import describe
+    from kfreeze_tui.core.leftovers import describe, human_size
 
     for note in notes:
         _warn(note)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.check import synthetic_inputs
-from kfreeze_tui.core.export import ExportError, human_size, temp_beside, verify
-from kfreeze_tui.core.leftovers import Leftover, remove_leftovers
+from kfreeze_tui.core.export import ExportError, temp_beside, verify
+from kfreeze_tui.core.leftovers import Leftover, human_size, remove_leftovers
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, custom_objects_for, first_line, load
 from kfreeze_tui.core.runtime import native_output_captured

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.leftovers import Leftover, remove_leftovers, temp_dir_name, temp_file
+from kfreeze_tui.core.leftovers import (
+    Leftover,
+    disk_size,
+    remove_leftovers,
+    temp_dir_name,
+    temp_file,
+)
 from kfreeze_tui.core.runtime import import_keras, native_output_captured
 
 Progress = Callable[[str], None]
@@ -123,14 +129,6 @@ def temp_beside(path: Path, suffix: str) -> Path:
     return temp_file(path, suffix)
 
 
-def human_size(size: int) -> str:
-    """``95.1 MB``, ``1.4 kB``, ``512 B``."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:,.1f} {unit}"
-    return f"{size} B"
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     temp = temp_beside(path, path.suffix)
@@ -140,12 +138,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
 
 
 def verify(saved: Any, loaded: Any) -> Verification:
@@ -259,20 +251,22 @@ def _export(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    result.files.append(WrittenFile(request.model_path, "model", _size(request.model_path)))
+    result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
     if request.plan_path is not None and plan_text is not None:
         report(f"Writing {request.plan_path.name}")
         write_text_atomic(request.plan_path, plan_text)
-        result.files.append(WrittenFile(request.plan_path, "plan", _size(request.plan_path)))
+        result.files.append(WrittenFile(request.plan_path, "plan", disk_size(request.plan_path)))
     if request.script_path is not None and script_text is not None:
         report(f"Writing {request.script_path.name}")
         write_text_atomic(request.script_path, script_text)
-        result.files.append(WrittenFile(request.script_path, "script", _size(request.script_path)))
+        result.files.append(
+            WrittenFile(request.script_path, "script", disk_size(request.script_path))
+        )
     if request.savedmodel_path is not None:
         report(f"Exporting the SavedModel {request.savedmodel_path.name}")
         _export_savedmodel(model, request.savedmodel_path)
         result.files.append(
-            WrittenFile(request.savedmodel_path, "SavedModel", _size(request.savedmodel_path))
+            WrittenFile(request.savedmodel_path, "SavedModel", disk_size(request.savedmodel_path))
         )
     return result
 

@@ -78,7 +78,8 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
-def _size(path: Path) -> int:
+def disk_size(path: Path) -> int:
+    """The bytes a file, or every file under a folder, takes."""
     if path.is_dir() and not path.is_symlink():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.lstat().st_size
@@ -106,7 +107,7 @@ def remove_leftovers(folders: Iterable[Path]) -> list[Leftover]:
                 continue
             path = Path(entry.path)
             try:
-                size = _size(path)
+                size = disk_size(path)
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(path)
                 else:
@@ -119,10 +120,16 @@ def remove_leftovers(folders: Iterable[Path]) -> list[Leftover]:
 
 def describe(removed: list[Leftover]) -> str:
     """One line: ``removed 2 temporary files that killed kfreeze runs left (190.2 MB): ...``."""
-    from kfreeze_tui.core.export import human_size
-
     count = len(removed)
     total = human_size(sum(item.size for item in removed))
     names = ", ".join(str(item.path) for item in removed)
     what = "a temporary file" if count == 1 else f"{count} temporary files"
     return f"removed {what} that killed kfreeze runs left ({total}): {names}"
+
+
+def human_size(size: int) -> str:
+    """``95.1 MB``, ``1.4 kB``, ``512 B``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size} B"

@@ -14,7 +14,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Static
 
-from kfreeze_tui.core.export import ExportRequest, ExportResult, existing_targets, human_size
+from kfreeze_tui.core.export import ExportRequest, ExportResult, existing_targets
+from kfreeze_tui.core.leftovers import human_size
 from kfreeze_tui.screens.confirm import ConfirmScreen
 
 
