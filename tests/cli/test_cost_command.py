@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
+
+from fakes import nvidia_smi
 
 from kfreeze_tui.core.cost import TrainingSetup, cost_model
 from kfreeze_tui.core.plan import FreezePlan, PlanView
@@ -63,11 +63,9 @@ def test_cost_table_one_boundary(run_kfreeze: Any) -> None:
 
 
 def test_cost_reports_what_fits_the_gpu(run_kfreeze: Any, tmp_path: Path) -> None:
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 2048, GPU-0fa4e'\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    path = nvidia_smi(tmp_path, "echo '0, Fake GPU 16GB, 16384, 2048, GPU-0fa4e'")
     # The tests' own CUDA_VISIBLE_DEVICES=-1 would hide it, as it hides a real GPU.
-    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": "0"}
+    env = {"PATH": path, "CUDA_VISIBLE_DEVICES": "0"}
     result = run_kfreeze("cost", "resnet50", "--weights", "none", "--json", env=env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

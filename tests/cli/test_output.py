@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import nvidia_smi
 
 LAYERS = ("layers", "resnet50", "--weights", "none")
 
@@ -100,10 +100,7 @@ TWO_GPUS = (
 
 def _fake_nvidia_smi(folder: Path, body: str) -> dict[str, str]:
     """An environment whose PATH starts with an nvidia-smi running ``body`` (sh)."""
-    script = folder / "nvidia-smi"
-    script.write_text(f"#!/bin/sh\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": nvidia_smi(folder, body)}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 

@@ -3,13 +3,12 @@ and an nvidia-smi that hangs: given up, or stopped at once."""
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from fakes import nvidia_smi
 
 from kfreeze_tui.core import gpus
 from kfreeze_tui.core.gpus import Gpu, parse, visible
@@ -51,10 +50,7 @@ def test_visible_as_cuda_reads_it(setting: str | None, indices: list[int]) -> No
 
 @pytest.fixture
 def hanging_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "nvidia-smi"
-    script.write_text(f"#!/bin/sh\nprintf '{LINES}'\nsleep 60\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", nvidia_smi(tmp_path, f"printf '{LINES}'\nsleep 60"))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 

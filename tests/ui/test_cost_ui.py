@@ -3,12 +3,11 @@ fields, and checked against the GPU's free memory when nvidia-smi is there."""
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import nvidia_smi
 from helpers import screen_text, type_into, wait_for_explorer
 
 from kfreeze_tui import scenarios
@@ -47,18 +46,16 @@ async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) 
 
 
 @pytest.fixture
-def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An nvidia-smi that reports one GPU with 300 MiB free (this machine has no GPU)."""
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho '0, Fake GPU 16GB, 16384, 300, GPU-0fa4e'\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(
+        "PATH", nvidia_smi(tmp_path, "echo '0, Fake GPU 16GB, 16384, 300, GPU-0fa4e'")
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the tests' own -1 would hide it
-    return script
 
 
 async def test_the_plan_is_checked_against_the_gpu(
-    named_resnet: Any, fake_nvidia_smi: Path
+    named_resnet: Any, fake_nvidia_smi: None
 ) -> None:
     app = make_app(loaded=named_resnet)
     async with app.run_test(size=(170, 44)) as pilot:

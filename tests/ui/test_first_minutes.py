@@ -8,12 +8,11 @@ cut, checkboxes differ without colour and the picker gives human sizes.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import nvidia_smi
 from helpers import screen_text, type_into, wait_for, wait_for_explorer
 from rich.color import ColorSystem
 from rich.segment import Segment
@@ -247,19 +246,17 @@ async def test_the_cursor_is_readable_on_header_and_layer_rows(
 
 
 @pytest.fixture
-def big_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def big_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An nvidia-smi reporting one GPU with 78.6 GiB free (this machine has no GPU)."""
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho '0, Fake GPU 80GB, 81920, 80486'\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(
+        "PATH", nvidia_smi(tmp_path, "echo '0, Fake GPU 80GB, 81920, 80486, GPU-7c1d'")
+    )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # every GPU listed is visible
-    return script
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 36)])
 async def test_the_gpu_verdict_is_never_cut(
-    named_resnet: Any, big_gpu: Path, size: tuple[int, int]
+    named_resnet: Any, big_gpu: None, size: tuple[int, int]
 ) -> None:
     app = make_app(loaded=named_resnet)
     async with app.run_test(size=size) as pilot:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import sys
 import time
 from pathlib import Path
 
 import pexpect
+from fakes import nvidia_smi
 from test_terminal import Terminal
 
 
@@ -46,13 +46,10 @@ def test_quitting_does_not_wait_for_a_hanging_nvidia_smi(
     small_model_file: Path, tmp_path: Path
 ) -> None:
     kfreeze_command = _command()
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\nsleep 60\n")  # a wedged driver
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
     env = {
         **os.environ,
         "TERM": "xterm-256color",
-        "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+        "PATH": nvidia_smi(tmp_path, "sleep 60"),  # a wedged driver
     }
     terminal = Terminal([*kfreeze_command, str(small_model_file)], env)
     try:
