@@ -76,6 +76,7 @@ async def main() -> None:
     await shoot("explorer-80x24", make_app(loaded=random), (80, 24), scenarios.boundary_at_143)
     await shoot("head-pane", make_app(loaded=resnet), (130, 40), scenarios.head_pane)
     await shoot("phases", make_app(loaded=resnet), (130, 44), scenarios.phases)
+    await shoot("phases-dialog", make_app(loaded=resnet), (130, 44), scenarios.phases_dialog)
     with tempfile.TemporaryDirectory() as folder:
         legacy = legacy_file(Path(folder))
         app = make_app(str(legacy), LoadOptions(weights="none"), use_cache=False)
