@@ -618,7 +618,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     console = _stdout_console()
-    console.print(report.layer_table(info, rows, args.expand_nested))  # type: ignore[attr-defined]
+    table = report.layer_table(info, rows, args.expand_nested, width=console.width)  # type: ignore[attr-defined]
+    console.print(table)  # type: ignore[attr-defined]
     if cut is not None:
         print(f"Boundary {cut.boundary}: {cut.describe()}")
     return EXIT_OK

@@ -53,13 +53,20 @@ def _trainable_cell(row: LayerInfo) -> Text:
     return Text("yes", style="green") if row.trainable else Text("no", style="red")
 
 
-def layer_table(info: ModelInfo, rows: list[LayerInfo], expand_nested: bool) -> Group:
+def layer_table(
+    info: ModelInfo, rows: list[LayerInfo], expand_nested: bool, width: int | None = None
+) -> Group:
     """A table of ``rows`` (a section line between stages) and the model's totals.
+
+    On a terminal too narrow for every column, the type column goes first, then the stage
+    (as in the explorer): Rich would otherwise squeeze the one column that folds, the name,
+    to nothing.
 
     Args:
         info: the walked model (for the title and totals).
         rows: the rows to show, from :func:`select`.
         expand_nested: show paths (``0.143``) rather than plain indices.
+        width: the columns the table may take (None: no limit).
 
     Returns:
         Something a rich Console can print.
@@ -70,37 +77,67 @@ def layer_table(info: ModelInfo, rows: list[LayerInfo], expand_nested: bool) -> 
         header_style="bold",
         expand=False,
     )
-    table.add_column("index" if not expand_nested else "path", justify="right", no_wrap=True)
-    table.add_column("name", overflow="fold")
-    table.add_column("type", no_wrap=True)
-    table.add_column("output shape", no_wrap=True)
-    table.add_column("params", justify="right", no_wrap=True)
-    table.add_column("trainable", no_wrap=True)
-    table.add_column("stage", justify="right", no_wrap=True)
-    previous: tuple[tuple[int, ...], int] | None = None
-    for row in rows:
-        key = (row.parent_path, row.stage)
-        if previous is not None and row.depth == 0 and key != previous:
-            table.add_section()
-        if row.depth == 0:
-            previous = key
-        indent = "  " * row.depth
-        name = Text(indent + row.name, style="bold" if row.is_container else "")
-        table.add_row(
+    cells = [
+        (
             row.path_text if expand_nested else str(row.index),
-            name,
+            Text("  " * row.depth + row.name, style="bold" if row.is_container else ""),
             row.class_name,
             row.output_shape_text,
             f"{row.params:,}",
             _trainable_cell(row),
             str(row.stage),
         )
+        for row in rows
+    ]
+    headers = ["path" if expand_nested else "index", "name", "type", "output shape"]
+    headers += ["params", "trainable", "stage"]
+    columns = _columns_that_fit(headers, cells, width, drop_first=("type", "stage"))
+    for header in headers:
+        if header in columns:
+            right = header in ("index", "path", "params", "stage")
+            table.add_column(
+                header,
+                justify="right" if right else "left",
+                no_wrap=header != "name",
+                overflow="fold" if header == "name" else "ellipsis",
+            )
+    previous: tuple[tuple[int, ...], int] | None = None
+    for row, row_cells in zip(rows, cells, strict=True):
+        key = (row.parent_path, row.stage)
+        if previous is not None and row.depth == 0 and key != previous:
+            table.add_section()
+        if row.depth == 0:
+            previous = key
+        table.add_row(*(c for h, c in zip(headers, row_cells, strict=True) if h in columns))
     footer = [Text(totals_text(info))]
     shown = len(rows)
     available = len(info.layers if expand_nested else info.top_level)
     if shown != available:
         footer.insert(0, Text(f"{shown} of {available} layers match", style="dim"))
     return Group(table, *footer)
+
+
+def _columns_that_fit(
+    headers: list[str],
+    cells: list[tuple[str | Text, ...]],
+    width: int | None,
+    drop_first: tuple[str, ...],
+) -> set[str]:
+    """The columns to show in ``width``: all, or all but the first of ``drop_first`` that
+    have to go for the rest to fit at their natural widths (a column takes its widest cell,
+    one space each side and one border)."""
+    shown = set(headers)
+    if width is None:
+        return shown
+    natural = {
+        header: max([len(header)] + [len(str(row[i])) for row in cells]) + 3
+        for i, header in enumerate(headers)
+    }
+    for header in drop_first:
+        if sum(natural[h] for h in shown) + 1 <= width:
+            break
+        shown.discard(header)
+    return shown
 
 
 def _json_shape(shapes: tuple[tuple[int | None, ...], ...]) -> Any:

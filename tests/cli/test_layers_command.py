@@ -178,3 +178,22 @@ def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
     missing = run_kfreeze("layers", "resnet50", "--weights", "none", "--boundary", "res9z")
     assert missing.returncode == 2
     assert "no layer named 'res9z'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_narrow_terminal_drops_the_type_column_not_the_names(resnet50_info: Any) -> None:
+    """Rich squeezes the one column that folds, the name, to nothing when a table is too
+    wide; the type column goes first instead, as in the explorer."""
+    from rich.console import Console
+
+    from kfreeze_tui import report
+
+    rows = report.select(resnet50_info, None, False)
+    for width, has_type in ((80, False), (160, True)):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(report.layer_table(resnet50_info, rows, False, width=width))
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width
+        header = next(line for line in text.splitlines() if "name" in line)
+        assert ("type" in header) is has_type
+        for row in rows:  # every name whole, on its row
+            assert f" {row.name} " in text, row.name
