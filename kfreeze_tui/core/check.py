@@ -386,7 +386,20 @@ def synthetic_batch(model: Any, batch: int, seed: int = 0) -> tuple[Any, Any]:
         labels = rng.integers(0, units, size=out_shape[:-1])
     else:  # a regression loss (mse, mae, huber ...): targets of the output's shape
         labels = rng.standard_normal(out_shape).astype("float32")
-    return (inputs[0] if len(inputs) == 1 else inputs), labels
+    return _as_model_takes(model, inputs), labels
+
+
+def _as_model_takes(model: Any, inputs: list[Any]) -> Any:
+    """``inputs`` in the structure the model was built with: a model made with
+    ``Model([x], y)`` takes a list of one (a bare array makes Keras warn that the structure
+    does not match), one made with ``Model(x, y)`` the array itself."""
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a model that was never called
+        structure = None
+    if len(inputs) == 1 and not isinstance(structure, (list, tuple)):
+        return inputs[0]
+    return inputs
 
 
 def step_findings(step: StepResult) -> list[Finding]:

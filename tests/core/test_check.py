@@ -181,6 +181,23 @@ def test_one_step_catches_a_frozen_weight_that_changes(keras: Any) -> None:
     assert [f.code for f in step_findings(step)] == ["frozen_changed"]
 
 
+def test_the_step_feeds_inputs_in_the_structure_the_model_was_built_with(keras: Any) -> None:
+    """A model made with Model([x], y) takes a list of one; a bare array makes Keras warn
+    that the structure does not match (seen under every legacy and keras.applications file
+    whose inputs are a list)."""
+    import warnings
+
+    for listed in (True, False):
+        inputs = keras.Input((4,), name="x")
+        outputs = keras.layers.Dense(2, activation="softmax")(inputs)
+        model = compiled(keras, keras.Model([inputs] if listed else inputs, outputs))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step = one_step(model)
+        assert not [w for w in caught if "structure" in str(w.message)], listed
+        assert step.trainable_changed
+
+
 def test_check_command(run_kfreeze: Any, keras: Any, tmp_path: Path) -> None:
     good = tiny(keras, "good")
     freeze_first_conv(good, bn_trains=False)
