@@ -192,8 +192,15 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             self.session.training,
             self.session.gpus,
             phases=self.session.phases,
-            settings_at="p" if self.narrow else "side pane",  # never a pane that is hidden
+            # never a pane that is hidden: at a narrow width, the key that shows it
+            settings_at=self._key("head_pane") if self.narrow else "side pane",
+            keys={name: self._key(name) for name in ("export", "bn_policy")},
         )
+
+    def _key(self, binding_id: str) -> str:
+        """The user's key(s) for one of this screen's bindings, as the footer shows them."""
+        binding = next(b for b in self.BINDINGS if isinstance(b, Binding) and b.id == binding_id)
+        return self.app.key_label(binding)  # type: ignore[attr-defined]
 
     def on_resize(self) -> None:
         self.narrow = self.size.width < NARROW_WIDTH
@@ -390,8 +397,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         # OSC 52 goes to the terminal, which may drop it (tmux by default, some terminals):
         # nothing comes back to say whether it arrived, so the message says where else the
         # same lines are.
-        export = next(b for b in self.BINDINGS if isinstance(b, Binding) and b.id == "export")
-        key = self.app.key_label(export)  # type: ignore[attr-defined]
+        key = self._key("export")
         self.notify(
             f"Sent a {snippet.count(chr(10))}-line freeze snippet to the terminal's clipboard "
             f"(OSC 52). If it did not arrive (tmux: set -g set-clipboard on), the script that "

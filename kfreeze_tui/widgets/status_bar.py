@@ -3,7 +3,7 @@ the export writes, and what a training step costs (and whether it fits the GPU).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -15,6 +15,9 @@ from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
+#: The keys the status bar names, as shipped (the explorer passes the user's own).
+DEFAULT_KEYS: Mapping[str, str] = {"export": "e", "bn_policy": "b"}
+
 
 def status_text(
     view: PlanView,
@@ -25,6 +28,7 @@ def status_text(
     phases: Sequence[Phase] = (),
     width: int | None = None,
     settings_at: str = "side pane",
+    keys: Mapping[str, str] = DEFAULT_KEYS,
 ) -> Text:
     """The status bar's text for a plan (pure, so the tests and the app share it).
 
@@ -37,6 +41,8 @@ def status_text(
             third line says.
         width: the columns the cost line has; it takes a shorter form rather than being
             cut (None: the longest form).
+        keys: the user's keys of the actions the text names, by binding id (``export``,
+            ``bn_policy``).
         settings_at: where the batch size and optimizer are set (``side pane``, or ``p``
             when the side pane is folded away).
 
@@ -72,10 +78,12 @@ def status_text(
     bns = view.batch_norms_after_boundary(plan)
     notes = []
     if phases:
-        notes.append(f"e writes phase 1 of {len(phases)} ({phase_place(view, phases[0])})")
+        notes.append(
+            f"{keys['export']} writes phase 1 of {len(phases)} ({phase_place(view, phases[0])})"
+        )
     if bns:
         verb = "kept frozen" if plan.bn_policy is BNPolicy.FROZEN else "trained"
-        notes.append(f"{bns} BatchNorm after it: {verb} (b)")
+        notes.append(f"{bns} BatchNorm after it: {verb} ({keys['bn_policy']})")
     if plan.exceptions:
         notes.append(f"{len(plan.exceptions)} exception(s)")
     text.append("  ·  ".join(notes))
@@ -207,6 +215,7 @@ class StatusBar(TextPane):
         """What :meth:`show` was last given (refitted when the width changes)."""
         self._phases: Sequence[Phase] = ()
         self._settings_at = "side pane"
+        self._keys: Mapping[str, str] = DEFAULT_KEYS
 
     def show(
         self,
@@ -217,11 +226,13 @@ class StatusBar(TextPane):
         *,
         phases: Sequence[Phase] = (),
         settings_at: str = "side pane",
+        keys: Mapping[str, str] = DEFAULT_KEYS,
     ) -> None:
         """Render the counts and the cost of ``plan`` (see :func:`status_text`)."""
         self._shown = (view, plan, training, gpus)
         self._phases = phases
         self._settings_at = settings_at
+        self._keys = keys
         self._fit()
 
     def _fit(self) -> None:
@@ -236,6 +247,7 @@ class StatusBar(TextPane):
                     phases=self._phases,
                     width=self.size.width or None,
                     settings_at=self._settings_at,
+                    keys=self._keys,
                 )
             )
 

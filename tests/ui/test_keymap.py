@@ -29,7 +29,8 @@ def test_config_path_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 async def test_rebinding_f_to_x(resnet50: Any, tmp_path: Path) -> None:
-    keymap = read_keymap(_config(tmp_path, '[keys]\nfreeze_boundary = "x"\n'))
+    config = '[keys]\nfreeze_boundary = "x"\nbn_policy = "z"\nexport = "w"\n'
+    keymap = read_keymap(_config(tmp_path, config))
     app = make_app(loaded=resnet50, keymap=keymap)
     async with app.run_test(size=(120, 40)) as pilot:
         explorer = await wait_for_explorer(pilot)
@@ -41,6 +42,11 @@ async def test_rebinding_f_to_x(resnet50: Any, tmp_path: Path) -> None:
         assert explorer.plan.boundary == (143,)
         footer = screen_text(pilot).splitlines()[-1]
         assert "x Freeze before" in footer and "f Freeze before" not in footer
+        # The status bar names the user's keys, not the shipped ones.
+        assert "BatchNorm after it: kept frozen (z)" in screen_text(pilot)
+        await pilot.press("A")  # a head-only phase: the status bar says what export writes
+        await wait_for(pilot, lambda: "w writes phase 1 of 1" in screen_text(pilot))
+        await pilot.press("X")
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         help_lines = screen_text(pilot).splitlines()
