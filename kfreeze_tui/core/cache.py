@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kfreeze_tui.core import catalog
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, WeightInfo
+from kfreeze_tui.core.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
 from kfreeze_tui.core.leftovers import Leftover, remove_leftovers, temp_file
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, looks_like_path
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 2
+SCHEMA = 3
 
 
 def cache_dir() -> Path:
@@ -229,6 +229,7 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
         "trainable_params": info.trainable_params,
         "non_trainable_params": info.non_trainable_params,
         "random_weights": info.random_weights,
+        "dtype_policy": info.dtype_policy,
         "layers": [_layer_to_json(row) for row in info.layers],
     }
 
@@ -252,6 +253,15 @@ def _layer_to_json(row: LayerInfo) -> dict[str, Any]:
             ]
         elif spec.name == "ops":
             value = [[label, list(inputs)] for label, inputs in value]
+        elif spec.name == "calls":
+            value = [
+                {
+                    "sources": list(call.sources),
+                    "input_shapes": [list(s) for s in call.input_shapes],
+                    "output_shapes": [list(s) for s in call.output_shapes],
+                }
+                for call in value
+            ]
         elif isinstance(value, tuple):
             value = list(value)
         document[spec.name] = value
@@ -273,6 +283,7 @@ def info_from_json(document: dict[str, Any]) -> ModelInfo:
         non_trainable_params=int(document["non_trainable_params"]),
         layers=layers,
         random_weights=bool(document["random_weights"]),
+        dtype_policy=str(document["dtype_policy"]),
     )
     return info
 
@@ -310,5 +321,13 @@ def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
                 can_train=bool(w["can_train"]),
             )
             for w in row["weights"]
+        ),
+        calls=tuple(
+            CallInfo(
+                sources=_strings(call["sources"]),
+                input_shapes=tuple(_shape(s) for s in call["input_shapes"]),
+                output_shapes=tuple(_shape(s) for s in call["output_shapes"]),
+            )
+            for call in row["calls"]
         ),
     )

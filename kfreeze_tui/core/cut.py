@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_label
 
 Path = tuple[int, ...]
 
@@ -79,7 +79,13 @@ class _Container:
     """
 
     def __init__(self, rows: tuple[LayerInfo, ...]) -> None:
-        position_of = {row.name: i for i, row in enumerate(rows)}
+        # Every call of a layer makes its own tensor (a shared encoder's second output is
+        # ``encoder (call 2)``), all at the layer's position: frozen or trained as one.
+        position_of = {
+            call_label(row.name, call): i
+            for i, row in enumerate(rows)
+            for call in range(row.call_count)
+        }
         self.rows = rows
         self.block_start = [i == 0 or rows[i - 1].block != rows[i].block for i in range(len(rows))]
         ops: dict[str, tuple[str, ...]] = {}

@@ -45,6 +45,34 @@ class WeightInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CallInfo:
+    """One call of a layer in its container's graph (a shared layer has several).
+
+    Attributes:
+        sources: its input tensors, named as :attr:`LayerInfo.sources` names them.
+        input_shapes: their shapes, batch dimension included.
+        output_shapes: the shapes this call makes.
+    """
+
+    sources: tuple[str, ...]
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+
+
+def call_label(name: str, call: int) -> str:
+    """How the output of a layer's ``call``-th call (from 0) is named among tensors: the
+    layer's name for its first call, ``encoder (call 2)`` for the next ones."""
+    return name if call == 0 else f"{name} (call {call + 1})"
+
+
+def label_layer(label: str) -> str:
+    """The layer behind a tensor's name (``encoder (call 2)`` -> ``encoder``)."""
+    if label.endswith(")") and " (call " in label:
+        return label[: label.rindex(" (call ")]
+    return label
+
+
+@dataclass(frozen=True, slots=True)
 class LayerInfo:
     """One row of the layer tree.
 
@@ -60,18 +88,22 @@ class LayerInfo:
         trainable: whether training updates it (for weightless layers: its flags and its
             containers' flags).
         has_weights: whether it holds any weights.
-        inbound: names of the layers that feed it in its container.
+        inbound: names of the layers that feed it in its container (in any of its calls).
         depth: 0 for the root model's layers, 1 inside a nested model, ...
         stage: stage number within its container (see :mod:`grouping`).
         block: block name within its container.
         stage_name: the stage's name: the architecture's own (``conv5``) or ``stage 5``.
-        sources: its input tensors: layer names, or ``op:add_3`` for the output of a plain
-            operation (``x + y``) that is not a layer.
+        sources: its input tensors, over all its calls: layer names (``encoder (call 2)``
+            for the output of a shared layer's second call, see :func:`call_label`), or
+            ``op:add_3`` for the output of a plain operation (``x + y``) that is not a layer.
         ops: the definitions of those operations (and of the operations before them, up to
             the layers): ``("op:add_3", ("conv2d", "op:add_2"))``.
         is_container: whether it is a nested model whose layers follow it.
         child_count: how many layers it directly holds (0 unless a container).
         weights: its own and nested weights.
+        calls: each call of the layer in its container's graph, in order (empty when the
+            container has no graph); a shared layer has several, and every one counts for
+            cuts, blocks and cost.
     """
 
     index: int
@@ -94,6 +126,12 @@ class LayerInfo:
     is_container: bool = False
     child_count: int = 0
     weights: tuple[WeightInfo, ...] = ()
+    calls: tuple[CallInfo, ...] = ()
+
+    @property
+    def call_count(self) -> int:
+        """How many times the layer runs in a forward pass of its container (at least 1)."""
+        return max(1, len(self.calls))
 
     @property
     def trainable_size(self) -> int:
@@ -141,6 +179,7 @@ class ModelInfo:
         non_trainable_params: the rest.
         layers: every layer, depth first: a container is followed by its layers.
         random_weights: the weights are random (``--weights none``).
+        dtype_policy: the model's Keras dtype policy (``float32``, ``mixed_float16``, ...).
     """
 
     name: str
@@ -153,6 +192,7 @@ class ModelInfo:
     non_trainable_params: int
     layers: tuple[LayerInfo, ...]
     random_weights: bool = False
+    dtype_policy: str = "float32"
     _by_path: dict[tuple[int, ...], LayerInfo] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -230,34 +270,37 @@ def _container_graph(container: Any) -> Any:
     return getattr(container, "_functional", None)
 
 
-def _node_in(graph: Any, layer: Any) -> Any:
-    """The node through which ``layer`` takes part in ``graph`` (None if not found)."""
+def _nodes_in(graph: Any, layer: Any) -> list[Any]:
+    """The nodes through which ``layer`` takes part in ``graph``: one per call, in order."""
     nodes = getattr(graph, "_nodes", None)
     inbound = getattr(layer, "_inbound_nodes", None) or []
     if nodes is None:
-        return inbound[0] if len(inbound) == 1 else None
-    for i, node in enumerate(inbound):
-        if f"{id(layer)}_ib-{i}" in nodes:
-            return node
-    return None
+        return inbound[:1] if len(inbound) == 1 else []
+    return [node for i, node in enumerate(inbound) if f"{id(layer)}_ib-{i}" in nodes]
 
 
-def _inbound_sources(node: Any, layer_ids: set[int]) -> tuple[tuple[str, ...], tuple[OpDef, ...]]:
+def _inbound_sources(
+    node: Any, call_labels: dict[int, str]
+) -> tuple[tuple[str, ...], tuple[OpDef, ...]]:
     """The tensors feeding a node, and the plain operations that make some of them.
 
     A functional graph may hold operations that are not layers (``x + 3.0`` in MobileNetV3's
     hard-swish, ConvNeXt's residual ``x + y``); they are not in ``.layers``. An input made by
     one is named ``op:<operation name>`` and defined by the inputs of that operation.
 
+    Args:
+        node: the node (one call of a layer).
+        call_labels: the name of each layer node's output in the container, by node id.
+
     Returns:
-        The input names (layer names or ``op:`` names) and the definitions of every
-        operation between the node and the layers before it.
+        The input names (layer names, ``encoder (call 2)``, or ``op:`` names) and the
+        definitions of every operation between the node and the layers before it.
     """
     ops: dict[str, tuple[str, ...]] = {}
 
     def label(parent: Any) -> str:
-        if id(parent.operation) in layer_ids:
-            return str(parent.operation.name)
+        if id(parent) in call_labels:
+            return call_labels[id(parent)]
         key = f"op:{parent.operation.name}"
         if key not in ops:
             ops[key] = ()  # a placeholder while its inputs are named
@@ -281,8 +324,8 @@ def layers_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tu
         if name.startswith("op:"):
             stack.extend(reversed(ops.get(name, ())))
         else:
-            found.append(name)
-    return tuple(found)
+            found.append(label_layer(name))
+    return tuple(dict.fromkeys(found))
 
 
 def _is_container(layer: Any, model_class: type) -> bool:
@@ -330,7 +373,21 @@ def walk(
         non_trainable_params=total - trainable,
         layers=tuple(rows),
         random_weights=random_weights,
+        dtype_policy=_policy_name(model),
     )
+
+
+def _policy_name(model: Any) -> str:
+    """The model's dtype policy name; a layer's policy when the model's is the default (a
+    model built under ``mixed_float16`` keeps float32 for itself only if set so)."""
+    policy = getattr(model, "dtype_policy", None)
+    name = str(getattr(policy, "name", "float32"))
+    if name == "float32":
+        for layer in model._flatten_layers(include_self=False):
+            inner = str(getattr(getattr(layer, "dtype_policy", None), "name", "float32"))
+            if inner.startswith("mixed_"):
+                return inner
+    return name
 
 
 def _trainable_kind_ids(model: Any) -> set[int]:
@@ -377,23 +434,45 @@ def _walk_container(
     outputs: list[tuple[Shape, ...]] = []
     inbounds: list[tuple[str, ...]] = []
     sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]] = []
-    layer_ids = {id(layer) for layer in layers}
+    calls_of: list[tuple[CallInfo, ...]] = []
+    nodes_of = [_nodes_in(graph, layer) if graph is not None else [] for layer in layers]
+    call_labels = {
+        id(node): call_label(layer.name, call)
+        for layer, nodes in zip(layers, nodes_of, strict=True)
+        for call, node in enumerate(nodes)
+    }
     for position, layer in enumerate(layers):
-        node = _node_in(graph, layer) if graph is not None else None
-        if node is not None:
-            shapes = _tensor_shapes(node.outputs)
-            sources, ops = _inbound_sources(node, layer_ids)
-            inbound = layers_behind(sources, dict(ops))
+        nodes = nodes_of[position]
+        if nodes:
+            calls = []
+            all_sources: dict[str, None] = {}
+            all_ops: dict[str, tuple[str, ...]] = {}
+            for node in nodes:
+                direct, ops = _inbound_sources(node, call_labels)
+                all_sources.update(dict.fromkeys(direct))
+                all_ops.update(ops)
+                calls.append(
+                    CallInfo(
+                        sources=direct,
+                        input_shapes=_tensor_shapes(getattr(node, "input_tensors", None)),
+                        output_shapes=_tensor_shapes(node.outputs),
+                    )
+                )
+            shapes = calls[0].output_shapes
+            sources, ops_defs = tuple(all_sources), tuple(all_ops.items())
+            inbound = layers_behind(sources, all_ops)
+            calls_of.append(tuple(calls))
         else:
             try:
                 shapes = _tensor_shapes(layer.output)
             except (AttributeError, ValueError, RuntimeError):
                 shapes = ()
             inbound = (layers[position - 1].name,) if position else ()
-            sources, ops = inbound, ()
+            sources, ops_defs = inbound, ()
+            calls_of.append(())
         outputs.append(shapes)
         inbounds.append(inbound)
-        sources_of.append((sources, ops))
+        sources_of.append((sources, ops_defs))
     names = [layer.name for layer in layers]
     class_names = [type(layer).__name__ for layer in layers]
     position_of = {name: i for i, name in enumerate(names)}
@@ -445,6 +524,7 @@ def _walk_container(
                 is_container=container_here,
                 child_count=len(layer.layers) if container_here else 0,
                 weights=weights,
+                calls=calls_of[position],
             )
         )
         if container_here:
