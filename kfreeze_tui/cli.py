@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Estimate, for MODEL at a batch size, optimizer and dtype policy, the "
         "training memory (weights, gradients, optimizer state, activations) and the FLOPs of "
         "one step, for head-only training, every stage start and full fine-tuning (or one "
-        "--freeze-before boundary). Nothing is computed on the GPU; --measure runs real steps.",
+        "--freeze-before boundary); for a model file, also as the file is set up to train. "
+        "Nothing is computed on the GPU; --measure runs real steps.",
     )
     cost.add_argument("model", metavar="MODEL", help="architecture name or .keras/.h5 file")
     cost.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
@@ -299,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument(
         "--dtype",
         choices=("float32", "mixed_float16", "mixed_bfloat16"),
-        default="float32",
-        help="dtype policy: activations take 4 bytes in float32, 2 under mixed precision",
+        default=None,
+        help="dtype policy: activations take 4 bytes in float32, 2 under mixed precision "
+        "(default: the model's own policy)",
     )
     cost.add_argument(
         "--freeze-before",
@@ -844,6 +846,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         TrainingSetup,
         cost_model,
         human_bytes,
+        model_dtype,
         plan_rows,
     )
     from kfreeze_tui.core.plan import BNPolicy, FreezePlan
@@ -851,9 +854,6 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be a positive number of examples")
-    setup = TrainingSetup(
-        batch=args.batch, optimizer=Optimizer(args.optimizer), dtype=DtypePolicy(args.dtype)
-    )
     session = open_session(
         args.model,
         load_options_from(args),  # type: ignore[arg-type]
@@ -861,6 +861,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     )
     for warning in session.warnings:
         _warn(warning)
+    if args.dtype is None:
+        dtype, dtype_why = model_dtype(session.info)
+    else:
+        dtype, dtype_why = DtypePolicy(args.dtype), "--dtype"
+    setup = TrainingSetup(batch=args.batch, optimizer=Optimizer(args.optimizer), dtype=dtype)
     view = session.view
     model_costs = cost_model(view)
     policy = BNPolicy(args.bn)
@@ -874,6 +879,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     else:
         rows = _distinct_rows(plan_rows(view), view, model_costs, policy)
     plans = [FreezePlan(boundary=path, bn_policy=policy) for _, path in rows]
+    if args.freeze_before is None and session.architecture is None:
+        # A file (an export, a checkpoint) trains as it was saved unless told otherwise.
+        as_loaded = view.plan_as_loaded()
+        rows.insert(0, ("as the file is", as_loaded.boundary))
+        plans.insert(0, as_loaded)
     estimates = [model_costs.estimate(plan, setup) for plan in plans]
     documents = report.cost_rows(view, rows, estimates)
     if args.measure:
@@ -891,6 +901,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
                 "batch": setup.batch,
                 "optimizer": setup.optimizer.value,
                 "dtype": setup.dtype.value,
+                "dtype_from": dtype_why,
                 "bn": policy.value,
                 "forward_macs_per_example": model_costs.forward_macs_per_example,
                 "rows": documents,
@@ -902,8 +913,8 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         return EXIT_OK
     title = (
         f"{session.info.description} · batch {setup.batch} · {setup.optimizer.label} · "
-        f"{setup.dtype.value} · {model_costs.forward_macs_per_example / 1e9:.2f} GMACs per "
-        "example forward"
+        f"{setup.dtype.value} ({dtype_why}) · {_macs_text(model_costs.forward_macs_per_example)} "
+        "per example forward"
     )
     console = _stdout_console()
     console.print(report.cost_table(title, documents))  # type: ignore[attr-defined]
@@ -917,6 +928,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             f"{human_bytes(gpu.total_bytes)}; largest batch that fits: {fits}"
         )
     return EXIT_OK
+
+
+def _macs_text(macs: int) -> str:
+    """``3.86 GMACs``, ``0.28 MMACs`` for a small model."""
+    return f"{macs / 1e9:.2f} GMACs" if macs >= 1e8 else f"{macs / 1e6:.2f} MMACs"
 
 
 def _distinct_rows(rows: list[Any], view: Any, model_costs: Any, policy: Any) -> list[Any]:
@@ -951,7 +967,7 @@ def _measure_rows(
             continue
         result = measure(base, view, plan, setup, gpu=gpu)
         doc["measured"] = result.to_json()
-        if plan.boundary == everything.boundary:
+        if plan == everything:
             measured_full = result
     if measured_full is None:
         measured_full = measure(base, view, everything, setup, gpu=gpu)

@@ -3,16 +3,30 @@
 Pure arithmetic on the walked model (:class:`~kfreeze_tui.core.layers.ModelInfo`): no
 TensorFlow, nothing at keypress time but a few lookups in prefix sums built once per model.
 
-Per layer (per example):
+Per layer and call (per example):
 
 - **multiply-adds** (MACs) of convolutions (plain, grouped, depthwise, separable, transposed),
   dense and einsum-dense layers and attention: the number of output positions times the
   kernel's size (a transposed convolution: input positions), which is the usual count behind
   published figures (ResNet50 about 3.9 G at 224x224);
+- **recurrent layers** (LSTM, GRU, SimpleRNN, ConvLSTM, any cell with a ``recurrent_kernel``,
+  each direction of a Bidirectional) per time step: the input kernel and the recurrent
+  kernel applied once each, so ``4 (i u + u^2)`` for an LSTM (Hochreiter & Schmidhuber
+  1997, in the form of Sak et al. 2014), ``3 (i u + u^2)`` for a GRU (Cho et al. 2014; the
+  same with ``reset_after``, which only adds a recurrent bias) and ``i u + u^2`` for a
+  SimpleRNN, times the steps of the call's input (``return_sequences`` changes nothing);
+  ConvLSTM: both convolutions at every output position of a step. An Embedding is a lookup;
 - **elementwise** operations: one per output element for normalization, activations,
   pooling, merges and the like (they matter for memory traffic more than for arithmetic);
+  a recurrent cell: four per gate value and step (the bias, the sum of its two products, the
+  activation and the state update);
 - **output elements**: what the layer writes, kept for the backward pass when it is in the
-  part of the model that backpropagates.
+  part of the model that backpropagates (a recurrent layer also keeps its gates at every
+  step, for backpropagation through time).
+
+A layer called several times (a Dense shared by two inputs, a siamese encoder) costs once per
+call, each call with its own shapes; the layers of a nested model run once per call of the
+model that holds them.
 
 For a plan at batch B, with an optimizer and a dtype policy:
 
@@ -36,7 +50,7 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import accumulate, pairwise
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_label
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, Path, PlanView
 
 #: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
@@ -70,6 +84,18 @@ class DtypePolicy(str, Enum):
     @property
     def activation_bytes(self) -> int:
         return 4 if self is DtypePolicy.FLOAT32 else 2
+
+
+def model_dtype(info: ModelInfo) -> tuple[DtypePolicy, str]:
+    """The dtype policy to price a model with when none is asked for: the model's own.
+
+    Returns:
+        The policy and why it is used, as the output says it (``the model's policy``).
+    """
+    try:
+        return DtypePolicy(info.dtype_policy), "the model's policy"
+    except ValueError:
+        return DtypePolicy.FLOAT32, f"the model's policy {info.dtype_policy} is priced as float32"
 
 
 @dataclass(frozen=True)
@@ -140,6 +166,17 @@ class LayerCost:
     elementwise: int = 0
     outputs: int = 0
 
+    def __add__(self, other: LayerCost) -> LayerCost:
+        return LayerCost(
+            self.macs + other.macs,
+            self.elementwise + other.elementwise,
+            self.outputs + other.outputs,
+        )
+
+    def times(self, count: int) -> LayerCost:
+        """The cost of running ``count`` times."""
+        return LayerCost(self.macs * count, self.elementwise * count, self.outputs * count)
+
 
 # -- per layer ----------------------------------------------------------------------------------
 
@@ -178,20 +215,31 @@ def _kernels(layer: LayerInfo) -> list[tuple[int, ...]]:
     ]
 
 
-def layer_cost(layer: LayerInfo, input_shapes: list[tuple[int | None, ...]]) -> LayerCost:
-    """The forward cost of one (non-container) layer, per example.
+def layer_cost(
+    layer: LayerInfo,
+    input_shapes: list[tuple[int | None, ...]],
+    output_shapes: tuple[tuple[int | None, ...], ...] | None = None,
+) -> LayerCost:
+    """The forward cost of one call of a (non-container) layer, per example.
 
     Args:
         layer: the walked layer.
-        input_shapes: the output shapes of the layers that feed it (for transposed
-            convolutions and attention).
+        input_shapes: the shapes of the call's inputs (for transposed convolutions,
+            attention and the time steps of recurrent layers).
+        output_shapes: the shapes the call makes (None: the layer's first call's).
     """
-    outputs = sum(_elements(shape) for shape in layer.output_shapes)
+    shapes = layer.output_shapes if output_shapes is None else output_shapes
+    outputs = sum(_elements(shape) for shape in shapes)
     name = layer.class_name
     if name in NO_COMPUTE:
         return LayerCost(outputs=0 if name == "InputLayer" else outputs)
+    if name == "Embedding":  # a lookup: nothing to multiply or add
+        return LayerCost(outputs=outputs)
+    out = shapes[0] if shapes else None
+    cells = _recurrent_cells(layer)
+    if cells and out:
+        return _recurrent_cost(cells, input_shapes, out, outputs)
     kernels = _kernels(layer)
-    out = layer.output_shape
     macs = 0
     if kernels and out:
         if "Transpose" in name:
@@ -206,6 +254,67 @@ def layer_cost(layer: LayerInfo, input_shapes: list[tuple[int | None, ...]]) -> 
         else:  # Dense, EinsumDense and other kernels applied along the last axes
             macs = sum(_dense_macs(kernel, out) for kernel in kernels)
     return LayerCost(macs=macs, elementwise=outputs, outputs=outputs)
+
+
+#: Elementwise operations per gate value and time step of a recurrent cell: adding the bias,
+#: adding the input's and the state's products, the activation, the state update.
+RECURRENT_ELEMENTWISE = 4
+
+
+def _recurrent_cells(layer: LayerInfo) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The (kernel, recurrent kernel) shapes of each recurrent cell of a layer: one for an
+    LSTM, GRU, SimpleRNN or ConvLSTM, one per direction for a Bidirectional."""
+    shapes = {w.name: tuple(d or 1 for d in w.shape) for w in layer.weights}
+    cells = []
+    for name, shape in shapes.items():
+        prefix, _, last = name.rpartition("/")
+        if last == "recurrent_kernel" and len(shape) >= 2:
+            kernel = shapes.get(f"{prefix}/kernel" if prefix else "kernel", ())
+            cells.append((kernel, shape))
+    return cells
+
+
+def _recurrent_cost(
+    cells: list[tuple[tuple[int, ...], tuple[int, ...]]],
+    input_shapes: list[tuple[int | None, ...]],
+    out: tuple[int | None, ...],
+    outputs: int,
+) -> LayerCost:
+    """Each cell applies its kernel to a step's input and its recurrent kernel to the state,
+    once per time step (at every output position of a step, for a convolutional cell)."""
+    macs = elementwise = gates = 0
+    for kernel, recurrent in cells:
+        spatial = len(recurrent) - 2  # 0 for a dense cell, 2 for ConvLSTM2D
+        if input_shapes and len(input_shapes[0]) > 1:
+            steps = input_shapes[0][1] or 1
+        else:  # no call recorded: the output's time axis, if it kept one
+            steps = (out[1] or 1) if len(out) == spatial + 3 else 1
+        positions = math.prod(d or 1 for d in out[len(out) - 1 - spatial : -1]) if spatial else 1
+        per_step = positions * (math.prod(kernel) + math.prod(recurrent))
+        macs += steps * per_step
+        elementwise += steps * positions * RECURRENT_ELEMENTWISE * recurrent[-1]
+        gates += steps * positions * recurrent[-1]
+    return LayerCost(macs=macs, elementwise=elementwise, outputs=outputs + gates)
+
+
+def leaf_cost(info: ModelInfo, layer: LayerInfo) -> LayerCost:
+    """The forward cost of a (non-container) layer per example, over every call of it and
+    every call of the models that hold it (a siamese encoder's layers run twice)."""
+    if layer.calls:
+        cost = LayerCost()
+        for call in layer.calls:
+            cost += layer_cost(layer, list(call.input_shapes), call.output_shapes)
+    else:  # a container without a graph: the layers that feed it, by name
+        cost = layer_cost(layer, _input_shapes(info, layer))
+    return cost.times(_repeats(info, layer.parent_path))
+
+
+def _repeats(info: ModelInfo, container: Path) -> int:
+    """How many times the layers directly inside ``container`` run per forward pass: the
+    product of the calls of that container and of every container around it."""
+    return math.prod(
+        info.layer(container[:depth]).call_count for depth in range(1, len(container) + 1)
+    )
 
 
 def _dense_macs(kernel: tuple[int, ...], out: tuple[int | None, ...]) -> int:
@@ -269,9 +378,7 @@ class CostModel:
     def __init__(self, view: PlanView) -> None:
         self.view = view
         info = view.info
-        self.costs: tuple[LayerCost, ...] = tuple(
-            layer_cost(leaf, _input_shapes(info, leaf)) for leaf in view.leaves
-        )
+        self.costs: tuple[LayerCost, ...] = tuple(leaf_cost(info, leaf) for leaf in view.leaves)
         macs = [c.macs for c in self.costs]
         elementwise = [c.elementwise for c in self.costs]
         outputs = [c.outputs for c in self.costs]
@@ -296,10 +403,19 @@ class CostModel:
             [w and not b for w, b in zip(weighted, bn, strict=True)]
         )
         self._input_elements = sum(_elements(shape) for shape in info.input_shapes)
-        self._elements_of: dict[str, int] = {}
-        for row in info.layers:  # the first layer of a name, as ModelInfo.find gives it
+        # Elements of each tensor a cut may name, by the container it is made in: a layer's
+        # output, ``encoder (call 2)`` for a later call's; times the calls of the models
+        # that hold it (inside a siamese encoder, each tensor is made once per call).
+        self._elements_of: dict[tuple[Path, str], int] = {}
+        for row in info.layers:
+            repeats = _repeats(info, row.parent_path)
+            for number, call in enumerate(row.calls):
+                self._elements_of[(row.parent_path, call_label(row.name, number))] = repeats * sum(
+                    _elements(shape) for shape in call.output_shapes
+                )
             self._elements_of.setdefault(
-                row.name, sum(_elements(shape) for shape in row.output_shapes)
+                (row.parent_path, row.name),
+                repeats * sum(_elements(shape) for shape in row.output_shapes),
             )
         self._full_step = self._step(0, self._weighted_macs[-1], 1)
 
@@ -351,8 +467,15 @@ class CostModel:
         kept = self._outputs[-1] - self._outputs[start]
         if start == 0:
             return kept + self._input_elements
-        cut = self.view.cuts.at(self.view.leaves[start].path)
-        return kept + sum(self._elements_of.get(name, 0) for name in cut.crossing)
+        path = self.view.leaves[start].path
+        for name in self.view.cuts.at(path).crossing:
+            # The cut names tensors of the boundary's container and of those around it.
+            for depth in range(len(path) - 1, -1, -1):
+                elements = self._elements_of.get((path[:depth], name))
+                if elements is not None:
+                    kept += elements
+                    break
+        return kept
 
     def _step(self, start: int, trainable_macs: int, batch: int) -> tuple[int, int]:
         forward = 2 * self._macs[-1] + self._elementwise[-1]

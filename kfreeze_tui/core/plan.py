@@ -259,6 +259,26 @@ class PlanView:
         )
         return replace(plan, exceptions=exceptions)
 
+    def plan_as_loaded(self) -> FreezePlan:
+        """The plan under which exactly the layers that train in the model as loaded train.
+
+        :meth:`plan_from_model` with every layer that still differs as an exception, under
+        the BatchNormalization policy that needs fewer of them (a model with nothing frozen
+        trains its BatchNormalization layers, which the default plan keeps frozen).
+        """
+        suggested = self.plan_from_model()
+        candidates = []
+        for policy in (suggested.bn_policy, suggested.bn_policy.toggled()):
+            plan = replace(suggested, bn_policy=policy, exceptions=frozenset())
+            b = self.boundary_position(plan)
+            exceptions = frozenset(
+                leaf.path
+                for i, leaf in enumerate(self.leaves)
+                if leaf.has_weights and self._default(i, b, policy) != leaf.trainable
+            )
+            candidates.append(replace(plan, exceptions=exceptions))
+        return min(candidates, key=lambda plan: len(plan.exceptions))
+
     def first_path(self) -> Path | None:
         """Path of the first leaf (the boundary that freezes nothing)."""
         return self.leaves[0].path if self.leaves else None

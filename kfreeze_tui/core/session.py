@@ -15,7 +15,7 @@ from typing import Any
 
 from kfreeze_tui.core import cache
 from kfreeze_tui.core.build import CompileSpec, layer_at
-from kfreeze_tui.core.cost import TrainingSetup
+from kfreeze_tui.core.cost import TrainingSetup, model_dtype
 from kfreeze_tui.core.export import ExportRequest, ExportResult, Progress
 from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.head import HeadSpec
@@ -79,8 +79,9 @@ class ModelSession:
         self._saved_plan: FreezePlan | None = None
         self.head = HeadSpec()
         self.compile_spec = CompileSpec()
-        self.training = TrainingSetup()
-        """The batch size, optimizer and dtype policy the cost estimate is for."""
+        self.training = TrainingSetup(dtype=model_dtype(self.info)[0])
+        """The batch size, optimizer and dtype policy the cost estimate is for (the dtype:
+        the model's own policy)."""
         self.gpus: list[Gpu] = []
         """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
         self.phases: tuple[Phase, ...] = ()

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
-from kfreeze_tui.core.cost import TrainingSetup, brief, cost_model, human_bytes
+from kfreeze_tui.core.cost import DtypePolicy, TrainingSetup, brief, cost_model, human_bytes
 from kfreeze_tui.core.gpus import Gpu
 from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
@@ -144,7 +144,9 @@ def cost_line(
             brief(estimate, training),
             f"step {estimate.relative_step:.2f}x · {memory} at batch {training.batch}",
         ),
-        optimizer=f" ({training.optimizer.label})",
+        optimizer=f" ({training.optimizer.label})"
+        if training.dtype is DtypePolicy.FLOAT32
+        else f" ({training.optimizer.label}, {training.dtype.value})",
         verdict=verdict,
         fits=fits,
         hint=f"  ·  batch, optimizer: {settings_at}",

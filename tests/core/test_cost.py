@@ -4,7 +4,9 @@ architectures are checked in test_architectures.py, where each is built once.)""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +169,185 @@ def test_no_nvidia_smi_means_no_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 def test_human_bytes() -> None:
     assert human_bytes(512 << 20) == "512 MiB"
     assert human_bytes(5.2 * (1 << 30)) == "5.2 GiB"
+
+
+# -- recurrent layers, shared layers, the model's dtype, the file as it is -----------------------
+
+
+@pytest.fixture(scope="module")
+def recurrent_model(keras: Any) -> Any:
+    """Embedding + BiLSTM + GRU + SimpleRNN, ConvLSTM2D and ConvLSTM1D, unrolled so that a
+    traced forward pass holds every step's products (for TensorFlow's own count)."""
+    L = keras.layers
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    x = L.Embedding(500, 32, name="embed")(tokens)
+    x = L.Bidirectional(L.LSTM(24, return_sequences=True, unroll=True), name="bilstm")(x)
+    x = L.GRU(16, unroll=True, name="gru")(x)  # reset_after=True, Keras 3's default
+    x = L.SimpleRNN(8, unroll=True, name="srnn")(L.RepeatVector(5, name="repeat")(x))
+    frames = keras.Input((4, 10, 10, 2), name="frames")
+    y = L.ConvLSTM2D(3, 3, return_sequences=True, unroll=True, name="convlstm2d")(frames)
+    y = L.GlobalAveragePooling3D(name="gap")(y)
+    signal = keras.Input((6, 12, 2), name="signal")
+    z = L.ConvLSTM1D(4, 3, padding="same", unroll=True, name="convlstm1d")(signal)
+    z = L.Flatten(name="flat")(z)
+    out = L.Dense(3, name="out")(L.Concatenate(name="cat")([x, y, z]))
+    return keras.Model([tokens, frames, signal], out, name="recurrent")
+
+
+def test_recurrent_layers_cost_per_time_step(recurrent_model: Any) -> None:
+    view = PlanView(walk(recurrent_model))
+    costs = dict(zip([leaf.name for leaf in view.leaves], cost_model(view).costs, strict=True))
+    get = recurrent_model.get_layer
+    steps, embedded = 12, get("embed").output_dim
+    assert costs["embed"].macs == 0  # a lookup
+    # LSTM (Sak et al. 2014): 4 (i u + u^2) per step, both directions of the Bidirectional.
+    u = get("bilstm").forward_layer.units
+    assert costs["bilstm"].macs == 2 * steps * 4 * (embedded * u + u * u)
+    # GRU (Cho et al. 2014): 3 (i u + u^2) per step, with reset_after as without; it reads
+    # every step of the BiLSTM's sequence even though it returns the last one only.
+    gru = get("gru")
+    assert gru.cell.reset_after
+    assert costs["gru"].macs == steps * 3 * (2 * u * gru.units + gru.units**2)
+    srnn = get("srnn").units
+    assert costs["srnn"].macs == 5 * (gru.units * srnn + srnn * srnn)
+    # ConvLSTM2D: both 3x3 convolutions (input 2 -> 4 x 3 gates, state 3 -> 4 x 3) at each
+    # of the 8x8 output positions ("valid"), at each of the 4 steps.
+    filters = get("convlstm2d").filters
+    assert costs["convlstm2d"].macs == 4 * 8 * 8 * (3 * 3 * 2 + 3 * 3 * filters) * 4 * filters
+    filters = get("convlstm1d").filters
+    assert costs["convlstm1d"].macs == 6 * 12 * (3 * 2 + 3 * filters) * 4 * filters
+    assert costs["out"].macs == (gru.units // 2 + 3 + 12 * filters) * 3
+    # Backpropagation through time keeps each step's gates, besides the outputs.
+    assert costs["bilstm"].outputs == steps * 2 * u + 2 * steps * 4 * u
+
+
+def test_recurrent_forward_flops_match_tensorflows_count(recurrent_model: Any) -> None:
+    """The oracle: TensorFlow's graph of one forward pass (every step unrolled), its matrix
+    products and convolutions counted from their shapes, and its profiler's FLOP count."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((1, *t.shape[1:]), t.dtype) for t in recurrent_model.inputs]
+    graph = tf.function(lambda *x: recurrent_model(list(x), training=False))
+    graph = graph.get_concrete_function(*specs).graph
+    products = 0
+    for op in graph.get_operations():
+        if op.type == "MatMul":
+            a, out = op.inputs[0].shape, op.outputs[0].shape
+            products += a[0 if op.get_attr("transpose_a") else 1] * math.prod(out)
+        elif op.type == "Conv2D":  # ConvLSTM1D runs as a Conv2D too
+            kernel = op.inputs[1].shape
+            products += math.prod(kernel[:3]) * math.prod(op.outputs[0].shape)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    measured = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    model_costs = cost_model(PlanView(walk(recurrent_model)))
+    macs = model_costs.forward_macs_per_example
+    assert macs == products
+    # The profiler adds the elementwise adds and products (not the activations): kfreeze's
+    # forward pass, with its elementwise estimate, is within 5 % of its total.
+    assert 2 * macs <= measured <= 1.05 * 2 * macs
+    forward = model_costs.estimate(FreezePlan(boundary=None), TrainingSetup(batch=1))
+    assert forward.forward_flops == pytest.approx(measured, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def shared_models(keras: Any) -> dict[str, Any]:
+    """A Dense used on two inputs, and a siamese model: a nested encoder used on two."""
+    L = keras.layers
+    pa, pb = keras.Input((3,), name="pa"), keras.Input((3,), name="pb")
+    shared = L.Dense(5, name="shared")
+    dense = keras.Model([pa, pb], L.Add(name="add")([shared(pa), shared(pb)]), name="shared")
+    inner = keras.Input((8,), name="enc_in")
+    encoder = keras.Model(inner, L.Dense(6, name="enc_dense")(inner), name="encoder")
+    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
+    proj = L.Dense(4, name="proj")  # shared too, after the encoder
+    diff = L.Subtract(name="diff")([proj(encoder(a)), proj(encoder(b))])
+    siamese = keras.Model([a, b], L.Dense(1, name="dist")(diff), name="siamese")
+    return {"dense": dense, "siamese": siamese}
+
+
+def test_a_layer_called_twice_costs_twice(shared_models: dict[str, Any]) -> None:
+    setup = TrainingSetup(batch=2)
+    view = PlanView(walk(shared_models["dense"]))
+    model_costs = cost_model(view)
+    assert model_costs.forward_macs_per_example == 2 * 3 * 5
+    full = model_costs.estimate(FreezePlan(boundary=view.first_path()), setup)
+    # Kept: both inputs, both calls' outputs and the sum, at 4 bytes.
+    assert full.memory.activations == 2 * 4 * (3 + 3 + 5 + 5 + 5)
+    view = PlanView(walk(shared_models["siamese"]))
+    model_costs = cost_model(view)
+    # The encoder's Dense runs once per call of the encoder, the projection once per call.
+    assert model_costs.forward_macs_per_example == 2 * 8 * 6 + 2 * 6 * 4 + 4 * 1
+    full = model_costs.estimate(FreezePlan(boundary=view.first_path()), setup)
+    # Backpropagation starts at the encoder's Dense: both inputs cross into it (the
+    # encoder's input, once per call), then every output of every call.
+    assert full.memory.activations == 2 * 4 * (8 + 8 + 6 + 6 + 4 + 4 + 4 + 1)
+    # From the projection on: both of the encoder's outputs cross into the trained part.
+    at_proj = model_costs.estimate(FreezePlan(boundary=view.info.find("proj").path), setup)
+    assert view.cut(FreezePlan(boundary=view.info.find("proj").path)).crossing == (
+        "encoder",
+        "encoder (call 2)",
+    )
+    assert at_proj.memory.activations == 2 * 4 * (6 + 6 + 4 + 4 + 4 + 1)
+
+
+@pytest.fixture(scope="module")
+def mixed_export(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN built under mixed_float16, exported by kfreeze with a freeze boundary."""
+    from kfreeze_tui.core.build import CompileSpec
+    from kfreeze_tui.core.export import ExportRequest
+    from kfreeze_tui.core.head import HeadSpec
+    from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+    from kfreeze_tui.core.session import ModelSession
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        L = keras.layers
+        inputs = keras.Input((16, 16, 3), name="image")
+        x = L.Conv2D(8, 3, name="stem_conv")(inputs)
+        x = L.BatchNormalization(name="stem_bn")(x)
+        x = L.Conv2D(8, 3, name="top_conv")(x)
+        x = L.BatchNormalization(name="top_bn")(x)
+        model = keras.Model(inputs, L.GlobalAveragePooling2D(name="gap")(x), name="mixed")
+    finally:
+        keras.config.set_dtype_policy(before)
+    session = ModelSession(LoadedModel(model, "mixed", "mixed"))
+    assert session.info.dtype_policy == "mixed_float16"
+    assert session.training.dtype is DtypePolicy.MIXED_FLOAT16  # the explorer's default
+    path = tmp_path_factory.mktemp("mixed") / "mixed_out.keras"
+    plan = FreezePlan(boundary=session.info.find("top_conv").path)  # top_bn kept frozen
+    session.export(LoadOptions(), plan, HeadSpec(classes=3), CompileSpec(), ExportRequest(path))
+    return path
+
+
+def cost_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    """``kfreeze cost ... --json`` in this process."""
+    from kfreeze_tui.cli import run
+
+    code = run(["cost", *args, "--json", "--no-cache"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)  # type: ignore[no-any-return]
+
+
+def test_cost_of_a_file_as_it_is_in_its_own_dtype(
+    mixed_export: Path, small_model_file: Path, keras: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = cost_json(capsys, str(mixed_export))
+    assert (document["dtype"], document["dtype_from"]) == ("mixed_float16", "the model's policy")
+    as_is = document["rows"][0]
+    assert as_is["label"] == "as the file is"
+    assert [row["label"] for row in document["rows"]][1] == "head only"
+    loaded = keras.saving.load_model(mixed_export)
+    trainable = sum(math.prod(v.shape) for v in loaded.trainable_weights)
+    assert as_is["trainable_params"] == trainable
+    told = cost_json(capsys, str(mixed_export), "--dtype", "float32")
+    assert (told["dtype"], told["dtype_from"]) == ("float32", "--dtype")
+    assert told["rows"][0]["memory"]["activations"] == 2 * as_is["memory"]["activations"]
+    # A file with nothing frozen trains its BatchNormalization too, unlike kfreeze's default.
+    document = cost_json(capsys, str(small_model_file))
+    loaded = keras.saving.load_model(small_model_file)
+    trainable = sum(math.prod(v.shape) for v in loaded.trainable_weights)
+    assert document["rows"][0]["trainable_params"] == trainable
+    assert document["dtype"] == "float32"

@@ -71,3 +71,26 @@ async def test_the_plan_is_checked_against_the_gpu(
         assert f"does NOT fit GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)
         await type_into(pilot, "#head-batch", str(largest))
         assert f"fits GPU 0 (300 MiB free; batch up to {largest:,})" in screen_text(pilot)
+
+
+def test_the_cost_line_prices_a_mixed_precision_model_in_its_own_dtype(keras: Any) -> None:
+    from kfreeze_tui.core.cost import DtypePolicy
+    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.session import ModelSession
+    from kfreeze_tui.widgets.status_bar import cost_line
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((8, 8, 3))
+        outputs = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        model = keras.Model(inputs, outputs, name="mixed")
+    finally:
+        keras.config.set_dtype_policy(before)
+    session = ModelSession(LoadedModel(model, "mixed", "mixed"))
+    assert session.training.dtype is DtypePolicy.MIXED_FLOAT16
+    line = cost_line(session.view, session.plan, session.training).plain
+    assert "(Adam, mixed_float16)" in line
+    half = cost_model(session.view).estimate(session.plan, session.training)
+    full = cost_model(session.view).estimate(session.plan, TrainingSetup())
+    assert 2 * half.memory.activations == full.memory.activations > 0
