@@ -66,6 +66,7 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
 
     doc = planfile.read(Path(plan))
     view = PlanView(walk(model))
+    planfile.check_outputs(doc, view.info)
     freeze, notes = planfile.resolve(doc, view.info)
     phases = planfile.resolve_phases(doc, view.info, notes)
     for note in notes:
@@ -117,7 +118,7 @@ def fit_phases(
     import warnings
 
     from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import apply_freeze, is_head_layer, loss_for
+    from kfreeze_tui.core.build import apply_freeze, compile_arguments, is_head_layer
     from kfreeze_tui.core.layers import walk
     from kfreeze_tui.core.phases import Phase, phase_optimizer
     from kfreeze_tui.core.plan import PlanView
@@ -137,7 +138,6 @@ def fit_phases(
     fit_kwargs.pop("epochs", None)
     fit_kwargs.pop("initial_epoch", None)
     first_head = next(row.path for row in view.info.top_level if is_head_layer(row.name))
-    choice = loss_for(doc.head, doc.compile)
     merged = keras.callbacks.History()
     merged.history, merged.epoch = {}, []
     epoch = 0
@@ -147,10 +147,12 @@ def fit_phases(
         if phase_plan.boundary is None:  # the head only: the first head layer trains
             phase_plan = phase_plan.with_boundary(first_head)
         apply_freeze(model, view, phase_plan)
+        # The head's loss; the outputs kept after it (the plan's keep) get none.
+        loss, metrics = compile_arguments(keras, doc.head, doc.compile, len(model.outputs) - 1)
         model.compile(
             optimizer=phase_optimizer(keras, model, view.info, phase, doc.compile.learning_rate),
-            loss=getattr(keras.losses, choice.loss_class)(from_logits=choice.from_logits),
-            metrics=[choice.metric],
+            loss=loss,
+            metrics=metrics,
         )
         result = model.fit(
             train,

@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a plan with [[phase]] tables: set up and compile the model for phase N "
         "(its boundary and learning rates; default 1), as apply_plan(model, plan, phase=N)",
     )
+    _add_outputs_options(apply.add_argument_group("the model's outputs (instead of the plan's)"))
     _add_output_options(apply)
     apply.add_argument("--gpu", action="store_true", help="let TensorFlow use the GPU")
     apply.set_defaults(handler=_cmd_apply)
@@ -328,10 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         "trains, BatchNormalization training after a frozen prefix, a float16 output, a "
         "boundary inside a block, a high learning rate), then train a copy for one step on "
         "a synthetic batch and compare every weight: frozen weights must be bitwise "
-        "unchanged, trainable ones changed. Exit code 0 without errors, 1 with errors, 2 on "
-        "bad input.",
+        "unchanged, trainable ones changed; and say which outputs the model has. Given a "
+        "plan, check the model the plan builds, and warn of each output of the model it drops. "
+        "Exit code 0 without errors, 1 with errors, 2 on bad input.",
     )
-    check.add_argument("model", metavar="MODEL", help="a .keras or .h5 model file")
+    check.add_argument("model", metavar="MODEL", help="a .keras or .h5 model file, or a .toml plan")
     check.add_argument("--json", action="store_true", help="print one JSON object instead")
     check.add_argument(
         "--no-step", action="store_true", help="static findings only: do not train a step"
@@ -373,9 +375,10 @@ def _add_head_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--feature-layer",
         metavar="NAME",
-        help="where the head attaches (default: the model's output, or the layer "
-        "before its classifier)",
+        help="where the head attaches (default: where the classifier of the replaced output "
+        "takes its features, or that output when it ends in no classifier)",
     )
+    _add_outputs_options(group)
     group.add_argument(
         "--pool",
         choices=("avg", "max", "flatten", "none"),
@@ -407,6 +410,24 @@ def _add_head_options(parser: argparse.ArgumentParser) -> None:
         choices=("sparse", "onehot"),
         default="sparse",
         help="label format for the loss (default sparse: integer class ids)",
+    )
+
+
+def _add_outputs_options(group: Any) -> None:
+    """Which of a multi-output model's outputs the head replaces, and which others stay."""
+    group.add_argument(
+        "--replace-output",
+        metavar="NAME",
+        help="the output (its layer's name) the head takes the place of (default: the first "
+        "output that ends in a classifier)",
+    )
+    group.add_argument(
+        "--keep-output",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another output of the model to keep after the head's, without a loss "
+        "(repeatable; default: none, and the export says which outputs it drops)",
     )
 
 
@@ -723,7 +744,26 @@ def _export_session(
         raise PlanError(problems[0].rstrip("."))
     result = session.export(load, plan, head, compile_spec, request, phase=phase)  # type: ignore[attr-defined]
     _print_result(result, [])
+    _print_placement(session.info, head)  # type: ignore[attr-defined]
     return EXIT_OK
+
+
+def _print_placement(info: Any, head: Any) -> None:
+    """What the head attaches to and replaces, and, for several outputs, which the new model
+    has and which it dropped (never silently)."""
+    from kfreeze_tui.core.head import placement
+
+    found = placement(info, head)
+    if found is None:
+        return
+    print("head: " + "; ".join(found.lines()))
+    if len(found.outputs) > 1:
+        kept = "".join(f", {row.name} (kept)" for row in found.kept)
+        text = f"outputs: {found.new_outputs[0]} (the new head){kept}"
+        if found.dropped:
+            text += "; dropped: " + ", ".join(row.name for row in found.dropped)
+            text += " (--keep-output NAME keeps one)"
+        print(text)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -742,6 +782,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         classes=args.classes,
         activation=args.activation,
+        replace=args.replace_output,
+        keep=tuple(args.keep_output),
     )
     compile_spec = CompileSpec(
         enabled=not args.no_compile, learning_rate=args.lr, labels=args.labels
@@ -784,6 +826,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     session, notes = open_plan(args.plan_file, gpu=args.gpu, use_cache=False)
     for note in notes:
         _warn(note)
+    _override_outputs(session, args)
     if session.phases:
         chosen = session.phases[args.phase - 1]
         _note(
@@ -799,6 +842,28 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         args,
         phase=args.phase,
     )
+
+
+def _override_outputs(session: Any, args: argparse.Namespace) -> None:
+    """``kfreeze apply --replace-output/--keep-output``: the outputs asked for instead of
+    the plan's (a name that is not an output is refused later, by the head's validation).
+    Another output replaced takes the head to that output's default place."""
+    from dataclasses import replace
+
+    from kfreeze_tui.core.head import model_outputs
+
+    head = session.head
+    if args.replace_output and args.replace_output != head.replace:
+        head = replace(head, replace=args.replace_output, feature_layer=None)
+    names = [row.name for row in model_outputs(session.info)]
+    if head is not session.head and args.replace_output in names:
+        _note(
+            f"--replace-output {args.replace_output}: the head goes where that output's "
+            "classifier takes its features, not on the plan's feature layer"
+        )
+    if args.keep_output:
+        head = replace(head, keep=tuple(args.keep_output))
+    session.set_head(head, session.compile_spec)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -980,26 +1045,37 @@ def _measure_rows(
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.check import (
+        Finding,
         one_step,
+        outputs_line,
         recompile_findings,
         static_findings,
         step_findings,
     )
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.loading import LoadOptions, load
-
-    # Compiled, as training code loads it: the optimizer's learning rate is read, and the
-    # step trains with the file's own optimizer and loss.
-    options = LoadOptions(
-        weights="none",
-        custom_objects=args.custom_objects,
-        unsafe=args.unsafe,
-        gpu=args.gpu,
-        compile=True,
+    from kfreeze_tui.core.check import (
+        model_outputs as output_list,
     )
-    loaded = load(args.model, options)
-    model = loaded.model
-    findings = recompile_findings(model) + static_findings(model, walk(model))
+    from kfreeze_tui.core.layers import walk
+
+    warnings: list[str] = []
+    planned: list[Finding] = []
+    if Path(args.model).suffix.lower() == ".toml":
+        model, warnings, planned = _plan_model(args)
+    else:
+        from kfreeze_tui.core.loading import LoadOptions, load
+
+        # Compiled, as training code loads it: the optimizer's learning rate is read, and the
+        # step trains with the file's own optimizer and loss.
+        options = LoadOptions(
+            weights="none",
+            custom_objects=args.custom_objects,
+            unsafe=args.unsafe,
+            gpu=args.gpu,
+            compile=True,
+        )
+        loaded = load(args.model, options)
+        model, warnings = loaded.model, loaded.warnings
+    findings = planned + recompile_findings(model) + static_findings(model, walk(model))
     step = None
     if not args.no_step and model.trainable_weights:
         step = one_step(model)  # the model as loaded: the file is never written
@@ -1010,6 +1086,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         json.dump(
             {
                 "model": model.name,
+                "outputs": [
+                    {"name": name, "shape": list(shape)} for name, shape in output_list(model)
+                ],
                 "findings": [finding.to_json() for finding in findings],
                 "step": step.to_json() if step is not None else None,
             },
@@ -1017,15 +1096,36 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("\n")
     else:
-        for warning in loaded.warnings:
+        for warning in warnings:
             _warn(warning)
         for finding in findings:
             print(f"{finding.severity}: {finding.code}: {finding.message}")
         if step is not None:
             print(step.summary())
+        print(outputs_line(model))
         if not findings:
             print("no findings: the model trains as it is set up to")
     return EXIT_INTERNAL if errors else EXIT_OK
+
+
+def _plan_model(args: argparse.Namespace) -> tuple[Any, list[str], list[Any]]:
+    """``kfreeze check PLAN.toml``: the model the plan builds (as ``kfreeze apply`` would,
+    for phase 1), the notes on how the plan was matched, and a finding for each output of
+    the model that the plan drops."""
+    from kfreeze_tui.core.build import PlanError
+    from kfreeze_tui.core.check import dropped_output_findings
+    from kfreeze_tui.core.head import placement, validate
+    from kfreeze_tui.core.session import open_plan
+
+    session, notes = open_plan(Path(args.model), gpu=args.gpu, use_cache=False)
+    problems = validate(session.info, session.head)
+    if problems:
+        raise PlanError(problems[0].rstrip("."))
+    model, _ = session.build(session.initial_plan(), session.head, session.compile_spec)
+    found = placement(session.info, session.head)
+    dropped = [row.name for row in found.dropped] if found is not None else []
+    new = list(found.new_outputs) if found is not None else []
+    return model, notes, dropped_output_findings(dropped, new)
 
 
 def _error(message: str) -> None:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfreeze_tui.core.head import (
+    HEAD_OUTPUT,
     HeadSpec,
-    feature_layer,
+    attachment,
+    kept_outputs,
     pooling_class,
     resolved_pooling,
     validate,
@@ -108,6 +110,32 @@ def loss_for(head: HeadSpec, compile_spec: CompileSpec) -> LossChoice:
     return LossChoice("SparseCategoricalCrossentropy", logits, "sparse_categorical_accuracy")
 
 
+def compile_arguments(
+    keras: Any, head: HeadSpec, compile_spec: CompileSpec, kept: int = 0
+) -> tuple[Any, Any]:
+    """The ``loss`` and ``metrics`` to compile a new model with.
+
+    With ``kept`` outputs after the head's, one entry per output: the head's loss, and
+    None for each kept output (kfreeze cannot know its loss). Keras 3 then takes the labels
+    as they are for one output, ``fit(x, y)``, and saves and loads the settings; a dict of
+    losses with None entries does neither.
+    """
+    choice = loss_for(head, compile_spec)
+    loss = getattr(keras.losses, choice.loss_class)(from_logits=choice.from_logits)
+    if not kept:
+        return loss, [choice.metric]
+    return [loss, *[None] * kept], [[choice.metric], *[None] * kept]
+
+
+def output_tensors(model: Any, names: list[str]) -> list[Any]:
+    """The outputs of ``model`` made by the layers ``names``, in the model's output order
+    (Keras names an output after the layer or operation that makes it)."""
+    order = list(getattr(model, "output_names", None) or [])
+    found = [tensor for name, tensor in zip(order, model.outputs, strict=False) if name in names]
+    found += [model.get_layer(name).output for name in names if name not in order]
+    return found
+
+
 def _check_compile(compile_spec: CompileSpec) -> None:
     if compile_spec.labels not in ("sparse", "onehot"):
         raise PlanError(f"labels {compile_spec.labels!r} must be sparse or onehot.")
@@ -126,7 +154,9 @@ def build_model(
     """Apply a whole plan to a loaded model: freeze, add the head, compile.
 
     The layers of ``model`` are shared with the new model (their flags change in place), as
-    when a user writes ``keras.Model(base.inputs, head(base.output))``.
+    when a user writes ``keras.Model(base.inputs, head(base.output))``. The new model's
+    outputs are the head's (``head_output``) and, after it, the outputs ``head.keep``
+    names, in the model's order; a kept output has no loss (see :func:`compile_arguments`).
 
     Args:
         model: the loaded Keras model ``view`` was walked from.
@@ -151,13 +181,14 @@ def build_model(
     if problems:
         raise PlanError(problems[0].rstrip("."))
     _check_compile(compile_spec)
-    layer_info = feature_layer(view.info, head)
-    assert layer_info is not None
+    found = attachment(view.info, head)
+    assert found is not None
     apply_freeze(model, view, plan)
-    x = model.get_layer(layer_info.name).output
+    layer = model.get_layer(found.layer.name)
+    x = layer.input if found.of_input else layer.output
     pooling = resolved_pooling(view.info, head)
     if pooling != "none":
-        pool_class = pooling_class(pooling, layer_info.output_shapes[0])
+        pool_class = pooling_class(pooling, found.shape)
         x = getattr(keras.layers, pool_class)(name="head_pool")(x)
     for i, dense in enumerate(head.hidden, start=1):
         x = keras.layers.Dense(dense.units, activation=dense.activation, name=f"head_dense_{i}")(x)
@@ -168,8 +199,11 @@ def build_model(
         head.classes,
         activation=head.activation,
         dtype="float32" if mixed and head.float32_head else None,
-        name="head_output",
+        name=HEAD_OUTPUT,
     )(x)
+    kept = output_tensors(model, [row.name for row in kept_outputs(view.info, head)])
+    if kept:  # the head's output first, then the kept ones in the model's order
+        outputs = [outputs, *kept]
     try:
         new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
@@ -177,23 +211,18 @@ def build_model(
 
         detail = first_line(exc)
         raise PlanError(
-            f"a model with the head on {layer_info.name} cannot be built from the model's "
+            f"a model with the head on {found.where} cannot be built from the model's "
             f"inputs ({detail})"
         ) from exc
     if compile_spec.enabled:
-        choice = loss_for(head, compile_spec)
-        loss_class = getattr(keras.losses, choice.loss_class)
+        loss, metrics = compile_arguments(keras, head, compile_spec, len(kept))
         # Compiled after the flags are set: compile() captures what is trainable.
         optimizer = (
             optimizer_for(new)
             if optimizer_for is not None
             else keras.optimizers.Adam(learning_rate=compile_spec.learning_rate)
         )
-        new.compile(
-            optimizer=optimizer,
-            loss=loss_class(from_logits=choice.from_logits),
-            metrics=[choice.metric],
-        )
+        new.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return new
 
 

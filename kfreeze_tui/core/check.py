@@ -10,7 +10,10 @@ Findings (``code``, ``severity``):
 - ``split_block`` (warning): the first layer that trains is inside a block;
 - ``high_lr`` (warning): a learning rate above 1e-3 with a frozen (pretrained) prefix;
 - ``frozen_changed``, ``bn_stats_changed``, ``nothing_changed`` (errors from the step),
-  ``trainable_unchanged`` (warning from the step: zero gradients, e.g. unused weights).
+  ``trainable_unchanged`` (warning from the step: zero gradients, e.g. unused weights);
+- ``dropped_output`` (warning, for a plan): the new model loses an output of the model.
+
+:func:`model_outputs` names the outputs a model has, which ``kfreeze check`` prints.
 
 The step runs on a copy (for a file: the model as loaded, never written back), eagerly, on a
 synthetic batch; every weight is compared bitwise before and after.
@@ -228,6 +231,45 @@ def check_model(model: Any) -> list[Finding]:
     return recompile_findings(model) + static_findings(model)
 
 
+def model_outputs(model: Any) -> list[tuple[str, tuple[int | None, ...]]]:
+    """The model's outputs in order: the name Keras gives each (its layer's) and its shape."""
+    names = list(getattr(model, "output_names", None) or [])
+    outputs = list(getattr(model, "outputs", None) or [])
+    names += [f"output_{i}" for i in range(len(names), len(outputs))]
+    return [
+        (name, tuple(None if d is None else int(d) for d in tensor.shape))
+        for name, tensor in zip(names, outputs, strict=False)
+    ]
+
+
+def outputs_line(model: Any) -> str:
+    """``outputs: head_output (None, 10), reg (None, 1)``."""
+    from kfreeze_tui.core.layers import format_shape
+
+    found = model_outputs(model)
+    word = "output" if len(found) == 1 else f"{len(found)} outputs"
+    return f"{word}: " + ", ".join(f"{name} {format_shape(shape)}" for name, shape in found)
+
+
+def dropped_output_findings(dropped: list[str], new_outputs: list[str]) -> list[Finding]:
+    """A plan whose new model loses outputs of the model: one warning naming them."""
+    if not dropped:
+        return []
+    them = "it" if len(dropped) == 1 else "them"
+    plural = "s" if len(dropped) > 1 else ""
+    keep = ", ".join(f'"{name}"' for name in dropped)
+    return [
+        Finding(
+            "dropped_output",
+            "warning",
+            f"the plan drops the model's output{plural} {', '.join(dropped)}: the new model "
+            f"outputs only {', '.join(new_outputs)}; to keep {them}, add {keep} to keep under "
+            "[head] (kfreeze export --keep-output NAME)",
+            tuple(dropped),
+        )
+    ]
+
+
 # -- one training step -----------------------------------------------------------------------
 
 
@@ -337,10 +379,15 @@ def same_values(a: Any, b: Any) -> bool:
 
 
 def _loss_for(keras: Any, model: Any) -> Any:
+    """A loss for the first output (None for the others: one output's loss is a step)."""
     units = int(model.outputs[0].shape[-1] or 1)
-    if units == 1:
-        return keras.losses.BinaryCrossentropy()
-    return keras.losses.SparseCategoricalCrossentropy()
+    loss = (
+        keras.losses.BinaryCrossentropy()
+        if units == 1
+        else keras.losses.SparseCategoricalCrossentropy()
+    )
+    extra = len(model.outputs) - 1
+    return [loss, *[None] * extra] if extra else loss
 
 
 #: The size given to input dimensions a model leaves open (sequence length, image side).
@@ -364,29 +411,53 @@ def synthetic_inputs(model: Any, batch: int, seed: int = 0) -> list[Any]:
 
 
 def synthetic_batch(model: Any, batch: int, seed: int = 0) -> tuple[Any, Any]:
-    """Inputs of the model's shape, and labels of the form its loss takes."""
+    """Inputs of the model's shape, and labels of the form its loss takes: for a model with
+    several outputs and a list of losses, one label array per output that has a loss (None
+    for an output without one, as a model kfreeze built with kept outputs has)."""
     import numpy as np
 
     rng = np.random.default_rng(seed + 1)
     inputs = synthetic_inputs(model, batch, seed)
-    out_shape = [batch] + [1 if d is None else int(d) for d in model.outputs[0].shape[1:]]
-    units = out_shape[-1]
     loss = getattr(model, "loss", None)
+    outputs = list(model.outputs)
+    if isinstance(loss, (list, tuple)) and len(outputs) > 1:
+        labels: Any = [
+            None if entry is None else _labels(rng, tensor, entry, batch)
+            for tensor, entry in zip(outputs, loss, strict=False)
+        ]
+    elif isinstance(loss, dict) and len(outputs) > 1:
+        names = list(getattr(model, "output_names", None) or [])
+        labels = {
+            name: _labels(rng, tensor, loss[name], batch)
+            for name, tensor in zip(names, outputs, strict=False)
+            if loss.get(name) is not None
+        }
+    else:
+        labels = _labels(rng, outputs[0], loss, batch)
+    return _as_model_takes(model, inputs), labels
+
+
+def _labels(rng: Any, output: Any, loss: Any, batch: int) -> Any:
+    """Labels for one output, of the form ``loss`` (an object or a name) takes."""
+    import numpy as np
+
+    out_shape = [batch] + [1 if d is None else int(d) for d in output.shape[1:]]
+    units = out_shape[-1]
     # A loss object (SparseCategoricalCrossentropy) or its name (sparse_categorical_...).
     name = type(loss).__name__ if loss is not None and not isinstance(loss, str) else str(loss)
+    if name == "LossFunctionWrapper":  # a loaded loss: its function's name says which
+        name = getattr(getattr(loss, "fn", None), "__name__", name)
     loss_name = name.lower().replace("_", "")
-    labels: Any
     if "sparse" in loss_name:
-        labels = rng.integers(0, units, size=out_shape[:-1])
-    elif "categorical" in loss_name:
-        labels = np.eye(units, dtype="float32")[rng.integers(0, units, size=out_shape[:-1])]
-    elif "binary" in loss_name or "hinge" in loss_name:
-        labels = rng.integers(0, 2, size=out_shape).astype("float32")
-    elif "crossentropy" in loss_name:
-        labels = rng.integers(0, units, size=out_shape[:-1])
-    else:  # a regression loss (mse, mae, huber ...): targets of the output's shape
-        labels = rng.standard_normal(out_shape).astype("float32")
-    return _as_model_takes(model, inputs), labels
+        return rng.integers(0, units, size=out_shape[:-1])
+    if "categorical" in loss_name:
+        return np.eye(units, dtype="float32")[rng.integers(0, units, size=out_shape[:-1])]
+    if "binary" in loss_name or "hinge" in loss_name:
+        return rng.integers(0, 2, size=out_shape).astype("float32")
+    if "crossentropy" in loss_name:
+        return rng.integers(0, units, size=out_shape[:-1])
+    # a regression loss (mse, mae, huber ...): targets of the output's shape
+    return rng.standard_normal(out_shape).astype("float32")
 
 
 def _as_model_takes(model: Any, inputs: list[Any]) -> Any:
@@ -441,7 +512,8 @@ def step_findings(step: StepResult) -> list[Finding]:
                 "warning",
                 f"{len(step.trainable_unchanged)} trainable weights did not change in one "
                 f"step ({_names(step.trainable_unchanged)}): their gradient was zero on the "
-                "batch (unused weights, or units that output nothing)",
+                "batch (unused weights, units that output nothing, or layers that only feed an "
+                "output without a loss)",
                 tuple(step.trainable_unchanged),
             )
         )

@@ -2,7 +2,14 @@
 
 A :class:`HeadSpec` says where the head attaches (the feature layer), how the feature map is
 pooled, which hidden Dense layers follow, the dropout rate, the number of classes and the
-output activation. Everything here works on the walked model (:class:`ModelInfo`): no Keras.
+output activation, and, for a model with several outputs, which output the head replaces and
+which others the new model keeps. Everything here works on the walked model
+(:class:`ModelInfo`): no Keras.
+
+The default place of the head comes from the model's outputs and the old classifier that
+ends one of them (:func:`classifier_of`); :func:`placement` says, for the side pane, the
+command line and ``kfreeze check``, what the head attaches to, what it replaces and which
+outputs are kept or dropped.
 """
 
 from __future__ import annotations
@@ -10,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape, format_shape
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.wording import closest
+from kfreeze_tui.core.wording import closest, did_you_mean, sentence, with_suggestion
 
 POOLINGS = ("avg", "max", "flatten", "none")
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -27,6 +34,27 @@ POOLING_LAYERS = frozenset(
         "Flatten",
     }
 )
+#: Layers that only drop or perturb values in training: before a classifier, its dropout.
+DROPOUT_LAYERS = frozenset(
+    {
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+    }
+)
+#: Layers after a projection that keep its meaning (scores): its activation, taken to be the
+#: classifier's own (softmax, sigmoid), and reshapes of its output (MobileNet's Reshape,
+#: MobileNetV3's Flatten).
+SCORE_LAYERS = frozenset({"Activation", "Softmax", "Flatten", "Reshape", *DROPOUT_LAYERS})
+#: Layers that project features to outputs with one kernel.
+DENSE_LAYERS = frozenset({"Dense", "EinsumDense"})
+CONV_LAYERS = frozenset({"Conv1D", "Conv2D", "Conv3D"})
+#: The name build_model gives the new head's output.
+HEAD_OUTPUT = "head_output"
 
 
 @dataclass(frozen=True)
@@ -43,7 +71,7 @@ class HeadSpec:
 
     Attributes:
         feature_layer: name of the top-level layer the head attaches to; None means the
-            default (see :func:`default_feature_layer`).
+            default (see :func:`attachment`).
         pooling: ``avg``, ``max``, ``flatten`` or ``none`` (for features that are flat);
             None picks ``avg`` for a feature map and ``none`` for flat features.
         hidden: hidden Dense layers, in order.
@@ -51,6 +79,17 @@ class HeadSpec:
         classes: number of output units.
         activation: ``softmax``, ``sigmoid`` or ``linear`` (logits).
         float32_head: keep the head in float32 when the model uses mixed precision.
+        replace: the output layer the head takes the place of; None: the first output that
+            ends in a classifier (the first output if none does). By default the head
+            attaches where that output's classifier takes its features.
+        keep: other outputs of the model that the new model keeps, after the head's output,
+            in the model's output order. By default none: the new model is trained with one
+            loss, the head's, and kfreeze cannot know the loss of another output, so an
+            output it kept would be carried untrained while the layers it shares with the
+            head change under it. A model whose other outputs matter names them here
+            (``--keep-output``); every place that shows the head says which outputs are
+            dropped, so none is lost silently. A kept output has no loss in the compiled
+            model (its own layers get no gradient) until the user compiles with their own.
     """
 
     feature_layer: str | None = None
@@ -60,6 +99,8 @@ class HeadSpec:
     classes: int = 10
     activation: str = "softmax"
     float32_head: bool = True
+    replace: str | None = None
+    keep: tuple[str, ...] = ()
 
     def with_feature_layer(self, name: str | None) -> HeadSpec:
         """The spec attached to another layer."""
@@ -77,49 +118,262 @@ def parse_hidden(text: str) -> tuple[DenseSpec, ...] | None:
     return tuple(layers)
 
 
-def is_classifier_top(info: ModelInfo) -> bool:
-    """Whether the model ends in a classifier: a Dense fed by global pooling or Flatten."""
-    top = info.top_level
-    if len(top) < 2 or top[-1].class_name != "Dense":
+# -- the model's outputs and their classifiers -----------------------------------------------
+
+
+def model_outputs(info: ModelInfo) -> tuple[LayerInfo, ...]:
+    """The top-level layers that make the model's outputs, in the model's output order.
+
+    Keras keeps in a functional model only the layers its outputs need, so a layer whose
+    output no other layer takes is an output. An output that other layers also take (a model
+    returning its features and its logits) is found by its shape: the last layer with the
+    output's shape that is not already one. Outputs of equal shape keep the layers' order.
+    """
+    return info.memo("model_outputs", lambda: _model_outputs(info))
+
+
+def _model_outputs(info: ModelInfo) -> tuple[LayerInfo, ...]:
+    top = [row for row in info.top_level if row.class_name != "InputLayer"]
+    taken = {name for row in info.top_level for name in row.inbound}
+    found = [row for row in top if row.name not in taken]
+    missing = list(info.output_shapes)
+    for row in found:
+        for shape in row.output_shapes:
+            if shape in missing:
+                missing.remove(shape)
+    for shape in missing:
+        extra = next(
+            (row for row in reversed(top) if shape in row.output_shapes and row not in found),
+            None,
+        )
+        if extra is not None:
+            found.append(extra)
+    ordered: list[LayerInfo] = []
+    for shape in info.output_shapes:  # the model's order, where shapes tell it
+        row = next((r for r in found if shape in r.output_shapes and r not in ordered), None)
+        if row is not None:
+            ordered.append(row)
+    position = {row.path: i for i, row in enumerate(info.top_level)}
+    rest = sorted((r for r in found if r not in ordered), key=lambda r: position[r.path])
+    return (*ordered, *rest)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where the head takes its features.
+
+    Attributes:
+        layer: the layer whose output the head takes; with ``of_input``, the layer whose
+            input it takes (a classifier fed by a plain operation, ``keras.ops.abs(a - b)``,
+            has no layer whose output is its features).
+        of_input: the head takes ``layer.input`` rather than ``layer.output``.
+        shape: the features' shape.
+    """
+
+    layer: LayerInfo
+    of_input: bool
+    shape: Shape
+
+    @property
+    def where(self) -> str:
+        """``gap``, or ``the input of same``."""
+        return f"the input of {self.layer.name}" if self.of_input else self.layer.name
+
+    @property
+    def text(self) -> str:
+        """``gap (None, 32)``, or ``the input of same (None, 8)``."""
+        return f"{self.where} {format_shape(self.shape)}"
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """The old classifier at the end of an output: what the default head replaces.
+
+    Attributes:
+        output: the output layer it ends in.
+        projection: its Dense (EinsumDense, or 1x1 convolution on a 1x1 map).
+        layers: its layers in model order: the dropout before the projection, the
+            projection, and the activation and reshapes after it.
+        attach: the features the projection takes, where the head attaches instead.
+    """
+
+    output: LayerInfo
+    projection: LayerInfo
+    layers: tuple[LayerInfo, ...]
+    attach: Attachment
+
+
+def _kernel_shape(row: LayerInfo) -> Shape | None:
+    kernel = next((w for w in row.weights if w.name.rsplit("/", 1)[-1] == "kernel"), None)
+    return kernel.shape if kernel is not None else None
+
+
+def is_projection(row: LayerInfo) -> bool:
+    """A layer that maps a feature vector to outputs with one kernel: a Dense or EinsumDense,
+    or a convolution with a 1x1 kernel whose output map is 1x1 (MobileNet's top)."""
+    if row.class_name in DENSE_LAYERS:
+        return _kernel_shape(row) is not None
+    if row.class_name not in CONV_LAYERS or len(row.output_shapes) != 1:
         return False
-    feeding = next((row for row in top if row.name in top[-1].inbound), None)
-    return feeding is not None and feeding.class_name in POOLING_LAYERS
+    kernel = _kernel_shape(row)
+    spatial = row.output_shapes[0][1:-1]
+    return (
+        kernel is not None
+        and all(k == 1 for k in kernel[:-2])
+        and bool(spatial)
+        and all(d == 1 for d in spatial)
+    )
+
+
+def _input_shape(row: LayerInfo) -> Shape | None:
+    """The shape of what feeds ``row`` when it is a Dense, a 1x1 projection or a dropout."""
+    out = row.output_shape
+    if out is None:
+        return None
+    if row.class_name in DROPOUT_LAYERS:
+        return out
+    kernel = _kernel_shape(row)
+    if row.class_name == "EinsumDense" or kernel is None or len(kernel) < 2:
+        return None
+    return (*out[:-1], kernel[-2])
+
+
+def classifier_of(info: ModelInfo, output: LayerInfo) -> Classifier | None:
+    """The classifier that ends ``output``, or None when the output is features.
+
+    The rule: walking back from the output through its activation and reshapes
+    (:data:`SCORE_LAYERS`), the first other layer must be a projection
+    (:func:`is_projection`); the dropout before it goes with it. Any other layer there
+    (ReLU, a normalization, a pooling, a Lambda, ...) means the output is features, not
+    scores, and the head builds on it. A projection's own activation is not in the walk,
+    so a final Dense counts as a classifier whatever its activation: a model ending in
+    Dense(512, relu) has it replaced too, and the side pane says so (``c`` on the Dense
+    keeps it). A projection fed by the model's input has no features before it to keep,
+    and one fed by several tensors is not a classifier.
+    """
+    by_name = {row.name: row for row in info.top_level}
+    chain: list[LayerInfo] = []
+    row = output
+    while row.class_name in SCORE_LAYERS:
+        if len(row.sources) != 1 or row.sources[0] not in by_name:
+            return None
+        chain.append(row)
+        row = by_name[row.sources[0]]
+    if not is_projection(row):
+        return None
+    projection = row
+    chain.append(projection)
+    taker = projection
+    while True:
+        if len(taker.sources) != 1:
+            return None
+        source = by_name.get(taker.sources[0])
+        if source is not None and source.class_name in DROPOUT_LAYERS:
+            chain.append(source)
+            taker = source
+            continue
+        if source is not None and source.class_name == "InputLayer":
+            return None
+        if source is not None and len(source.output_shapes) == 1:
+            attach = Attachment(source, False, source.output_shapes[0])
+        else:  # a plain operation's output, or one of a layer's several outputs
+            shape = _input_shape(taker)
+            if shape is None:
+                return None
+            attach = Attachment(taker, True, shape)
+        break
+    position = {r.path: i for i, r in enumerate(info.top_level)}
+    layers = tuple(sorted(chain, key=lambda r: position[r.path]))
+    return Classifier(output, projection, layers, attach)
+
+
+def is_classifier_top(info: ModelInfo) -> bool:
+    """Whether the model's first output ends in a classifier (see :func:`classifier_of`)."""
+    outputs = model_outputs(info)
+    return bool(outputs) and classifier_of(info, outputs[0]) is not None
+
+
+def default_replaced_output(info: ModelInfo) -> LayerInfo | None:
+    """The output the head replaces by default: the first that ends in a classifier, or the
+    first output when none does (None for a model without layers)."""
+
+    def compute() -> LayerInfo | None:
+        outputs = model_outputs(info)
+        with_classifier = [row for row in outputs if classifier_of(info, row) is not None]
+        return (with_classifier or list(outputs) or [None])[0]
+
+    return info.memo("default_replaced_output", compute)
+
+
+def replaced_output(info: ModelInfo, head: HeadSpec) -> LayerInfo | None:
+    """The output the head replaces (None when ``head.replace`` is not an output)."""
+    if head.replace is None:
+        return default_replaced_output(info)
+    return next((row for row in model_outputs(info) if row.name == head.replace), None)
+
+
+def kept_outputs(info: ModelInfo, head: HeadSpec) -> tuple[LayerInfo, ...]:
+    """The other outputs the new model keeps, in the model's output order (names that are
+    not outputs are left out: :func:`validate` reports them)."""
+    wanted = set(head.keep)
+    return tuple(row for row in model_outputs(info) if row.name in wanted)
+
+
+def dropped_outputs(info: ModelInfo, head: HeadSpec) -> tuple[LayerInfo, ...]:
+    """The model's outputs that the new model loses: neither replaced nor kept."""
+    replaced = replaced_output(info, head)
+    kept = {row.name for row in kept_outputs(info, head)}
+    return tuple(
+        row
+        for row in model_outputs(info)
+        if row.name not in kept and (replaced is None or row.name != replaced.name)
+    )
+
+
+def attachment(info: ModelInfo, head: HeadSpec) -> Attachment | None:
+    """Where the head takes its features (None when the named layer or output does not exist).
+
+    The named feature layer's output; by default, where the classifier of the replaced
+    output takes its features (ResNet50 with its top: ``avg_pool``), or the replaced output
+    itself when it ends in no classifier (ResNet50 without its top: ``conv5_block3_out``).
+    """
+    if head.feature_layer is not None:
+        layer = find_layer(info, head.feature_layer, top_level=True)[0]
+        if layer is None:
+            return None
+        return Attachment(layer, False, layer.output_shape or ())
+
+    def compute() -> Attachment | None:
+        output = replaced_output(info, head)
+        if output is None:
+            return None
+        classifier = classifier_of(info, output)
+        if classifier is not None:
+            return classifier.attach
+        return Attachment(output, False, output.output_shape or ())
+
+    return info.memo(("attachment", head.replace), compute)
 
 
 def default_feature_layer(info: ModelInfo) -> LayerInfo:
-    """Where the head attaches by default.
-
-    The model's (first) output layer; but a model ending in a classifier (ResNet50 with its
-    top: ``avg_pool`` then ``predictions``) attaches before that classifier.
-    """
-    return info.memo("default_feature_layer", lambda: _default_feature_layer(info))
-
-
-def _default_feature_layer(info: ModelInfo) -> LayerInfo:
-    top = info.top_level
-    if is_classifier_top(info):
-        classifier = top[-1]
-        return next(row for row in top if row.name in classifier.inbound)
-    output_shape = info.output_shapes[0] if info.output_shapes else None
-    for row in reversed(top):
-        if row.output_shape == output_shape and row.class_name != "InputLayer":
-            return row
-    return top[-1]
+    """Where the head attaches by default (see :func:`attachment`): the layer named."""
+    found = attachment(info, HeadSpec())
+    return found.layer if found is not None else info.top_level[-1]
 
 
 def feature_layer(info: ModelInfo, head: HeadSpec) -> LayerInfo | None:
-    """The layer the head attaches to (None when the named layer does not exist)."""
-    if head.feature_layer is None:
-        return default_feature_layer(info)
-    return find_layer(info, head.feature_layer, top_level=True)[0]
+    """The layer the head attaches to (None when the named layer does not exist); with
+    :attr:`Attachment.of_input`, the layer whose input it takes."""
+    found = attachment(info, head)
+    return found.layer if found is not None else None
 
 
 def resolved_pooling(info: ModelInfo, head: HeadSpec) -> str:
     """The pooling the head uses: the spec's, or the default for its feature layer."""
     if head.pooling is not None:
         return head.pooling
-    layer = feature_layer(info, head)
-    return default_pooling(layer.output_shape if layer else None)
+    found = attachment(info, head)
+    return default_pooling(found.shape if found else None)
 
 
 def default_pooling(shape: Shape | None) -> str:
@@ -148,6 +402,32 @@ class HeadLayer:
     params: int
 
 
+def _output_problems(info: ModelInfo, head: HeadSpec) -> list[str]:
+    """Output names in ``replace`` and ``keep`` that are not outputs, with the nearest."""
+    names = [row.name for row in model_outputs(info)]
+    listed = ", ".join(names) or "none"
+    problems: list[str] = []
+
+    def unknown(name: str, what: str) -> str:
+        text = (
+            f"The output {name!r} to {what} is not an output of the model (its outputs: {listed})"
+        )
+        return sentence(with_suggestion(text, did_you_mean(name, names), "; "))
+
+    if head.replace is not None and head.replace not in names:
+        problems.append(unknown(head.replace, "replace"))
+    for name in dict.fromkeys(head.keep):
+        if name not in names:
+            problems.append(unknown(name, "keep"))
+    replaced = replaced_output(info, head)
+    if replaced is not None and replaced.name in head.keep:
+        problems.append(
+            f"The head replaces the output {replaced.name}, so it cannot keep it too: "
+            "keep another output, or replace another."
+        )
+    return problems
+
+
 def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
     """Every problem with ``head`` on this model, one sentence each (empty when fine).
 
@@ -158,43 +438,42 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
     Returns:
         Problems in a stable order.
     """
-    problems: list[str] = []
-    layer = feature_layer(info, head)
-    if layer is None:
+    problems = _output_problems(info, head)
+    found = attachment(info, head)
+    if found is None and head.feature_layer is not None:
         names = [row.name for row in info.top_level]
         close = closest(str(head.feature_layer), names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         problems.append(
             f"The feature layer {head.feature_layer!r} is not a layer of the model{hint}."
         )
-    elif len(layer.output_shapes) != 1:
+    elif found is not None and not found.of_input and len(found.layer.output_shapes) != 1:
         problems.append(
-            f"The feature layer {layer.name} has {len(layer.output_shapes)} "
+            f"The feature layer {found.layer.name} has {len(found.layer.output_shapes)} "
             "outputs; choose a layer with one output."
         )
     pooling = resolved_pooling(info, head)
     if pooling not in POOLINGS:
         problems.append(f"Pooling {pooling!r} is not one of {', '.join(POOLINGS)}.")
-    elif layer is not None and len(layer.output_shapes) == 1:
-        shape = layer.output_shapes[0]
+    elif found is not None and (found.of_input or len(found.layer.output_shapes) == 1):
+        shape = found.shape
+        name = found.where
         rank = len(shape)
         if pooling == "none" and rank > 2:
             problems.append(
-                f"Pooling 'none' leaves the {rank}-D feature map {_shape(shape)} of {layer.name}, "
+                f"Pooling 'none' leaves the {rank}-D feature map {_shape(shape)} of {name}, "
                 "but a classifier needs flat features: choose avg, max or flatten."
             )
         elif pooling in ("avg", "max") and rank not in (3, 4):
             problems.append(
-                f"Pooling {pooling!r} needs a 3-D or 4-D feature map, but {layer.name} "
+                f"Pooling {pooling!r} needs a 3-D or 4-D feature map, but {name} "
                 f"outputs {_shape(shape)}: choose pooling none."
             )
         elif pooling == "flatten" and rank <= 2:
-            problems.append(
-                f"{layer.name} outputs flat features {_shape(shape)}: choose pooling none."
-            )
+            problems.append(f"{name} outputs flat features {_shape(shape)}: choose pooling none.")
         elif pooling == "flatten" and None in shape[1:]:
             problems.append(
-                f"Flatten needs known dimensions, but {layer.name} outputs {_shape(shape)}: "
+                f"Flatten needs known dimensions, but {name} outputs {_shape(shape)}: "
                 "choose avg or max."
             )
     for i, dense in enumerate(head.hidden, start=1):
@@ -223,10 +502,10 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
 
 def head_layers(info: ModelInfo, head: HeadSpec) -> list[HeadLayer]:
     """The layers the head adds, with shapes and parameters (for a valid spec)."""
-    layer = feature_layer(info, head)
-    if layer is None or validate(info, head):
+    found = attachment(info, head)
+    if found is None or validate(info, head):
         return []
-    shape = layer.output_shapes[0]
+    shape = found.shape
     layers: list[HeadLayer] = []
     pooling = resolved_pooling(info, head)
     if pooling != "none":
@@ -249,7 +528,7 @@ def head_layers(info: ModelInfo, head: HeadSpec) -> list[HeadLayer]:
         layers.append(HeadLayer("head_dropout", "Dropout", (shape[0], width), 0))
     layers.append(
         HeadLayer(
-            "head_output", "Dense", (shape[0], head.classes), width * head.classes + head.classes
+            HEAD_OUTPUT, "Dense", (shape[0], head.classes), width * head.classes + head.classes
         )
     )
     return layers
@@ -267,15 +546,28 @@ def _shape(shape: Shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
-    """The top-level layers the new model keeps: the feature layer and all that feeds it."""
-    return info.memo(("kept_layers", feature.path), lambda: _kept_layers(info, feature))
+def _roots(info: ModelInfo, found: Attachment) -> list[LayerInfo]:
+    """The layers the features need directly (for ``of_input``: those feeding the layer)."""
+    if not found.of_input:
+        return [found.layer]
+    by_name = {row.name: row for row in info.top_level}
+    return [by_name[name] for name in found.layer.inbound if name in by_name]
 
 
-def _kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
+def kept_layers(
+    info: ModelInfo, found: Attachment, outputs: tuple[LayerInfo, ...] = ()
+) -> list[LayerInfo]:
+    """The top-level layers the new model keeps: those the features need, and those the
+    kept ``outputs`` need."""
+    roots = (*_roots(info, found), *outputs)
+    key = ("kept_layers", tuple(row.path for row in roots))
+    return info.memo(key, lambda: _ancestors(info, roots))
+
+
+def _ancestors(info: ModelInfo, roots: tuple[LayerInfo, ...]) -> list[LayerInfo]:
     by_name = {row.name: row for row in info.top_level}
     kept: dict[str, LayerInfo] = {}
-    stack = [feature]
+    stack = list(roots)
     while stack:
         row = stack.pop()
         if row.name in kept:
@@ -283,6 +575,72 @@ def _kept_layers(info: ModelInfo, feature: LayerInfo) -> list[LayerInfo]:
         kept[row.name] = row
         stack.extend(by_name[name] for name in row.inbound if name in by_name)
     return [row for row in info.top_level if row.name in kept]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the head attaches to, what it replaces, and which outputs stay.
+
+    Attributes:
+        attach: where the head takes its features.
+        replaced_output: the output the head takes the place of (None: not an output).
+        replaced: the layers the new model leaves out on the way to that output (the old
+            classifier, by default), in model order.
+        outputs: every output of the model, in order.
+        kept: the outputs kept after the head's.
+        dropped: the outputs the new model loses.
+    """
+
+    attach: Attachment
+    replaced_output: LayerInfo | None
+    replaced: tuple[LayerInfo, ...]
+    outputs: tuple[LayerInfo, ...]
+    kept: tuple[LayerInfo, ...]
+    dropped: tuple[LayerInfo, ...]
+
+    def lines(self, keys: str = "") -> list[str]:
+        """``attaches to gap (None, 32)``, ``replaces dropout, classifier``, and for several
+        outputs ``keeps: reg`` and ``drops outputs: mask_out`` (with how to keep them,
+        ``keys``, when given)."""
+        lines = [f"attaches to {self.attach.text}"]
+        if self.replaced:
+            lines.append(f"replaces {names_text([row.name for row in self.replaced])}")
+        if len(self.outputs) > 1:
+            if self.kept:
+                lines.append(f"keeps: {', '.join(row.name for row in self.kept)}")
+            if self.dropped:
+                text = f"drops outputs: {', '.join(row.name for row in self.dropped)}"
+                lines.append(text + (f" ({keys})" if keys else ""))
+        return lines
+
+    @property
+    def new_outputs(self) -> tuple[str, ...]:
+        """The new model's outputs, in order: the head's, then the kept ones."""
+        return (HEAD_OUTPUT, *(row.name for row in self.kept))
+
+
+def names_text(names: list[str], shown: int = 4) -> str:
+    """``a, b, c``; a long list as ``52 layers, conv5_block1_1_conv to predictions``."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} layers, {names[0]} to {names[-1]}"
+
+
+def placement(info: ModelInfo, head: HeadSpec) -> Placement | None:
+    """Where the head goes and what it replaces and drops; None when the feature layer or
+    an output named does not exist."""
+    found = attachment(info, head)
+    if found is None or _output_problems(info, head):
+        return None
+    kept = kept_outputs(info, head)
+    remaining = {row.path for row in kept_layers(info, found, kept)}
+    output = replaced_output(info, head)
+    replaced: tuple[LayerInfo, ...] = ()
+    if output is not None and output.path not in remaining:
+        replaced = tuple(row for row in _ancestors(info, (output,)) if row.path not in remaining)
+    return Placement(
+        found, output, replaced, model_outputs(info), kept, dropped_outputs(info, head)
+    )
 
 
 @dataclass(frozen=True)
@@ -302,25 +660,26 @@ class NewTotals:
 def new_totals(view: PlanView, plan: FreezePlan, head: HeadSpec) -> NewTotals | None:
     """The new model's counts; None while the head is not valid.
 
-    Layers after the feature layer that do not feed it (an old classifier) are left out, as
-    the export leaves them out; the head's layers all train.
+    Layers that neither the features nor a kept output need (an old classifier, a dropped
+    output's branch) are left out, as the export leaves them out; the head's layers all train.
     """
     info = view.info
-    layer = feature_layer(info, head)
-    if layer is None or validate(info, head):
+    found = attachment(info, head)
+    if found is None or validate(info, head):
         return None
-    kept = kept_layers(info, layer)
+    kept = kept_layers(info, found, kept_outputs(info, head))
+    key = tuple(row.path for row in kept)
 
     # What the new model leaves out (an old classifier) is usually a few layers: count the
     # whole model with prefix sums and take those away, so a keypress costs the same on any
     # model.
     def left_out() -> list[LayerInfo]:
-        kept_paths = {row.path for row in kept}
+        kept_paths = set(key)
         return [row for row in info.top_level if row.path not in kept_paths]
 
-    dropped = info.memo(("dropped_layers", layer.path), left_out)
+    dropped = info.memo(("dropped_layers", key), left_out)
     head_params = sum(h.params for h in head_layers(info, head))
-    base_total = info.memo(("kept_params", layer.path), lambda: sum(row.params for row in kept))
+    base_total = info.memo(("kept_params", key), lambda: sum(row.params for row in kept))
     base_trainable = view.totals(plan).trainable - sum(
         view.trainable_in(plan, row.path) for row in dropped
     )

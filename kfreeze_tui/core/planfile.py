@@ -22,7 +22,9 @@ from kfreeze_tui.core.head import (
     POOLINGS,
     DenseSpec,
     HeadSpec,
-    feature_layer,
+    attachment,
+    model_outputs,
+    replaced_output,
     resolved_pooling,
 )
 from kfreeze_tui.core.layers import ModelInfo
@@ -58,6 +60,8 @@ class PlanDocument:
     notes: list[str] = field(default_factory=list, compare=False)
     phases: tuple[PhaseRef, ...] = ()
     """Staged training; empty for a plan of one phase (the freeze above)."""
+    outputs: tuple[str, ...] = field(default=(), compare=False)
+    """The model's outputs, for the comment that says which ones the plan drops."""
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,25 @@ def document(
     compile_spec: CompileSpec,
     phases: tuple[Phase, ...] = (),
 ) -> PlanDocument:
-    """The plan document of a plan on a walked model (the feature layer made explicit)."""
+    """The plan document of a plan on a walked model (the feature layer and the replaced
+    output made explicit; a feature that is the input of a layer, a plain operation's output,
+    stays the default, which finds it again)."""
     info = view.info
     boundary_layer = view.boundary_layer(plan)
-    layer = feature_layer(info, head)
+    found = attachment(info, head)
+    output = replaced_output(info, head)
+    several = len(model_outputs(info)) > 1
     resolved = HeadSpec(
-        feature_layer=layer.name if layer else head.feature_layer,
+        feature_layer=found.layer.name if found and not found.of_input else head.feature_layer,
         pooling=resolved_pooling(info, head),
         hidden=head.hidden,
         dropout=head.dropout,
         classes=head.classes,
         activation=head.activation,
         float32_head=head.float32_head,
+        # Named for a model with several outputs; with one there is nothing to choose.
+        replace=output.name if output is not None and several else head.replace,
+        keep=tuple(dict.fromkeys(head.keep)),
     )
     return PlanDocument(
         source=source,
@@ -113,6 +124,7 @@ def document(
             )
             for p in phases
         ),
+        outputs=tuple(row.name for row in model_outputs(info)),
     )
 
 
@@ -178,6 +190,7 @@ def to_toml(doc: PlanDocument) -> str:
         f"classes = {_value(head.classes)}",
         f"activation = {_value(head.activation)}",
         f"float32_head = {_value(head.float32_head)}",
+        *_outputs_lines(doc),
         "",
         "[compile]",
         f"enabled = {_value(doc.compile.enabled)}",
@@ -205,6 +218,25 @@ def to_toml(doc: PlanDocument) -> str:
             lines.append(f"bn_policy = {_value(phase.bn_policy.value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _outputs_lines(doc: PlanDocument) -> list[str]:
+    """``replace`` and ``keep`` (for a model with several outputs), with a comment naming
+    the outputs the plan drops."""
+    head = doc.head
+    lines = []
+    if len(doc.outputs) > 1:
+        dropped = [n for n in doc.outputs if n != head.replace and n not in head.keep]
+        lines += [
+            f"# The model's outputs: {', '.join(doc.outputs)}. The head replaces one; keep lists",
+            "# the others the new model keeps after it; the rest are dropped"
+            + (f" (here: {', '.join(dropped)})." if dropped else "."),
+        ]
+    if head.replace is not None:
+        lines.append(f"replace = {_value(head.replace)}")
+    if head.keep or len(doc.outputs) > 1:
+        lines.append(f"keep = {_value(list(head.keep))}")
+    return lines
 
 
 def _is_int(value: Any) -> bool:
@@ -247,6 +279,10 @@ def _records(fields: dict[str, _Kind], required: tuple[str, ...], example: str) 
 _TEXT = _Kind("a string", lambda value: isinstance(value, str))
 _NAME = _Kind(
     "a layer name (a non-empty string)", lambda value: isinstance(value, str) and bool(value)
+)
+_NAME_OF_OUTPUT = _Kind(
+    "an output's layer name (a non-empty string)",
+    lambda value: isinstance(value, str) and bool(value),
 )
 _BOOL = _Kind("true or false", lambda value: isinstance(value, bool))
 _POSITIVE = _Kind("an integer >= 1", lambda value: _is_int(value) and value >= 1)
@@ -309,6 +345,13 @@ TABLES: dict[str, dict[str, _Kind]] = {
         "classes": _POSITIVE,
         "activation": _choice(*ACTIVATIONS),
         "float32_head": _BOOL,
+        "replace": _NAME_OF_OUTPUT,
+        "keep": _Kind(
+            'a list of output names, as ["reg"]',
+            lambda value: (
+                isinstance(value, list) and all(isinstance(v, str) and bool(v) for v in value)
+            ),
+        ),
     },
     "compile": {
         "enabled": _BOOL,
@@ -529,6 +572,8 @@ def read(path: Path) -> PlanDocument:
         classes=head.get("classes", 10),
         activation=head.get("activation", "softmax"),
         float32_head=head.get("float32_head", True),
+        replace=head.get("replace") or None,
+        keep=tuple(head.get("keep", [])),
     )
     compile_spec = CompileSpec(
         enabled=compile_table.get("enabled", True),
@@ -613,6 +658,28 @@ def resolve(doc: PlanDocument, info: ModelInfo) -> tuple[FreezePlan, list[str]]:
         if info.layer(path).is_container:
             raise PlanError(f"the exception {info.layer(path).name} is a nested model, not a layer")
     return FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy), notes
+
+
+def check_outputs(doc: PlanDocument, info: ModelInfo) -> None:
+    """Refuse a plan whose head replaces or keeps an output the model does not have.
+
+    Raises:
+        PlanError: naming the output, the model's outputs and the nearest name.
+    """
+    names = [row.name for row in model_outputs(info)]
+    asked = ([("replace", doc.head.replace)] if doc.head.replace else []) + [
+        ("keep", name) for name in doc.head.keep
+    ]
+    for key, name in asked:
+        if name not in names:
+            raise PlanError(
+                with_suggestion(
+                    f"the plan's [head] {key} {name!r} is not an output of this model (its "
+                    f"outputs: {', '.join(names) or 'none'})",
+                    did_you_mean(name, names),
+                    "; ",
+                )
+            )
 
 
 def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tuple[Phase, ...]:

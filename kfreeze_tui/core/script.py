@@ -15,7 +15,16 @@ from typing import Any
 from kfreeze_tui import __version__
 from kfreeze_tui.core import catalog
 from kfreeze_tui.core.build import CompileSpec, loss_for
-from kfreeze_tui.core.head import HeadSpec, feature_layer, pooling_class, resolved_pooling
+from kfreeze_tui.core.head import (
+    HEAD_OUTPUT,
+    HeadSpec,
+    attachment,
+    dropped_outputs,
+    kept_outputs,
+    pooling_class,
+    resolved_pooling,
+)
+from kfreeze_tui.core.layers import format_shape
 from kfreeze_tui.core.loading import LoadOptions
 from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
@@ -161,12 +170,19 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
 
 def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[str]:
     info = view.info
-    layer = feature_layer(info, head)
-    assert layer is not None
+    found = attachment(info, head)
+    assert found is not None
     pooling = resolved_pooling(info, head)
-    lines = [f'x = base.get_layer("{layer.name}").output  # {layer.output_shape_text}']
+    shape = format_shape(found.shape)
+    if found.of_input:
+        lines = [
+            f"# The features {found.layer.name} takes (a plain operation's output, not a layer's).",
+            f'x = base.get_layer("{found.layer.name}").input  # {shape}',
+        ]
+    else:
+        lines = [f'x = base.get_layer("{found.layer.name}").output  # {shape}']
     if pooling != "none":
-        pool_class = pooling_class(pooling, layer.output_shapes[0])
+        pool_class = pooling_class(pooling, found.shape)
         lines.append(f'x = keras.layers.{pool_class}(name="head_pool")(x)')
     for i, dense in enumerate(head.hidden, start=1):
         lines.append(
@@ -178,10 +194,31 @@ def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[s
     dtype = ', dtype="float32"' if mixed_precision and head.float32_head else ""
     lines.append(
         f'outputs = keras.layers.Dense({head.classes}, activation="{head.activation}"{dtype}, '
-        'name="head_output")(x)'
+        f'name="{HEAD_OUTPUT}")(x)'
     )
+    kept = [row.name for row in kept_outputs(info, head)]
+    dropped = [row.name for row in dropped_outputs(info, head)]
+    if kept:
+        lines += [
+            "# The base's outputs the plan keeps, after the head's; compile() gives them no loss.",
+            "KEEP = [" + ", ".join(f'"{name}"' for name in kept) + "]",
+            "outputs = [outputs] + [",
+            "    out for name, out in zip(base.output_names, base.outputs) if name in KEEP",
+            "]",
+        ]
+    if dropped:
+        lines.append(f"# Dropped outputs of the base: {', '.join(dropped)}.")
     lines.append(f'model = keras.Model(base.inputs, outputs, name="{info.name}_finetune")')
     return lines
+
+
+def _compile_sources(choice: Any, kept: int) -> tuple[str, str]:
+    """``loss=`` and ``metrics=`` as source: one entry per output when outputs are kept
+    after the head's (None for each of them: kfreeze cannot know their losses)."""
+    if not kept:
+        return choice.loss_source, f'["{choice.metric}"]'
+    nones = ", None" * kept
+    return f"[{choice.loss_source}{nones}]", f'[["{choice.metric}"]{nones}]'
 
 
 _STRATEGY_CLASS = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
@@ -209,6 +246,7 @@ def _train_lines(
     compile_spec: CompileSpec,
     choice: Any,
     strategy: str | None,
+    kept: int = 0,
 ) -> tuple[list[str], list[str]]:
     """``PHASES``, ``set_phase`` and ``optimizer_for`` (defined before the model is
     compiled for phase 1), and ``train``, which runs every phase in turn."""
@@ -255,11 +293,12 @@ def _train_lines(
             f"keep_batchnorm_frozen={keep_bn}),"
         )
     scope = "        with strategy.scope():" if strategy else None
+    loss_source, metrics_source = _compile_sources(choice, kept)
     compile_lines = [
         "model.compile(",
         "    optimizer=optimizer_for(phase),",
-        f"    loss={choice.loss_source},",
-        f'    metrics=["{choice.metric}"],',
+        f"    loss={loss_source},",
+        f"    metrics={metrics_source},",
         ")",
     ]
     indent = "            " if scope else "        "
@@ -545,6 +584,8 @@ def python_script(
         *_head_lines(view, head, mixed_precision),
     ]
     choice = loss_for(head, compile_spec)
+    kept = len(kept_outputs(view.info, head))
+    loss_source, metrics_source = _compile_sources(choice, kept)
     if compile_spec.enabled:
         first = phases[0] if phases else None
         body += [
@@ -553,8 +594,8 @@ def python_script(
             + (" (for phase 1)." if first else "."),
             "model.compile(",
             f"    optimizer={_optimizer_source(first, compile_spec)},",
-            f"    loss={choice.loss_source},",
-            f'    metrics=["{choice.metric}"],',
+            f"    loss={loss_source},",
+            f"    metrics={metrics_source},",
             ")",
         ]
     data = _data_lines(source, view, head, compile_spec)
@@ -589,7 +630,7 @@ def python_script(
         "import keras",
         *(["import tensorflow as tf"] if strategy else []),
     ]
-    definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy)
+    definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
     if definitions:
         lines += ["", *definitions]
     if strategy:

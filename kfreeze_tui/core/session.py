@@ -186,8 +186,9 @@ class ModelSession:
         Raises:
             PlanError: when the plan does not fit this model.
         """
-        from kfreeze_tui.core.planfile import resolve, resolve_phases
+        from kfreeze_tui.core.planfile import check_outputs, resolve, resolve_phases
 
+        check_outputs(doc, self.info)
         plan, notes = resolve(doc, self.info)
         self.phases = self._saved_phases = resolve_phases(doc, self.info, notes)
         self._preset = plan
@@ -276,7 +277,7 @@ class ModelSession:
             PlanError: the head does not fit (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
-        from kfreeze_tui.core.build import build_model, flags_restored, uses_mixed_precision
+        from kfreeze_tui.core.build import flags_restored, uses_mixed_precision
         from kfreeze_tui.core.export import check_request, export
         from kfreeze_tui.core.planfile import document, to_toml
         from kfreeze_tui.core.script import python_script
@@ -287,25 +288,8 @@ class ModelSession:
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
-        from kfreeze_tui.core.phases import check_phase_number
-
-        check_phase_number(len(self.phases), phase)
-        optimizer_for = None
-        built = plan
-        if self.phases:
-            from kfreeze_tui.core.phases import phase_optimizer
-            from kfreeze_tui.core.runtime import import_keras
-
-            chosen = self.phases[phase - 1]
-            built = chosen.plan(plan)
-            plan = self.phases[0].plan(plan)
-            keras = import_keras()
-
-            def optimizer_for(new: Any) -> Any:
-                return phase_optimizer(keras, new, self.info, chosen, compile_spec.learning_rate)
-
         with flags_restored(base):
-            model = build_model(base, self.view, built, head, compile_spec, optimizer_for)
+            model, plan = self.build(plan, head, compile_spec, phase)
             plan_text = to_toml(
                 document(
                     self.source, load_options, self.view, plan, head, compile_spec, self.phases
@@ -325,6 +309,38 @@ class ModelSession:
                 module=request.script_path.stem if request.script_path else "finetune",
             )
             return export(model, request, plan_text, script_text, progress)
+
+    def build(
+        self, plan: FreezePlan, head: HeadSpec, compile_spec: CompileSpec, phase: int = 1
+    ) -> tuple[Any, FreezePlan]:
+        """The new model of a plan (set up and compiled for ``phase`` when there are phases),
+        and the plan a plan file and a script start from (phase 1's). The base's flags
+        change in place: wrap the call in :func:`~kfreeze_tui.core.build.flags_restored`
+        to keep the session's model as it was.
+
+        Raises:
+            PlanError: the head does not fit, or there is no such phase.
+        """
+        from kfreeze_tui.core.build import build_model
+        from kfreeze_tui.core.phases import check_phase_number
+
+        check_phase_number(len(self.phases), phase)
+        optimizer_for = None
+        built = plan
+        if self.phases:
+            from kfreeze_tui.core.phases import phase_optimizer
+            from kfreeze_tui.core.runtime import import_keras
+
+            chosen = self.phases[phase - 1]
+            built = chosen.plan(plan)
+            plan = self.phases[0].plan(plan)
+            keras = import_keras()
+
+            def optimizer_for(new: Any) -> Any:
+                return phase_optimizer(keras, new, self.info, chosen, compile_spec.learning_rate)
+
+        model = build_model(self.model, self.view, built, head, compile_spec, optimizer_for)
+        return model, plan
 
 
 def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
@@ -486,7 +502,7 @@ def open_plan(
         raise LoadError(
             f"the plan {path.name} does not fit {document.source}: {message}",
             ""
-            if message.endswith("?")
+            if message.endswith("?") or "not an output" in message  # it lists the outputs
             else "check the plan's boundary and exceptions against `kfreeze layers`",
             "plan",
         ) from exc

@@ -23,7 +23,7 @@ from textual.worker import Worker
 from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.cost import cost_model, human_bytes
 from kfreeze_tui.core.export import ExportRequest, ExportResult
-from kfreeze_tui.core.head import HeadSpec, validate
+from kfreeze_tui.core.head import HeadSpec, default_replaced_output, model_outputs, validate
 from kfreeze_tui.core.layers import LayerInfo
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.phases import Phase
@@ -134,10 +134,13 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             with Vertical(id="side-pane"):
                 yield TextPane(id="layer-summary")
                 yield TextPane(id="phases")
+                default_output = default_replaced_output(info)
                 yield HeadPane(
                     self.session.head,
                     self.session.compile_spec,
                     self.session.training,
+                    outputs=tuple(row.name for row in model_outputs(info)),
+                    default_output=default_output.name if default_output else None,
                     id="head-pane",
                 )
         yield Input(

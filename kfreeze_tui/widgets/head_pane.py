@@ -4,6 +4,10 @@ Fields are edited with the keyboard alone: Tab moves between them, a choice fiel
 with left/right (or space), number fields are typed. Every change posts
 :class:`HeadPane.Changed`; the preview (head layers, new totals, problems) is redrawn from
 the core's pure functions, never by calling Keras.
+
+The pane says what the head attaches to and what it replaces; on a model with several
+outputs it has one field per output, ``head``, ``keep`` or ``drop``, and says which outputs
+the new model drops.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.cost import Optimizer, TrainingSetup
 from kfreeze_tui.core.head import (
     HeadSpec,
-    feature_layer,
+    attachment,
     head_layers,
     new_totals,
     parse_hidden,
+    placement,
     resolved_pooling,
     validate,
 )
@@ -45,7 +50,11 @@ class CycleField(Widget, can_focus=True):
             "left", "cycle(-1)", "Previous choice (◂ ▸ fields)", show=False, id="previous_choice"
         ),
         Binding(
-            "right,space", "cycle(1)", "Next choice (◂ ▸ fields)", show=False, id="next_choice"
+            "right,space",
+            "cycle(1)",
+            "Next choice (◂ ▸ fields; on an output of the model: head, keep, drop)",
+            show=False,
+            id="next_choice",
         ),
     ]
 
@@ -78,6 +87,19 @@ class CycleField(Widget, can_focus=True):
 
 def _row(label: str, field: Widget) -> Horizontal:
     return Horizontal(Label(label, classes="head-label"), field, classes="head-row")
+
+
+#: What an output of the model becomes in the new model.
+OUTPUT_ROLES = ("drop", "keep", "head")
+
+
+class OutputField(CycleField):
+    """What one output of the model becomes: the new head's place, kept, or dropped."""
+
+    def __init__(self, output: str, value: str, *, id: str) -> None:
+        super().__init__(OUTPUT_ROLES, value, id=id)
+        self.output = output
+        """The output's (layer's) name."""
 
 
 class HeadPane(VerticalScroll, can_focus=False):
@@ -118,17 +140,38 @@ class HeadPane(VerticalScroll, can_focus=False):
         compile_spec: CompileSpec,
         training: TrainingSetup | None = None,
         *,
+        outputs: tuple[str, ...] = (),
+        default_output: str | None = None,
         id: str,
     ) -> None:
+        """Args:
+        outputs: the model's outputs, in order (a field each when there are several).
+        default_output: the output the head replaces when ``head.replace`` is None.
+        """
         super().__init__(id=id)
         self.head = head
         self.compile_spec = compile_spec
         self.training = training or TrainingSetup()
+        self.outputs = outputs
+        self.default_output = default_output
         self._input_problems: dict[str, str] = {}
+
+    def _role(self, output: str) -> str:
+        replaced = self.head.replace or self.default_output
+        if output == replaced:
+            return "head"
+        return "keep" if output in self.head.keep else "drop"
 
     def compose(self) -> ComposeResult:
         head = self.head
         yield TextPane(id="head-feature")
+        if len(self.outputs) > 1:
+            for i, output in enumerate(self.outputs):
+                field = OutputField(output, self._role(output), id=f"head-output-{i}")
+                field.tooltip = f"output {output}: the new head replaces it, or keep, or drop"
+                yield Horizontal(
+                    field, Label(output, classes="head-output-name"), classes="head-output-row"
+                )
         yield _row(
             "pooling",
             CycleField(
@@ -176,12 +219,36 @@ class HeadPane(VerticalScroll, can_focus=False):
         self.head = self.head.with_feature_layer(name)
         self._changed()
 
+    def _output_changed(self, output: str, role: str) -> None:
+        """One output's field changed: exactly one output is the head's at any time."""
+        replaced = self.head.replace or self.default_output
+        keep = [name for name in self.head.keep if name != output]
+        if role == "keep":
+            keep.append(output)
+        if role == "head":
+            replaced = output
+        elif output == replaced:  # the head moves on to the next output
+            index = self.outputs.index(output)
+            replaced = self.outputs[(index + 1) % len(self.outputs)]
+            keep = [name for name in keep if name != replaced]
+        if replaced != (self.head.replace or self.default_output):
+            # Another output replaced: the head goes where that output's classifier was.
+            self.head = replace(self.head, feature_layer=None)
+        order = {name: i for i, name in enumerate(self.outputs)}
+        keep.sort(key=lambda name: order.get(name, len(order)))
+        self.head = replace(self.head, replace=replaced, keep=tuple(keep))
+        for field in self.query(OutputField).results(OutputField):
+            field.set_reactive(CycleField.value, self._role(field.output))
+            field.refresh()
+
     @on(CycleField.Changed)
     def _cycle_changed(self, event: CycleField.Changed) -> None:
         event.stop()
         value = event.value
         field = event.field.id
-        if field == "head-pooling":
+        if isinstance(event.field, OutputField):
+            self._output_changed(event.field.output, value)
+        elif field == "head-pooling":
             self.head = replace(self.head, pooling=None if value == "auto" else value)
         elif field == "head-activation":
             self.head = replace(self.head, activation=value)
@@ -249,18 +316,24 @@ class HeadPane(VerticalScroll, can_focus=False):
     def show_preview(self, view: PlanView, plan: FreezePlan) -> None:
         """Redraw the feature line and the preview for the current plan."""
         info = view.info
-        layer = feature_layer(info, self.head)
+        found = attachment(info, self.head)
         feature = Text()
         feature.append("New head", style="bold")
         feature.append(" on ")
-        if layer is None:
-            feature.append(str(self.head.feature_layer), style="bold red")
+        if found is None:
+            feature.append(str(self.head.feature_layer or self.head.replace), style="bold red")
         else:
-            feature.append(layer.name, style="bold")
-            feature.append(f" {layer.output_shape_text}")
+            feature.append(found.where, style="bold")
+            feature.append(f" {format_shape(found.shape)}")
             if self.head.feature_layer is None:
                 feature.append(" (default)", style="dim")
+        where = placement(info, self.head)
+        for line in where.lines()[1:] if where is not None else ():
+            warn = line.startswith("drops")
+            feature.append(f"\n{line}", style="bold yellow" if warn else "")
         feature.append("\nc on a row: attach there", style="dim")
+        if len(self.outputs) > 1:
+            feature.append("; ◂ ▸ on an output: head, keep or drop", style="dim")
         self.query_one("#head-feature", TextPane).set_text(feature)
         preview = Text()
         problems = self.input_problems + validate(info, self.head)

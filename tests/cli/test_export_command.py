@@ -217,3 +217,39 @@ def test_plan_opens_in_the_explorer(cli_export: Path) -> None:
             assert "Trainable 14,976,000" in screen_text(pilot)
 
     asyncio.run(run())
+
+
+def test_several_outputs_are_never_lost_silently(
+    keras: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export says which outputs it drops, --keep-output keeps one (a misspelt name gets the
+    nearest), check names a model's outputs and warns of a plan that drops one."""
+    from kfreeze_tui.cli import run
+
+    x = keras.Input((16,))
+    trunk = keras.layers.Dense(32, "relu", name="trunk")(x)
+    cls = keras.layers.Dense(3, "softmax", name="cls")(trunk)
+    reg = keras.layers.Dense(1, name="reg")(trunk)
+    source = tmp_path / "two.keras"
+    keras.Model(x, [cls, reg]).save(source)
+    export = ["export", str(source), "--freeze-before", "trunk", "--classes", "2"]
+
+    assert run([*export, "-o", str(tmp_path / "a.keras"), "--plan", str(tmp_path / "a.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "head: attaches to trunk (None, 32); replaces cls; drops outputs: reg" in out
+    assert "outputs: head_output (the new head); dropped: reg" in out
+
+    assert run(["check", str(tmp_path / "a.toml"), "--json", "--no-step"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["outputs"] == [{"name": "head_output", "shape": [None, 2]}]
+    (dropped,) = [f for f in document["findings"] if f["code"] == "dropped_output"]
+    assert dropped["message"].startswith("the plan drops the model's output reg:")
+
+    assert run([*export, "-o", str(tmp_path / "bad.keras"), "--keep-output", "rge"]) == 2
+    assert 'did you mean "reg"?' in capsys.readouterr().err
+    assert not (tmp_path / "bad.keras").exists()
+
+    assert run([*export, "-o", str(tmp_path / "b.keras"), "--keep-output", "reg"]) == 0
+    assert "outputs: head_output (the new head), reg (kept)" in capsys.readouterr().out
+    assert run(["check", str(tmp_path / "b.keras"), "--no-step"]) == 0
+    assert "2 outputs: head_output (None, 2), reg (None, 1)" in capsys.readouterr().out

@@ -180,6 +180,42 @@ def test_multi_output_model_export(multi_io_model: Any, tmp_path: Path, keras: A
     assert trainable_count(reloaded) == (4 + 4) * 2 + 2  # only the head trains
 
 
+def test_a_kept_output_is_the_models_own(multi_io_model: Any, tmp_path: Path, keras: Any) -> None:
+    """keep: the exported model outputs the head's and then mask_out, which equals the
+    original model's mask_out on the same input (the weights are the model's); the counts
+    are Keras's, the step proof passes, and the script and the plan rebuild the same."""
+    import runpy
+
+    from kfreeze_tui.core import planfile
+    from kfreeze_tui.core.head import new_totals
+    from kfreeze_tui.core.loading import LoadedModel
+
+    base_path = tmp_path / "multi_io.keras"
+    multi_io_model.save(base_path)
+    session = ModelSession(LoadedModel(multi_io_model, str(base_path), "multi"))
+    head = HeadSpec(classes=2, activation="sigmoid", keep=("mask_out",))
+    plan = FreezePlan(boundary=session.info.find("merge").path)
+    request = ExportRequest(tmp_path / "kept.keras", tmp_path / "kept.toml", tmp_path / "kept.py")
+    result = session.export(LoadOptions(), plan, head, CompileSpec(), request)
+    assert result.step is not None and result.step.ok
+    reloaded = keras.saving.load_model(request.model_path)
+    assert reloaded.output_names == ["head_output", "mask_out"]
+    totals = new_totals(session.view, plan, head)
+    assert totals is not None
+    assert (totals.total, totals.trainable) == (reloaded.count_params(), trainable_count(reloaded))
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((2, 16, 16, 3)), rng.standard_normal((2, 4))]
+    inputs = [array.astype("float32") for array in inputs]
+    original = multi_io_model.predict(inputs, verbose=0)[1]
+    assert np.array_equal(reloaded.predict(inputs, verbose=0)[1], original)
+    # The plan and the script carry the same choice.
+    doc = planfile.read(request.plan_path)
+    assert (doc.head.replace, doc.head.keep) == ("class_out", ("mask_out",))
+    script_model = runpy.run_path(str(request.script_path))["model"]
+    assert script_model.output_names == ["head_output", "mask_out"]
+    assert trainable_count(script_model) == totals.trainable
+
+
 def test_refuses_to_overwrite(exported: dict[str, Any]) -> None:
     target = exported["request"].model_path
     stamp = target.stat().st_mtime_ns

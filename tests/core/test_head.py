@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -105,3 +106,183 @@ def test_new_totals_equal_the_built_model(keras: Any, include_top: bool) -> None
     assert expected is not None
     assert (expected.total, expected.trainable) == (built.count_params(), trainable)
     assert new_totals(view, plan, HeadSpec(classes=0)) is None
+
+
+# -- the old classifier, recognised by what it is ---------------------------------------------
+
+
+def _patterns(keras: Any) -> dict[str, Any]:
+    """Small real models, one per way a classifier (or no classifier) ends a model."""
+    layers = keras.layers
+    models: dict[str, Any] = {}
+
+    x = keras.Input((8, 8, 3))
+    y = layers.Conv2D(4, 3, name="conv")(x)
+    y = layers.GlobalAveragePooling2D(name="gap")(y)
+    y = layers.Dropout(0.2, name="drop")(y)
+    models["gap_dropout_dense"] = keras.Model(x, layers.Dense(10, "softmax", name="cls")(y))
+
+    x = keras.Input((8,))
+    y = layers.Dense(16, name="hidden")(x)
+    y = layers.Dense(10, name="logits")(y)
+    models["dense_activation"] = keras.Model(x, layers.Activation("softmax", name="act")(y))
+
+    x = keras.Input((20,), dtype="int32")
+    y = layers.Embedding(100, 8, name="emb")(x)
+    y = layers.Bidirectional(layers.LSTM(6), name="bilstm")(y)
+    models["embedding_bilstm"] = keras.Model(x, layers.Dense(3, "softmax", name="cls")(y))
+
+    x = keras.Input((20,), dtype="int32")
+    y = layers.GRU(6, name="gru")(layers.Embedding(100, 8, name="emb")(x))
+    models["embedding_gru"] = keras.Model(x, layers.Dense(3, name="cls")(y))
+
+    x = keras.Input((8, 8, 1))
+    y = layers.Dense(128, "relu", name="hidden")(layers.Flatten(name="flat")(x))
+    models["flatten_hidden_dense"] = keras.Model(x, layers.Dense(10, "softmax", name="cls")(y))
+
+    # Siamese: one encoder on two inputs, |a - b| by a plain operation, a 1-unit sigmoid.
+    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
+    encoder = keras.Sequential(
+        [keras.Input((8,)), layers.Dense(16, "relu"), layers.Dense(8)], name="encoder"
+    )
+    distance = keras.ops.abs(layers.Subtract(name="sub")([encoder(a), encoder(b)]))
+    models["siamese"] = keras.Model([a, b], layers.Dense(1, "sigmoid", name="same")(distance))
+
+    # A feature extractor whose output is normalized features, not scores.
+    x = keras.Input((8,))
+    y = layers.Dense(32, name="embed")(layers.Dense(64, name="hidden")(x))
+    models["normalized_features"] = keras.Model(x, layers.UnitNormalization(name="l2")(y))
+
+    x = keras.Input((16,))
+    trunk = layers.Dense(32, "relu", name="trunk")(x)
+    cls = layers.Dense(3, "softmax", name="cls")(trunk)
+    reg = layers.Dense(1, name="reg")(layers.Dense(8, name="reg_hidden")(trunk))
+    models["two_outputs"] = keras.Model(x, [cls, reg], name="two_outputs")
+    return models
+
+
+@pytest.fixture(scope="module")
+def patterns(keras: Any) -> dict[str, Any]:
+    return _patterns(keras)
+
+
+@pytest.mark.parametrize(
+    ("name", "attaches", "replaces"),
+    [
+        ("gap_dropout_dense", "gap (None, 4)", ["drop", "cls"]),
+        ("dense_activation", "hidden (None, 16)", ["logits", "act"]),
+        ("embedding_bilstm", "bilstm (None, 12)", ["cls"]),
+        ("embedding_gru", "gru (None, 6)", ["cls"]),
+        ("flatten_hidden_dense", "hidden (None, 128)", ["cls"]),
+        ("siamese", "the input of same (None, 8)", ["same"]),
+        ("normalized_features", "l2 (None, 32)", []),
+        ("two_outputs", "trunk (None, 32)", ["cls"]),
+    ],
+)
+def test_the_default_head_replaces_the_old_classifier(
+    patterns: dict[str, Any], name: str, attaches: str, replaces: list[str]
+) -> None:
+    from kfreeze_tui.core.head import placement
+
+    info = walk(patterns[name])
+    found = placement(info, HeadSpec())
+    assert found is not None and validate(info, HeadSpec()) == []
+    assert found.attach.text == attaches
+    assert [row.name for row in found.replaced] == replaces
+
+
+@pytest.mark.parametrize(
+    ("architecture", "attaches", "replaces"),
+    [
+        ("MobileNet", "GlobalAveragePooling2D", "Dropout Conv2D Reshape Activation"),
+        ("MobileNetV3Small", "Activation", "Dropout Conv2D Flatten Activation"),
+    ],
+)
+def test_keras_applications_tops(
+    keras: Any, architecture: str, attaches: str, replaces: str
+) -> None:
+    """A 1x1 convolution on a 1x1 map, reshaped, is MobileNet's classifier (the 1x1
+    convolution before MobileNetV3's dropout is features: it stays)."""
+    from kfreeze_tui.core.head import placement
+
+    model = getattr(keras.applications, architecture)(
+        weights=None, include_top=True, input_shape=(224, 224, 3)
+    )
+    found = placement(walk(model), HeadSpec())
+    assert found is not None and found.attach.layer.class_name == attaches
+    assert found.attach.shape == (None, 1, 1, 1024)
+    assert " ".join(row.class_name for row in found.replaced) == replaces
+
+
+@pytest.mark.parametrize(
+    ("name", "keep"),
+    [("gap_dropout_dense", ()), ("siamese", ()), ("two_outputs", ()), ("two_outputs", ("reg",))],
+)
+def test_new_totals_equal_keras_on_every_pattern(
+    patterns: dict[str, Any], name: str, keep: tuple[str, ...]
+) -> None:
+    from kfreeze_tui.core.build import CompileSpec, build_model
+    from kfreeze_tui.core.head import new_totals
+    from kfreeze_tui.core.plan import FreezePlan, PlanView
+
+    model = patterns[name]
+    view = PlanView(walk(model))
+    plan = FreezePlan(boundary=view.info.top_level[2].path)
+    head = HeadSpec(hidden=(DenseSpec(4),), classes=2, activation="sigmoid", keep=keep)
+    expected = new_totals(view, plan, head)
+    built = build_model(model, view, plan, head, CompileSpec(enabled=False))
+    trainable = sum(math.prod(v.shape) for v in built.trainable_weights)
+    assert expected is not None
+    assert (expected.total, expected.trainable) == (built.count_params(), trainable)
+    assert built.output_names == ["head_output", *keep]
+    # The head never goes on top of the old scores: its input is the attached features.
+    assert built.get_layer("head_dense_1").input.shape[-1] != 1
+
+
+def test_outputs_to_replace_and_keep(patterns: dict[str, Any]) -> None:
+    from kfreeze_tui.core.head import model_outputs, placement
+
+    info = walk(patterns["two_outputs"])
+    assert [row.name for row in model_outputs(info)] == ["cls", "reg"]
+    default = placement(info, HeadSpec())
+    assert default is not None
+    assert default.lines() == [
+        "attaches to trunk (None, 32)",
+        "replaces cls",
+        "drops outputs: reg",
+    ]
+    kept = placement(info, HeadSpec(keep=("reg",)))
+    assert kept is not None and kept.new_outputs == ("head_output", "reg")
+    assert kept.lines()[-1] == "keeps: reg"
+    other = placement(info, HeadSpec(replace="reg"))
+    assert other is not None and [row.name for row in other.replaced] == ["reg"]
+    assert [row.name for row in other.dropped] == ["cls"]
+    assert validate(info, HeadSpec(keep=("rge",))) == [
+        "The output 'rge' to keep is not an output of the model (its outputs: cls, reg); "
+        'did you mean "reg"?'
+    ]
+    assert "cannot keep it too" in validate(info, HeadSpec(keep=("cls",)))[0]
+    assert "'clss' to replace" in validate(info, HeadSpec(replace="clss"))[0]
+
+
+def test_a_plan_carries_the_outputs_and_refuses_a_misspelt_one(
+    patterns: dict[str, Any], tmp_path: Any
+) -> None:
+    from dataclasses import replace
+
+    from kfreeze_tui.core.build import CompileSpec, PlanError
+    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.plan import FreezePlan, PlanView
+    from kfreeze_tui.core.planfile import check_outputs, document, read, to_toml
+
+    view = PlanView(walk(patterns["two_outputs"]))
+    doc = document("two.keras", LoadOptions(), view, FreezePlan(), HeadSpec(), CompileSpec())
+    text = to_toml(doc)
+    assert 'replace = "cls"\nkeep = []' in text and "dropped (here: reg)" in text
+    path = tmp_path / "two.toml"
+    path.write_text(text.replace("keep = []", 'keep = ["rge"]'))
+    misspelt = read(path)
+    assert misspelt.head.keep == ("rge",)
+    with pytest.raises(PlanError, match=r"keep 'rge' is not an output .* did you mean \"reg\""):
+        check_outputs(misspelt, view.info)
+    check_outputs(replace(misspelt, head=replace(misspelt.head, keep=("reg",))), view.info)

@@ -55,6 +55,35 @@ async def test_c_attaches_the_head_to_the_cursor_layer(resnet50: Any) -> None:
         assert f"New head on {layer.name}" in screen_text(pilot)
 
 
+async def test_the_pane_says_which_outputs_stay_and_changes_them(keras: Any) -> None:
+    from kfreeze_tui.core.loading import LoadedModel
+
+    x = keras.Input((16,))
+    trunk = keras.layers.Dense(32, "relu", name="trunk")(x)
+    cls = keras.layers.Dense(3, "softmax", name="cls")(keras.layers.Dropout(0.1)(trunk))
+    reg = keras.layers.Dense(1, name="reg")(trunk)
+    model = keras.Model(x, [cls, reg], name="two_outputs")
+    app = make_app(loaded=LoadedModel(model, "two_outputs", "two outputs"))
+    async with app.run_test(size=(130, 44)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        text = screen_text(pilot)
+        assert "New head on trunk (None, 32) (default)" in text
+        assert "replaces dropout" in text and "drops outputs: reg" in text
+        await pilot.press("tab")  # the first field of the pane: the first output's
+        assert app.focused is explorer.query_one("#head-output-0")
+        await pilot.press("tab", "right")  # reg: drop -> keep
+        assert explorer.head.keep == ("reg",)
+        text = screen_text(pilot)
+        assert "keeps: reg" in text and "drops outputs" not in text
+        await pilot.press("right")  # reg: keep -> head; cls is dropped
+        assert (explorer.head.replace, explorer.head.keep) == ("reg", ())
+        assert "replaces reg" in screen_text(pilot)
+        assert "drops outputs: cls" in screen_text(pilot)
+        # The keys that change a field are in the help, with the pane's other keys.
+        await pilot.press("escape", "question_mark")
+        assert "on an output of the model: head, keep, drop" in screen_text(pilot)
+
+
 async def test_export_dialog_writes_a_verified_model(
     small_loaded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keras: Any
 ) -> None:
