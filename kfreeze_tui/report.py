@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_inputs
 
 
 def select(
@@ -146,6 +146,15 @@ def _json_shape(shapes: tuple[tuple[int | None, ...], ...]) -> Any:
     return [list(shape) for shape in shapes]
 
 
+def _calls(row: LayerInfo) -> list[dict[str, Any]]:
+    """Each call of the layer (a shared layer has several): what it reads, what it makes."""
+    outputs = [call.output_shapes for call in row.calls] or [row.output_shapes]
+    return [
+        {"inbound": list(inputs), "output_shape": _json_shape(shapes)}
+        for inputs, shapes in zip(call_inputs(row), outputs, strict=True)
+    ]
+
+
 def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
     """The ``kfreeze layers --json`` document.
 
@@ -174,6 +183,7 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
                 "stage_name": row.stage_name,
                 "block": row.block,
                 "inbound": list(row.inbound),
+                "calls": _calls(row),
             }
             for row in rows
         ],

@@ -38,7 +38,7 @@ from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, looks_like_path
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 3
+SCHEMA = 4
 
 
 def cache_dir() -> Path:

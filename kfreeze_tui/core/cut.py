@@ -26,16 +26,22 @@ class Cut:
 
     Attributes:
         boundary: name of the first layer that trains (None: everything is frozen).
-        crossing: names of the frozen layers whose outputs trainable layers read.
+        crossing: names of the frozen layers' tensors that trainable layers read (a shared
+            layer's later calls as ``encoder (call 2)``, see :func:`.layers.call_label`; a
+            cut inside a model called twice as ``enc_h (encoder call 2)`` too).
         clean: exactly one tensor crosses (or none: nothing, or everything, is frozen).
-        splits_block: the block the boundary cuts through when the cut is not clean and
-            the boundary is not at the start of its block.
+        splits_block: the block the boundary cuts through when the cut is not clean, the
+            boundary is not at the start of its block and it is not a join (``into``).
+        into: the boundary's name when several tensors cross and the boundary layer alone
+            reads them all: it is where the cut branches join (a concatenation of 200
+            branches, the distance layer of a siamese model), so every branch is frozen whole.
     """
 
     boundary: str | None
     crossing: tuple[str, ...]
     clean: bool
     splits_block: str | None
+    into: str | None = None
 
     def describe(self) -> str:
         """One line for the status bar: ``clean cut: conv4_block6_out``."""
@@ -47,6 +53,8 @@ class Cut:
             return f"clean cut: {self.crossing[0]}"
         shown = ", ".join(self.crossing[:3]) + (", ..." if len(self.crossing) > 3 else "")
         count = f"{len(self.crossing)} tensors cross ({shown})"
+        if self.into:
+            return f"cuts {len(self.crossing)} branches into {self.into}: {count}"
         if self.splits_block:
             return f"splits block {self.splits_block}: {count}"
         return f"not clean: {count}"
@@ -56,6 +64,8 @@ class Cut:
         if self.clean or not self.crossing:
             return self.describe()
         count = f"{len(self.crossing)} tensors cross"
+        if self.into:
+            return f"cuts {len(self.crossing)} branches into {self.into} ({count})"
         if self.splits_block:
             return f"splits block {self.splits_block} ({count})"
         return f"not clean: {count}"
@@ -67,6 +77,7 @@ class Cut:
             "crossing": list(self.crossing),
             "clean": self.clean,
             "splits_block": self.splits_block,
+            "into": self.into,
         }
 
 
@@ -79,13 +90,13 @@ class _Container:
     """
 
     def __init__(self, rows: tuple[LayerInfo, ...]) -> None:
-        # Every call of a layer makes its own tensor (a shared encoder's second output is
+        # Every call of a layer makes its own tensors (a shared encoder's second output is
         # ``encoder (call 2)``), all at the layer's position: frozen or trained as one.
-        position_of = {
-            call_label(row.name, call): i
-            for i, row in enumerate(rows)
-            for call in range(row.call_count)
-        }
+        position_of = {row.name: i for i, row in enumerate(rows)}
+        for i, row in enumerate(rows):
+            for call, info in enumerate(row.calls):
+                for output in range(len(info.output_shapes)):
+                    position_of[call_label(row.name, call, output)] = i
         self.rows = rows
         self.block_start = [i == 0 or rows[i - 1].block != rows[i].block for i in range(len(rows))]
         ops: dict[str, tuple[str, ...]] = {}
@@ -110,17 +121,24 @@ class _Container:
                 continue
             for source in inputs:
                 last_read[source] = max(last_read.get(source, -1), runs_at)
-        starting: dict[int, list[tuple[str, int]]] = {}
+        starting: dict[int, list[tuple[str, int, str]]] = {}
         for label, last in last_read.items():
             made = where(label)
             if made is not None and last > made:
-                starting.setdefault(made + 1, []).append((self._display(label, made), last))
+                starting.setdefault(made + 1, []).append((self._display(label, made), last, label))
         # crossing[p]: (name, last reader) of each tensor that crosses a cut before position p.
         self.crossing: list[tuple[tuple[str, int], ...]] = []
-        active: list[tuple[str, int]] = []
+        # joins[p]: several tensors cross before p and the layer at p itself reads them all,
+        # and nothing after it does (a concatenation of branches, a residual add).
+        self.joins: list[bool] = []
+        active: list[tuple[str, int, str]] = []
         for p in range(len(rows) + 1):
             active = [item for item in active if item[1] >= p] + starting.get(p, [])
-            self.crossing.append(tuple(active))
+            self.crossing.append(tuple((name, last) for name, last, _ in active))
+            reads = set(rows[p].sources or rows[p].inbound) if p < len(rows) else set()
+            self.joins.append(
+                len(active) > 1 and all(last == p and label in reads for _, last, label in active)
+            )
 
     def _display(self, label: str, made: int) -> str:
         if not label.startswith("op:"):
@@ -163,13 +181,24 @@ class CutIndex:
         position = boundary[-1]
         row = container.rows[position]
         names = container.names_at(position)
-        # Enclosing models: what their earlier layers feed past the container being cut.
+        joins = container.joins[position]
+        # Enclosing models: a model called twice runs the cut inside it twice, and what
+        # their earlier layers feed past the container being cut crosses too.
         for depth in range(len(boundary) - 1, 0, -1):
             outer = self._containers[boundary[: depth - 1]]
-            names.extend(outer.passing(boundary[depth - 1]))
+            holder = outer.rows[boundary[depth - 1]]
+            names += [
+                f"{name} ({holder.name} call {call})"
+                for call in range(2, holder.call_count + 1)
+                for name in names
+            ]
+            passing = outer.passing(boundary[depth - 1])
+            joins = joins and not passing
+            names.extend(passing)
         crossing = tuple(dict.fromkeys(names))
         clean = len(crossing) <= 1
+        into = row.name if joins and not clean else None
         splits = None
-        if not clean and not container.block_start[position]:
+        if not clean and not into and not container.block_start[position]:
             splits = row.block
-        return Cut(row.name, crossing, clean, splits)
+        return Cut(row.name, crossing, clean, splits, into)

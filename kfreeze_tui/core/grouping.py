@@ -9,6 +9,9 @@ positions), so they are cheap and can be tested without Keras.
   Names then label them (``conv5_block1``, ``block6a``, ``mixed3``, ``cell_reduce_4``) and
   split the spans the graph cannot (NASNet's cells always keep two tensors live). Layers
   with Keras's automatic names (``conv2d_12``, ``re_lu_3``) join the unit around them.
+  Every tensor counts as live on its own: each call of a shared layer, each output of a
+  layer with several. Named parts that run side by side (``br0`` .. ``br199``) are one
+  unit, named after their join; each model input is a block of its own.
 * A **stage** begins where the *main path* is downsampled to about half or less (a strided
   convolution or a pooling). Side branches (squeeze-and-excite, gating: tensors that only
   reach the rest of the network through a broadcasting merge) never start one. The stage
@@ -21,12 +24,16 @@ positions), so they are cheap and can be tested without Keras.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 Shape = tuple[int | None, ...]
+#: A tensor a layer reads: the position of the layer that makes it (its first output), or
+#: ``(position, k)`` for that layer's k-th other tensor (a later call, a later output).
+Source = int | tuple[int, int]
 
 #: A downsampling shrinks each spatial side to at most this fraction (149 -> 147 is none).
 DOWNSAMPLE_RATIO = 0.6
@@ -150,28 +157,32 @@ def name_block(name: str, class_name: str) -> str | None:
 # -- the graph ---------------------------------------------------------------------------
 
 
-def last_uses(inbound: Sequence[Sequence[int]]) -> list[int]:
-    """For each layer, the position of the last layer that reads its output (-1: none)."""
-    last = [-1] * len(inbound)
+def position_of(source: Source) -> int:
+    """The position of the layer that makes a tensor."""
+    return source if isinstance(source, int) else source[0]
+
+
+def last_uses(inbound: Sequence[Sequence[Source]]) -> dict[Source, int]:
+    """For each tensor read after the layer that makes it, the position of its last reader."""
+    last: dict[Source, int] = {}
     for position, sources in enumerate(inbound):
         for source in sources:
-            if 0 <= source < position:
-                last[source] = max(last[source], position)
+            if 0 <= position_of(source) < position:
+                last[source] = max(last.get(source, -1), position)
     return last
 
 
-def live_after(inbound: Sequence[Sequence[int]]) -> list[int]:
+def live_after(inbound: Sequence[Sequence[Source]]) -> list[int]:
     """How many tensors are live between position ``i`` and ``i + 1``, for each ``i``.
 
     A tensor is live there when a layer at or before ``i`` made it and a later one reads it.
+    Each tensor counts: a shared layer's two calls make two, a layer with two outputs two.
     """
     n = len(inbound)
-    last = last_uses(inbound)
     delta = [0] * (n + 1)
-    for position, end in enumerate(last):
-        if end > position:
-            delta[position] += 1
-            delta[end] -= 1
+    for source, end in last_uses(inbound).items():
+        delta[position_of(source)] += 1
+        delta[end] -= 1
     live: list[int] = []
     running = 0
     for i in range(n):
@@ -180,7 +191,7 @@ def live_after(inbound: Sequence[Sequence[int]]) -> list[int]:
     return live
 
 
-def segments(inbound: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+def segments(inbound: Sequence[Sequence[Source]]) -> list[tuple[int, int]]:
     """Spans ``[start, end]`` between the points where at most one tensor is live."""
     result: list[tuple[int, int]] = []
     start = 0
@@ -245,31 +256,39 @@ def _unit_kind(class_name: str, has_weights: bool) -> str:
 def blocks(
     names: Sequence[str],
     class_names: Sequence[str],
-    inbound: Sequence[Sequence[int]],
+    inbound: Sequence[Sequence[Source]],
     has_weights: Sequence[bool],
 ) -> list[str]:
     """The block of each layer of one container.
 
+    Every model input is a block of its own: a second input is not part of the unit that
+    happens to come before it in ``.layers``, nor of the unit that reads it. A unit whose
+    named parts run side by side (branches ``br0`` .. ``br199`` joined by a concatenation)
+    is one block, named after its last layer, the join.
+
     Args:
         names: layer names in ``.layers`` order.
         class_names: their classes.
-        inbound: for each layer, the positions of the layers that feed it.
+        inbound: for each layer, the tensors it reads (see :data:`Source`; plain positions
+            when every layer is called once and makes one tensor).
         has_weights: whether each layer holds weights.
 
     Returns:
         One block name per layer.
     """
     n = len(names)
+    is_input = [cls == "InputLayer" for cls in class_names]
     named: list[str | None] = [
-        name_block(nm, cls) for nm, cls in zip(names, class_names, strict=True)
+        None if is_input[i] else name_block(nm, cls)
+        for i, (nm, cls) in enumerate(zip(names, class_names, strict=True))
     ]
     known: list[str] = []
     for i, block in enumerate(named):
-        if block is None:
+        if block is None and not is_input[i]:
             # ``bn_Conv1`` and ``Conv1_relu`` mention the block ``Conv1`` before them.
             tokens = set(names[i].lower().split("_"))
             named[i] = next((b for b in reversed(known) if b.lower() in tokens), None)
-        elif not known or known[-1] != block:
+        elif block is not None and (not known or known[-1] != block):
             known.append(block)
 
     # None: not decided yet; "<" joins the block before it, ">" the block after it.
@@ -278,12 +297,14 @@ def blocks(
         span = range(start, end + 1)
         labels = [named[i] for i in span if named[i]]
         if end > start and labels:
-            _label_by_names(result, named, start, end, labels)
+            _label_by_names(result, names, named, inbound, start, end, labels)
         elif end > start:
             weighty = any(
                 has_weights[i] and class_names[i] not in NORMALIZATION_CLASSES for i in span
             )
-            label = names[end] if weighty or start == 0 else "<"
+            # A span that takes in a model input begins a unit, as the model's first does.
+            fresh = start == 0 or any(is_input[i] for i in span)
+            label = names[end] if weighty or fresh else "<"
             for i in span:
                 result[i] = label
         else:
@@ -292,20 +313,28 @@ def blocks(
                 kind = _unit_kind(class_names[start], has_weights[start])
                 label = {"start": names[start], "next": ">", "previous": "<"}[kind]
             result[start] = label
+    for i in range(n):
+        if is_input[i]:
+            result[i] = names[i]
     return _resolve_joins(result, names)
 
 
 def _label_by_names(
     result: list[str | None],
+    names: Sequence[str],
     named: Sequence[str | None],
+    inbound: Sequence[Sequence[Source]],
     start: int,
     end: int,
     labels: list[str | None],
 ) -> None:
     """Label one graph span by the block names inside it.
 
-    With one name, the span is that block. With several (NASNet's cells, which the graph
-    cannot separate), each block ends at its last named layer and owns the layers up to it.
+    With one name, the span is that block. With several that follow one another (NASNet's
+    cells, which the graph cannot separate: each reads the one before), each block ends at
+    its last named layer and owns the layers up to it. With several side by side (parallel
+    branches, where one does not read the other), the span is one unit, named after its
+    last layer: where the branches join.
     """
     distinct = list(dict.fromkeys(labels))
     if len(distinct) == 1:
@@ -313,12 +342,44 @@ def _label_by_names(
             result[i] = distinct[0]
         return
     ends = {label: i for i in range(start, end + 1) if (label := named[i])}
-    order = sorted(ends.items(), key=lambda item: item[1])
+    order = [label for label, _ in sorted(ends.items(), key=lambda item: item[1])]
+    if not _in_sequence(order, named, inbound, start, end):
+        joined = named[end] or names[end]
+        for i in range(start, end + 1):
+            result[i] = joined
+        return
     k = 0
     for i in range(start, end + 1):
-        while k < len(order) - 1 and order[k][1] < i:
+        while k < len(order) - 1 and ends[order[k]] < i:
             k += 1
-        result[i] = order[k][0]
+        result[i] = order[k]
+
+
+def _in_sequence(
+    order: Sequence[str],
+    named: Sequence[str | None],
+    inbound: Sequence[Sequence[Source]],
+    start: int,
+    end: int,
+) -> bool:
+    """Whether each named block of a span reads, directly or not, from the one before it."""
+    reach: list[int] = []  # for each layer of the span, its ancestors in the span (bits)
+    members: dict[str, int] = {}
+    for i in range(start, end + 1):
+        mask = 0
+        for source in inbound[i]:
+            p = position_of(source)
+            if start <= p < i:
+                mask |= reach[p - start] | (1 << (p - start))
+        reach.append(mask)
+        label = named[i]
+        if label:
+            members[label] = members.get(label, 0) | (1 << (i - start))
+    for before, label in itertools.pairwise(order):
+        readers = (reach[i - start] for i in range(start, end + 1) if named[i] == label)
+        if not any(mask & members[before] for mask in readers):
+            return False
+    return True
 
 
 def _resolve_joins(result: list[str | None], names: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,17 +60,28 @@ class CallInfo:
     output_shapes: tuple[Shape, ...]
 
 
-def call_label(name: str, call: int) -> str:
-    """How the output of a layer's ``call``-th call (from 0) is named among tensors: the
-    layer's name for its first call, ``encoder (call 2)`` for the next ones."""
-    return name if call == 0 else f"{name} (call {call + 1})"
+def call_label(name: str, call: int, output: int = 0) -> str:
+    """How a tensor a layer makes is named among tensors: the layer's name for the first
+    output of its first call; ``encoder (call 2)`` for a later call (a shared layer),
+    ``two_headed (output 2)`` for a later output, ``encoder (call 2, output 2)`` for both.
+
+    Args:
+        name: the layer's name.
+        call: which call of the layer made it, from 0.
+        output: which of that call's outputs it is, from 0 (Keras's ``tensor_index``).
+    """
+    parts = [f"call {call + 1}"] if call else []
+    if output:
+        parts.append(f"output {output + 1}")
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+_LABEL_SUFFIX = re.compile(r" \((?:call \d+(?:, output \d+)?|output \d+)\)$")
 
 
 def label_layer(label: str) -> str:
     """The layer behind a tensor's name (``encoder (call 2)`` -> ``encoder``)."""
-    if label.endswith(")") and " (call " in label:
-        return label[: label.rindex(" (call ")]
-    return label
+    return _LABEL_SUFFIX.sub("", label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +292,7 @@ def _nodes_in(graph: Any, layer: Any) -> list[Any]:
 
 
 def _inbound_sources(
-    node: Any, call_labels: dict[int, str]
+    node: Any, calls: dict[int, tuple[str, int]]
 ) -> tuple[tuple[str, ...], tuple[OpDef, ...]]:
     """The tensors feeding a node, and the plain operations that make some of them.
 
@@ -290,29 +302,40 @@ def _inbound_sources(
 
     Args:
         node: the node (one call of a layer).
-        call_labels: the name of each layer node's output in the container, by node id.
+        calls: for each node of a layer in the container, by node id: the layer's name and
+            which of its calls the node is.
 
     Returns:
-        The input names (layer names, ``encoder (call 2)``, or ``op:`` names) and the
-        definitions of every operation between the node and the layers before it.
+        The input names (see :func:`call_label`, or ``op:`` names) and the definitions of
+        every operation between the node and the layers before it.
     """
     ops: dict[str, tuple[str, ...]] = {}
 
-    def label(parent: Any) -> str:
-        if id(parent) in call_labels:
-            return call_labels[id(parent)]
-        key = f"op:{parent.operation.name}"
+    def label(tensor: Any) -> str | None:
+        history = getattr(tensor, "_keras_history", None)
+        operation = getattr(history, "operation", None)
+        if operation is None:
+            return None
+        parent = operation._inbound_nodes[history.node_index]
+        if id(parent) in calls:
+            name, call = calls[id(parent)]
+            return call_label(name, call, history.tensor_index)
+        key = f"op:{operation.name}"
         if key not in ops:
             ops[key] = ()  # a placeholder while its inputs are named
-            ops[key] = tuple(dict.fromkeys(label(p) for p in parent.parent_nodes))
+            ops[key] = labels_of(parent)
         return key
 
-    direct = tuple(dict.fromkeys(label(parent) for parent in node.parent_nodes))
-    return direct, tuple(ops.items())
+    def labels_of(of: Any) -> tuple[str, ...]:
+        found = (label(tensor) for tensor in of.input_tensors)
+        return tuple(dict.fromkeys(x for x in found if x is not None))
+
+    return labels_of(node), tuple(ops.items())
 
 
-def layers_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """The layers behind inputs that may be operations' outputs (what ``inbound`` shows)."""
+def tensors_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The layers' tensors behind inputs that may be operations' outputs (``encoder``,
+    ``encoder (call 2)``): what a layer reads once the plain operations are looked through."""
     found: list[str] = []
     seen: set[str] = set()
     stack = list(reversed(names))
@@ -324,8 +347,23 @@ def layers_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tu
         if name.startswith("op:"):
             stack.extend(reversed(ops.get(name, ())))
         else:
-            found.append(label_layer(name))
-    return tuple(dict.fromkeys(found))
+            found.append(name)
+    return tuple(found)
+
+
+def layers_behind(names: tuple[str, ...], ops: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The layers behind inputs that may be operations' outputs (what ``inbound`` shows)."""
+    return tuple(dict.fromkeys(label_layer(name) for name in tensors_behind(names, ops)))
+
+
+def call_inputs(row: LayerInfo) -> tuple[tuple[str, ...], ...]:
+    """What each call of a layer reads, operations looked through: ``(("pa",), ("pb",))`` for
+    a Dense shared by two branches. One entry (its inbound layers) for a layer walked
+    without a graph."""
+    if not row.calls:
+        return (row.inbound,)
+    ops = dict(row.ops)
+    return tuple(tensors_behind(call.sources, ops) for call in row.calls)
 
 
 def _is_container(layer: Any, model_class: type) -> bool:
@@ -436,8 +474,8 @@ def _walk_container(
     sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]] = []
     calls_of: list[tuple[CallInfo, ...]] = []
     nodes_of = [_nodes_in(graph, layer) if graph is not None else [] for layer in layers]
-    call_labels = {
-        id(node): call_label(layer.name, call)
+    calls_by_node = {
+        id(node): (layer.name, call)
         for layer, nodes in zip(layers, nodes_of, strict=True)
         for call, node in enumerate(nodes)
     }
@@ -448,7 +486,7 @@ def _walk_container(
             all_sources: dict[str, None] = {}
             all_ops: dict[str, tuple[str, ...]] = {}
             for node in nodes:
-                direct, ops = _inbound_sources(node, call_labels)
+                direct, ops = _inbound_sources(node, calls_by_node)
                 all_sources.update(dict.fromkeys(direct))
                 all_ops.update(ops)
                 calls.append(
@@ -479,8 +517,12 @@ def _walk_container(
     inbound_positions = [
         [position_of[n] for n in names_in if n in position_of] for names_in in inbounds
     ]
+    # Blocks count every tensor: each call of a shared layer, each output of a layer.
     block_of = grouping.blocks(
-        names, class_names, inbound_positions, [bool(layer.weights) for layer in layers]
+        names,
+        class_names,
+        _tensor_reads(names, calls_of, sources_of),
+        [bool(layer.weights) for layer in layers],
     )
     stages = grouping.stages(
         names, class_names, [s[0] if s else None for s in outputs], inbound_positions, block_of
@@ -538,6 +580,28 @@ def _walk_container(
                 model_class,
                 rows,
             )
+
+
+def _tensor_reads(
+    names: list[str],
+    calls_of: list[tuple[CallInfo, ...]],
+    sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]],
+) -> list[list[grouping.Source]]:
+    """For each layer, the tensors it reads as :mod:`grouping` counts them: a layer's
+    position for its first tensor, ``(position, k)`` for its others (later calls, outputs)."""
+    key: dict[str, grouping.Source] = {}
+    for position, (name, calls) in enumerate(zip(names, calls_of, strict=True)):
+        labels = [
+            call_label(name, call, output)
+            for call, info in enumerate(calls)
+            for output in range(max(1, len(info.output_shapes)))
+        ]
+        for k, label in enumerate(labels or [name]):
+            key[label] = position if k == 0 else (position, k)
+    return [
+        [key[t] for t in tensors_behind(sources, dict(ops)) if t in key]
+        for sources, ops in sources_of
+    ]
 
 
 def iter_group_starts(layers: tuple[LayerInfo, ...], attribute: str) -> Iterator[LayerInfo]:

@@ -15,10 +15,20 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import Worker
 
-from kfreeze_tui.core.layers import LayerInfo, format_shape
+from kfreeze_tui.core.layers import LayerInfo, call_inputs, format_shape
 from kfreeze_tui.core.plan import FreezePlan
 from kfreeze_tui.core.session import LayerDetail, ModelSession
 from kfreeze_tui.workers import ReportsWorkerFailures
+
+
+def inbound_text(layer: LayerInfo) -> str:
+    """What the layer reads, call by call: ``called 2 times: pa; pb`` for a shared layer,
+    ``encoder, encoder (call 2)`` for a layer reading both calls of one."""
+    calls = call_inputs(layer)
+    each = [", ".join(inputs) or "(model input)" for inputs in calls]
+    if len(each) > 1:
+        return f"called {len(each)} times: " + "; ".join(each)
+    return each[0]
 
 
 def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Table:
@@ -46,7 +56,7 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
         if layer.is_batch_norm and not trains_bool:
             state.append(" (runs in inference mode: moving statistics are not updated)")
     grid.add_row("state", state)
-    grid.add_row("inbound", ", ".join(layer.inbound) or "(model input)")
+    grid.add_row("inbound", Text(inbound_text(layer)))
     repaired = [repair.message for repair in session.repairs if layer.name in repair.layers]
     if repaired:
         grid.add_row("repaired", Text("\n".join(repaired), style="yellow"))

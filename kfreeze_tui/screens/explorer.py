@@ -24,7 +24,7 @@ from kfreeze_tui.core.build import CompileSpec
 from kfreeze_tui.core.cost import cost_model, human_bytes
 from kfreeze_tui.core.export import ExportRequest, ExportResult
 from kfreeze_tui.core.head import HeadSpec, default_replaced_output, model_outputs, validate
-from kfreeze_tui.core.layers import LayerInfo
+from kfreeze_tui.core.layers import LayerInfo, call_inputs
 from kfreeze_tui.core.names import find_layer
 from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import FreezePlan
@@ -70,10 +70,18 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
-    if layer.inbound:
-        shown = ", ".join(layer.inbound[:4]) + (" ..." if len(layer.inbound) > 4 else "")
-        text.append(f"from {shown}\n", style="dim")
+    calls = call_inputs(layer)
+    if len(calls) > 1:
+        shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])
+        more = "; ..." if len(calls) > 3 else ""
+        text.append(f"called {len(calls)} times, from {shown}{more}\n", style="dim")
+    elif calls[0]:
+        text.append(f"from {_first(calls[0], 4)}\n", style="dim")
     return text
+
+
+def _first(names: tuple[str, ...], count: int) -> str:
+    return ", ".join(names[:count]) + (" ..." if len(names) > count else "")
 
 
 #: The actions whose keys the footer shows at every width.

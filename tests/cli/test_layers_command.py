@@ -76,9 +76,11 @@ def test_layers_json_small_model(
         "stage_name",
         "block",
         "inbound",
+        "calls",
     }
     assert first_conv["output_shape"] == [None, 32, 32, 8]
     assert first_conv["path"] == [1] and first_conv["inbound"] == ["image"]
+    assert first_conv["calls"] == [{"inbound": ["image"], "output_shape": [None, 32, 32, 8]}]
     assert document["layers"][-1]["output_shape"] == [None, 5]
     assert [layer["stage"] for layer in document["layers"]][3:6] == [0, 1, 1]
 
@@ -152,6 +154,7 @@ def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
         "crossing": ["conv4_block6_out"],
         "clean": True,
         "splits_block": None,
+        "into": None,
     }
     # A Keras 2 name, in the table: the cut line under it, and a note on stderr.
     split = run_kfreeze(

@@ -22,6 +22,7 @@ def test_clean_cut_before_stage_5_of_resnet50(resnet50_info: Any) -> None:
         "crossing": ["conv4_block6_out"],
         "clean": True,
         "splits_block": None,
+        "into": None,
     }
     assert cut.describe() == "clean cut: conv4_block6_out"
 
@@ -34,6 +35,16 @@ def test_a_cut_inside_a_residual_unit_splits_its_block(resnet50_info: Any) -> No
     assert not cut.clean
     assert cut.splits_block == "conv5_block1"
     assert cut.describe().startswith("splits block conv5_block1: 2 tensors cross")
+
+
+def test_a_boundary_at_a_residual_add_cuts_both_branches_into_it(resnet50_info: Any) -> None:
+    add = resnet50_info.find("conv5_block1_add")
+    cut = CutIndex(resnet50_info).at(add.path)
+    # He et al.'s projection shortcut (branch 1, conv5_block1_0_*) and the main branch both
+    # end in the add, and nothing after it reads them.
+    assert set(cut.crossing) == {"conv5_block1_0_bn", "conv5_block1_3_bn"}
+    assert cut.into == "conv5_block1_add" and cut.splits_block is None
+    assert cut.brief() == "cuts 2 branches into conv5_block1_add (2 tensors cross)"
 
 
 def test_every_block_start_of_resnet50_is_a_clean_cut(resnet50_info: Any) -> None:
