@@ -404,15 +404,16 @@ class CostModel:
         )
         self._input_elements = sum(_elements(shape) for shape in info.input_shapes)
         # Elements of each tensor a cut may name, by the container it is made in: a layer's
-        # output, ``encoder (call 2)`` for a later call's; times the calls of the models
-        # that hold it (inside a siamese encoder, each tensor is made once per call).
+        # output, ``encoder (call 2)`` for a later call's, ``two_headed (output 2)``; times
+        # the calls of the models that hold it (inside a siamese encoder, each tensor is made
+        # once per call, so the cut's ``enc_h (encoder call 2)`` adds nothing more).
         self._elements_of: dict[tuple[Path, str], int] = {}
         for row in info.layers:
             repeats = _repeats(info, row.parent_path)
             for number, call in enumerate(row.calls):
-                self._elements_of[(row.parent_path, call_label(row.name, number))] = repeats * sum(
-                    _elements(shape) for shape in call.output_shapes
-                )
+                for output, shape in enumerate(call.output_shapes):
+                    label = call_label(row.name, number, output)
+                    self._elements_of[(row.parent_path, label)] = repeats * _elements(shape)
             self._elements_of.setdefault(
                 (row.parent_path, row.name),
                 repeats * sum(_elements(shape) for shape in row.output_shapes),

@@ -351,3 +351,29 @@ def test_cost_of_a_file_as_it_is_in_its_own_dtype(
     trainable = sum(math.prod(v.shape) for v in loaded.trainable_weights)
     assert document["rows"][0]["trainable_params"] == trainable
     assert document["dtype"] == "float32"
+
+
+def test_each_output_of_a_nested_model_that_crosses_is_kept(keras: Any) -> None:
+    """A nested model with two outputs, each read by a trained layer: both cross into the
+    trained part, each counted once, with the element counts Keras gives its tensors."""
+    inner_in = keras.Input((8, 8, 3))
+    fmap = keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(inner_in)
+    pooled = keras.layers.GlobalAveragePooling2D(name="inner_gap")(fmap)
+    inner = keras.Model(inner_in, [fmap, pooled], name="two_headed")
+    image = keras.Input((8, 8, 3), name="image")
+    fmap, pooled = inner(image)
+    model = keras.Model(
+        image,
+        [keras.layers.Dense(3, name="class_out")(pooled), keras.layers.Conv2D(1, 1)(fmap)],
+    )
+    view = PlanView(walk(model))
+    plan = FreezePlan(boundary=view.info.find("class_out").path)
+    assert set(view.cut(plan).crossing) == {"two_headed", "two_headed (output 2)"}
+
+    def elements(tensor: Any) -> int:
+        return math.prod(int(d) for d in tensor.shape[1:])
+
+    crossing = sum(elements(t) for t in inner.output)
+    trained = sum(elements(t) for t in model.outputs)
+    kept = cost_model(view).estimate(plan, TrainingSetup(batch=1)).memory.activations
+    assert kept == 4 * (crossing + trained)
