@@ -362,18 +362,24 @@ def test_each_output_of_a_nested_model_that_crosses_is_kept(keras: Any) -> None:
     inner = keras.Model(inner_in, [fmap, pooled], name="two_headed")
     image = keras.Input((8, 8, 3), name="image")
     fmap, pooled = inner(image)
-    model = keras.Model(
-        image,
-        [keras.layers.Dense(3, name="class_out")(pooled), keras.layers.Conv2D(1, 1)(fmap)],
-    )
+    mask = keras.layers.Conv2D(1, 1, name="mask_out")(fmap)
+    model = keras.Model(image, [mask, keras.layers.Dense(3, name="class_out")(pooled)])
+    assert [layer.name for layer in model.layers][-2:] == ["mask_out", "class_out"]
     view = PlanView(walk(model))
-    plan = FreezePlan(boundary=view.info.find("class_out").path)
-    assert set(view.cut(plan).crossing) == {"two_headed", "two_headed (output 2)"}
 
     def elements(tensor: Any) -> int:
         return math.prod(int(d) for d in tensor.shape[1:])
 
-    crossing = sum(elements(t) for t in inner.output)
-    trained = sum(elements(t) for t in model.outputs)
-    kept = cost_model(view).estimate(plan, TrainingSetup(batch=1)).memory.activations
-    assert kept == 4 * (crossing + trained)
+    fmap_size, pooled_size = elements(fmap), elements(pooled)
+    mask_size, class_size = (elements(t) for t in model.outputs)
+    setup = TrainingSetup(batch=1)
+    # From mask_out: both of the nested model's outputs cross.
+    plan = FreezePlan(boundary=view.info.find("mask_out").path)
+    assert set(view.cut(plan).crossing) == {"two_headed", "two_headed (output 2)"}
+    kept = cost_model(view).estimate(plan, setup).memory.activations
+    assert kept == 4 * (fmap_size + pooled_size + mask_size + class_size)
+    # From class_out: only the second (mask_out, which reads the first, is frozen).
+    plan = FreezePlan(boundary=view.info.find("class_out").path)
+    assert view.cut(plan).crossing == ("two_headed (output 2)",)
+    kept = cost_model(view).estimate(plan, setup).memory.activations
+    assert kept == 4 * (pooled_size + class_size)
