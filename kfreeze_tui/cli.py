@@ -508,7 +508,8 @@ def _run_tui(args: argparse.Namespace) -> int:
         table_args = argparse.Namespace(
             **vars(args), filter=None, expand_nested=False, boundary=None, json=False
         )
-        return _cmd_layers(table_args)
+        with _load_progress_on_stderr():
+            return _cmd_layers(table_args)
     # TensorFlow reads its settings when it is imported, which happens in the app's worker.
     configure(RuntimeOptions(gpu=args.gpu))
     from kfreeze_tui.app import make_app, run_app

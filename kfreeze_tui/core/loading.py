@@ -180,6 +180,8 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
             kind="unknown",
         )
     with load_progress.tracked("Building", arch.name):
+        if not options.include_top:  # the shipped counts are without the classifier
+            load_progress.set_total(catalog.known_counts().get(arch.name, {}).get("layers"))
         return _build_architecture(arch, source, options)
 
 

@@ -696,8 +696,8 @@ def python_script(
     top = []
     if limit:
         top += [
-            f"# Keras loads a graph recursively, a frame per layer: {graph_depth(view.info):,} "
-            "layers deep is past Python's limit.",
+            "# Keras loads a graph recursively, about a frame per layer: make room for "
+            f"{graph_depth(view.info):,} layers deep.",
             f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {limit:_}))",
         ]
     if files:
