@@ -9,13 +9,14 @@ leaves early (``kfreeze layers ... | head``) is a normal end: exit 0, nothing sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -530,7 +531,8 @@ def _run_tui(args: argparse.Namespace) -> int:
         table_args = argparse.Namespace(
             **vars(args), filter=None, expand_nested=False, boundary=None, json=False
         )
-        return _cmd_layers(table_args)
+        with _load_progress_on_stderr():
+            return _cmd_layers(table_args)
     # TensorFlow reads its settings when it is imported, which happens in the app's worker.
     configure(RuntimeOptions(gpu=args.gpu))
     from kfreeze_tui.app import make_app, run_app
@@ -1132,6 +1134,30 @@ def _error(message: str) -> None:
     print(f"kfreeze: error: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _load_progress_on_stderr() -> Iterator[None]:
+    """A progress line on standard error while a long model load runs (nothing for a quick
+    one; see :mod:`kfreeze_tui.progress_line`). Written to a copy of descriptor 2 taken
+    now, since kfreeze points descriptor 2 at a log while Keras loads."""
+    from kfreeze_tui.core.load_progress import progress_delay
+    from kfreeze_tui.progress_line import LoadProgressLine
+
+    try:
+        sys.stderr.flush()
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's capture buffer)
+        yield
+        return
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    with (
+        os.fdopen(fd, "w", encoding=encoding, errors="replace") as stream,
+        LoadProgressLine(
+            stream, in_place=stream.isatty() and not dumb_terminal(), delay=progress_delay()
+        ),
+    ):
+        yield
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run the command; never raises.
 
@@ -1164,7 +1190,10 @@ def run(argv: Sequence[str]) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         if handler is _run_tui:
             sys.stdout = stdout  # the explorer's terminal is the app's own business
-        code = handler(args)
+            code = handler(args)
+        else:
+            with _load_progress_on_stderr():
+                code = handler(args)
         if sys.stdout is not None:
             sys.stdout.flush()  # here, where a closed pipe or a full disk is still caught
         return code

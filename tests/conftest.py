@@ -25,6 +25,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 _HOME = tempfile.mkdtemp(prefix="kfreeze-tests-")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+# A load that happens to run past the progress line's delay on a busy machine must not change
+# what a test sees on stderr: progress shows only where a test asks for it (delay 0).
+os.environ["KFREEZE_PROGRESS_DELAY"] = "600"
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +127,45 @@ def run_kfreeze() -> Callable[..., Any]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def probe_layer(keras: Any) -> Any:
+    """A layer that runs ``Probe.during(stage)`` while Keras loads it: when it is made from
+    its config (``layers``), called on its input (``connecting``) and given its weights
+    (``weights``). A test looks at the load in progress from inside it, at a known point,
+    or holds the load there; ``during`` does nothing until a test sets it."""
+
+    @keras.saving.register_keras_serializable(package="kfreeze_tests")
+    class Probe(keras.layers.Layer):
+        during: Callable[[str], None] = staticmethod(lambda _stage: None)
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            Probe.during("layers")
+            return cls(**config)
+
+        def call(self, x: Any) -> Any:
+            Probe.during("connecting")
+            return x
+
+        def load_own_variables(self, store: Any) -> None:
+            Probe.during("weights")
+            super().load_own_variables(store)
+
+    return Probe
+
+
+@pytest.fixture(scope="session")
+def probe_model_file(
+    keras: Any, probe_layer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``probe.keras``: input, three Dense layers and the probe fourth of the five."""
+    inputs = keras.Input((4,), name="features")
+    x = keras.layers.Dense(4, name="d1")(inputs)
+    x = keras.layers.Dense(4, name="d2")(x)
+    x = probe_layer(name="probe")(x)
+    outputs = keras.layers.Dense(2, name="d3")(x)
+    path = tmp_path_factory.mktemp("probe") / "probe.keras"
+    keras.Model(inputs, outputs, name="probed").save(path)
+    return path

@@ -3,7 +3,8 @@
 Every way loading can fail ends in a :class:`LoadError` that says in one sentence what is
 wrong with *this* input and what to do about it. Keras's own messages are often misleading
 ("File not found" for a file that exists but is empty or truncated), so files are examined
-before and after Keras has had its go.
+before and after Keras has had its go. A load is tracked (:mod:`load_progress`) so that a
+progress line can say how far a long one has got.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kfreeze_tui.core import catalog, legacy
+from kfreeze_tui.core import catalog, legacy, load_progress
 from kfreeze_tui.core.legacy_ops import OP_CLASSES as OP_LAYER_CLASSES
 from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
 
@@ -159,7 +160,8 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
     options = options or LoadOptions()
     path = Path(source).expanduser()
     if path.exists():
-        return _load_file(path, source, options)
+        with load_progress.tracked("Loading", path.name):
+            return _load_file(path, source, options)
     if looks_like_path(source):
         raise LoadError(
             f"{source} does not exist",
@@ -177,7 +179,10 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
             hint,
             kind="unknown",
         )
-    return _build_architecture(arch, source, options)
+    with load_progress.tracked("Building", arch.name):
+        if not options.include_top:  # the shipped counts are without the classifier
+            load_progress.set_total(catalog.known_counts().get(arch.name, {}).get("layers"))
+        return _build_architecture(arch, source, options)
 
 
 def load_with_fresh_names(source: str, options: LoadOptions | None = None) -> LoadedModel:
@@ -340,12 +345,14 @@ def _load_file(path: Path, source: str, options: LoadOptions) -> LoadedModel:
     lowered = path.name.lower()
     if head.startswith(HDF5_MAGIC):
         config, version = _h5_config(path, source)
+        load_progress.set_total(load_progress.top_level_count(config))
         named_h5 = lowered.endswith((".h5", ".hdf5"))
         if legacy.h5_is_legacy(version, not named_h5):
             return _load_legacy(path, source, options, config, version, archive=False)
         return _deserialize(path, source, options, config, "h5")
     if head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
         config, metadata = _zip_config(path, source)
+        load_progress.set_total(load_progress.top_level_count(config))
         if not lowered.endswith(".keras"):
             raise LoadError(
                 f"{source} is a Keras archive but is not named .keras",

@@ -5,10 +5,16 @@ trainable flags (by name, with the index range in a comment), add the head, comp
 flags; then the data (for an image model: ``load_images``, an image folder at the model's input
 size through the architecture's own ``preprocess_input``) and ``train``. Users keep it in their
 training code, so it imports nothing but keras (and the standard library).
+
+The files it reads (the model, a weights file) are named from the script's own folder, so it
+runs from any working folder; and a model too deep for Python's default recursion limit gets
+the limit raised, as kfreeze raises it for itself.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +30,85 @@ from kfreeze_tui.core.head import (
     pooling_class,
     resolved_pooling,
 )
-from kfreeze_tui.core.layers import format_shape
+from kfreeze_tui.core.layers import ModelInfo, format_shape
 from kfreeze_tui.core.loading import LoadOptions
 from kfreeze_tui.core.phases import Phase
 from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
+
+#: Python's own recursion limit, which a script run with a backend other than TensorFlow
+#: keeps (importing TensorFlow raises it to 3,000).
+PYTHON_RECURSION_LIMIT = 1_000
+#: Frames per layer of depth the script allows for. Keras loads, connects and traces a graph
+#: recursively, about a frame per layer: loading a 1,000-layer chain needs 1,022, and the
+#: script of a 3,000-layer chain, loading and training one step, between 3,000 and 3,500.
+_FRAMES_PER_LAYER = 3
+
+
+def graph_depth(info: ModelInfo) -> int:
+    """The longest chain of layers from an input to an output; a nested model counts as
+    the depth of its own graph."""
+
+    def depth_of(parent: tuple[int, ...]) -> int:
+        depths: dict[str, int] = {}
+        for row in info.children(parent):
+            own = max(depth_of(row.path), 1) if row.is_container else 1
+            depths[row.name] = own + max((depths.get(name, 0) for name in row.inbound), default=0)
+        return max(depths.values(), default=0)
+
+    return depth_of(())
+
+
+def recursion_limit(info: ModelInfo) -> int | None:
+    """The recursion limit the script sets for this model, None when Python's own will do
+    (a graph less than half as deep as the default limit)."""
+    depth = graph_depth(info)
+    if depth * 2 < PYTHON_RECURSION_LIMIT:
+        return None
+    return max(10_000, math.ceil(depth * _FRAMES_PER_LAYER / 1_000) * 1_000)
+
+
+def script_file(path: str, script_dir: Path | None) -> tuple[str, bool]:
+    """Where the script finds a file kfreeze was given as ``path`` (relative to kfreeze's
+    working folder): relative to the script's own folder when the file is in it or below
+    it, by its absolute path otherwise, so that the script finds it from any working folder.
+
+    Args:
+        path: the file as the user gave it.
+        script_dir: the folder the script is written to (None: the working folder).
+
+    Returns:
+        The path (POSIX, relative to the script's folder, or absolute) and whether it is
+        relative to the script's folder.
+    """
+    target = Path(path).expanduser().resolve()
+    folder = (script_dir if script_dir is not None else Path.cwd()).expanduser().resolve()
+    try:
+        return target.relative_to(folder).as_posix(), True
+    except ValueError:
+        return str(target), False
+
+
+def _file_expr(path: str, script_dir: Path | None) -> tuple[str, bool]:
+    text, relative = script_file(path, script_dir)
+    literal = json.dumps(text, ensure_ascii=False)  # a Python string in double quotes
+    return (f"HERE / {literal}" if relative else f"Path({literal})"), relative
+
+
+def _files_lines(files: list[tuple[str, str, bool]]) -> list[str]:
+    """``HERE`` and one constant per file the script reads (name, expression, uses HERE)."""
+    if not files:
+        return []
+    lines: list[str] = []
+    if any(here for _name, _expr, here in files):
+        lines += [
+            "# Files are named from this script's own folder (or by their absolute path when",
+            "# they are outside it), so that the script runs from any working folder.",
+            "HERE = Path(__file__).resolve().parent",
+        ]
+    else:
+        lines.append("# Files outside this script's folder, by their absolute paths.")
+    lines += [f"{name} = {expr}" for name, expr, _here in files]
+    return lines
 
 
 def converted_name(source: str) -> str:
@@ -51,7 +132,23 @@ def preprocess_function(source: str) -> str | None:
     return None if arch is None else f"keras.applications.{arch.family}.preprocess_input"
 
 
-def _base_lines(source: str, load: LoadOptions, legacy: bool = False) -> list[str]:
+def _base_files(
+    source: str, load: LoadOptions, legacy: bool, script_dir: Path | None
+) -> list[tuple[str, str, bool]]:
+    """The files the script reads, as :func:`_files_lines` takes them: the model file (its
+    Keras 3 copy for a legacy file) or a weights file."""
+    arch = _architecture(source)
+    if arch is not None:
+        weights = load.weights.strip()
+        if weights.lower() in ("none", "random", "", "imagenet"):
+            return []
+        return [("WEIGHTS", *_file_expr(weights, script_dir))]
+    return [("MODEL", *_file_expr(converted_name(source) if legacy else source, script_dir))]
+
+
+def _base_lines(
+    source: str, load: LoadOptions, legacy: bool = False, script_dir: Path | None = None
+) -> list[str]:
     arch = _architecture(source)
     if arch is not None:
         weights = load.weights.strip()
@@ -60,7 +157,7 @@ def _base_lines(source: str, load: LoadOptions, legacy: bool = False) -> list[st
         elif weights.lower() == "imagenet":
             weights_src = '"imagenet"'
         else:
-            weights_src = repr(weights)
+            weights_src = "str(WEIGHTS)"
         shape = load.input_shape or arch.default_input_shape
         return [
             f"base = keras.applications.{arch.name}(",
@@ -70,25 +167,31 @@ def _base_lines(source: str, load: LoadOptions, legacy: bool = False) -> list[st
             ")",
         ]
     lines = []
-    if load.custom_objects:
+    custom = _shown(str(load.custom_objects), script_dir) if load.custom_objects else None
+    if custom:
         lines += [
-            f"# The model uses custom layers: import {load.custom_objects} before loading it,",
+            f"# The model uses custom layers: import {custom} before loading it,",
             "# so that they are registered with Keras.",
         ]
     safe = ", safe_mode=False" if load.unsafe else ""
     if legacy:
-        target = converted_name(source)
-        extra = f" --custom-objects {load.custom_objects}" if load.custom_objects else ""
+        target = _shown(converted_name(source), script_dir)
+        extra = f" --custom-objects {custom}" if custom else ""
         extra += " --unsafe" if load.unsafe else ""
         lines += [
             f"# {Path(source).name} was written by an older Keras, which Keras 3 cannot load as it",
-            "# is. Convert it once (the repairs are listed and the result verified):",
-            f"#     kfreeze convert {source}{extra} -o {target}",
+            "# is. Convert it once (the repairs are listed and the result verified), in this",
+            "# script's folder:",
+            f"#     kfreeze convert {_shown(source, script_dir)}{extra} -o {target}",
             "# and this script loads the Keras 3 file:",
         ]
-        source = target
-    lines.append(f"base = keras.saving.load_model({source!r}, compile=False{safe})")
+    lines.append(f"base = keras.saving.load_model(MODEL, compile=False{safe})")
     return lines
+
+
+def _shown(path: str, script_dir: Path | None) -> str:
+    """A file as a comment names it: relative to the script's folder, or absolute."""
+    return script_file(path, script_dir)[0]
 
 
 def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
@@ -552,6 +655,7 @@ def python_script(
     phases: tuple[Phase, ...] = (),
     strategy: str | None = None,
     module: str = "finetune",
+    script_dir: Path | None = None,
 ) -> str:
     """The script's text.
 
@@ -569,13 +673,15 @@ def python_script(
         strategy: ``mirrored`` or ``multiworker``: build and compile inside that
             ``tf.distribute`` strategy's scope.
         module: the script's file name without ``.py``, for its usage text.
+        script_dir: the folder the script is written to, from which it finds the model file
+            (None: the working folder).
 
     Returns:
         A complete Python module.
     """
     body = [
         "# 1. The base model.",
-        *_base_lines(source, load, legacy),
+        *_base_lines(source, load, legacy, script_dir),
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, plan),
@@ -619,7 +725,23 @@ def python_script(
             "Run it to build the model; or import it and train `model` with",
             f"train(train_ds, val_ds), which runs {runs}.",
         ]
-    stdlib = (["import argparse"] if data else []) + (["import bisect"] if phases else [])
+    files = _base_files(source, load, legacy, script_dir)
+    limit = recursion_limit(view.info)
+    stdlib = [
+        *(["import argparse"] if data else []),
+        *(["import bisect"] if phases else []),
+        *(["import sys"] if limit else []),
+        *(["from pathlib import Path"] if files else []),
+    ]
+    top = []
+    if limit:
+        top += [
+            "# Keras loads a graph recursively, about a frame per layer: make room for "
+            f"{graph_depth(view.info):,} layers deep.",
+            f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {limit:_}))",
+        ]
+    if files:
+        top += [*([""] if top else []), *_files_lines(files)]
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
         "",
@@ -629,6 +751,7 @@ def python_script(
         *([*stdlib, ""] if stdlib else []),
         "import keras",
         *(["import tensorflow as tf"] if strategy else []),
+        *(["", *top] if top else []),
     ]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
     if definitions:

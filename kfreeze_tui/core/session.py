@@ -307,6 +307,7 @@ class ModelSession:
                 phases=self.phases,
                 strategy=self.strategy,
                 module=request.script_path.stem if request.script_path else "finetune",
+                script_dir=request.script_path.parent if request.script_path else None,
             )
             return export(model, request, plan_text, script_text, progress)
 

@@ -11,25 +11,37 @@ from textual.containers import Center, Middle, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, LoadingIndicator, Static
 
+from kfreeze_tui.core import load_progress
+
 
 class LoadingScreen(Screen[None]):
-    """Says what is happening while a worker opens the model."""
+    """Says what is happening while a worker opens the model, and, for a long load, how far
+    Keras has got (as the command line's progress line does)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q,ctrl+c", "app.quit", "Quit"),
     ]
 
+    #: Seconds between looks at the load in progress.
+    PROGRESS_INTERVAL = 0.25
+
     def __init__(self, source: str) -> None:
         super().__init__()
         self.source = source
         self._steps: list[str] = []
+        self.delay = load_progress.progress_delay()
+        """Seconds a load runs before its progress is shown."""
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="loading-box"):
             yield Static(f"Opening [b]{escape(self.source)}[/b]", id="loading-title", markup=True)
             yield LoadingIndicator(id="loading-indicator")
             yield Static("", id="loading-steps")
+            yield Static("", id="loading-progress", markup=False)
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(self.PROGRESS_INTERVAL, self.show_progress)
 
     def step(self, text: str) -> None:
         """Show a new step; earlier steps are shown done."""
@@ -37,3 +49,12 @@ class LoadingScreen(Screen[None]):
         lines = [f"[green]✓[/green] {escape(done)}" for done in self._steps[:-1]]
         lines.append(f"[b]…[/b] {escape(self._steps[-1])}")
         self.query_one("#loading-steps", Static).update("\n".join(lines))
+
+    def show_progress(self) -> None:
+        """Under the steps: how far a load that has run a while has got (``1,234 of 3,000
+        layers, 12 s``); nothing for a quick one."""
+        status = load_progress.current()
+        text = status.detail() if status is not None and status.elapsed >= self.delay else ""
+        progress = self.query_one("#loading-progress", Static)
+        progress.update(text)
+        progress.set_class(bool(text), "-shown")

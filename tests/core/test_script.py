@@ -3,8 +3,10 @@ folder through load_images, and the script run as a program that trains on that 
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import os
 import runpy
 import subprocess
 import sys
@@ -118,3 +120,110 @@ def test_the_script_trains_on_an_image_folder(mobilenet_script: Path, keras: Any
     trained = keras.saving.load_model(mobilenet_script / "trained.keras")
     assert trained.optimizer.iterations.numpy() == 2  # one batch of 6 images, two epochs
     assert trained.get_layer("head_output").output.shape == (None, 2)
+
+
+DEEP_LAYERS = 3_000
+
+
+@pytest.fixture(scope="module")
+def deep_script(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3,000-layer chain (Input, Dense, then Identity layers: cheap to build and load),
+    saved as base.keras, exported from that folder as the user typed ``base.keras``, with the
+    script beside it."""
+    from kfreeze_tui.core.loading import LoadedModel
+
+    folder = tmp_path_factory.mktemp("deep")
+    inputs = keras.Input((4,), name="features")
+    x = keras.layers.Dense(4, name="first")(inputs)
+    for i in range(DEEP_LAYERS - 2):
+        x = keras.layers.Identity(name=f"step_{i}")(x)
+    base = keras.Model(inputs, x, name="deep")
+    base.save(folder / "base.keras")
+    session = ModelSession(LoadedModel(base, "base.keras", "deep"))
+    head = HeadSpec(feature_layer=f"step_{DEEP_LAYERS - 3}", dropout=0.0, classes=2)
+    request = ExportRequest(folder / "ft.keras", script_path=folder / "ft.py")
+    before = Path.cwd()
+    os.chdir(folder)  # the model is named as typed, relative to the working folder
+    try:
+        session.export(LoadOptions(), FreezePlan(boundary=(1,)), head, CompileSpec(), request)
+    finally:
+        os.chdir(before)
+    return folder
+
+
+def test_the_script_of_a_very_deep_model_trains_from_another_folder(
+    deep_script: Path, tmp_path: Path
+) -> None:
+    text = (deep_script / "ft.py").read_text()
+    assert 'MODEL = HERE / "base.keras"' in text
+    assert "sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))" in text
+    # Another folder, holding another file of the same name (not a model at all).
+    (tmp_path / "base.keras").write_bytes(b"")
+    probe = (
+        "import runpy, sys\n"
+        "import numpy as np\n"
+        "import tensorflow as tf\n"
+        f"script = runpy.run_path({str(deep_script / 'ft.py')!r}, run_name='__main__')\n"
+        "x = np.random.default_rng(0).normal(size=(4, 4)).astype('float32')\n"
+        "data = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 0, 1]))).batch(4)\n"
+        "script['train'](data, epochs=1, verbose=0)\n"
+        "print('steps', int(script['model'].optimizer.iterations.numpy()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "steps 1"
+    assert lines[-2].startswith(f"deep_finetune: {DEEP_LAYERS + 1} layers")
+
+
+def _script_for(
+    small_model: Any, source: str, script_dir: Path, load: LoadOptions, legacy: bool = False
+) -> str:
+    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.plan import PlanView
+    from kfreeze_tui.core.script import python_script
+
+    view = PlanView(walk(small_model))
+    head = HeadSpec(classes=2)
+    plan = FreezePlan(boundary=view.info.find("block2_conv").path)
+    return python_script(
+        source, load, view, plan, head, CompileSpec(), legacy=legacy, script_dir=script_dir
+    )
+
+
+def test_the_script_names_its_files_from_its_own_folder(
+    small_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    # Below the script's folder: relative to it.
+    text = _script_for(small_model, "out/models/small.keras", out, LoadOptions())
+    assert 'HERE = Path(__file__).resolve().parent\nMODEL = HERE / "models/small.keras"' in text
+    assert "base = keras.saving.load_model(MODEL, compile=False)" in text
+    assert "from pathlib import Path\n\nimport keras\n" in text
+    # Elsewhere: by its absolute path, with no HERE.
+    text = _script_for(small_model, "small.keras", out, LoadOptions(unsafe=True))
+    assert f'MODEL = Path("{tmp_path / "small.keras"}")' in text and "HERE" not in text
+    assert "load_model(MODEL, compile=False, safe_mode=False)" in text
+    # A legacy file: its Keras 3 copy, and the conversion in the script's folder.
+    text = _script_for(small_model, "out/old.h5", out, LoadOptions(), legacy=True)
+    assert 'MODEL = HERE / "old_keras3.keras"' in text
+    assert "#     kfreeze convert old.h5 -o old_keras3.keras" in text
+    # An architecture with a weights file.
+    weights = LoadOptions(weights="out/w.weights.h5", input_shape=(32, 32, 3))
+    text = _script_for(small_model, "mobilenetv2", out, weights)
+    assert 'WEIGHTS = HERE / "w.weights.h5"' in text and "weights=str(WEIGHTS)," in text
+    # No file at all: no HERE, no pathlib, and nothing about recursion for a shallow model.
+    text = _script_for(small_model, "mobilenetv2", out, SMALL)
+    assert "Path" not in text and "HERE" not in text and "setrecursionlimit" not in text
+    ast.parse(text)
+
+
+def test_graph_depth_of_a_chain_is_its_length(small_model: Any) -> None:
+    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.script import graph_depth
+
+    assert graph_depth(walk(small_model)) == len(small_model.layers)  # one layer after another

@@ -204,7 +204,8 @@ def test_export_script_of_a_legacy_model_loads_its_converted_copy(
     run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
 ) -> None:
     """The script uses Keras alone, which cannot read the old file: it names the convert
-    command and loads the converted copy, and then builds the model the export wrote."""
+    command and loads the converted copy, and then builds the model the export wrote (run
+    from another folder: it finds the copy beside itself)."""
     source = tmp_path / "mobile.h5"
     shutil.copyfile(legacy_files.path("mobile_h5"), source)
     model_path, script = tmp_path / "ft.keras", tmp_path / "ft.py"
@@ -214,9 +215,9 @@ def test_export_script_of_a_legacy_model_loads_its_converted_copy(
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     converted = tmp_path / "mobile_keras3.keras"
-    command = f"kfreeze convert {source} -o {converted}"
-    assert f"#     {command}\n" in script.read_text()
-    assert run_kfreeze(*command.split()[1:]).returncode == 0
+    # Named from the script's folder, where the comment says to run it.
+    assert "#     kfreeze convert mobile.h5 -o mobile_keras3.keras\n" in script.read_text()
+    assert run_kfreeze("convert", str(source), "-o", str(converted)).returncode == 0
     code = (
         "import runpy, sys, keras\n"
         f"model = runpy.run_path({str(script)!r})['model']\n"
@@ -225,8 +226,10 @@ def test_export_script_of_a_legacy_model_loads_its_converted_copy(
         "print(count(model.trainable_weights) == count(saved.trainable_weights),"
         " model.count_params() == saved.count_params())\n"
     )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-        cwd=tmp_path, check=False,
+        cwd=elsewhere, check=False,
     )  # fmt: skip
     assert result.stdout.split()[-2:] == ["True", "True"], result.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,37 @@ async def test_a_stale_cached_table_is_refreshed_and_the_model_reopened(
             timeout=120,
         )
         assert "cached layer table was out of date: refreshed and reopened" in screen_text(pilot)
+
+
+async def test_the_loading_view_shows_how_far_a_long_load_has_got(
+    probe_layer: Any, probe_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kfreeze_tui.screens.loading import LoadingScreen
+
+    monkeypatch.setenv("KFREEZE_PROGRESS_DELAY", "0")
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(stage: str) -> None:  # the load stops at the probe until the test has looked
+        if stage == "layers":
+            reached.set()
+            release.wait(60)
+
+    monkeypatch.setattr(probe_layer, "during", staticmethod(hold))
+    app = make_app(str(probe_model_file), LoadOptions(), use_cache=False)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, reached.is_set)
+            screen = app.screen
+            assert isinstance(screen, LoadingScreen)
+            screen.show_progress()  # what the view's timer does every quarter second
+            await pilot.pause()
+            lines = screen_text(pilot).splitlines()
+            row = next(i for i, line in enumerate(lines) if "Loading probe.keras" in line)
+            assert re.search(r"3 of 5 layers, \d+ s", lines[row + 1]), lines[row : row + 2]
+            release.set()
+            explorer = await wait_for_explorer(pilot)
+            assert explorer.session.info.name == "probed"
+    finally:
+        release.set()
