@@ -54,7 +54,7 @@ class Cut:
         shown = ", ".join(self.crossing[:3]) + (", ..." if len(self.crossing) > 3 else "")
         count = f"{len(self.crossing)} tensors cross ({shown})"
         if self.into:
-            return f"cuts {len(self.crossing)} branches into {self.into}: {count}"
+            return f"{len(self.crossing)} tensors cross into {self.into} ({shown})"
         if self.splits_block:
             return f"splits block {self.splits_block}: {count}"
         return f"not clean: {count}"
@@ -65,7 +65,7 @@ class Cut:
             return self.describe()
         count = f"{len(self.crossing)} tensors cross"
         if self.into:
-            return f"cuts {len(self.crossing)} branches into {self.into} ({count})"
+            return f"{count} into {self.into}"
         if self.splits_block:
             return f"splits block {self.splits_block} ({count})"
         return f"not clean: {count}"

@@ -44,7 +44,7 @@ def test_a_boundary_at_a_residual_add_cuts_both_branches_into_it(resnet50_info: 
     # end in the add, and nothing after it reads them.
     assert set(cut.crossing) == {"conv5_block1_0_bn", "conv5_block1_3_bn"}
     assert cut.into == "conv5_block1_add" and cut.splits_block is None
-    assert cut.brief() == "cuts 2 branches into conv5_block1_add (2 tensors cross)"
+    assert cut.brief() == "2 tensors cross into conv5_block1_add"
 
 
 def test_every_block_start_of_resnet50_is_a_clean_cut(resnet50_info: Any) -> None:
