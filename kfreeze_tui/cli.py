@@ -1149,13 +1149,10 @@ def _load_progress_on_stderr() -> Iterator[None]:
         yield
         return
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
-    with (
-        os.fdopen(fd, "w", encoding=encoding, errors="replace") as stream,
-        LoadProgressLine(
-            stream, in_place=stream.isatty() and not dumb_terminal(), delay=progress_delay()
-        ),
-    ):
-        yield
+    with os.fdopen(fd, "w", encoding=encoding, errors="replace") as stream:
+        in_place = stream.isatty() and not dumb_terminal()
+        with LoadProgressLine(stream, in_place=in_place, delay=progress_delay(in_place)):
+            yield
 
 
 def run(argv: Sequence[str]) -> int:

@@ -24,17 +24,22 @@ from kfreeze_tui.core.keras_private import load_position
 
 #: Seconds a load runs before its progress is shown: a quick load shows nothing.
 DEFAULT_DELAY = 1.5
+#: The same into a file or a pipe, where the one plain line stays in a log for good: only a
+#: load that is really long (a 3,000-layer model takes minutes) is worth a line there.
+PLAIN_DELAY = 10.0
 #: The environment variable that changes :data:`DEFAULT_DELAY` (seconds, e.g. ``0``).
 DELAY_VARIABLE = "KFREEZE_PROGRESS_DELAY"
 
 
-def progress_delay() -> float:
-    """Seconds before a load's progress is shown: ``KFREEZE_PROGRESS_DELAY``, or 1.5."""
+def progress_delay(in_place: bool = True) -> float:
+    """Seconds before a load's progress is shown: ``KFREEZE_PROGRESS_DELAY``, or 1.5 on a
+    terminal (the line is redrawn, then erased) and 10 into a file or a pipe."""
+    default = DEFAULT_DELAY if in_place else PLAIN_DELAY
     try:
-        delay = float(os.environ.get(DELAY_VARIABLE, DEFAULT_DELAY))
+        delay = float(os.environ.get(DELAY_VARIABLE, default))
     except ValueError:
-        return DEFAULT_DELAY
-    return delay if delay >= 0 else DEFAULT_DELAY
+        return default
+    return delay if delay >= 0 else default
 
 
 _STAGE_WORDS = {"layers": "", "connecting": "connecting ", "weights": "reading weights, "}

@@ -96,3 +96,7 @@ def test_the_delay_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     for wrong in ("soon", "-1"):
         monkeypatch.setenv("KFREEZE_PROGRESS_DELAY", wrong)
         assert load_progress.progress_delay() == load_progress.DEFAULT_DELAY
+        assert load_progress.progress_delay(in_place=False) == load_progress.PLAIN_DELAY
+    monkeypatch.delenv("KFREEZE_PROGRESS_DELAY")
+    # Into a pipe, a line stays in the log: only a long load is worth one.
+    assert load_progress.progress_delay(in_place=False) > load_progress.progress_delay()
