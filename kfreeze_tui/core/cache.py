@@ -38,7 +38,7 @@ from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, looks_like_path
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 4
+SCHEMA = 5
 
 
 def cache_dir() -> Path:
@@ -230,6 +230,7 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
         "non_trainable_params": info.non_trainable_params,
         "random_weights": info.random_weights,
         "dtype_policy": info.dtype_policy,
+        "output_layers": list(info.output_layers),
         "layers": [_layer_to_json(row) for row in info.layers],
     }
 
@@ -284,6 +285,7 @@ def info_from_json(document: dict[str, Any]) -> ModelInfo:
         layers=layers,
         random_weights=bool(document["random_weights"]),
         dtype_policy=str(document["dtype_policy"]),
+        output_layers=_strings(document["output_layers"]),
     )
     return info
 
@@ -322,6 +324,7 @@ def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
             )
             for w in row["weights"]
         ),
+        activation=str(row["activation"]),
         calls=tuple(
             CallInfo(
                 sources=_strings(call["sources"]),

@@ -46,10 +46,13 @@ DROPOUT_LAYERS = frozenset(
         "GaussianNoise",
     }
 )
-#: Layers after a projection that keep its meaning (scores): its activation, taken to be the
-#: classifier's own (softmax, sigmoid), and reshapes of its output (MobileNet's Reshape,
-#: MobileNetV3's Flatten).
+#: Layers after a projection that keep its meaning (scores): its activation (when it is one of
+#: :data:`SCORE_ACTIVATIONS`), and reshapes of its output (MobileNet's Reshape, MobileNetV3's
+#: Flatten).
 SCORE_LAYERS = frozenset({"Activation", "Softmax", "Flatten", "Reshape", *DROPOUT_LAYERS})
+#: Activations that turn a projection into scores (probabilities or logits); any other
+#: (``relu``, ``gelu``, ``tanh``) makes it a layer of features.
+SCORE_ACTIVATIONS = frozenset({"", "linear", "softmax", "sigmoid", "log_softmax"})
 #: Layers that project features to outputs with one kernel.
 DENSE_LAYERS = frozenset({"Dense", "EinsumDense"})
 CONV_LAYERS = frozenset({"Conv1D", "Conv2D", "Conv3D"})
@@ -124,15 +127,21 @@ def parse_hidden(text: str) -> tuple[DenseSpec, ...] | None:
 def model_outputs(info: ModelInfo) -> tuple[LayerInfo, ...]:
     """The top-level layers that make the model's outputs, in the model's output order.
 
-    Keras keeps in a functional model only the layers its outputs need, so a layer whose
-    output no other layer takes is an output. An output that other layers also take (a model
-    returning its features and its logits) is found by its shape: the last layer with the
-    output's shape that is not already one. Outputs of equal shape keep the layers' order.
+    The walk records them from Keras's graph (:attr:`ModelInfo.output_layers`). A walk
+    without them falls back on the graph's shape: Keras keeps in a functional model only the
+    layers its outputs need, so a layer whose output no other layer takes is an output; an
+    output that other layers also take (a model returning its features and its logits) is
+    the last layer with the output's shape that is not already one.
     """
     return info.memo("model_outputs", lambda: _model_outputs(info))
 
 
 def _model_outputs(info: ModelInfo) -> tuple[LayerInfo, ...]:
+    if info.output_layers:  # as Keras's graph gives them
+        by_name = {row.name: row for row in info.top_level}
+        rows = [by_name.get(name) for name in info.output_layers]
+        if all(row is not None for row in rows):
+            return tuple(row for row in rows if row is not None)
     top = [row for row in info.top_level if row.class_name != "InputLayer"]
     taken = {name for row in info.top_level for name in row.inbound}
     found = [row for row in top if row.name not in taken]
@@ -245,11 +254,11 @@ def classifier_of(info: ModelInfo, output: LayerInfo) -> Classifier | None:
     (:data:`SCORE_LAYERS`), the first other layer must be a projection
     (:func:`is_projection`); the dropout before it goes with it. Any other layer there
     (ReLU, a normalization, a pooling, a Lambda, ...) means the output is features, not
-    scores, and the head builds on it. A projection's own activation is not in the walk,
-    so a final Dense counts as a classifier whatever its activation: a model ending in
-    Dense(512, relu) has it replaced too, and the side pane says so (``c`` on the Dense
-    keeps it). A projection fed by the model's input has no features before it to keep,
-    and one fed by several tensors is not a classifier.
+    scores, and the head builds on it. The projection's own activation and any activation
+    after it must make scores (:data:`SCORE_ACTIVATIONS`): a model ending in
+    ``Dense(512, relu)`` ends in features, which the head builds on. A projection fed by
+    the model's input has no features before it to keep, and one fed by several tensors is
+    not a classifier.
     """
     by_name = {row.name: row for row in info.top_level}
     chain: list[LayerInfo] = []
@@ -257,9 +266,11 @@ def classifier_of(info: ModelInfo, output: LayerInfo) -> Classifier | None:
     while row.class_name in SCORE_LAYERS:
         if len(row.sources) != 1 or row.sources[0] not in by_name:
             return None
+        if row.activation not in SCORE_ACTIVATIONS:
+            return None  # a final ReLU: the output is features
         chain.append(row)
         row = by_name[row.sources[0]]
-    if not is_projection(row):
+    if not is_projection(row) or row.activation not in SCORE_ACTIVATIONS:
         return None
     projection = row
     chain.append(projection)

@@ -116,6 +116,8 @@ class LayerInfo:
         calls: each call of the layer in its container's graph, in order (empty when the
             container has no graph); a shared layer has several, and every one counts for
             cuts, blocks and cost.
+        activation: the name of its own activation function (a Dense's ``softmax``,
+            ``relu``, ``linear``; an Activation layer's), empty for a layer without one.
     """
 
     index: int
@@ -139,6 +141,7 @@ class LayerInfo:
     child_count: int = 0
     weights: tuple[WeightInfo, ...] = ()
     calls: tuple[CallInfo, ...] = ()
+    activation: str = ""
 
     @property
     def call_count(self) -> int:
@@ -192,6 +195,8 @@ class ModelInfo:
         layers: every layer, depth first: a container is followed by its layers.
         random_weights: the weights are random (``--weights none``).
         dtype_policy: the model's Keras dtype policy (``float32``, ``mixed_float16``, ...).
+        output_layers: the root model's layers that make its outputs, in the model's output
+            order (a layer making several outputs once); empty when Keras does not say.
     """
 
     name: str
@@ -205,6 +210,7 @@ class ModelInfo:
     layers: tuple[LayerInfo, ...]
     random_weights: bool = False
     dtype_policy: str = "float32"
+    output_layers: tuple[str, ...] = ()
     _by_path: dict[tuple[int, ...], LayerInfo] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -412,7 +418,34 @@ def walk(
         layers=tuple(rows),
         random_weights=random_weights,
         dtype_policy=_policy_name(model),
+        output_layers=_output_layers(model),
     )
+
+
+def _output_layers(model: Any) -> tuple[str, ...]:
+    """The names of the layers whose calls make the model's outputs, in output order."""
+    import keras
+
+    graph = _container_graph(model)
+    if graph is None:
+        return ()
+    made_by: dict[int, str] = {}
+    for layer in model.layers:
+        for node in _nodes_in(graph, layer):
+            for tensor in keras.tree.flatten(node.outputs):
+                made_by[id(tensor)] = layer.name
+    names = [made_by.get(id(tensor)) for tensor in keras.tree.flatten(graph.outputs)]
+    if None in names:
+        return ()
+    return tuple(dict.fromkeys(name for name in names if name is not None))
+
+
+def _activation_name(layer: Any) -> str:
+    """The name of a layer's own activation function, or ``""``."""
+    function = getattr(layer, "activation", None)
+    if not callable(function):
+        return ""
+    return str(getattr(function, "__name__", type(function).__name__))
 
 
 def _policy_name(model: Any) -> str:
@@ -567,6 +600,7 @@ def _walk_container(
                 child_count=len(layer.layers) if container_here else 0,
                 weights=weights,
                 calls=calls_of[position],
+                activation=_activation_name(layer),
             )
         )
         if container_here:

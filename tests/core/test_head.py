@@ -158,6 +158,18 @@ def _patterns(keras: Any) -> dict[str, Any]:
     cls = layers.Dense(3, "softmax", name="cls")(trunk)
     reg = layers.Dense(1, name="reg")(layers.Dense(8, name="reg_hidden")(trunk))
     models["two_outputs"] = keras.Model(x, [cls, reg], name="two_outputs")
+
+    # Features that end in a ReLU Dense (an embedding model): nothing to replace.
+    x = keras.Input((8,))
+    y = layers.Dense(64, name="hidden")(x)
+    models["relu_features"] = keras.Model(x, layers.Dense(32, "relu", name="embed")(y))
+
+    # Outputs of one shape, listed in another order than the layers: Keras's order counts.
+    x = keras.Input((16,))
+    trunk = layers.Dense(32, "relu", name="trunk")(x)
+    cls = layers.Dense(3, "softmax", name="cls")(trunk)
+    aux = layers.Dense(3, name="aux")(layers.Dense(8, name="aux_hidden")(trunk))
+    models["aux_first"] = keras.Model(x, [aux, cls], name="aux_first")
     return models
 
 
@@ -177,6 +189,8 @@ def patterns(keras: Any) -> dict[str, Any]:
         ("siamese", "the input of same (None, 8)", ["same"]),
         ("normalized_features", "l2 (None, 32)", []),
         ("two_outputs", "trunk (None, 32)", ["cls"]),
+        ("relu_features", "embed (None, 32)", []),
+        ("aux_first", "aux_hidden (None, 8)", ["aux"]),
     ],
 )
 def test_the_default_head_replaces_the_old_classifier(
@@ -244,6 +258,8 @@ def test_outputs_to_replace_and_keep(patterns: dict[str, Any]) -> None:
 
     info = walk(patterns["two_outputs"])
     assert [row.name for row in model_outputs(info)] == ["cls", "reg"]
+    aux_first = patterns["aux_first"]
+    assert [row.name for row in model_outputs(walk(aux_first))] == aux_first.output_names
     default = placement(info, HeadSpec())
     assert default is not None
     assert default.lines() == [
