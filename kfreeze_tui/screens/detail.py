@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -37,13 +36,13 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("name", layer.name)
-    grid.add_row("type", layer.class_name)
-    grid.add_row("index", f"{layer.path_text} (stage {layer.stage}, block {layer.block})")
-    grid.add_row("output", layer.output_shape_text)
+    grid.add_row("name", Text(layer.name))
+    grid.add_row("type", Text(layer.class_name))
+    grid.add_row("index", Text(f"{layer.path_text} (stage {layer.stage}, block {layer.block})"))
+    grid.add_row("output", Text(layer.output_shape_text))
     grid.add_row(
         "params",
-        f"{layer.params:,} ({layer.trainable_size:,} trainable when the layer trains)",
+        Text(f"{layer.params:,} ({layer.trainable_size:,} trainable when the layer trains)"),
     )
     if layer.is_container:
         trains = view.trainable_in(plan, layer.path)
@@ -68,9 +67,9 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
         weights.add_column("kind")
         for weight in layer.weights:
             weights.add_row(
-                weight.name,
+                Text(weight.name),
                 format_shape(weight.shape),
-                weight.dtype,
+                Text(weight.dtype),
                 "trainable" if weight.can_train else "non-trainable (statistics)",
             )
         grid.add_row("weights", weights)
@@ -96,9 +95,7 @@ class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body") as body:
-            body.border_title = (
-                f"layer {self.shown_layer.path_text}: {escape(self.shown_layer.name)}"
-            )
+            body.border_title = Text(f"layer {self.shown_layer.path_text}: {self.shown_layer.name}")
             body.border_subtitle = "Esc to close"
             yield Static(detail_text(self.session, self.plan, self.shown_layer), id="detail-top")
             yield Static("config: reading…", id="detail-config")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Middle, Vertical, VerticalScroll
@@ -33,7 +33,7 @@ class ErrorScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="error-box") as box:
-            box.border_title = f"Cannot open {escape(self.source)}"
+            box.border_title = Text(f"Cannot open {self.source}")
             yield Static(sentence(self.error.message), id="error-message", markup=False)
             if self.error.hint:
                 yield Static(

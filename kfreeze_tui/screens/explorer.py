@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -441,16 +440,17 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             pattern = re.compile(text, re.IGNORECASE)
         except re.error as exc:
             field.add_class("-bad-regex")
-            field.tooltip = f"not a regular expression: {exc}"
+            field.tooltip = Text(f"not a regular expression: {exc}")
             return
         field.remove_class("-bad-regex")
         row, note = find_layer(self.session.info, text.strip())
         if row is not None and note:  # a Keras 2 name: show the layer it stands for
             pattern = re.compile(re.escape(row.name))
         count = self.table.set_filter(pattern)
-        field.border_title = f"{count} match{'es' if count != 1 else ''}"
+        title = Text(f"{count} match{'es' if count != 1 else ''}")
         if note:
-            field.border_title += f" · {escape(note)}"
+            title.append(f" · {note}")
+        field.border_title = title
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:

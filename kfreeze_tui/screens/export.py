@@ -159,18 +159,20 @@ class ExportRunScreen(ModalScreen[None]):
         """Show a step of the export."""
         self.steps.append(text)
         lines = [f"✓ {s}" for s in self.steps[:-1]] + [f"… {self.steps[-1]}"]
-        self.query_one("#export-steps", Static).update("\n".join(lines))
+        self.query_one("#export-steps", Static).update(Text("\n".join(lines)))
 
     def finished(self, result: ExportResult) -> None:
         """Show the files written and the verification."""
         self.done = True
-        self.query_one("#export-steps", Static).update("\n".join(f"✓ {s}" for s in self.steps))
+        self.query_one("#export-steps", Static).update(
+            Text("\n".join(f"✓ {s}" for s in self.steps))
+        )
         table = Table(box=None, show_header=False, pad_edge=False)
         table.add_column(style="bold")
         table.add_column()
         table.add_column(justify="right")
         for written in result.files:
-            table.add_row(written.what, str(written.path), human_size(written.size))
+            table.add_row(Text(written.what), Text(str(written.path)), human_size(written.size))
         body = Text()
         verification = result.verification
         if verification is not None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -26,9 +27,9 @@ def bindings_table(
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for title, bindings in groups:
-        table.add_row(f"[u]{title}[/u]", "")
-        for binding in bindings:
-            table.add_row(label(binding), binding.description)
+        table.add_row(Text(title, style="underline"), "")
+        for binding in bindings:  # a user's key may be "[": Text, never markup
+            table.add_row(Text(label(binding)), Text(binding.description))
         table.add_row("", "")
     return table
 

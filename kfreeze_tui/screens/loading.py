@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Middle, Vertical
@@ -34,7 +34,7 @@ class LoadingScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center(), Vertical(id="loading-box"):
-            yield Static(f"Opening [b]{escape(self.source)}[/b]", id="loading-title", markup=True)
+            yield Static(Text.assemble("Opening ", (self.source, "bold")), id="loading-title")
             yield LoadingIndicator(id="loading-indicator")
             yield Static("", id="loading-steps")
             yield Static("", id="loading-progress", markup=False)
@@ -46,9 +46,9 @@ class LoadingScreen(Screen[None]):
     def step(self, text: str) -> None:
         """Show a new step; earlier steps are shown done."""
         self._steps.append(text)
-        lines = [f"[green]✓[/green] {escape(done)}" for done in self._steps[:-1]]
-        lines.append(f"[b]…[/b] {escape(self._steps[-1])}")
-        self.query_one("#loading-steps", Static).update("\n".join(lines))
+        lines = [Text.assemble(("✓", "green"), f" {done}") for done in self._steps[:-1]]
+        lines.append(Text.assemble(("…", "bold"), f" {self._steps[-1]}"))
+        self.query_one("#loading-steps", Static).update(Text("\n").join(lines))
 
     def show_progress(self) -> None:
         """Under the steps: how far a load that has run a while has got (``1,234 of 3,000

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -95,12 +96,13 @@ class PickerScreen(ReportsWorkerFailures, Screen[None]):
         self.shown: list[Choice] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(
-            "[b]kfreeze[/b]: choose a model to open. Type to filter, Enter to open."
-            + (f"  [dim]{self.weights_note}[/dim]" if self.weights_note else ""),
-            id="picker-title",
-            markup=True,
+        title = Text.assemble(
+            ("kfreeze", "bold"), ": choose a model to open. Type to filter, Enter to open."
         )
+        if self.weights_note:
+            title.append("  ")
+            title.append(self.weights_note, style="dim")
+        yield Static(title, id="picker-title")
         yield Input(placeholder="filter (e.g. resnet, efficientnet, .keras)", id="picker-filter")
         table: DataTable[str] = DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("model", "kind", "input", "layers", "params")
@@ -145,8 +147,12 @@ class PickerScreen(ReportsWorkerFailures, Screen[None]):
         ]
         table.clear()
         for choice in self.shown:
-            table.add_row(
-                choice.source, choice.kind, choice.input_text, choice.layers, choice.params
+            table.add_row(  # Text, not str: DataTable reads a str cell as markup
+                Text(choice.source, no_wrap=True, end=""),
+                choice.kind,
+                choice.input_text,
+                choice.layers,
+                choice.params,
             )
 
     @on(Input.Changed, "#picker-filter")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -27,7 +28,7 @@ def repairs_table(repairs: list[Repair]) -> Table:
         names = list(repair.layers[:SHOWN_LAYERS])
         if len(repair.layers) > SHOWN_LAYERS:
             names.append(f"and {len(repair.layers) - SHOWN_LAYERS} more")
-        table.add_row(repair.message, ", ".join(names) or "(the file's layout)")
+        table.add_row(Text(repair.message), Text(", ".join(names) or "(the file's layout)"))
     return table
 
 
@@ -44,14 +45,16 @@ class RepairsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="repairs-body") as body:
-            body.border_title = f"Repaired to open in Keras 3: {self.description}"
+            body.border_title = Text(f"Repaired to open in Keras 3: {self.description}")
             body.border_subtitle = "Esc to close"
             yield Static(repairs_table(self.repairs), id="repairs-table")
             yield Static(
-                "None of these changes what the model computes (kfreeze refuses a file where "
-                f"one would). `kfreeze convert {self.source} -o {Path(self.source).stem}"
-                "_keras3.keras` writes the repaired model as a Keras 3 file, so that the repairs "
-                "are made once.",
+                Text(
+                    "None of these changes what the model computes (kfreeze refuses a file "
+                    f"where one would). `kfreeze convert {self.source} -o "
+                    f"{Path(self.source).stem}_keras3.keras` writes the repaired model as a "
+                    "Keras 3 file, so that the repairs are made once."
+                ),
                 id="repairs-note",
             )
 

@@ -168,9 +168,11 @@ class HeadPane(VerticalScroll, can_focus=False):
         if len(self.outputs) > 1:
             for i, output in enumerate(self.outputs):
                 field = OutputField(output, self._role(output), id=f"head-output-{i}")
-                field.tooltip = f"output {output}: the new head replaces it, or keep, or drop"
+                field.tooltip = Text(f"output {output}: the new head replaces it, or keep, or drop")
                 yield Horizontal(
-                    field, Label(output, classes="head-output-name"), classes="head-output-row"
+                    field,
+                    Label(Text(output), classes="head-output-name"),
+                    classes="head-output-row",
                 )
         yield _row(
             "pooling",
