@@ -238,8 +238,7 @@ def native_output_captured(stdout: bool = True) -> Iterator[None]:
 
 
 def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
-    """Import Keras (and TensorFlow) quietly; in the kfreeze command's process on the CPU
-    unless ``--gpu`` (see :func:`configure`).
+    """Import Keras (and TensorFlow) quietly, configured for the CPU unless asked otherwise.
 
     Under the kfreeze command (:func:`configure` ran) this also raises the recursion limit
     for good, which deep models need; for a library caller it does so only inside
