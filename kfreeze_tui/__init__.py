@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.runtime import deep_recursion
-
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
@@ -38,7 +36,6 @@ def check_model(model: Any) -> list[Any]:
     return sorted(findings, key=lambda finding: finding.severity != "error")
 
 
-@deep_recursion()
 def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     """Apply a kfreeze plan file to a loaded model, for training code.
 
@@ -90,7 +87,6 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     )
 
 
-@deep_recursion()
 def fit_phases(
     model_or_base: Any,
     plan: str | Path,

@@ -1155,14 +1155,11 @@ def _load_progress_on_stderr() -> Iterator[None]:
             yield
 
 
-def run(argv: Sequence[str], owns_process: bool = False) -> int:
+def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and run the command; never raises.
 
     Args:
         argv: the arguments after the program name.
-        owns_process: this is the ``kfreeze`` command's own process (:func:`main`), so
-            process-wide settings are its to make (GPUs hidden unless ``--gpu``, a higher
-            recursion limit); a caller running a command inside its own process keeps them.
 
     Returns:
         The process exit code.
@@ -1188,10 +1185,6 @@ def run(argv: Sequence[str], owns_process: bool = False) -> int:
             if sys.stdout is not None:
                 sys.stdout.flush()
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        if owns_process:
-            from kfreeze_tui.core.runtime import RuntimeOptions, configure
-
-            configure(RuntimeOptions(gpu=bool(getattr(args, "gpu", False))))
         if handler is _run_tui:
             sys.stdout = stdout  # the explorer's terminal is the app's own business
             code = handler(args)
@@ -1234,4 +1227,4 @@ def run(argv: Sequence[str], owns_process: bool = False) -> int:
 
 def main() -> None:
     """Entry point of the ``kfreeze`` console script."""
-    sys.exit(run(sys.argv[1:], owns_process=True))
+    sys.exit(run(sys.argv[1:]))

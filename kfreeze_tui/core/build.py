@@ -24,7 +24,6 @@ from kfreeze_tui.core.head import (
     validate,
 )
 from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.runtime import deep_recursion
 
 #: The names build_model gives the layers of the new head.
 HEAD_LAYER = re.compile(r"head_(pool|dropout|output|dense_\d+)")
@@ -144,7 +143,6 @@ def _check_compile(compile_spec: CompileSpec) -> None:
         raise PlanError(f"the learning rate must be positive, not {compile_spec.learning_rate:g}.")
 
 
-@deep_recursion()
 def build_model(
     model: Any,
     view: PlanView,

@@ -18,7 +18,7 @@ from kfreeze_tui.core.export import ExportError, temp_beside, verify
 from kfreeze_tui.core.leftovers import Leftover, human_size, remove_leftovers
 from kfreeze_tui.core.legacy import Repair
 from kfreeze_tui.core.loading import LoadOptions, custom_objects_for, first_line, load
-from kfreeze_tui.core.runtime import deep_recursion, native_output_captured
+from kfreeze_tui.core.runtime import native_output_captured
 
 #: Outputs of the converted model may differ from the original's by at most this much.
 TOLERANCE = 1e-5
@@ -58,7 +58,6 @@ def check_target(source: str, target: Path, force: bool) -> None:
         raise ExportError(f"{target} exists already; pass --force to replace it")
 
 
-@deep_recursion()
 def convert(
     source: str,
     target: Path,

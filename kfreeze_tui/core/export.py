@@ -27,7 +27,7 @@ from kfreeze_tui.core.leftovers import (
     temp_dir_name,
     temp_file,
 )
-from kfreeze_tui.core.runtime import deep_recursion, import_keras, native_output_captured
+from kfreeze_tui.core.runtime import import_keras, native_output_captured
 
 Progress = Callable[[str], None]
 
@@ -220,7 +220,6 @@ def export(
         raise ExportError(f"could not write {where}: {reason}") from exc
 
 
-@deep_recursion()
 def _export(
     model: Any,
     request: ExportRequest,

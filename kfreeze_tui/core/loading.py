@@ -24,12 +24,7 @@ from typing import Any
 
 from kfreeze_tui.core import catalog, legacy, load_progress
 from kfreeze_tui.core.legacy_ops import OP_CLASSES as OP_LAYER_CLASSES
-from kfreeze_tui.core.runtime import (
-    RuntimeOptions,
-    deep_recursion,
-    import_keras,
-    native_output_captured,
-)
+from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -217,10 +212,9 @@ def load_with_fresh_names(source: str, options: LoadOptions | None = None) -> Lo
 @contextlib.contextmanager
 def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
     """Keras, imported quietly, with output captured and room for deep models."""
-    with deep_recursion():
-        keras = import_keras(RuntimeOptions(gpu=options.gpu))
-        with native_output_captured():
-            yield keras
+    keras = import_keras(RuntimeOptions(gpu=options.gpu))
+    with native_output_captured():
+        yield keras
 
 
 def first_line(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from kfreeze_tui.core.check import synthetic_batch
 from kfreeze_tui.core.cost import Optimizer, TrainingSetup
 from kfreeze_tui.core.head import HeadSpec
 from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.runtime import deep_recursion, import_keras, native_output_captured
+from kfreeze_tui.core.runtime import import_keras, native_output_captured
 
 #: Timed steps after the first (which traces the step function and is not timed).
 STEPS = 3
@@ -46,7 +46,6 @@ def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4)
     return keras.optimizers.SGD(learning_rate, momentum=momentum)
 
 
-@deep_recursion()
 def measure(
     base: Any, view: PlanView, plan: FreezePlan, setup: TrainingSetup, gpu: bool = False
 ) -> Measured:
