@@ -423,21 +423,21 @@ def walk(
 
 
 def _output_layers(model: Any) -> tuple[str, ...]:
-    """The names of the layers whose calls make the model's outputs, in output order."""
+    """The names of the layers whose calls make the model's outputs, in output order (each
+    output tensor's Keras history names the layer that made it)."""
     import keras
 
     graph = _container_graph(model)
     if graph is None:
         return ()
-    made_by: dict[int, str] = {}
-    for layer in model.layers:
-        for node in _nodes_in(graph, layer):
-            for tensor in keras.tree.flatten(node.outputs):
-                made_by[id(tensor)] = layer.name
-    names = [made_by.get(id(tensor)) for tensor in keras.tree.flatten(graph.outputs)]
-    if None in names:
-        return ()
-    return tuple(dict.fromkeys(name for name in names if name is not None))
+    members = {id(layer) for layer in model.layers}
+    names = []
+    for tensor in keras.tree.flatten(graph.outputs):
+        operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+        if operation is None or id(operation) not in members:
+            return ()
+        names.append(str(operation.name))
+    return tuple(dict.fromkeys(names))
 
 
 def _activation_name(layer: Any) -> str:
