@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from kfreeze_tui.core.cost import TrainingSetup, cost_model
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.loading import LoadOptions, load
-from kfreeze_tui.core.measure import measure
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions, load
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
+from kfreeze_tui.core.train.measure import measure
 
 
 def main() -> None:

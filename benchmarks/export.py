@@ -27,14 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.build import CompileSpec, build_model
-from kfreeze_tui.core.check import STEP_BATCH, synthetic_batch
-from kfreeze_tui.core.export import ExportRequest, export
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.loading import LoadOptions, load
-from kfreeze_tui.core.plan import FreezePlan
-from kfreeze_tui.core.runtime import import_keras
+from kfreeze_tui.core.model.loading import LoadOptions, load
+from kfreeze_tui.core.plan.freeze import FreezePlan
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.runtime.process import import_keras
 from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.core.train.build import build_model
+from kfreeze_tui.core.train.check import STEP_BATCH, synthetic_batch
+from kfreeze_tui.core.train.export import ExportRequest, export
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import time
 from textual.pilot import Pilot
 
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.loading import LoadedModel, LoadOptions, load
-from kfreeze_tui.core.runtime import import_keras
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions, load
+from kfreeze_tui.core.runtime.process import import_keras
 from kfreeze_tui.screens.explorer import ExplorerScreen
 
 KEYS = ("down", "pagedown", "f", "right_square_bracket")

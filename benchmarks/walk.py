@@ -15,8 +15,8 @@ import statistics
 import sys
 import time
 
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.loading import LoadOptions, load
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions, load
 
 TARGET_MS = 50.0
 

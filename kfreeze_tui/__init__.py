@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+from kfreeze_tui._version import __version__
 
 __all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
 
@@ -28,9 +28,9 @@ def check_model(model: Any) -> list[Any]:
         model: a ``keras.Model``.
 
     Returns:
-        A list of :class:`kfreeze_tui.core.check.Finding`, errors first.
+        A list of :class:`kfreeze_tui.core.train.check.Finding`, errors first.
     """
-    from kfreeze_tui.core.check import check_model as check
+    from kfreeze_tui.core.train.check import check_model as check
 
     findings = check(model)
     return sorted(findings, key=lambda finding: finding.severity != "error")
@@ -53,16 +53,16 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
         The new ``keras.Model``.
 
     Raises:
-        kfreeze_tui.core.build.PlanError: when the plan does not fit the model.
+        kfreeze_tui.core.train.build.PlanError: when the plan does not fit the model.
     """
     import warnings
 
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import build_model
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.phases import check_phase_number, phase_optimizer
-    from kfreeze_tui.core.plan import PlanView
-    from kfreeze_tui.core.runtime import import_keras
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.plan import planfile
+    from kfreeze_tui.core.plan.freeze import PlanView
+    from kfreeze_tui.core.plan.phases import check_phase_number, phase_optimizer
+    from kfreeze_tui.core.runtime.process import import_keras
+    from kfreeze_tui.core.train.build import build_model
 
     doc = planfile.read(Path(plan))
     view = PlanView(walk(model))
@@ -117,12 +117,13 @@ def fit_phases(
     """
     import warnings
 
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import apply_freeze, compile_arguments, is_head_layer
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.phases import Phase, phase_optimizer
-    from kfreeze_tui.core.plan import PlanView
-    from kfreeze_tui.core.runtime import import_keras
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.plan import planfile
+    from kfreeze_tui.core.plan.freeze import PlanView
+    from kfreeze_tui.core.plan.head import is_head_layer
+    from kfreeze_tui.core.plan.phases import Phase, phase_optimizer
+    from kfreeze_tui.core.runtime.process import import_keras
+    from kfreeze_tui.core.train.build import apply_freeze, compile_arguments
 
     keras = import_keras()
     has_head = any(is_head_layer(layer.name) for layer in model_or_base.layers)

@@ -25,7 +25,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker
 
-from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions, first_line
+from kfreeze_tui.core.errors import LoadError, first_line
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.keymap import Keymap, display_keys
 from kfreeze_tui.screens.confirm import ConfirmScreen
@@ -206,7 +207,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
             self.open_model(self.session.source, self.options)
 
     def on_unmount(self) -> None:
-        from kfreeze_tui.core import gpus
+        from kfreeze_tui.core.runtime import gpus
 
         # A hanging nvidia-smi must not hold the exit: the thread that waits for it is
         # joined when the app ends.
@@ -215,7 +216,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
 
     @on(LoadFailed)
     def _on_load_failed(self, message: LoadFailed) -> None:
-        from kfreeze_tui.core.runtime import captured_log
+        from kfreeze_tui.core.runtime.process import captured_log
 
         self.preloaded = None
         self.switch_to(ErrorScreen(message.source, message.error, captured_log()))

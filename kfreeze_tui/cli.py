@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kfreeze_tui import __version__
+from kfreeze_tui._version import __version__
+from kfreeze_tui.core.errors import KfreezeError, OutputError, UsageError, describe
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -52,14 +53,6 @@ commands:
 MODEL is a keras.applications architecture name (resnet50, EfficientNetV2L, ...; any case)
 or a .keras / .h5 file. Run `kfreeze COMMAND --help` for a command's options.
 """
-
-
-class UsageError(Exception):
-    """Bad command-line input that argparse cannot see (an invalid regex, say)."""
-
-
-class OutputError(Exception):
-    """Standard output took no more: a full disk or quota, a device that failed."""
 
 
 class _StandardOutput:
@@ -470,8 +463,8 @@ def _add_cache_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core import cache
-    from kfreeze_tui.core.leftovers import describe
+    from kfreeze_tui.core.model import cache
+    from kfreeze_tui.core.runtime.leftovers import describe
 
     removed = cache.remove_leftover_entries()
     if removed:
@@ -504,8 +497,13 @@ def build_tui_parser() -> argparse.ArgumentParser:
 
 
 def _run_tui(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core.runtime import RuntimeOptions, configure, stderr_kept_off_the_terminal
-    from kfreeze_tui.keymap import ConfigError, read_keymap
+    from kfreeze_tui.core.errors import ConfigError
+    from kfreeze_tui.core.runtime.process import (
+        RuntimeOptions,
+        configure,
+        stderr_kept_off_the_terminal,
+    )
+    from kfreeze_tui.keymap import read_keymap
 
     options = load_options_from(args)
     try:
@@ -549,7 +547,7 @@ def _run_tui(args: argparse.Namespace) -> int:
 
 def load_options_from(args: argparse.Namespace) -> object:
     """The core's LoadOptions from parsed arguments (raises LoadError on a bad shape)."""
-    from kfreeze_tui.core.loading import LoadOptions, parse_input_shape
+    from kfreeze_tui.core.model.loading import LoadOptions, parse_input_shape
 
     return LoadOptions(
         weights=args.weights,
@@ -597,7 +595,7 @@ def _note(message: str) -> None:
 
 def _cmd_layers(args: argparse.Namespace) -> int:
     from kfreeze_tui import report
-    from kfreeze_tui.core.names import find_layer
+    from kfreeze_tui.core.model.names import find_layer
     from kfreeze_tui.core.session import open_session
 
     pattern = None
@@ -622,8 +620,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     notes: list[str] = []
     cut = None
     if args.boundary is not None:
-        from kfreeze_tui.core.cut import CutIndex
-        from kfreeze_tui.core.session import parse_layer_ref
+        from kfreeze_tui.core.model.cut import CutIndex
+        from kfreeze_tui.core.model.names import parse_layer_ref
 
         cut = CutIndex(info).at(parse_layer_ref(info, args.boundary, notes))
     if pattern is not None:
@@ -653,7 +651,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from kfreeze_tui.core import catalog
+    from kfreeze_tui.core.model import catalog
 
     entries = catalog.architectures()
     if args.json:
@@ -681,7 +679,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _hidden(text: str) -> tuple[object, ...]:
-    from kfreeze_tui.core.head import parse_hidden
+    from kfreeze_tui.core.plan.head import parse_hidden
 
     layers = parse_hidden(text)
     if layers is None:
@@ -690,7 +688,7 @@ def _hidden(text: str) -> tuple[object, ...]:
 
 
 def _request(args: argparse.Namespace) -> object:
-    from kfreeze_tui.core.export import ExportRequest
+    from kfreeze_tui.core.train.export import ExportRequest
 
     return ExportRequest(
         model_path=args.output,
@@ -702,7 +700,7 @@ def _request(args: argparse.Namespace) -> object:
 
 
 def _print_result(result: object, notes: list[str]) -> None:
-    from kfreeze_tui.core.leftovers import describe, human_size
+    from kfreeze_tui.core.runtime.leftovers import describe, human_size
 
     for note in notes:
         _warn(note)
@@ -729,8 +727,8 @@ def _export_session(
     args: argparse.Namespace,
     phase: int = 1,
 ) -> int:
-    from kfreeze_tui.core.head import validate
-    from kfreeze_tui.core.names import find_layer
+    from kfreeze_tui.core.model.names import find_layer
+    from kfreeze_tui.core.plan.head import validate
 
     # The request was checked before the model was loaded, and session.export checks it
     # again before building (files may have appeared meanwhile).
@@ -741,7 +739,7 @@ def _export_session(
             _note(f"feature layer {note}")
     problems = validate(session.info, head)  # type: ignore[attr-defined]
     if problems:
-        from kfreeze_tui.core.build import PlanError
+        from kfreeze_tui.core.errors import PlanError
 
         raise PlanError(problems[0].rstrip("."))
     result = session.export(load, plan, head, compile_spec, request, phase=phase)  # type: ignore[attr-defined]
@@ -753,7 +751,7 @@ def _export_session(
 def _print_placement(info: Any, head: Any) -> None:
     """What the head attaches to and replaces, and, for several outputs, which the new model
     has and which it dropped (never silently)."""
-    from kfreeze_tui.core.head import placement
+    from kfreeze_tui.core.plan.head import placement
 
     found = placement(info, head)
     if found is None:
@@ -769,13 +767,13 @@ def _print_placement(info: Any, head: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core.build import CompileSpec
-    from kfreeze_tui.core.export import check_request
-    from kfreeze_tui.core.head import HeadSpec
-    from kfreeze_tui.core.loading import load
-    from kfreeze_tui.core.phases import parse_phase
-    from kfreeze_tui.core.plan import BNPolicy, FreezePlan
-    from kfreeze_tui.core.session import ModelSession, parse_layer_ref
+    from kfreeze_tui.core.model.loading import load
+    from kfreeze_tui.core.model.names import parse_layer_ref
+    from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec, parse_phase
+    from kfreeze_tui.core.session import ModelSession
+    from kfreeze_tui.core.train.export import check_request
 
     head = HeadSpec(
         feature_layer=args.feature_layer,
@@ -817,10 +815,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.export import check_request
-    from kfreeze_tui.core.phases import check_phase_number
+    from kfreeze_tui.core.plan import planfile
+    from kfreeze_tui.core.plan.phases import check_phase_number
     from kfreeze_tui.core.session import open_plan
+    from kfreeze_tui.core.train.export import check_request
 
     # Before the slow load: the targets, the plan file itself and the phase number.
     check_request(_request(args))  # type: ignore[arg-type]
@@ -852,7 +850,7 @@ def _override_outputs(session: Any, args: argparse.Namespace) -> None:
     Another output replaced takes the head to that output's default place."""
     from dataclasses import replace
 
-    from kfreeze_tui.core.head import model_outputs
+    from kfreeze_tui.core.plan.head import model_outputs
 
     head = session.head
     if args.replace_output and args.replace_output != head.replace:
@@ -869,8 +867,8 @@ def _override_outputs(session: Any, args: argparse.Namespace) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core.convert import convert, summary_line
-    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.model.loading import LoadOptions
+    from kfreeze_tui.core.train.convert import convert, summary_line
 
     options = LoadOptions(weights="none", custom_objects=args.custom_objects, unsafe=args.unsafe)
     result = convert(args.model, args.output, options, force=args.force)
@@ -893,7 +891,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if result.removed:
-        from kfreeze_tui.core.leftovers import describe
+        from kfreeze_tui.core.runtime.leftovers import describe
 
         _note(describe(result.removed))
     for warning in result.warnings:
@@ -906,8 +904,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_cost(args: argparse.Namespace) -> int:
     from kfreeze_tui import report
-    from kfreeze_tui.core import gpus
-    from kfreeze_tui.core.cost import (
+    from kfreeze_tui.core.model.names import parse_layer_ref
+    from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan
+    from kfreeze_tui.core.runtime import gpus
+    from kfreeze_tui.core.session import open_session
+    from kfreeze_tui.core.train.cost import (
         DtypePolicy,
         Optimizer,
         TrainingSetup,
@@ -916,8 +917,6 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         model_dtype,
         plan_rows,
     )
-    from kfreeze_tui.core.plan import BNPolicy, FreezePlan
-    from kfreeze_tui.core.session import open_session, parse_layer_ref
 
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be a positive number of examples")
@@ -1004,7 +1003,7 @@ def _macs_text(macs: int) -> str:
 
 def _distinct_rows(rows: list[Any], view: Any, model_costs: Any, policy: Any) -> list[Any]:
     """Stage starts that train what "everything trains" trains are dropped (ResNet's stem)."""
-    from kfreeze_tui.core.plan import FreezePlan
+    from kfreeze_tui.core.plan.freeze import FreezePlan
 
     kept: list[Any] = []
     seen: set[int] = set()
@@ -1022,8 +1021,8 @@ def _measure_rows(
     documents: list[dict[str, Any]], gpu: bool,
 ) -> None:  # fmt: skip
     """Real steps for the boundary (or each row given) and for full fine-tuning."""
-    from kfreeze_tui.core.measure import measure
-    from kfreeze_tui.core.plan import FreezePlan
+    from kfreeze_tui.core.plan.freeze import FreezePlan
+    from kfreeze_tui.core.train.measure import measure
 
     base = session.model
     everything = FreezePlan(boundary=view.first_path(), bn_policy=plans[-1].bn_policy)
@@ -1046,7 +1045,8 @@ def _measure_rows(
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from kfreeze_tui.core.check import (
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.train.check import (
         Finding,
         one_step,
         outputs_line,
@@ -1054,17 +1054,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
         static_findings,
         step_findings,
     )
-    from kfreeze_tui.core.check import (
+    from kfreeze_tui.core.train.check import (
         model_outputs as output_list,
     )
-    from kfreeze_tui.core.layers import walk
 
     warnings: list[str] = []
     planned: list[Finding] = []
     if Path(args.model).suffix.lower() == ".toml":
         model, warnings, planned = _plan_model(args)
     else:
-        from kfreeze_tui.core.loading import LoadOptions, load
+        from kfreeze_tui.core.model.loading import LoadOptions, load
 
         # Compiled, as training code loads it: the optimizer's learning rate is read, and the
         # step trains with the file's own optimizer and loss.
@@ -1114,10 +1113,10 @@ def _plan_model(args: argparse.Namespace) -> tuple[Any, list[str], list[Any]]:
     """``kfreeze check PLAN.toml``: the model the plan builds (as ``kfreeze apply`` would,
     for phase 1), the notes on how the plan was matched, and a finding for each output of
     the model that the plan drops."""
-    from kfreeze_tui.core.build import PlanError
-    from kfreeze_tui.core.check import dropped_output_findings
-    from kfreeze_tui.core.head import placement, validate
+    from kfreeze_tui.core.errors import PlanError
+    from kfreeze_tui.core.plan.head import placement, validate
     from kfreeze_tui.core.session import open_plan
+    from kfreeze_tui.core.train.check import dropped_output_findings
 
     session, notes = open_plan(Path(args.model), gpu=args.gpu, use_cache=False)
     problems = validate(session.info, session.head)
@@ -1139,7 +1138,7 @@ def _load_progress_on_stderr() -> Iterator[None]:
     """A progress line on standard error while a long model load runs (nothing for a quick
     one; see :mod:`kfreeze_tui.progress_line`). Written to a copy of descriptor 2 taken
     now, since kfreeze points descriptor 2 at a log while Keras loads."""
-    from kfreeze_tui.core.load_progress import progress_delay
+    from kfreeze_tui.core.model.load_progress import progress_delay
     from kfreeze_tui.progress_line import LoadProgressLine
 
     try:
@@ -1164,11 +1163,6 @@ def run(argv: Sequence[str]) -> int:
     Returns:
         The process exit code.
     """
-    from kfreeze_tui.core.build import PlanError
-    from kfreeze_tui.core.export import ExportError
-    from kfreeze_tui.core.loading import LoadError
-    from kfreeze_tui.core.wording import sentence
-
     argv = list(argv)
     stdout = sys.stdout
     if stdout is not None:
@@ -1198,11 +1192,8 @@ def run(argv: Sequence[str]) -> int:
         _output_gone(stdout)
         _error(f"could not write to standard output: {exc}; the output is incomplete.")
         return EXIT_USAGE
-    except LoadError as exc:
+    except KfreezeError as exc:  # every error kfreeze raises on purpose
         _error(exc.sentence)
-        return EXIT_USAGE
-    except (UsageError, PlanError, ExportError) as exc:
-        _error(sentence(str(exc)))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted.")
@@ -1214,12 +1205,7 @@ def run(argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("KFREEZE_DEBUG"):
             traceback.print_exc()
-        from kfreeze_tui.core.loading import first_line
-
-        _error(
-            f"unexpected {type(exc).__name__}: {first_line(exc)} "
-            "(this is a bug in kfreeze; run with KFREEZE_DEBUG=1 for the traceback)."
-        )
+        _error(describe(exc))
         return EXIT_INTERNAL
     finally:
         sys.stdout = stdout

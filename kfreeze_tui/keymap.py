@@ -24,13 +24,10 @@ from textual.binding import Binding, BindingType
 from textual.keys import KEY_NAME_REPLACEMENTS
 
 from kfreeze_tui.core import tomlfile
+from kfreeze_tui.core.errors import ConfigError
 from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
 Keymap = dict[str, str]
-
-
-class ConfigError(Exception):
-    """The config file cannot be used; the message is one sentence."""
 
 
 def config_path() -> Path:

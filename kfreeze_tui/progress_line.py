@@ -16,7 +16,7 @@ import threading
 from types import TracebackType
 from typing import TextIO
 
-from kfreeze_tui.core import load_progress
+from kfreeze_tui.core.model import load_progress
 
 _ERASE = "\r\x1b[K"  # back to the start of the line, and clear it
 

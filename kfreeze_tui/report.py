@@ -1,6 +1,6 @@
 """Non-interactive output of a walked model: the rich table and the JSON document.
 
-Works on :class:`~kfreeze_tui.core.layers.ModelInfo` only, so it never touches Keras.
+Works on :class:`~kfreeze_tui.core.model.layers.ModelInfo` only, so it never touches Keras.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_inputs
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_inputs
 
 
 def select(
@@ -214,7 +214,7 @@ def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
     """``kfreeze cost`` as a table: one row per boundary."""
     from rich.table import Table
 
-    from kfreeze_tui.core.cost import human_bytes, human_flops
+    from kfreeze_tui.core.train.cost import human_bytes, human_flops
 
     table = Table(title=title, title_justify="left")
     table.add_column("boundary")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from textual.worker import Worker, WorkerState
 
-from kfreeze_tui.core.loading import LoadError, first_line
+from kfreeze_tui.core.errors import KfreezeError, first_line
 from kfreeze_tui.core.wording import sentence
 
 
 def failure_sentence(worker: Worker[object]) -> str:
     """What went wrong in a failed worker, in one sentence."""
     error = worker.error
-    if isinstance(error, LoadError):
+    if isinstance(error, KfreezeError):
         return error.sentence
     if error is None:
         return f"{worker.description or 'a background task'} failed."

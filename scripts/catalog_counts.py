@@ -11,8 +11,8 @@ import gc
 import json
 from pathlib import Path
 
-from kfreeze_tui.core import catalog
-from kfreeze_tui.core.runtime import import_keras
+from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.runtime.process import import_keras
 
 OUT = Path(__file__).resolve().parents[1] / "kfreeze_tui" / "core" / "catalog_counts.json"
 

@@ -20,8 +20,8 @@ from textual.pilot import Pilot
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import KFreezeApp, make_app
-from kfreeze_tui.core.loading import LoadedModel, LoadOptions, load
-from kfreeze_tui.core.runtime import import_keras
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions, load
+from kfreeze_tui.core.runtime.process import import_keras
 
 OUT = Path(__file__).resolve().parents[1] / "screenshots"
 

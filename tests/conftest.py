@@ -32,7 +32,7 @@ os.environ["KFREEZE_PROGRESS_DELAY"] = "600"
 
 @pytest.fixture(scope="session")
 def keras() -> Any:
-    from kfreeze_tui.core.runtime import import_keras
+    from kfreeze_tui.core.runtime.process import import_keras
 
     return import_keras()
 
@@ -40,14 +40,14 @@ def keras() -> Any:
 @pytest.fixture(scope="session")
 def resnet50(keras: Any) -> Any:
     """ResNet50 at 224 without top, random weights, loaded through kfreeze's own loader."""
-    from kfreeze_tui.core.loading import LoadOptions, load
+    from kfreeze_tui.core.model.loading import LoadOptions, load
 
     return load("resnet50", LoadOptions(weights="none"))
 
 
 @pytest.fixture(scope="session")
 def resnet50_info(resnet50: Any) -> Any:
-    from kfreeze_tui.core.layers import walk
+    from kfreeze_tui.core.model.layers import walk
 
     return walk(resnet50.model, resnet50.source, resnet50.description, resnet50.random_weights)
 

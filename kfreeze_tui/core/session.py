@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core import cache
-from kfreeze_tui.core.build import CompileSpec, layer_at
-from kfreeze_tui.core.cost import TrainingSetup, model_dtype
-from kfreeze_tui.core.export import ExportRequest, ExportResult, Progress
-from kfreeze_tui.core.gpus import Gpu
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.layers import ModelInfo, walk
-from kfreeze_tui.core.loading import LoadedModel, LoadError, LoadOptions
-from kfreeze_tui.core.phases import Phase
-from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.planfile import PlanDocument
+from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.model import cache
+from kfreeze_tui.core.model.layers import ModelInfo, walk
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec, Phase
+from kfreeze_tui.core.plan.planfile import PlanDocument
+from kfreeze_tui.core.runtime.gpus import Gpu
+from kfreeze_tui.core.train.build import layer_at
+from kfreeze_tui.core.train.cost import TrainingSetup, model_dtype
+from kfreeze_tui.core.train.export import ExportRequest, ExportResult, Progress
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class ModelSession:
             index: the phase.
             epochs: its epochs (at least 1).
             rate: one learning rate, a ``(lo, hi)`` range over the stages (see
-                :mod:`kfreeze_tui.core.phases`), or None for the compile settings' rate.
+                :mod:`kfreeze_tui.core.plan.phases`), or None for the compile settings' rate.
 
         Returns:
             Whether the phase changed.
@@ -143,7 +144,7 @@ class ModelSession:
         """
         from dataclasses import replace
 
-        from kfreeze_tui.core.build import PlanError
+        from kfreeze_tui.core.errors import PlanError
 
         if epochs < 1:
             raise PlanError(f"phase {index + 1}: a phase trains at least one epoch")
@@ -186,7 +187,7 @@ class ModelSession:
         Raises:
             PlanError: when the plan does not fit this model.
         """
-        from kfreeze_tui.core.planfile import check_outputs, resolve, resolve_phases
+        from kfreeze_tui.core.plan.planfile import check_outputs, resolve, resolve_phases
 
         check_outputs(doc, self.info)
         plan, notes = resolve(doc, self.info)
@@ -277,10 +278,10 @@ class ModelSession:
             PlanError: the head does not fit (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
-        from kfreeze_tui.core.build import flags_restored, uses_mixed_precision
-        from kfreeze_tui.core.export import check_request, export
-        from kfreeze_tui.core.planfile import document, to_toml
-        from kfreeze_tui.core.script import python_script
+        from kfreeze_tui.core.plan.planfile import document, to_toml
+        from kfreeze_tui.core.train.build import flags_restored, uses_mixed_precision
+        from kfreeze_tui.core.train.export import check_request, export
+        from kfreeze_tui.core.train.script import python_script
 
         check_request(request)
         report = progress or (lambda _text: None)
@@ -316,21 +317,21 @@ class ModelSession:
     ) -> tuple[Any, FreezePlan]:
         """The new model of a plan (set up and compiled for ``phase`` when there are phases),
         and the plan a plan file and a script start from (phase 1's). The base's flags
-        change in place: wrap the call in :func:`~kfreeze_tui.core.build.flags_restored`
+        change in place: wrap the call in :func:`~kfreeze_tui.core.train.build.flags_restored`
         to keep the session's model as it was.
 
         Raises:
             PlanError: the head does not fit, or there is no such phase.
         """
-        from kfreeze_tui.core.build import build_model
-        from kfreeze_tui.core.phases import check_phase_number
+        from kfreeze_tui.core.plan.phases import check_phase_number
+        from kfreeze_tui.core.train.build import build_model
 
         check_phase_number(len(self.phases), phase)
         optimizer_for = None
         built = plan
         if self.phases:
-            from kfreeze_tui.core.phases import phase_optimizer
-            from kfreeze_tui.core.runtime import import_keras
+            from kfreeze_tui.core.plan.phases import phase_optimizer
+            from kfreeze_tui.core.runtime.process import import_keras
 
             chosen = self.phases[phase - 1]
             built = chosen.plan(plan)
@@ -342,43 +343,6 @@ class ModelSession:
 
         model = build_model(self.model, self.view, built, head, compile_spec, optimizer_for)
         return model, plan
-
-
-def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
-    """A layer given as a name, an index (``143``) or a path (``0.143``).
-
-    Keras 2 names of ResNet's layers (``res5a_branch2a``) are accepted; a note saying
-    which layer they stand for is appended to ``notes``.
-
-    Raises:
-        PlanError: when no layer matches, with the closest names.
-    """
-    from kfreeze_tui.core.build import PlanError
-    from kfreeze_tui.core.names import find_layer
-    from kfreeze_tui.core.wording import did_you_mean, with_suggestion
-
-    stripped = text.strip()
-    if stripped and all(part.isdigit() for part in stripped.split(".")):
-        path = tuple(int(part) for part in stripped.split("."))
-        try:
-            return info.layer(path).path
-        except KeyError:
-            raise PlanError(
-                f"the model has no layer at index {stripped} (it has {len(info.top_level)} "
-                "layers at the top level)"
-            ) from None
-    row, note = find_layer(info, stripped)
-    if note and notes is not None:
-        notes.append(note)
-    if row is None:
-        raise PlanError(
-            with_suggestion(
-                f"the model has no layer named {stripped!r}",
-                did_you_mean(stripped, [r.name for r in info.layers], n=3, quote=""),
-                "; ",
-            )
-        )
-    return row.path
 
 
 def open_session(
@@ -403,9 +367,9 @@ def open_session(
     Raises:
         LoadError: the source cannot be opened (one sentence).
     """
-    from kfreeze_tui.core import catalog
-    from kfreeze_tui.core.loading import load_with_fresh_names
-    from kfreeze_tui.core.runtime import RuntimeOptions, import_keras
+    from kfreeze_tui.core.model import catalog
+    from kfreeze_tui.core.model.loading import load_with_fresh_names
+    from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras
 
     report = progress or (lambda _text: None)
     key = cache.key_for(source, options) if use_cache else None
@@ -478,8 +442,8 @@ def open_plan(
     """
     from dataclasses import replace
 
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import PlanError
+    from kfreeze_tui.core.errors import PlanError
+    from kfreeze_tui.core.plan import planfile
 
     (progress or (lambda _text: None))(f"Reading the plan {path.name}")
     try:

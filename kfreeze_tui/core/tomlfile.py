@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfreeze_tui.core.errors import TomlError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -28,10 +30,6 @@ _PART = rf"(?:{_BARE}|{_QUOTED})"
 _DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
 _HEADER = re.compile(rf"^\s*(\[\[|\[)\s*({_DOTTED})\s*(\]\]|\])\s*(?:#.*)?$")
 _KEY = re.compile(rf"^\s*({_DOTTED})\s*=")
-
-
-class TomlError(Exception):
-    """The file cannot be read or is not TOML; the message is one sentence."""
 
 
 def _parts(dotted: str) -> list[str]:

@@ -14,8 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import Worker
 
-from kfreeze_tui.core.layers import LayerInfo, call_inputs, format_shape
-from kfreeze_tui.core.plan import FreezePlan
+from kfreeze_tui.core.model.layers import LayerInfo, call_inputs, format_shape
+from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.session import LayerDetail, ModelSession
 from kfreeze_tui.workers import ReportsWorkerFailures
 

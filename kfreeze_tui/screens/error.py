@@ -11,7 +11,7 @@ from textual.containers import Center, Middle, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from kfreeze_tui.core.loading import LoadError
+from kfreeze_tui.core.errors import KfreezeError
 from kfreeze_tui.core.wording import sentence
 
 
@@ -25,7 +25,7 @@ class ErrorScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, source: str, error: LoadError, log: str) -> None:
+    def __init__(self, source: str, error: KfreezeError, log: str) -> None:
         super().__init__()
         self.source = source
         self.error = error

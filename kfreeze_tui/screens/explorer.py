@@ -19,16 +19,15 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
-from kfreeze_tui.core.build import CompileSpec
-from kfreeze_tui.core.cost import cost_model, human_bytes
-from kfreeze_tui.core.export import ExportRequest, ExportResult
-from kfreeze_tui.core.head import HeadSpec, default_replaced_output, model_outputs, validate
-from kfreeze_tui.core.layers import LayerInfo, call_inputs
-from kfreeze_tui.core.names import find_layer
-from kfreeze_tui.core.phases import Phase
-from kfreeze_tui.core.plan import FreezePlan
+from kfreeze_tui.core.model.layers import LayerInfo, call_inputs
+from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.plan.freeze import FreezePlan
+from kfreeze_tui.core.plan.head import HeadSpec, default_replaced_output, model_outputs, validate
+from kfreeze_tui.core.plan.phases import CompileSpec, Phase
 from kfreeze_tui.core.session import ModelSession
-from kfreeze_tui.core.snippet import freeze_snippet
+from kfreeze_tui.core.train.cost import cost_model, human_bytes
+from kfreeze_tui.core.train.export import ExportRequest, ExportResult
+from kfreeze_tui.core.train.snippet import freeze_snippet
 from kfreeze_tui.core.wording import sentence
 from kfreeze_tui.screens.export import ExportRunScreen
 from kfreeze_tui.widgets.footer import KeepingFooter
@@ -188,7 +187,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     def _read_gpus(self) -> None:
         """The GPUs' free memory, from nvidia-smi (another process: CUDA is never started
         here), to say whether the plan fits."""
-        from kfreeze_tui.core import gpus
+        from kfreeze_tui.core.runtime import gpus
 
         found = gpus.query()
         if found:
@@ -550,8 +549,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         head: HeadSpec,
         compile_spec: CompileSpec,
     ) -> None:
-        from kfreeze_tui.core.build import PlanError
-        from kfreeze_tui.core.export import ExportError
+        from kfreeze_tui.core.errors import ExportError, PlanError
 
         def progress(text: str) -> None:
             self.app.call_from_thread(run.step, text)

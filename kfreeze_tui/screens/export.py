@@ -14,8 +14,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Static
 
-from kfreeze_tui.core.export import ExportRequest, ExportResult, existing_targets
-from kfreeze_tui.core.leftovers import human_size
+from kfreeze_tui.core.runtime.leftovers import human_size
+from kfreeze_tui.core.train.export import ExportRequest, ExportResult, existing_targets
 from kfreeze_tui.screens.confirm import ConfirmScreen
 
 
@@ -184,7 +184,7 @@ class ExportRunScreen(ModalScreen[None]):
             for check in verification.checks:
                 body.append(f"  ✓ {check}\n")
         if result.removed:
-            from kfreeze_tui.core.leftovers import describe
+            from kfreeze_tui.core.runtime.leftovers import describe
 
             line = describe(result.removed)
             body.append(f"\n{line[:1].upper()}{line[1:]}.\n")

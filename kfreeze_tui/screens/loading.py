@@ -11,7 +11,7 @@ from textual.containers import Center, Middle, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from kfreeze_tui.core import load_progress
+from kfreeze_tui.core.model import load_progress
 
 
 class LoadingScreen(Screen[None]):

@@ -18,8 +18,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from kfreeze_tui.core.build import PlanError
-from kfreeze_tui.core.phases import Phase, parse_rate
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.plan.phases import Phase, parse_rate
 
 Rate = float | tuple[float, float] | None
 

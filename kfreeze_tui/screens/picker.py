@@ -14,9 +14,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from kfreeze_tui.core import catalog
-from kfreeze_tui.core.cost import human_bytes
-from kfreeze_tui.core.loading import MODEL_SUFFIXES
+from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model.loading import MODEL_SUFFIXES
+from kfreeze_tui.core.train.cost import human_bytes
 from kfreeze_tui.workers import ReportsWorkerFailures
 
 SKIP_DIRS = {"node_modules", "site-packages", "__pycache__", "venv", ".venv", "env"}

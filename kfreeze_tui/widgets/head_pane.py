@@ -25,9 +25,9 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Label
 
-from kfreeze_tui.core.build import CompileSpec
-from kfreeze_tui.core.cost import Optimizer, TrainingSetup
-from kfreeze_tui.core.head import (
+from kfreeze_tui.core.model.layers import format_shape
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import (
     HeadSpec,
     attachment,
     head_layers,
@@ -37,8 +37,8 @@ from kfreeze_tui.core.head import (
     resolved_pooling,
     validate,
 )
-from kfreeze_tui.core.layers import format_shape
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.train.cost import Optimizer, TrainingSetup
 from kfreeze_tui.widgets.status_bar import TextPane
 
 

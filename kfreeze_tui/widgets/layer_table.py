@@ -24,8 +24,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, iter_group_starts
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, iter_group_starts
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 
 Path = tuple[int, ...]
 

@@ -10,10 +10,10 @@ from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
-from kfreeze_tui.core.cost import DtypePolicy, TrainingSetup, brief, cost_model, human_bytes
-from kfreeze_tui.core.gpus import Gpu
-from kfreeze_tui.core.phases import Phase
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.phases import Phase
+from kfreeze_tui.core.runtime.gpus import Gpu
+from kfreeze_tui.core.train.cost import DtypePolicy, TrainingSetup, brief, cost_model, human_bytes
 
 #: The keys the status bar names, as shipped (the explorer passes the user's own).
 DEFAULT_KEYS: Mapping[str, str] = {"export": "e", "bn_policy": "b"}

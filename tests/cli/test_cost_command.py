@@ -8,8 +8,8 @@ from typing import Any
 
 from fakes import nvidia_smi
 
-from kfreeze_tui.core.cost import TrainingSetup, cost_model
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
 
 
 def test_cost_json_for_resnet50(run_kfreeze: Any, resnet50_info: Any) -> None:

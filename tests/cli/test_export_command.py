@@ -67,8 +67,8 @@ def cli_export(run_kfreeze: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def _layer_states(path: Path) -> list[tuple[str, int]]:
     probe = (
         "import json, math, sys\n"
-        "from kfreeze_tui.core.runtime import import_keras\n"
-        "from kfreeze_tui.core.layers import walk\n"
+        "from kfreeze_tui.core.runtime.process import import_keras\n"
+        "from kfreeze_tui.core.model.layers import walk\n"
         "import_keras()\n"
         "import keras\n"
         f"info = walk(keras.saving.load_model({str(path)!r}))\n"

@@ -82,12 +82,11 @@ def test_bad_phase_is_one_sentence(
 @pytest.fixture(scope="module")
 def three_phase_plan(small_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plan of the small CNN with three phases, written by kfreeze's own writer."""
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.build import CompileSpec
-    from kfreeze_tui.core.head import HeadSpec
-    from kfreeze_tui.core.loading import LoadOptions
-    from kfreeze_tui.core.phases import parse_phase
-    from kfreeze_tui.core.plan import PlanView
+    from kfreeze_tui.core.model.loading import LoadOptions
+    from kfreeze_tui.core.plan import planfile
+    from kfreeze_tui.core.plan.freeze import PlanView
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec, parse_phase
     from kfreeze_tui.core.session import open_session
 
     session = open_session(str(small_model_file), LoadOptions(), use_cache=False)

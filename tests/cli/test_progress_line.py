@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.loading import load
+from kfreeze_tui.core.model.loading import load
 from kfreeze_tui.progress_line import LoadProgressLine
 
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core import catalog, grouping
-from kfreeze_tui.core.cost import TrainingSetup, cost_model
-from kfreeze_tui.core.cut import CutIndex
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.model import catalog, grouping
+from kfreeze_tui.core.model.cut import CutIndex
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
 
 EXPECTED_STAGE_STARTS: dict[str, str] = {
     "ConvNeXtBase": "2:convnext_base_stem 24:convnext_base_downsampling_block_0 46:convnext_base_downsampling_block_1 236:convnext_base_downsampling_block_2",
@@ -84,8 +84,8 @@ TWO_INPUT_CELLS = {"NASNetLarge", "NASNetMobile"}
 
 
 def _build(name: str) -> ModelInfo:
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.loading import LoadOptions, load
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.model.loading import LoadOptions, load
 
     loaded = load(name, LoadOptions(weights="none"))
     return walk(loaded.model, loaded.source)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core import cache
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.model import cache
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.core.session import StaleCacheError, open_session
 
 RANDOM = LoadOptions(weights="none")
@@ -49,7 +49,7 @@ def test_a_cached_open_does_not_import_tensorflow(cache_home: Path, keras: Any) 
     open_session("mobilenetv3small", RANDOM)  # fills the cache
     probe = (
         "import sys\n"
-        "from kfreeze_tui.core.loading import LoadOptions\n"
+        "from kfreeze_tui.core.model.loading import LoadOptions\n"
         "from kfreeze_tui.core.session import open_session\n"
         "s = open_session('mobilenetv3small', LoadOptions(weights='none'))\n"
         "print(s.from_cache, len(s.info.layers), 'tensorflow' in sys.modules, "
@@ -113,10 +113,10 @@ def test_a_stale_table_is_found_when_the_model_loads(
 def test_export_leaves_the_session_model_as_it_was(
     cache_home: Path, small_model_file: Path, tmp_path: Path
 ) -> None:
-    from kfreeze_tui.core.build import CompileSpec
-    from kfreeze_tui.core.export import ExportRequest
-    from kfreeze_tui.core.head import HeadSpec
-    from kfreeze_tui.core.plan import FreezePlan
+    from kfreeze_tui.core.plan.freeze import FreezePlan
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.train.export import ExportRequest
 
     session = open_session(str(small_model_file), RANDOM, use_cache=False)
     before = walk(session.model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from kfreeze_tui.core import catalog
+from kfreeze_tui.core.model import catalog
 
 
 def test_catalog_matches_keras_applications(keras: Any) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from kfreeze_tui import check_model
-from kfreeze_tui.core.check import one_step, static_findings, step_findings
-from kfreeze_tui.core.keras_private import compiled_trainable_state
+from kfreeze_tui.core.runtime.keras_private import compiled_trainable_state
+from kfreeze_tui.core.train.check import one_step, static_findings, step_findings
 
 
 def codes(findings: list[Any]) -> set[str]:
@@ -84,10 +84,11 @@ def test_high_learning_rate_with_a_frozen_prefix(keras: Any) -> None:
 
 
 def test_boundary_inside_a_block(resnet50: Any, keras: Any) -> None:
-    from kfreeze_tui.core.build import CompileSpec, build_model, flags_restored
-    from kfreeze_tui.core.head import HeadSpec
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.plan import FreezePlan, PlanView
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.train.build import build_model, flags_restored
 
     base = resnet50.model
     view = PlanView(walk(base))

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core import gpus
-from kfreeze_tui.core.cost import (
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.runtime import gpus
+from kfreeze_tui.core.train.cost import (
     DtypePolicy,
     Optimizer,
     TrainingSetup,
@@ -20,8 +22,6 @@ from kfreeze_tui.core.cost import (
     human_bytes,
     layer_cost,
 )
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
 
 
 @pytest.fixture(scope="module")
@@ -294,11 +294,11 @@ def test_a_layer_called_twice_costs_twice(shared_models: dict[str, Any]) -> None
 @pytest.fixture(scope="module")
 def mixed_export(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN built under mixed_float16, exported by kfreeze with a freeze boundary."""
-    from kfreeze_tui.core.build import CompileSpec
-    from kfreeze_tui.core.export import ExportRequest
-    from kfreeze_tui.core.head import HeadSpec
-    from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+    from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec
     from kfreeze_tui.core.session import ModelSession
+    from kfreeze_tui.core.train.export import ExportRequest
 
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.build import PlanError
-from kfreeze_tui.core.cut import CutIndex
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.names import find_layer, keras2_resnet_name
-from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.session import parse_layer_ref
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.model.cut import CutIndex
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.names import find_layer, keras2_resnet_name, parse_layer_ref
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 
 
 def test_clean_cut_before_stage_5_of_resnet50(resnet50_info: Any) -> None:
@@ -133,10 +132,10 @@ def test_old_names_in_layer_references(resnet50_info: Any) -> None:
 
 
 def test_plan_files_written_with_keras2_names(resnet50_info: Any, tmp_path: Any) -> None:
-    from kfreeze_tui.core.build import CompileSpec
-    from kfreeze_tui.core.head import HeadSpec, feature_layer
-    from kfreeze_tui.core.loading import LoadOptions
-    from kfreeze_tui.core.planfile import document, read, resolve, to_toml
+    from kfreeze_tui.core.model.loading import LoadOptions
+    from kfreeze_tui.core.plan.head import HeadSpec, feature_layer
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.plan.planfile import document, read, resolve, to_toml
 
     view = PlanView(resnet50_info)
     plan = FreezePlan(boundary=(143,), exceptions=frozenset({(81,)}))

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kfreeze_tui.core.build import CompileSpec, PlanError
-from kfreeze_tui.core.export import ExportError, ExportRequest
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.loading import LoadOptions, load
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan
+from kfreeze_tui.core.errors import ExportError, PlanError
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions, load
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
 from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.core.train.export import ExportRequest
 
 NONE = LoadOptions(weights="none")
 HEAD = HeadSpec(pooling="avg", dropout=0.0, classes=10, activation="softmax")
@@ -168,7 +169,7 @@ def test_script_for_a_nested_base(wrapped_base: Any, tmp_path: Path, keras: Any)
 
 
 def test_multi_output_model_export(multi_io_model: Any, tmp_path: Path, keras: Any) -> None:
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
 
     session = ModelSession(LoadedModel(multi_io_model, "multi", "multi"))
     head = HeadSpec(feature_layer="merge", classes=2, activation="sigmoid")
@@ -186,9 +187,9 @@ def test_a_kept_output_is_the_models_own(multi_io_model: Any, tmp_path: Path, ke
     are Keras's, the step proof passes, and the script and the plan rebuild the same."""
     import runpy
 
-    from kfreeze_tui.core import planfile
-    from kfreeze_tui.core.head import new_totals
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
+    from kfreeze_tui.core.plan import planfile
+    from kfreeze_tui.core.plan.head import new_totals
 
     base_path = tmp_path / "multi_io.keras"
     multi_io_model.save(base_path)
@@ -239,9 +240,9 @@ def test_invalid_head_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_mixed_precision_head_stays_float32(keras: Any) -> None:
-    from kfreeze_tui.core.build import build_model
-    from kfreeze_tui.core.loading import LoadedModel
-    from kfreeze_tui.core.script import python_script
+    from kfreeze_tui.core.model.loading import LoadedModel
+    from kfreeze_tui.core.train.build import build_model
+    from kfreeze_tui.core.train.script import python_script
 
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, dtype="mixed_float16", name="conv")(inputs)
@@ -266,7 +267,7 @@ def test_mixed_precision_head_stays_float32(keras: Any) -> None:
 
 
 def test_an_unwritable_folder_is_one_sentence(small_model: Any) -> None:
-    from kfreeze_tui.core.export import export
+    from kfreeze_tui.core.train.export import export
 
     # /proc refuses new files even to root, as a read-only or full disk would.
     with pytest.raises(ExportError, match="could not write"):
@@ -299,8 +300,8 @@ def test_the_exported_file_loads_silently_and_trains(
 ) -> None:
     """An optimizer saved before its first step made every load warn "Skipping variable
     loading for optimizer 'adam'"; one plain Keras file saved so shows the probe hears it."""
-    from kfreeze_tui.core.loading import LoadedModel
-    from kfreeze_tui.core.phases import Phase
+    from kfreeze_tui.core.model.loading import LoadedModel
+    from kfreeze_tui.core.plan.phases import Phase
 
     head = HeadSpec(classes=3)
     session = ModelSession(LoadedModel(small_model, "small.keras", "small"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fakes import nvidia_smi
 
-from kfreeze_tui.core import gpus
-from kfreeze_tui.core.gpus import Gpu, parse, visible
+from kfreeze_tui.core.runtime import gpus
+from kfreeze_tui.core.runtime.gpus import Gpu, parse, visible
 
 LINES = (
     "0, NVIDIA A100-SXM4-40GB, 40960, 100, GPU-8932f937-d72c-4106-c12f-20bd9faed9f6\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kfreeze_tui.core import grouping
+from kfreeze_tui.core.model import grouping
 
 
 def _chain(n: int) -> list[list[int]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.head import (
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.plan.head import (
     DenseSpec,
     HeadSpec,
     default_feature_layer,
@@ -15,7 +16,6 @@ from kfreeze_tui.core.head import (
     resolved_pooling,
     validate,
 )
-from kfreeze_tui.core.layers import walk
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +90,10 @@ def test_flatten_needs_known_dims(keras: Any) -> None:
 def test_new_totals_equal_the_built_model(keras: Any, include_top: bool) -> None:
     import math
 
-    from kfreeze_tui.core.build import CompileSpec, build_model
-    from kfreeze_tui.core.head import new_totals
-    from kfreeze_tui.core.plan import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.head import new_totals
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.train.build import build_model
 
     model = keras.applications.MobileNetV3Small(
         weights=None, include_top=include_top, input_shape=(224, 224, 3)
@@ -196,7 +197,7 @@ def patterns(keras: Any) -> dict[str, Any]:
 def test_the_default_head_replaces_the_old_classifier(
     patterns: dict[str, Any], name: str, attaches: str, replaces: list[str]
 ) -> None:
-    from kfreeze_tui.core.head import placement
+    from kfreeze_tui.core.plan.head import placement
 
     info = walk(patterns[name])
     found = placement(info, HeadSpec())
@@ -217,7 +218,7 @@ def test_keras_applications_tops(
 ) -> None:
     """A 1x1 convolution on a 1x1 map, reshaped, is MobileNet's classifier (the 1x1
     convolution before MobileNetV3's dropout is features: it stays)."""
-    from kfreeze_tui.core.head import placement
+    from kfreeze_tui.core.plan.head import placement
 
     model = getattr(keras.applications, architecture)(
         weights=None, include_top=True, input_shape=(224, 224, 3)
@@ -235,9 +236,10 @@ def test_keras_applications_tops(
 def test_new_totals_equal_keras_on_every_pattern(
     patterns: dict[str, Any], name: str, keep: tuple[str, ...]
 ) -> None:
-    from kfreeze_tui.core.build import CompileSpec, build_model
-    from kfreeze_tui.core.head import new_totals
-    from kfreeze_tui.core.plan import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.head import new_totals
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.train.build import build_model
 
     model = patterns[name]
     view = PlanView(walk(model))
@@ -254,7 +256,7 @@ def test_new_totals_equal_keras_on_every_pattern(
 
 
 def test_outputs_to_replace_and_keep(patterns: dict[str, Any]) -> None:
-    from kfreeze_tui.core.head import model_outputs, placement
+    from kfreeze_tui.core.plan.head import model_outputs, placement
 
     info = walk(patterns["two_outputs"])
     assert [row.name for row in model_outputs(info)] == ["cls", "reg"]
@@ -286,10 +288,11 @@ def test_a_plan_carries_the_outputs_and_refuses_a_misspelt_one(
 ) -> None:
     from dataclasses import replace
 
-    from kfreeze_tui.core.build import CompileSpec, PlanError
-    from kfreeze_tui.core.loading import LoadOptions
-    from kfreeze_tui.core.plan import FreezePlan, PlanView
-    from kfreeze_tui.core.planfile import check_outputs, document, read, to_toml
+    from kfreeze_tui.core.errors import PlanError
+    from kfreeze_tui.core.model.loading import LoadOptions
+    from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.plan.planfile import check_outputs, document, read, to_toml
 
     view = PlanView(walk(patterns["two_outputs"]))
     doc = document("two.keras", LoadOptions(), view, FreezePlan(), HeadSpec(), CompileSpec())

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.leftovers import machine_tag, remove_leftovers
+from kfreeze_tui.core.runtime.leftovers import machine_tag, remove_leftovers
 
 MB = 1_000_000
 
@@ -61,8 +61,8 @@ def test_only_the_files_of_dead_writers_here_are_removed(tmp_path: Path, live_pi
 def test_the_next_export_removes_them_and_says_so(
     small_model: Any, tmp_path: Path, live_pid: int
 ) -> None:
-    from kfreeze_tui.core.export import ExportRequest, export
-    from kfreeze_tui.core.leftovers import describe
+    from kfreeze_tui.core.runtime.leftovers import describe
+    from kfreeze_tui.core.train.export import ExportRequest, export
 
     gone = _temp(tmp_path, _dead_pid(), machine_tag(), 3 * MB, target="other.keras")
     kept = _temp(tmp_path, live_pid, machine_tag(), 10)
@@ -83,8 +83,8 @@ def test_convert_and_the_cache_remove_them_too(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from kfreeze_tui.cli import run
-    from kfreeze_tui.core import cache
-    from kfreeze_tui.core.convert import convert
+    from kfreeze_tui.core.model import cache
+    from kfreeze_tui.core.train.convert import convert
 
     gone = _temp(tmp_path, _dead_pid(), machine_tag(), MB)
     result = convert(str(small_model_file), tmp_path / "converted.keras")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core import load_progress
-from kfreeze_tui.core.keras_private import load_position
-from kfreeze_tui.core.loading import load
+from kfreeze_tui.core.model import load_progress
+from kfreeze_tui.core.model.loading import load
+from kfreeze_tui.core.runtime.keras_private import load_position
 
 
 def _record(probe_layer: Any, monkeypatch: pytest.MonkeyPatch, ask: Any) -> dict[str, Any]:

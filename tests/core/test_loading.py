@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.loading import LoadError, LoadOptions, load, parse_input_shape
+from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.model.loading import LoadOptions, load, parse_input_shape
 
 
 def _fails(source: str | Path, options: LoadOptions | None = None) -> LoadError:

@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 
 from kfreeze_tui import apply_plan, check_model, fit_phases
-from kfreeze_tui.core import planfile
-from kfreeze_tui.core.build import CompileSpec, PlanError, flags_restored
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.loading import LoadOptions
-from kfreeze_tui.core.phases import parse_phase, phase_optimizer, stage_rates, variable_rates
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.plan import planfile
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import (
+    CompileSpec,
+    parse_phase,
+    phase_optimizer,
+    stage_rates,
+    variable_rates,
+)
+from kfreeze_tui.core.train.build import flags_restored
 
 THREE_PHASES = ("head:3:1e-3", "conv5_block1_1_conv:5:1e-5", "conv4_block1_1_conv:5:1e-6..1e-5")
 
@@ -112,7 +119,7 @@ def test_an_sgd_step_moves_weights_in_proportion_to_their_rates(
     1e-3..1e-2 (not 1e-6..) so that the steps stay above float32's resolution."""
     import tensorflow as tf
 
-    from kfreeze_tui.core.build import build_model
+    from kfreeze_tui.core.train.build import build_model
 
     base = resnet50.model
     phase = parse_phase("conv4_block1_1_conv:1:1e-3..1e-2", resnet50_info)

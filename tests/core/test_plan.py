@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kfreeze_tui.core.build import apply_freeze
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView, Reason
-from kfreeze_tui.core.snippet import freeze_snippet
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView, Reason
+from kfreeze_tui.core.train.build import apply_freeze
+from kfreeze_tui.core.train.snippet import freeze_snippet
 
 
 def keras_trainable(model: Any) -> int:

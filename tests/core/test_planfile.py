@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from kfreeze_tui.core.build import CompileSpec, PlanError
-from kfreeze_tui.core.head import DenseSpec, HeadSpec
-from kfreeze_tui.core.loading import LoadOptions
-from kfreeze_tui.core.plan import BNPolicy
-from kfreeze_tui.core.planfile import LayerRef, PhaseRef, PlanDocument, read, to_toml
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.plan.freeze import BNPolicy
+from kfreeze_tui.core.plan.head import DenseSpec, HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.plan.planfile import LayerRef, PhaseRef, PlanDocument, read, to_toml
 from kfreeze_tui.core.tomlfile import key_lines
 
 FULL = PlanDocument(
@@ -59,7 +60,7 @@ def write(folder: Path, text: str) -> Path:
 def error_of(path: Path) -> str:
     with pytest.raises(PlanError) as caught:
         read(path)
-    message = str(caught.value)
+    message = caught.value.message
     assert "\n" not in message and "?." not in message
     return message
 
@@ -294,7 +295,7 @@ def test_apply_refuses_a_phase_the_plan_does_not_have(
 
 
 def test_wording_ends_a_sentence_once() -> None:
-    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.errors import LoadError
     from kfreeze_tui.core.wording import did_you_mean, sentence
 
     assert sentence('did you mean "classes"?') == 'did you mean "classes"?'
@@ -308,7 +309,7 @@ def test_wording_ends_a_sentence_once() -> None:
 def test_a_misspelt_phase_boundary_gets_the_nearest_layer(
     tmp_path: Path, small_model_file: Path
 ) -> None:
-    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.errors import LoadError
     from kfreeze_tui.core.session import open_plan
 
     text = "\n".join(
@@ -333,7 +334,7 @@ def test_a_misspelt_phase_boundary_gets_the_nearest_layer(
 
 
 def test_a_plan_load_error_names_the_plan_key_not_an_option(tmp_path: Path) -> None:
-    from kfreeze_tui.core.loading import LoadError
+    from kfreeze_tui.core.errors import LoadError
     from kfreeze_tui.core.session import open_plan
 
     weights = tmp_path / "missing.weights.h5"

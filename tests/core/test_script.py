@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kfreeze_tui.core import catalog
-from kfreeze_tui.core.build import CompileSpec
-from kfreeze_tui.core.export import ExportRequest
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.loading import LoadOptions, load
-from kfreeze_tui.core.plan import FreezePlan
-from kfreeze_tui.core.script import preprocess_function
+from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model.loading import LoadOptions, load
+from kfreeze_tui.core.plan.freeze import FreezePlan
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
 from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.core.train.export import ExportRequest
+from kfreeze_tui.core.train.script import preprocess_function
 
 SMALL = LoadOptions(weights="none", input_shape=(32, 32, 3))
 
@@ -130,7 +130,7 @@ def deep_script(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3,000-layer chain (Input, Dense, then Identity layers: cheap to build and load),
     saved as base.keras, exported from that folder as the user typed ``base.keras``, with the
     script beside it."""
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
 
     folder = tmp_path_factory.mktemp("deep")
     inputs = keras.Input((4,), name="features")
@@ -182,9 +182,9 @@ def test_the_script_of_a_very_deep_model_trains_from_another_folder(
 def _script_for(
     small_model: Any, source: str, script_dir: Path, load: LoadOptions, legacy: bool = False
 ) -> str:
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.plan import PlanView
-    from kfreeze_tui.core.script import python_script
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.plan.freeze import PlanView
+    from kfreeze_tui.core.train.script import python_script
 
     view = PlanView(walk(small_model))
     head = HeadSpec(classes=2)
@@ -223,7 +223,7 @@ def test_the_script_names_its_files_from_its_own_folder(
 
 
 def test_graph_depth_of_a_chain_is_its_length(small_model: Any) -> None:
-    from kfreeze_tui.core.layers import walk
-    from kfreeze_tui.core.script import graph_depth
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.train.script import graph_depth
 
     assert graph_depth(walk(small_model)) == len(small_model.layers)  # one layer after another

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfreeze_tui.core.build import CompileSpec
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
 from kfreeze_tui.core.session import ModelSession
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from kfreeze_tui.core.cut import CutIndex
-from kfreeze_tui.core.layers import ModelInfo, call_inputs, walk
+from kfreeze_tui.core.model.cut import CutIndex
+from kfreeze_tui.core.model.layers import ModelInfo, call_inputs, walk
 
 
 def _nodes_in(model: Any, layer: Any) -> list[Any]:
@@ -209,7 +209,7 @@ def test_the_siamese_encoder_calls_and_their_join_are_one_block(siamese: Any) ->
 
 
 def test_the_detail_and_the_side_pane_show_every_call(shared_dense: Any) -> None:
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
     from kfreeze_tui.core.session import ModelSession
     from kfreeze_tui.screens.detail import detail_text
     from kfreeze_tui.screens.explorer import layer_summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kfreeze_tui.core.layers import walk
+from kfreeze_tui.core.model.layers import walk
 
 
 def _keras_trainable_count(model: Any) -> int:
@@ -55,7 +55,7 @@ def test_resnet50_blocks(resnet50_info: Any) -> None:
 
 
 def test_resnet50_with_top(keras: Any) -> None:
-    from kfreeze_tui.core.loading import LoadOptions, load
+    from kfreeze_tui.core.model.loading import LoadOptions, load
 
     loaded = load("ResNet50", LoadOptions(weights="none", include_top=True))
     info = walk(loaded.model)

@@ -190,7 +190,7 @@ def test_unsafe_archive_refused_before_keras_is_imported(
     path = craft.pickled_npy(legacy_files.path("mobile_v215"), tmp_path / "bad.keras")
     code = (
         "import sys\n"
-        "from kfreeze_tui.core.loading import LoadError, load\n"
+        "from kfreeze_tui.core.model.loading import LoadError, load\n"
         f"try:\n    load({str(path)!r})\nexcept LoadError as exc:\n    print(exc.kind)\n"
         "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
     )

@@ -12,8 +12,9 @@ from legacy import craft
 from legacy.marshalled import LAMBDA_CODE
 from legacy.oracle import CUSTOM_OBJECTS, LegacyFiles
 
-from kfreeze_tui.core import legacy
-from kfreeze_tui.core.loading import LoadError, LoadOptions, load
+from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.model.legacy import reader as legacy
+from kfreeze_tui.core.model.loading import LoadOptions, load
 
 #: Largest difference allowed between kfreeze's outputs and tf_keras's.
 TOLERANCE = 1e-5

@@ -24,20 +24,20 @@ def named_resnet_file(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def named_resnet(named_resnet_file: Path) -> Any:
-    from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.model.loading import load
 
     return load(str(named_resnet_file))
 
 
 @pytest.fixture(scope="session")
 def small_loaded(small_model_file: Path) -> Any:
-    from kfreeze_tui.core.loading import load
+    from kfreeze_tui.core.model.loading import load
 
     return load(str(small_model_file))
 
 
 @pytest.fixture(scope="session")
 def wrapped_loaded(wrapped_base: Any) -> Any:
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
 
     return LoadedModel(model=wrapped_base, source="wrapped", description="wrapped ResNet50")

@@ -12,7 +12,7 @@ from helpers import screen_text, type_into, wait_for_explorer
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.cost import Optimizer, TrainingSetup, brief, cost_model
+from kfreeze_tui.core.train.cost import Optimizer, TrainingSetup, brief, cost_model
 
 
 async def test_cost_follows_the_boundary_batch_and_optimizer(named_resnet: Any) -> None:
@@ -74,9 +74,9 @@ async def test_the_plan_is_checked_against_the_gpu(
 
 
 def test_the_cost_line_prices_a_mixed_precision_model_in_its_own_dtype(keras: Any) -> None:
-    from kfreeze_tui.core.cost import DtypePolicy
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
     from kfreeze_tui.core.session import ModelSession
+    from kfreeze_tui.core.train.cost import DtypePolicy
     from kfreeze_tui.widgets.status_bar import cost_line
 
     before = keras.config.dtype_policy()

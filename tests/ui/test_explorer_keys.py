@@ -8,7 +8,7 @@ from typing import Any
 from helpers import screen_text, wait_for, wait_for_explorer
 
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan
 from kfreeze_tui.screens.detail import LayerDetailScreen
 from kfreeze_tui.screens.help import HelpScreen
 
@@ -252,7 +252,7 @@ async def test_collapse_and_expand(resnet50: Any) -> None:
 
 
 async def test_nested_wrapper_counts_match_keras(wrapped_loaded: Any, keras: Any) -> None:
-    from kfreeze_tui.core.build import apply_freeze
+    from kfreeze_tui.core.train.build import apply_freeze
 
     app = make_app(loaded=wrapped_loaded)
     async with app.run_test(size=SIZE) as pilot:

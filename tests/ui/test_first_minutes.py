@@ -23,9 +23,9 @@ from textual.filter import Monochrome
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.build import PlanError
-from kfreeze_tui.core.cost import TrainingSetup, cost_model
-from kfreeze_tui.core.phases import Phase
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.plan.phases import Phase
+from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
 from kfreeze_tui.widgets.layer_table import LayerTable
 
 
@@ -296,7 +296,7 @@ async def test_checkboxes_differ_without_colour(
 
 
 async def test_the_picker_gives_human_sizes(tmp_path: Path) -> None:
-    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.model.loading import LoadOptions
     from kfreeze_tui.screens.picker import PickerScreen
 
     (tmp_path / "tiny.keras").write_bytes(b"\0" * 700)

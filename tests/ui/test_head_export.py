@@ -56,7 +56,7 @@ async def test_c_attaches_the_head_to_the_cursor_layer(resnet50: Any) -> None:
 
 
 async def test_the_pane_says_which_outputs_stay_and_changes_them(keras: Any) -> None:
-    from kfreeze_tui.core.loading import LoadedModel
+    from kfreeze_tui.core.model.loading import LoadedModel
 
     x = keras.Input((16,))
     trunk = keras.layers.Dense(32, "relu", name="trunk")(x)

@@ -9,7 +9,8 @@ import pytest
 from helpers import screen_text, wait_for, wait_for_explorer
 
 from kfreeze_tui.app import make_app
-from kfreeze_tui.keymap import ConfigError, config_path, read_keymap
+from kfreeze_tui.core.errors import ConfigError
+from kfreeze_tui.keymap import config_path, read_keymap
 from kfreeze_tui.screens.help import HelpScreen
 
 

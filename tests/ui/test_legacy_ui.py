@@ -10,7 +10,7 @@ from legacy.oracle import LegacyFiles
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.screens.detail import LayerDetailScreen
 from kfreeze_tui.screens.repairs import RepairsScreen
 

@@ -10,8 +10,8 @@ from helpers import screen_text, wait_for_explorer
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core import planfile
-from kfreeze_tui.core.phases import Phase
+from kfreeze_tui.core.plan import planfile
+from kfreeze_tui.core.plan.phases import Phase
 
 
 async def test_phases_are_added_listed_drawn_and_removed(named_resnet: Any) -> None:
@@ -45,7 +45,7 @@ async def test_phases_are_added_listed_drawn_and_removed(named_resnet: Any) -> N
 
 
 async def test_the_export_writes_the_phases(named_resnet: Any, tmp_path: Path) -> None:
-    from kfreeze_tui.core.export import ExportRequest
+    from kfreeze_tui.core.train.export import ExportRequest
 
     app = make_app(loaded=named_resnet)
     async with app.run_test(size=(150, 44)) as pilot:

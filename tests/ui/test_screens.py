@@ -10,7 +10,7 @@ import pytest
 from helpers import screen_text, wait_for, wait_for_explorer
 
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
 from kfreeze_tui.screens.error import ErrorScreen
 from kfreeze_tui.screens.explorer import ExplorerScreen
 from kfreeze_tui.screens.picker import PickerScreen, find_model_files
@@ -207,7 +207,7 @@ def test_an_unexpected_error_is_one_sentence(
 async def test_reopen_from_the_cache_builds_the_model_only_when_needed(
     keras: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kfreeze_tui.core.loading import LoadOptions
+    from kfreeze_tui.core.model.loading import LoadOptions
     from kfreeze_tui.core.session import open_session
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -236,7 +236,7 @@ async def test_user_text_is_not_markup(tmp_path: Path, monkeypatch: pytest.Monke
 async def test_a_stale_cached_table_is_refreshed_and_the_model_reopened(
     small_model_file: Path, resnet50_info: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kfreeze_tui.core import cache
+    from kfreeze_tui.core.model import cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     source = str(small_model_file)

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from kfreeze_tui import scenarios
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.screens.picker import PickerScreen
 
 
@@ -123,7 +123,7 @@ def test_export_dialog(
 @pytest.fixture(scope="session")
 def efficientnetv2l(keras: Any) -> Any:
     """EfficientNetV2L as kfreeze loads it: in a fresh thread, so its names are stable."""
-    from kfreeze_tui.core.loading import load_with_fresh_names
+    from kfreeze_tui.core.model.loading import load_with_fresh_names
 
     return load_with_fresh_names("efficientnetv2l", LoadOptions(weights="none"))
 

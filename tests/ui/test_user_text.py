@@ -13,7 +13,7 @@ from helpers import screen_text, wait_for, wait_for_explorer
 from legacy.oracle import LegacyFiles
 
 from kfreeze_tui.app import make_app
-from kfreeze_tui.core.loading import LoadOptions
+from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.screens.confirm import ConfirmScreen
 from kfreeze_tui.screens.detail import LayerDetailScreen
 from kfreeze_tui.screens.error import ErrorScreen

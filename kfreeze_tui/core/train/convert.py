@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.check import synthetic_inputs
-from kfreeze_tui.core.export import ExportError, temp_beside, verify
-from kfreeze_tui.core.leftovers import Leftover, human_size, remove_leftovers
-from kfreeze_tui.core.legacy import Repair
-from kfreeze_tui.core.loading import LoadOptions, custom_objects_for, first_line, load
-from kfreeze_tui.core.runtime import native_output_captured
+from kfreeze_tui.core.errors import ExportError, first_line
+from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.loading import LoadOptions, custom_objects_for, load
+from kfreeze_tui.core.runtime.leftovers import Leftover, human_size, remove_leftovers
+from kfreeze_tui.core.runtime.process import native_output_captured
+from kfreeze_tui.core.train.check import synthetic_inputs
+from kfreeze_tui.core.train.export import temp_beside, verify
 
 #: Outputs of the converted model may differ from the original's by at most this much.
 TOLERANCE = 1e-5

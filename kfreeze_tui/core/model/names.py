@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo
 
 _BRANCH = re.compile(r"^(res|bn|scale)([2-9])([a-z])(\d*)_branch(1|2[abc])$")
 _UNIT = re.compile(r"^res([2-9])([a-z])(\d*)(_relu)?$")
@@ -96,3 +96,39 @@ def modern_name(info: ModelInfo, name: str) -> str:
     """``name``, or the modern name it stands for on this model (for filters)."""
     row, note = find_layer(info, name)
     return row.name if row is not None and note else name
+
+
+def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
+    """A layer given as a name, an index (``143``) or a path (``0.143``).
+
+    Keras 2 names of ResNet's layers (``res5a_branch2a``) are accepted; a note saying
+    which layer they stand for is appended to ``notes``.
+
+    Raises:
+        PlanError: when no layer matches, with the closest names.
+    """
+    from kfreeze_tui.core.errors import PlanError
+    from kfreeze_tui.core.wording import did_you_mean, with_suggestion
+
+    stripped = text.strip()
+    if stripped and all(part.isdigit() for part in stripped.split(".")):
+        path = tuple(int(part) for part in stripped.split("."))
+        try:
+            return info.layer(path).path
+        except KeyError:
+            raise PlanError(
+                f"the model has no layer at index {stripped} (it has {len(info.top_level)} "
+                "layers at the top level)"
+            ) from None
+    row, note = find_layer(info, stripped)
+    if note and notes is not None:
+        notes.append(note)
+    if row is None:
+        raise PlanError(
+            with_suggestion(
+                f"the model has no layer named {stripped!r}",
+                did_you_mean(stripped, [r.name for r in info.layers], n=3, quote=""),
+                "; ",
+            )
+        )
+    return row.path

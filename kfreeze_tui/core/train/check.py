@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfreeze_tui.core.cut import CutIndex
-from kfreeze_tui.core.layers import ModelInfo, walk
+from kfreeze_tui.core.model.cut import CutIndex
+from kfreeze_tui.core.model.layers import ModelInfo, walk
 
 #: A learning rate above this, with a frozen pretrained prefix, is flagged.
 HIGH_LEARNING_RATE = 1e-3
@@ -195,7 +195,7 @@ def learning_rate(model: Any) -> float | None:
 def recompile_findings(model: Any) -> list[Finding]:
     """``trainable`` changed after ``compile()``: Keras only takes it into account when
     compile() runs again (and says so, if at all, on the first fit())."""
-    from kfreeze_tui.core.keras_private import compiled_trainable_state
+    from kfreeze_tui.core.runtime.keras_private import compiled_trainable_state
 
     state = compiled_trainable_state(model)
     if not state:
@@ -244,7 +244,7 @@ def model_outputs(model: Any) -> list[tuple[str, tuple[int | None, ...]]]:
 
 def outputs_line(model: Any) -> str:
     """``outputs: head_output (None, 10), reg (None, 1)``."""
-    from kfreeze_tui.core.layers import format_shape
+    from kfreeze_tui.core.model.layers import format_shape
 
     found = model_outputs(model)
     word = "output" if len(found) == 1 else f"{len(found)} outputs"
@@ -307,7 +307,7 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
     """
     import numpy as np
 
-    from kfreeze_tui.core.runtime import import_keras, native_output_captured
+    from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
 
     keras = import_keras()
     trainable_ids = {id(v) for v in model.trainable_weights}

@@ -1,6 +1,6 @@
 """What a plan costs to train: multiply-adds, step FLOPs and training memory, from the walk.
 
-Pure arithmetic on the walked model (:class:`~kfreeze_tui.core.layers.ModelInfo`): no
+Pure arithmetic on the walked model (:class:`~kfreeze_tui.core.model.layers.ModelInfo`): no
 TensorFlow, nothing at keypress time but a few lookups in prefix sums built once per model.
 
 Per layer and call (per example):
@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import accumulate, pairwise
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_label
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, Path, PlanView
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_label
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path, PlanView
 
 #: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
 VARIABLE_BYTES = 4

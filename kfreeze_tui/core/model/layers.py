@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from kfreeze_tui.core import grouping
+from kfreeze_tui.core.model import grouping
 
 Shape = tuple[int | None, ...]
 T = TypeVar("T")

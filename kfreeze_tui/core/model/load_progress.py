@@ -4,7 +4,7 @@ Keras loads a model in one call that says nothing until it returns, and a model 
 thousand layers takes a minute or more. :func:`tracked` marks a load in the thread that runs
 it; :func:`current` says, from any thread, how far it has got: the layers Keras has read,
 connected or given their weights (read from the loading thread's stack by
-:func:`kfreeze_tui.core.keras_private.load_position`), or else the number of layers the
+:func:`kfreeze_tui.core.runtime.keras_private.load_position`), or else the number of layers the
 file's config holds and the time so far. Listeners hear when a load ends, in the loading
 thread, before the load returns: a progress line is gone before anything else is printed.
 Nothing here imports Keras.
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfreeze_tui.core.keras_private import load_position
+from kfreeze_tui.core.runtime.keras_private import load_position
 
 #: Seconds a load runs before its progress is shown: a quick load shows nothing.
 DEFAULT_DELAY = 1.5

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.build import PlanError
-from kfreeze_tui.core.layers import ModelInfo
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, Path
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.model.layers import ModelInfo
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path
 
 #: What a phase's boundary is called when the whole base is frozen.
 HEAD = "head"
@@ -102,7 +102,7 @@ def parse_phase(text: str, info: ModelInfo, notes: list[str] | None = None) -> P
     Raises:
         PlanError: a part is missing or wrong, or the boundary is not a layer.
     """
-    from kfreeze_tui.core.session import parse_layer_ref
+    from kfreeze_tui.core.model.names import parse_layer_ref
 
     what = f"--phase {text}"
     parts = text.split(":")
@@ -141,7 +141,7 @@ def stage_rates(info: ModelInfo, phase: Phase, default_lr: float) -> tuple[dict[
     Returns:
         ``({layer name: rate}, head rate)`` for the top-level layers at or after the boundary.
     """
-    from kfreeze_tui.core.build import is_head_layer
+    from kfreeze_tui.core.plan.head import is_head_layer
 
     top = [row for row in info.top_level if not is_head_layer(row.name)]
     start = 0 if phase.boundary is None else phase.boundary[0]
@@ -201,3 +201,19 @@ def phase_optimizer(
     return keras.optimizers.MultiOptimizer(
         keras.optimizers.OptimizerMap(default_optimizer=one_for(head_rate), optimizer_map=mapping)
     )
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """How the new model is compiled.
+
+    Attributes:
+        enabled: compile at all (``--no-compile`` turns it off).
+        learning_rate: Adam's learning rate; 1e-4 is what the Keras guide suggests for
+            fine-tuning.
+        labels: ``sparse`` (integer class ids) or ``onehot`` (one-hot vectors).
+    """
+
+    enabled: bool = True
+    learning_rate: float = 1e-4
+    labels: str = "sparse"

@@ -22,41 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kfreeze_tui.core import catalog, legacy, load_progress
-from kfreeze_tui.core.legacy_ops import OP_CLASSES as OP_LAYER_CLASSES
-from kfreeze_tui.core.runtime import RuntimeOptions, import_keras, native_output_captured
+from kfreeze_tui.core.errors import LoadError, first_line
+from kfreeze_tui.core.model import catalog, load_progress
+from kfreeze_tui.core.model.legacy import reader as legacy
+from kfreeze_tui.core.model.legacy.ops import OP_CLASSES as OP_LAYER_CLASSES
+from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras, native_output_captured
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 #: Seconds before a weights download is given up; offline boxes fail at once anyway.
 DOWNLOAD_TIMEOUT = 60.0
-
-
-class LoadError(Exception):
-    """A source could not be turned into a model.
-
-    Attributes:
-        message: what is wrong with this input.
-        hint: what to do about it.
-        kind: a short machine-readable tag (``missing``, ``empty``, ``download`` ...), used
-            by the app to offer a way out (e.g. random weights after a failed download).
-    """
-
-    def __init__(self, message: str, hint: str = "", kind: str = "error") -> None:
-        self.message = message.rstrip(".")
-        self.hint = hint.rstrip(".")
-        self.kind = kind
-        super().__init__(self.sentence)
-
-    @property
-    def sentence(self) -> str:
-        """The message and the hint as one sentence."""
-        from kfreeze_tui.core.wording import sentence
-
-        if self.hint:
-            return sentence(f"{self.message}: {self.hint}")
-        return sentence(self.message)
 
 
 @dataclass(frozen=True)
@@ -215,14 +191,6 @@ def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
     keras = import_keras(RuntimeOptions(gpu=options.gpu))
     with native_output_captured():
         yield keras
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its class name when it has none), cut at
-    200 characters: Keras's messages run to pages, a sentence needs one line."""
-    text = str(exc).strip() or type(exc).__name__
-    line = text.splitlines()[0].strip()
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _build_architecture(
@@ -391,8 +359,6 @@ def _zip_config(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any]
                 )
             config = json.loads(archive.read("config.json"))
             metadata = legacy.read_archive_metadata(archive)
-    except legacy.LegacyError as exc:
-        raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
     except LoadError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
@@ -562,10 +528,7 @@ def _load_legacy(
 ) -> LoadedModel:
     """A file from Keras 1/2 or tf.keras: checked, repaired, rebuilt and given its weights."""
     written_by = f"Keras {version}" if version else "an older Keras"
-    try:
-        legacy.check_lambdas(config, source)
-    except legacy.LegacyError as exc:
-        raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
+    legacy.check_lambdas(config, source)
     warnings = _lambda_warnings(config, source, options)
     with _keras_environment(options) as keras:
         custom = custom_objects_for(options)
@@ -596,8 +559,6 @@ def _load_legacy(
                 legacy.load_h5_weights(model, path, source)
             if any(repair.code == "hard_sigmoid" for repair in repairs):
                 legacy.keep_hard_sigmoid(model, keras, source)
-        except legacy.LegacyError as exc:
-            raise LoadError(exc.message, exc.hint, kind=exc.kind) from exc
         except LoadError:
             raise
         except Exception as exc:

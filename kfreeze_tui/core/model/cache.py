@@ -31,11 +31,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kfreeze_tui.core import catalog
-from kfreeze_tui.core.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
-from kfreeze_tui.core.leftovers import Leftover, remove_leftovers, temp_file
-from kfreeze_tui.core.legacy import Repair
-from kfreeze_tui.core.loading import LoadOptions, looks_like_path
+from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
+from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.loading import LoadOptions, looks_like_path
+from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
 SCHEMA = 5

@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.build import CompileSpec, build_model, flags_restored
-from kfreeze_tui.core.check import synthetic_batch
-from kfreeze_tui.core.cost import Optimizer, TrainingSetup
-from kfreeze_tui.core.head import HeadSpec
-from kfreeze_tui.core.plan import FreezePlan, PlanView
-from kfreeze_tui.core.runtime import import_keras, native_output_captured
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
+from kfreeze_tui.core.train.build import build_model, flags_restored
+from kfreeze_tui.core.train.check import synthetic_batch
+from kfreeze_tui.core.train.cost import Optimizer, TrainingSetup
 
 #: Timed steps after the first (which traces the step function and is not timed).
 STEPS = 3

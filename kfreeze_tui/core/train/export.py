@@ -5,7 +5,7 @@ half-written: each file is written beside its target under a temporary name and 
 place only when complete (a rename within a folder is atomic). The model is loaded back from
 its temporary file and compared with the model that was saved before it is renamed. The
 temporary files of exports that were killed are removed by the next export into the same
-folder (:mod:`kfreeze_tui.core.leftovers`).
+folder (:mod:`kfreeze_tui.core.runtime.leftovers`).
 """
 
 from __future__ import annotations
@@ -19,21 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.layers import walk
-from kfreeze_tui.core.leftovers import (
+from kfreeze_tui.core.errors import ExportError
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.runtime.leftovers import (
     Leftover,
     disk_size,
     remove_leftovers,
     temp_dir_name,
     temp_file,
 )
-from kfreeze_tui.core.runtime import import_keras, native_output_captured
+from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
 
 Progress = Callable[[str], None]
-
-
-class ExportError(Exception):
-    """An export that cannot or did not work; the message is one sentence."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,8 @@ class ExportResult:
     files: list[WrittenFile] = field(default_factory=list)
     verification: Verification | None = None
     step: Any = None
-    """What one training step on a copy changed (a :class:`~kfreeze_tui.core.check.StepResult`)."""
+    """What one training step on a copy changed (a
+    :class:`~kfreeze_tui.core.train.check.StepResult`)."""
     removed: list[Leftover] = field(default_factory=list)
     """Temporary files that killed exports had left beside the targets, removed first."""
 
@@ -180,7 +178,7 @@ def verify(saved: Any, loaded: Any) -> Verification:
 
 
 def _same_values(a: Any, b: Any) -> bool:
-    from kfreeze_tui.core.check import same_values
+    from kfreeze_tui.core.train.check import same_values
 
     return same_values(a, b)
 
@@ -295,7 +293,7 @@ def _prove_one_step(loaded: Any, model: Any, report: Progress) -> Any:
         ExportError: a frozen weight or a frozen BatchNormalization statistic changed, or no
             trainable weight did.
     """
-    from kfreeze_tui.core.check import one_step, step_findings
+    from kfreeze_tui.core.train.check import one_step, step_findings
 
     report("Training one step on a copy to prove the plan")
     step = one_step(loaded, reference=model)

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui import __version__
+from kfreeze_tui._version import __version__
 from kfreeze_tui.core import tomlfile
-from kfreeze_tui.core.build import CompileSpec, PlanError
-from kfreeze_tui.core.head import (
+from kfreeze_tui.core.errors import PlanError, TomlError
+from kfreeze_tui.core.model.layers import ModelInfo
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import (
     ACTIVATIONS,
     HIDDEN_ACTIVATIONS,
     POOLINGS,
@@ -27,12 +31,8 @@ from kfreeze_tui.core.head import (
     replaced_output,
     resolved_pooling,
 )
-from kfreeze_tui.core.layers import ModelInfo
-from kfreeze_tui.core.loading import LoadOptions
-from kfreeze_tui.core.names import find_layer
-from kfreeze_tui.core.phases import HEAD, Phase
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
-from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, TomlError, describe, located
+from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase
+from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, describe, located
 from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
 PLAN_VERSION = 1

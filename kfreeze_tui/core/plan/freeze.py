@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from itertools import accumulate
 
-from kfreeze_tui.core.cut import Cut, CutIndex
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.model.cut import Cut, CutIndex
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo
 
 Path = tuple[int, ...]
 

@@ -8,9 +8,10 @@ models numbered from 1, a Sequential config that is a bare list, one-element inp
 lists, HDF5 inside a file named ``.keras``, the tf.keras 2.13-2.15 ``.keras`` archive), older
 nodes (tensors among a call's arguments, ``initial_state`` packed into an RNN's inputs), and
 tf.keras's op layers (``TFOpLambda``, rebuilt as ``keras.ops`` calls by
-:mod:`kfreeze_tui.core.legacy_ops`), and Keras 2's ``hard_sigmoid`` (clip(0.2x + 0.5, 0, 1); Keras
-3's is clip(x/6 + 0.5, 0, 1)), kept exactly by scaling by 1.2 the loaded weights that make its
-input (the gate columns of an LSTM or GRU, a Dense's kernel and bias). This module reads the
+:mod:`kfreeze_tui.core.model.legacy.ops`), and Keras 2's ``hard_sigmoid``
+(clip(0.2x + 0.5, 0, 1); Keras 3's is clip(x/6 + 0.5, 0, 1)), kept exactly by scaling by 1.2
+the loaded weights that make its input (the gate columns of an LSTM or GRU, a Dense's kernel
+and bias). This module reads the
 stored config without running anything from the file, applies named repairs (each one
 reported, never silent), builds the model with Keras 3's public API and loads the weights: from
 HDF5 by layer name, from an archive by the archive's own paths.
@@ -44,7 +45,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kfreeze_tui.core.legacy_ops import OP_CLASSES
+from kfreeze_tui.core.errors import LegacyError
+from kfreeze_tui.core.model.legacy.ops import OP_CLASSES
 
 #: Classes whose config is a whole model (their ``layers`` are layer entries).
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
@@ -128,16 +130,6 @@ UNUSED_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "SeparableConv1D": ("kernel_initializer", "kernel_regularizer", "kernel_constraint"),
     "SeparableConv2D": ("kernel_initializer", "kernel_regularizer", "kernel_constraint"),
 }
-
-
-class LegacyError(Exception):
-    """A legacy file that cannot be opened; ``message`` and ``hint`` make one sentence."""
-
-    def __init__(self, message: str, hint: str, kind: str) -> None:
-        self.message = message
-        self.hint = hint
-        self.kind = kind
-        super().__init__(f"{message}: {hint}.")
 
 
 @dataclass(frozen=True)
@@ -1039,7 +1031,7 @@ def check_tf_ops(config: dict[str, Any], source: str) -> None:
     Raises:
         LegacyError: kind ``tf-op``.
     """
-    from kfreeze_tui.core import legacy_ops
+    from kfreeze_tui.core.model.legacy import ops as legacy_ops
 
     refused = legacy_ops.unsupported(layer_entries(config))
     if refused:
@@ -1061,7 +1053,7 @@ def build(
 ) -> Any:
     """A Keras 3 model from a repaired config, through Keras's public deserializer (or, for
     a model holding tf.keras op layers, by calling its layers node by node)."""
-    from kfreeze_tui.core import legacy_ops
+    from kfreeze_tui.core.model.legacy import ops as legacy_ops
 
     class_name = str(config.get("class_name"))
     if class_name not in custom and legacy_ops.has_ops(layer_entries(config)):
@@ -1098,7 +1090,7 @@ class _GraphBuilder:
         self.source = source
 
     def model(self, config: dict[str, Any]) -> Any:
-        from kfreeze_tui.core import legacy_ops
+        from kfreeze_tui.core.model.legacy import ops as legacy_ops
 
         inner = config["config"]
         layers: dict[str, Any] = {}
@@ -1173,14 +1165,14 @@ class _GraphBuilder:
     def _call(
         self, layer: Any, entry: dict[str, Any], name: str, first: Any, kwargs: dict[str, Any]
     ) -> Any:
-        from kfreeze_tui.core import legacy_ops
+        from kfreeze_tui.core.model.legacy import ops as legacy_ops
 
         if entry.get("class_name") in legacy_ops.OP_CLASSES:
             try:
                 return legacy_ops.call(self.keras, entry, first, kwargs, name)
             except legacy_ops.OpError as exc:
                 raise LegacyError(
-                    f"{self.source} cannot be rebuilt in Keras 3: {exc}",
+                    f"{self.source} cannot be rebuilt in Keras 3: {exc.message}",
                     "rebuild that step with keras.ops in Keras 3 code, load the weights into "
                     "that model, and save it with model.save()",
                     kind="tf-op",
@@ -1198,7 +1190,7 @@ class _GraphBuilder:
             )
         if len(made) <= node:
             raise _NotYet
-        from kfreeze_tui.core.legacy_ops import Static
+        from kfreeze_tui.core.model.legacy.ops import Static
 
         value = self.keras.tree.flatten(made[node])[index]
         return value.value if isinstance(value, Static) else value
@@ -1381,7 +1373,7 @@ def load_archive_weights(model: Any, archive: zipfile.ZipFile, source: str) -> l
         try:
             model.load_weights(str(target))
         except Exception as exc:
-            from kfreeze_tui.core.loading import first_line
+            from kfreeze_tui.core.errors import first_line
 
             raise LegacyError(
                 f"{source} has weights that do not fit the architecture it stores "

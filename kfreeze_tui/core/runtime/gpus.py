@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.runtime import user_cuda_visible_devices
+from kfreeze_tui.core.runtime.process import user_cuda_visible_devices
 
 QUERY = "--query-gpu=index,name,memory.total,memory.free,uuid"
 #: Seconds before a hanging nvidia-smi (a wedged driver) is given up.

@@ -7,7 +7,7 @@ walked model and the plan: no Keras needed.
 
 from __future__ import annotations
 
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
 
 
 def _container_expr(path: tuple[int, ...]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, call_label
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_label
 
 Path = tuple[int, ...]
 

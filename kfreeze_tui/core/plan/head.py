@@ -15,11 +15,12 @@ outputs are kept or dropped.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
-from kfreeze_tui.core.layers import LayerInfo, ModelInfo, Shape, format_shape
-from kfreeze_tui.core.names import find_layer
-from kfreeze_tui.core.plan import FreezePlan, PlanView
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, Shape, format_shape
+from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.wording import closest, did_you_mean, sentence, with_suggestion
 
 POOLINGS = ("avg", "max", "flatten", "none")
@@ -695,3 +696,12 @@ def new_totals(view: PlanView, plan: FreezePlan, head: HeadSpec) -> NewTotals | 
         view.trainable_in(plan, row.path) for row in dropped
     )
     return NewTotals(base_total + head_params, base_trainable + head_params, head_params)
+
+
+#: The names build_model gives the layers of the new head.
+HEAD_LAYER = re.compile(r"head_(pool|dropout|output|dense_\d+)")
+
+
+def is_head_layer(name: str) -> bool:
+    """Whether a layer of a built model is one of the head's."""
+    return HEAD_LAYER.fullmatch(name) is not None

@@ -18,10 +18,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui import __version__
-from kfreeze_tui.core import catalog
-from kfreeze_tui.core.build import CompileSpec, loss_for
-from kfreeze_tui.core.head import (
+from kfreeze_tui._version import __version__
+from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model.layers import ModelInfo, format_shape
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
     HeadSpec,
     attachment,
@@ -30,10 +32,8 @@ from kfreeze_tui.core.head import (
     pooling_class,
     resolved_pooling,
 )
-from kfreeze_tui.core.layers import ModelInfo, format_shape
-from kfreeze_tui.core.loading import LoadOptions
-from kfreeze_tui.core.phases import Phase
-from kfreeze_tui.core.plan import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.phases import CompileSpec, Phase
+from kfreeze_tui.core.train.build import loss_for
 
 #: Python's own recursion limit, which a script run with a backend other than TensorFlow
 #: keeps (importing TensorFlow raises it to 3,000).

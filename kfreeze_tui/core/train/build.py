@@ -9,12 +9,13 @@ when any layer inside it trains; otherwise Keras would hide its trainable layers
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.head import (
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
     HeadSpec,
     attachment,
@@ -23,15 +24,7 @@ from kfreeze_tui.core.head import (
     resolved_pooling,
     validate,
 )
-from kfreeze_tui.core.plan import FreezePlan, PlanView
-
-#: The names build_model gives the layers of the new head.
-HEAD_LAYER = re.compile(r"head_(pool|dropout|output|dense_\d+)")
-
-
-def is_head_layer(name: str) -> bool:
-    """Whether a layer of a built model is one of the head's."""
-    return HEAD_LAYER.fullmatch(name) is not None
+from kfreeze_tui.core.plan.phases import CompileSpec
 
 
 def layer_at(model: Any, path: tuple[int, ...]) -> Any:
@@ -63,26 +56,6 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
         )
     for leaf in view.leaves:
         layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
-
-
-class PlanError(Exception):
-    """A plan or head that does not fit the model; the message is one sentence."""
-
-
-@dataclass(frozen=True)
-class CompileSpec:
-    """How the new model is compiled.
-
-    Attributes:
-        enabled: compile at all (``--no-compile`` turns it off).
-        learning_rate: Adam's learning rate; 1e-4 is what the Keras guide suggests for
-            fine-tuning.
-        labels: ``sparse`` (integer class ids) or ``onehot`` (one-hot vectors).
-    """
-
-    enabled: bool = True
-    learning_rate: float = 1e-4
-    labels: str = "sparse"
 
 
 @dataclass(frozen=True)
@@ -173,7 +146,7 @@ def build_model(
     Raises:
         PlanError: when the head does not fit the model.
     """
-    from kfreeze_tui.core.runtime import import_keras
+    from kfreeze_tui.core.runtime.process import import_keras
 
     keras = import_keras()
     compile_spec = compile_spec or CompileSpec()
@@ -207,7 +180,7 @@ def build_model(
     try:
         new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
-        from kfreeze_tui.core.loading import first_line
+        from kfreeze_tui.core.errors import first_line
 
         detail = first_line(exc)
         raise PlanError(

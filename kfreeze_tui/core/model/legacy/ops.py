@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from kfreeze_tui.core.errors import LegacyError
+
 #: The classes tf.keras recorded for TensorFlow functions called on Keras tensors.
 OP_CLASSES = ("TFOpLambda", "SlicingOpLambda")
 #: The function a SlicingOpLambda applies.
@@ -163,7 +165,7 @@ class Static:
     value: Any
 
 
-class OpError(Exception):
+class OpError(LegacyError):
     """An op layer that cannot be rebuilt; the message names the TensorFlow function."""
 
 

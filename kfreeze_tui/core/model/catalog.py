@@ -118,7 +118,7 @@ def _import_names() -> dict[str, str]:
     """Slow path: import keras.applications and look at what it offers."""
     import inspect
 
-    from kfreeze_tui.core.runtime import import_keras
+    from kfreeze_tui.core.runtime.process import import_keras
 
     keras = import_keras()
     found: dict[str, str] = {}
