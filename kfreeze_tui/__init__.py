@@ -2,170 +2,33 @@
 
 Importing this package is cheap on purpose: neither Keras, TensorFlow nor Textual is
 imported here, so that the command line and the app can draw something before the
-heavy imports finish.
+heavy imports finish. The public functions for training code live in
+:mod:`kfreeze_tui.core.train.fit` and are imported from there the first time they are
+asked for (``from kfreeze_tui import apply_plan, check_model, fit_phases``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfreeze_tui._version import __version__
 
+if TYPE_CHECKING:
+    from kfreeze_tui.core.train.fit import apply_plan, check_model, fit_phases
+
 __all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
 
-
-def check_model(model: Any) -> list[Any]:
-    """What is wrong with how a live model is set up to train (nothing is trained).
-
-    Findings have a ``code``, a ``severity`` (``error`` or ``warning``), a one-sentence
-    ``message`` and the ``layers`` concerned: ``recompile`` (``trainable`` changed after
-    ``compile()``), ``no_trainable``, ``bn_after_frozen``, ``float16_output``,
-    ``split_block``, ``high_lr``. ``kfreeze check MODEL.keras`` gives the same for a file, with
-    one real training step as proof.
-
-    Args:
-        model: a ``keras.Model``.
-
-    Returns:
-        A list of :class:`kfreeze_tui.core.train.check.Finding`, errors first.
-    """
-    from kfreeze_tui.core.train.check import check_model as check
-
-    findings = check(model)
-    return sorted(findings, key=lambda finding: finding.severity != "error")
+_PUBLIC = ("apply_plan", "check_model", "fit_phases")
 
 
-def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
-    """Apply a kfreeze plan file to a loaded model, for training code.
+def __getattr__(name: str) -> Any:
+    """The public training functions, imported on first use (PEP 562)."""
+    if name in _PUBLIC:
+        from kfreeze_tui.core.train import fit
 
-    The model's layers are frozen as the plan says (by layer name, or by index where a name is
-    not found), the plan's head is added and, unless the plan says otherwise, the new model is
-    compiled. The layers are shared with ``model``.
-
-    Args:
-        model: a ``keras.Model`` (the same architecture the plan was made on).
-        plan: the path of a ``.toml`` plan written by kfreeze.
-        phase: for a plan with phases, the phase (from 1) to set up and compile for: its
-            boundary, and its learning rate (a ``MultiOptimizer`` for a range). None: phase 1.
-
-    Returns:
-        The new ``keras.Model``.
-
-    Raises:
-        kfreeze_tui.core.train.build.PlanError: when the plan does not fit the model.
-    """
-    import warnings
-
-    from kfreeze_tui.core.model.layers import walk
-    from kfreeze_tui.core.plan import planfile
-    from kfreeze_tui.core.plan.freeze import PlanView
-    from kfreeze_tui.core.plan.phases import check_phase_number, phase_optimizer
-    from kfreeze_tui.core.runtime.process import import_keras
-    from kfreeze_tui.core.train.build import build_model
-
-    doc = planfile.read(Path(plan))
-    view = PlanView(walk(model))
-    planfile.check_outputs(doc, view.info)
-    freeze, notes = planfile.resolve(doc, view.info)
-    phases = planfile.resolve_phases(doc, view.info, notes)
-    for note in notes:
-        warnings.warn(f"kfreeze: {note}", stacklevel=2)
-    number = 1 if phase is None else phase
-    check_phase_number(len(phases), number)
-    if not phases:
-        return build_model(model, view, freeze, doc.head, doc.compile)
-    chosen = phases[number - 1]
-    keras = import_keras()
-    return build_model(
-        model,
-        view,
-        chosen.plan(freeze),
-        doc.head,
-        doc.compile,
-        lambda new: phase_optimizer(keras, new, view.info, chosen, doc.compile.learning_rate),
-    )
+        return getattr(fit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fit_phases(
-    model_or_base: Any,
-    plan: str | Path,
-    train: Any,
-    validation_data: Any = None,
-    callbacks: Any = None,
-    **fit_kwargs: Any,
-) -> Any:
-    """Train through every phase of a plan: set the flags, compile again, continue the epochs.
-
-    Each phase freezes the base before its boundary (the head only for ``head``), compiles
-    with its learning rate (a ``MultiOptimizer`` for a range ``lo..hi``) and calls ``fit``
-    with ``initial_epoch`` where the last phase stopped, the same ``callbacks`` and
-    ``fit_kwargs``. A plan without phases is one phase of ``fit_kwargs["epochs"]`` (1 if
-    not given).
-
-    Args:
-        model_or_base: the base the plan was made on, or the model ``apply_plan`` built
-            from it (with the head).
-        plan: the path of a ``.toml`` plan written by kfreeze.
-        train: what ``fit`` takes as ``x`` (a ``tf.data.Dataset``, arrays with ``y`` in
-            ``fit_kwargs`` ...).
-        validation_data: passed to every ``fit``.
-        callbacks: passed to every ``fit`` (the same objects, so they see every epoch).
-
-    Returns:
-        One ``keras.callbacks.History`` with every epoch of every phase.
-    """
-    import warnings
-
-    from kfreeze_tui.core.model.layers import walk
-    from kfreeze_tui.core.plan import planfile
-    from kfreeze_tui.core.plan.freeze import PlanView
-    from kfreeze_tui.core.plan.head import is_head_layer
-    from kfreeze_tui.core.plan.phases import Phase, phase_optimizer
-    from kfreeze_tui.core.runtime.process import import_keras
-    from kfreeze_tui.core.train.build import apply_freeze, compile_arguments
-
-    keras = import_keras()
-    has_head = any(is_head_layer(layer.name) for layer in model_or_base.layers)
-    model = model_or_base if has_head else apply_plan(model_or_base, plan, phase=1)
-    doc = planfile.read(Path(plan))
-    view = PlanView(walk(model))
-    freeze, notes = planfile.resolve(doc, view.info)
-    phases = planfile.resolve_phases(doc, view.info, notes) or (
-        Phase(boundary=freeze.boundary, epochs=int(fit_kwargs.pop("epochs", 1))),
-    )
-    for note in notes if has_head else []:  # otherwise apply_plan has said them already
-        warnings.warn(f"kfreeze: {note}", stacklevel=2)
-    fit_kwargs.pop("epochs", None)
-    fit_kwargs.pop("initial_epoch", None)
-    first_head = next(row.path for row in view.info.top_level if is_head_layer(row.name))
-    merged = keras.callbacks.History()
-    merged.history, merged.epoch = {}, []
-    epoch = 0
-    for phase in phases:
-        # A plan without phases trains as it is (its exceptions too).
-        phase_plan = phase.plan(freeze) if doc.phases else freeze
-        if phase_plan.boundary is None:  # the head only: the first head layer trains
-            phase_plan = phase_plan.with_boundary(first_head)
-        apply_freeze(model, view, phase_plan)
-        # The head's loss; the outputs kept after it (the plan's keep) get none.
-        loss, metrics = compile_arguments(keras, doc.head, doc.compile, len(model.outputs) - 1)
-        model.compile(
-            optimizer=phase_optimizer(keras, model, view.info, phase, doc.compile.learning_rate),
-            loss=loss,
-            metrics=metrics,
-        )
-        result = model.fit(
-            train,
-            validation_data=validation_data,
-            initial_epoch=epoch,
-            epochs=epoch + phase.epochs,
-            callbacks=callbacks,
-            **fit_kwargs,
-        )
-        for key, values in result.history.items():
-            merged.history.setdefault(key, []).extend(values)
-        merged.epoch.extend(result.epoch)
-        epoch += phase.epochs
-    merged.set_model(model)
-    return merged
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -114,7 +114,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
             self.options = options
         self.source = source
         self.switch_to(LoadingScreen(source))
-        self._open(source, self.options, self.preloaded)
+        self._open(source, self.options, self.preloaded, self.random_weights_chosen)
 
     def open_with_random_weights(self, source: str) -> None:
         """After a failed imagenet download: the same architecture with random weights."""
@@ -134,30 +134,43 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         group="load",
         description="opening the model",
     )
-    def _open(self, source: str, options: LoadOptions, preloaded: LoadedModel | None) -> None:
+    def _open(
+        self,
+        source: str,
+        options: LoadOptions,
+        preloaded: LoadedModel | None,
+        random_weights: bool,
+    ) -> ModelSession:
+        """Open ``source`` off the UI thread; :meth:`worker_done` shows the session it
+        returns, :meth:`worker_failed` the error it raises (a LoadError: one sentence).
+
+        Args:
+            random_weights: chosen after a failed imagenet download (a plan's model is
+                then built with random weights whatever the plan says).
+        """
+        from kfreeze_tui.core.model.source import SourceKind, resolve
         from kfreeze_tui.core.session import open_plan, open_session
 
         def progress(text: str) -> None:
             self.post_message(self.LoadProgress(text))
 
-        try:
-            if preloaded is not None:
-                session = ModelSession(preloaded, load_options=options)
-            elif source.lower().endswith(".toml"):
-                session, _notes = open_plan(
-                    Path(source),
-                    gpu=options.gpu,
-                    random_weights=self.random_weights_chosen,  # chosen after a failed download
-                    use_cache=self.use_cache,
-                    progress=progress,
-                )
-                self.options = session.load_options
-            else:
-                session = open_session(source, options, use_cache=self.use_cache, progress=progress)
-        except LoadError as error:
-            self.post_message(self.LoadFailed(source, error))
-            return
-        self.post_message(self.ModelReady(session))
+        if preloaded is not None:
+            return ModelSession(preloaded, load_options=options)
+        named = resolve(source)
+        if named.kind is SourceKind.PLAN_FILE:
+            session, _notes = open_plan(
+                Path(source),
+                gpu=options.gpu,
+                random_weights=random_weights,
+                use_cache=self.use_cache,
+                progress=progress,
+            )
+            return session
+        return open_session(named, options, use_cache=self.use_cache, progress=progress)
+
+    def worker_done(self, worker: Worker[object]) -> None:
+        if worker.group == "load" and isinstance(worker.result, ModelSession):
+            self.post_message(self.ModelReady(worker.result))
 
     @on(LoadProgress)
     def _on_load_progress(self, message: LoadProgress) -> None:
@@ -168,6 +181,7 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
     def _on_model_ready(self, message: ModelReady) -> None:
         self.preloaded = None
         self.session = message.session
+        self.options = message.session.load_options  # a plan file's own, once opened
         if self.pending_note:
             message.session.add_note(self.pending_note)
             self.pending_note = None
@@ -180,8 +194,12 @@ class KFreezeApp(ReportsWorkerFailures, App[None]):
         self.switch_to(ExplorerScreen(message.session))
 
     def worker_failed(self, worker: Worker[object], sentence: str) -> None:
-        if worker.group == "load":  # a bug or an odd model: the error screen, one sentence
+        if worker.group == "load":  # the error screen, one sentence
             error = worker.error
+            if isinstance(error, LoadError):
+                self._on_load_failed(self.LoadFailed(self.source or "the model", error))
+                return
+            # A bug or an odd model.
             what = f"{type(error).__name__}: {first_line(error)}" if error else "an error"
             self._on_load_failed(
                 self.LoadFailed(

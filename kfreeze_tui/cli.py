@@ -798,8 +798,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     session = ModelSession(loaded)
     notes: list[str] = []
     phase_notes: list[str] = []
-    session.phases = tuple(parse_phase(text, session.info, phase_notes) for text in args.phase)
-    session.strategy = args.strategy
+    session.set_training_plan(
+        [parse_phase(text, session.info, phase_notes) for text in args.phase], args.strategy
+    )
     if args.freeze_before is None:
         boundary = session.phases[0].boundary  # phase 1 (checked before loading)
     elif args.freeze_before.strip().lower() == "all":

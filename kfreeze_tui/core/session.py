@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from kfreeze_tui.core.errors import LoadError
 from kfreeze_tui.core.model import cache
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.model.source import Source, resolve
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
@@ -83,13 +84,10 @@ class ModelSession:
         self.training = TrainingSetup(dtype=model_dtype(self.info)[0])
         """The batch size, optimizer and dtype policy the cost estimate is for (the dtype:
         the model's own policy)."""
-        self.gpus: list[Gpu] = []
-        """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
-        self.phases: tuple[Phase, ...] = ()
-        """Staged training (empty: one phase, the plan); phase 1 is what the export writes."""
+        self._gpus: tuple[Gpu, ...] = ()
+        self._phases: tuple[Phase, ...] = ()
         self._saved_phases: tuple[Phase, ...] = ()
-        self.strategy: str | None = None
-        """``mirrored`` or ``multiworker``: the script builds inside that distribution scope."""
+        self._strategy: str | None = None
         self.load_options = load_options or LoadOptions()
         """How the model was loaded (what a plan file and a script repeat)."""
 
@@ -118,13 +116,56 @@ class ModelSession:
         if training is not None:
             self.training = training
 
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """Staged training (empty: one phase, the plan); phase 1 is what the export writes."""
+        return self._phases
+
+    @property
+    def strategy(self) -> str | None:
+        """``mirrored`` or ``multiworker``: the script builds inside that distribution scope."""
+        return self._strategy
+
+    @property
+    def gpus(self) -> tuple[Gpu, ...]:
+        """The machine's GPUs (from nvidia-smi), for "does the plan fit"."""
+        return self._gpus
+
+    def set_gpus(self, gpus: Sequence[Gpu]) -> None:
+        """What nvidia-smi found (read off the UI thread; applied on it, through here)."""
+        self._gpus = tuple(gpus)
+
+    def set_training_plan(self, phases: Sequence[Phase], strategy: str | None = None) -> None:
+        """How the new model trains: its phases (empty: one, the plan) and the distribution
+        strategy its script builds under (None: none).
+
+        Raises:
+            PlanError: a phase's boundary is not a layer of this model, a phase trains no
+                epoch, or the strategy is not one kfreeze writes.
+        """
+        from kfreeze_tui.core.errors import PlanError
+        from kfreeze_tui.core.train.script import STRATEGIES
+
+        if strategy is not None and strategy not in STRATEGIES:
+            raise PlanError(
+                f"the distribution strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"
+            )
+        paths = {row.path for row in self.info.layers}
+        for number, phase in enumerate(phases, start=1):
+            if phase.epochs < 1:
+                raise PlanError(f"phase {number}: a phase trains at least one epoch")
+            if phase.boundary is not None and phase.boundary not in paths:
+                raise PlanError(f"phase {number}: its boundary is not a layer of {self.source}")
+        self._phases = tuple(phases)
+        self._strategy = strategy
+
     def add_phase(self, phase: Phase) -> None:
         """Append a training phase."""
-        self.phases = (*self.phases, phase)
+        self._phases = (*self._phases, phase)
 
     def remove_phase(self, index: int) -> None:
         """Drop the phase at ``index`` (0 is phase 1)."""
-        self.phases = self.phases[:index] + self.phases[index + 1 :]
+        self._phases = self._phases[:index] + self._phases[index + 1 :]
 
     def edit_phase(self, index: int, epochs: int, rate: float | tuple[float, float] | None) -> bool:
         """Change how long phase ``index`` (0 is phase 1) trains and at what learning rate.
@@ -160,7 +201,7 @@ class ModelSession:
             lr=None if isinstance(rate, tuple) else rate,
             lr_range=rate if isinstance(rate, tuple) else None,
         )
-        self.phases = (*self.phases[:index], new, *self.phases[index + 1 :])
+        self._phases = (*self._phases[:index], new, *self._phases[index + 1 :])
         return new != old
 
     def mark_exported(self, plan: FreezePlan) -> None:
@@ -191,7 +232,7 @@ class ModelSession:
 
         check_outputs(doc, self.info)
         plan, notes = resolve(doc, self.info)
-        self.phases = self._saved_phases = resolve_phases(doc, self.info, notes)
+        self._phases = self._saved_phases = resolve_phases(doc, self.info, notes)
         self._preset = plan
         self._plan = self._saved_plan = plan
         self.head = doc.head
@@ -323,30 +364,15 @@ class ModelSession:
         Raises:
             PlanError: the head does not fit, or there is no such phase.
         """
-        from kfreeze_tui.core.plan.phases import check_phase_number
-        from kfreeze_tui.core.train.build import build_model
+        from kfreeze_tui.core.train.fit import build_for_phase, phase_setup
 
-        check_phase_number(len(self.phases), phase)
-        optimizer_for = None
-        built = plan
-        if self.phases:
-            from kfreeze_tui.core.plan.phases import phase_optimizer
-            from kfreeze_tui.core.runtime.process import import_keras
-
-            chosen = self.phases[phase - 1]
-            built = chosen.plan(plan)
-            plan = self.phases[0].plan(plan)
-            keras = import_keras()
-
-            def optimizer_for(new: Any) -> Any:
-                return phase_optimizer(keras, new, self.info, chosen, compile_spec.learning_rate)
-
-        model = build_model(self.model, self.view, built, head, compile_spec, optimizer_for)
-        return model, plan
+        phase_setup(plan, self.phases, phase)  # no such phase: refused before the model loads
+        model = build_for_phase(self.model, self.view, plan, self.phases, head, compile_spec, phase)
+        return model, phase_setup(plan, self.phases, 1).plan
 
 
 def open_session(
-    source: str,
+    source: str | Source,
     options: LoadOptions,
     *,
     use_cache: bool = True,
@@ -359,7 +385,8 @@ def open_session(
     cached for next time.
 
     Args:
-        source: a catalog name or a model file.
+        source: a catalog name or a model file, as typed or already resolved (see
+            :mod:`kfreeze_tui.core.model.source`).
         options: the load options.
         use_cache: read and write the cache (``--no-cache`` turns both off).
         progress: told each slow step, for a loading view.
@@ -367,19 +394,20 @@ def open_session(
     Raises:
         LoadError: the source cannot be opened (one sentence).
     """
-    from kfreeze_tui.core.model import catalog
     from kfreeze_tui.core.model.loading import load_with_fresh_names
     from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras
 
     report = progress or (lambda _text: None)
-    key = cache.key_for(source, options) if use_cache else None
+    # Resolved once: the cache, the load and a later reload all read it the same way.
+    named = source if isinstance(source, Source) else resolve(source)
+    key = cache.key_for(named, options) if use_cache else None
     hit = cache.read_entry(key)
-    arch = None if Path(source).expanduser().exists() else catalog.find(source)
+    arch = named.architecture
     if hit is not None:
         info, warnings, repairs = hit
         loaded = LoadedModel(
             model=None,
-            source=source,
+            source=named.text,
             description=info.description,
             random_weights=info.random_weights,
             architecture=arch,
@@ -389,7 +417,7 @@ def open_session(
         session = ModelSession(
             loaded,
             info,
-            reload=lambda: load_with_fresh_names(source, options),
+            reload=lambda: load_with_fresh_names(named, options),
             cache_key=key,
             load_options=options,
         )
@@ -403,11 +431,13 @@ def open_session(
                 what += " with imagenet weights"
             report(what)
         else:
-            report(f"Loading {Path(source).name}")
-        loaded = load_with_fresh_names(source, options)
+            report(f"Loading {named.display_name}")
+        loaded = load_with_fresh_names(named, options)
         report(f"Reading {len(loaded.model.layers)} layers")
         session = ModelSession(loaded, cache_key=key, load_options=options)
         cache.write(key, session.info, loaded.warnings, loaded.repairs)
+    if named.note:  # said on every open, never cached: it is about the working folder
+        session.add_note(named.note)
     return session
 
 

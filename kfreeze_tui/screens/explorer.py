@@ -24,6 +24,7 @@ from kfreeze_tui.core.model.names import find_layer
 from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.plan.head import HeadSpec, default_replaced_output, model_outputs, validate
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
+from kfreeze_tui.core.runtime.gpus import Gpu
 from kfreeze_tui.core.session import ModelSession
 from kfreeze_tui.core.train.cost import cost_model, human_bytes
 from kfreeze_tui.core.train.export import ExportRequest, ExportResult
@@ -184,15 +185,17 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         self._read_gpus()
 
     @work(thread=True, exit_on_error=False, group="gpus", description="reading nvidia-smi")
-    def _read_gpus(self) -> None:
+    def _read_gpus(self) -> list[Gpu]:
         """The GPUs' free memory, from nvidia-smi (another process: CUDA is never started
-        here), to say whether the plan fits."""
+        here), to say whether the plan fits (applied by :meth:`worker_done`)."""
         from kfreeze_tui.core.runtime import gpus
 
-        found = gpus.query()
-        if found:
-            self.session.gpus = found
-            self.app.call_from_thread(self._show_status, self.plan)
+        return gpus.query()
+
+    def worker_done(self, worker: Worker[object]) -> None:
+        if worker.group == "gpus" and worker.result:
+            self.session.set_gpus(worker.result)  # type: ignore[arg-type]
+            self._show_status(self.plan)
 
     def _show_status(self, plan: FreezePlan) -> None:
         self.query_one(StatusBar).show(
@@ -532,6 +535,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
         run = ExportRunScreen()
         self.app.push_screen(run)
+        self._export_run = run
         self._run_export(run, request, self.plan, self.session.head, self.session.compile_spec)
 
     @work(
@@ -554,7 +558,6 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         def progress(text: str) -> None:
             self.app.call_from_thread(run.step, text)
 
-        self._export_run = run
         try:
             result = self.session.export(
                 self.session.load_options, plan, head, compile_spec, request, progress

@@ -310,7 +310,7 @@ def test_the_exported_file_loads_silently_and_trains(
     session.export(LoadOptions(), FreezePlan(boundary=boundary), head, CompileSpec(),
                    ExportRequest(adam))  # fmt: skip
     # Phase 1 with a range of rates: a MultiOptimizer, one Adam per rate.
-    session.phases = (Phase(boundary, 1, lr_range=(1e-5, 1e-4)), Phase(None, 1))
+    session.set_training_plan((Phase(boundary, 1, lr_range=(1e-5, 1e-4)), Phase(None, 1)))
     multi = tmp_path / "multi.keras"
     session.export(LoadOptions(), FreezePlan(), head, CompileSpec(), ExportRequest(multi))
     plain = tmp_path / "plain.keras"

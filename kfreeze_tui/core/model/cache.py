@@ -31,10 +31,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kfreeze_tui.core.model import catalog
 from kfreeze_tui.core.model.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
 from kfreeze_tui.core.model.legacy.reader import Repair
-from kfreeze_tui.core.model.loading import LoadOptions, looks_like_path
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
@@ -63,18 +63,19 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def key_for(source: str, options: LoadOptions) -> dict[str, Any] | None:
+def key_for(source: str | Source, options: LoadOptions) -> dict[str, Any] | None:
     """The cache key of a source, or None when it cannot be cached (not found, a plan).
 
     Args:
-        source: a catalog name or a model file.
+        source: a catalog name or a model file, or a source already resolved (the cache
+            and the loader must agree on what it names: see
+            :mod:`kfreeze_tui.core.model.source`).
         options: the load options.
     """
     common = {"schema": SCHEMA, "keras": keras_version()}
-    path = Path(source).expanduser()
-    if path.is_file():
-        if path.suffix.lower() == ".toml":
-            return None
+    named = source if isinstance(source, Source) else resolve(source)
+    if named.kind is SourceKind.MODEL_FILE and named.path is not None and named.path.is_file():
+        path = named.path
         stat = path.stat()
         return {
             **common,
@@ -86,10 +87,8 @@ def key_for(source: str, options: LoadOptions) -> dict[str, Any] | None:
             "custom_objects": str(options.custom_objects or ""),
             "unsafe": options.unsafe,
         }
-    if looks_like_path(source):
-        return None
-    arch = catalog.find(source)
-    if arch is None:
+    arch = named.architecture
+    if named.kind is not SourceKind.ARCHITECTURE or arch is None:
         return None
     weights = options.weights.lower()
     return {

@@ -26,9 +26,10 @@ from kfreeze_tui.core.errors import LoadError, first_line
 from kfreeze_tui.core.model import catalog, load_progress
 from kfreeze_tui.core.model.legacy import reader as legacy
 from kfreeze_tui.core.model.legacy.ops import OP_CLASSES as OP_LAYER_CLASSES
+from kfreeze_tui.core.model.source import MODEL_SUFFIXES as MODEL_SUFFIXES
+from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras, native_output_captured
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 #: Seconds before a weights download is given up; offline boxes fail at once anyway.
@@ -110,21 +111,12 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def looks_like_path(source: str) -> bool:
-    """Whether ``source`` names a file rather than a catalog architecture."""
-    return (
-        "/" in source
-        or "\\" in source
-        or source.startswith(".")
-        or source.lower().endswith((*MODEL_SUFFIXES, ".weights.h5", ".toml", ".pb"))
-    )
-
-
-def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
+def load(source: str | Source, options: LoadOptions | None = None) -> LoadedModel:
     """Load a model from a catalog name or a ``.keras`` / ``.h5`` file.
 
     Args:
-        source: ``resnet50`` (any case), or a path.
+        source: ``resnet50`` (any case), or a path; or a source already resolved (what it
+            names is decided once, by :func:`kfreeze_tui.core.model.source.resolve`).
         options: load options; defaults to imagenet weights at the default size.
 
     Returns:
@@ -134,34 +126,35 @@ def load(source: str, options: LoadOptions | None = None) -> LoadedModel:
         LoadError: for every way the source can fail, with one clear sentence.
     """
     options = options or LoadOptions()
-    path = Path(source).expanduser()
-    if path.exists():
-        with load_progress.tracked("Loading", path.name):
-            return _load_file(path, source, options)
-    if looks_like_path(source):
-        raise LoadError(
-            f"{source} does not exist",
-            "check the path, or pass an architecture name such as resnet50",
-            kind="missing",
-        )
-    arch = catalog.find(source)
-    if arch is None:
-        suggestions = catalog.closest(source)
+    named = source if isinstance(source, Source) else resolve(source)
+    text = named.text
+    if named.kind is SourceKind.ARCHITECTURE and named.architecture is not None:
+        arch = named.architecture
+        with load_progress.tracked("Building", arch.name):
+            if not options.include_top:  # the shipped counts are without the classifier
+                load_progress.set_total(catalog.known_counts().get(arch.name, {}).get("layers"))
+            return _build_architecture(arch, text, options)
+    if named.path is not None and named.path.exists():
+        with load_progress.tracked("Loading", named.path.name):
+            return _load_file(named.path, text, options)
+    if named.kind is SourceKind.UNKNOWN:
+        suggestions = catalog.closest(text)
         hint = "run `kfreeze models` to list every architecture"
         if suggestions:
             hint = f"did you mean {', '.join(suggestions)}? ({hint})"
         raise LoadError(
-            f"{source!r} is neither a model file nor a keras.applications architecture",
+            f"{text!r} is neither a model file nor a keras.applications architecture",
             hint,
             kind="unknown",
         )
-    with load_progress.tracked("Building", arch.name):
-        if not options.include_top:  # the shipped counts are without the classifier
-            load_progress.set_total(catalog.known_counts().get(arch.name, {}).get("layers"))
-        return _build_architecture(arch, source, options)
+    raise LoadError(
+        f"{text} does not exist",
+        "check the path, or pass an architecture name such as resnet50",
+        kind="missing",
+    )
 
 
-def load_with_fresh_names(source: str, options: LoadOptions | None = None) -> LoadedModel:
+def load_with_fresh_names(source: str | Source, options: LoadOptions | None = None) -> LoadedModel:
     """:func:`load`, in a thread of its own, so that automatic layer names start afresh.
 
     Keras numbers the names it makes up (``conv2d_203``, ``input_layer_7``) per thread and

@@ -22,6 +22,7 @@ from kfreeze_tui._version import __version__
 from kfreeze_tui.core.model import catalog
 from kfreeze_tui.core.model.layers import ModelInfo, format_shape
 from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.model.source import resolve
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
@@ -34,6 +35,7 @@ from kfreeze_tui.core.plan.head import (
 )
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
 from kfreeze_tui.core.train.build import loss_for
+from kfreeze_tui.core.train.fit import phase_setup
 
 #: Python's own recursion limit, which a script run with a backend other than TensorFlow
 #: keeps (importing TensorFlow raises it to 3,000).
@@ -118,10 +120,9 @@ def converted_name(source: str) -> str:
 
 
 def _architecture(source: str) -> catalog.Architecture | None:
-    """The keras.applications architecture ``source`` names (None for a model file)."""
-    if source.endswith((".keras", ".h5", ".hdf5")):
-        return None
-    return catalog.find(source)
+    """The keras.applications architecture ``source`` names (None for a model file), as
+    the loader reads it (:func:`kfreeze_tui.core.model.source.resolve`)."""
+    return resolve(source).architecture
 
 
 def preprocess_function(source: str) -> str | None:
@@ -325,6 +326,8 @@ def _compile_sources(choice: Any, kept: int) -> tuple[str, str]:
 
 
 _STRATEGY_CLASS = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
+#: The ``tf.distribute`` strategies a script can build under.
+STRATEGIES = tuple(_STRATEGY_CLASS)
 _STRATEGY_NOTE = {
     "mirrored": "one replica per GPU of this machine.",
     "multiworker": "one replica per GPU of every worker (TF_CONFIG names the workers).",
@@ -663,7 +666,7 @@ def python_script(
         source: the model source (a catalog name or a path).
         load: how it was loaded.
         view: the walked model's plan view.
-        plan: the freeze plan.
+        plan: the freeze plan (with phases, the model is set up for phase 1's).
         head: the head.
         compile_spec: how to compile.
         mixed_precision: the model uses a mixed precision policy (the head ends in float32).
@@ -679,12 +682,14 @@ def python_script(
     Returns:
         A complete Python module.
     """
+    # The model is set up for phase 1, as the session's export and apply_plan set it up.
+    setup = phase_setup(plan, phases, 1)
     body = [
         "# 1. The base model.",
         *_base_lines(source, load, legacy, script_dir),
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
-        *_freeze_lines(view, plan),
+        *_freeze_lines(view, setup.plan),
         "",
         "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
@@ -693,7 +698,7 @@ def python_script(
     kept = len(kept_outputs(view.info, head))
     loss_source, metrics_source = _compile_sources(choice, kept)
     if compile_spec.enabled:
-        first = phases[0] if phases else None
+        first = setup.phase
         body += [
             "",
             "# 4. Compile, after the trainable flags are set"
