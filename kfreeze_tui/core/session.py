@@ -17,7 +17,8 @@ from kfreeze_tui.core.errors import LoadError
 from kfreeze_tui.core.model import cache
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
-from kfreeze_tui.core.model.source import Source, resolve
+from kfreeze_tui.core.model.source import Source
+from kfreeze_tui.core.model.source import resolve as resolve_source
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
@@ -399,7 +400,7 @@ def open_session(
 
     report = progress or (lambda _text: None)
     # Resolved once: the cache, the load and a later reload all read it the same way.
-    named = source if isinstance(source, Source) else resolve(source)
+    named = source if isinstance(source, Source) else resolve_source(source)
     key = cache.key_for(named, options) if use_cache else None
     hit = cache.read_entry(key)
     arch = named.architecture
