@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui._version import __version__
+from kfreeze_tui.core.runtime.process import deep_recursion
 
 __all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
 
@@ -36,6 +37,7 @@ def check_model(model: Any) -> list[Any]:
     return sorted(findings, key=lambda finding: finding.severity != "error")
 
 
+@deep_recursion()
 def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     """Apply a kfreeze plan file to a loaded model, for training code.
 
@@ -87,6 +89,7 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     )
 
 
+@deep_recursion()
 def fit_phases(
     model_or_base: Any,
     plan: str | Path,

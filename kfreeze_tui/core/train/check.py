@@ -26,6 +26,7 @@ from typing import Any
 
 from kfreeze_tui.core.model.cut import CutIndex
 from kfreeze_tui.core.model.layers import ModelInfo, walk
+from kfreeze_tui.core.runtime.process import deep_recursion
 
 #: A learning rate above this, with a frozen pretrained prefix, is flagged.
 HIGH_LEARNING_RATE = 1e-3
@@ -292,6 +293,7 @@ def _leaf_layers(model: Any) -> list[Any]:
     return found
 
 
+@deep_recursion()
 def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> StepResult:
     """Train ``model`` for one step on a synthetic batch and compare every weight.
 
