@@ -16,6 +16,7 @@ from kfreeze_tui.core.runtime.process import deep_recursion
 __all__ = ["__version__", "apply_plan", "check_model", "fit_phases"]
 
 
+@deep_recursion()
 def check_model(model: Any) -> list[Any]:
     """What is wrong with how a live model is set up to train (nothing is trained).
 
