@@ -498,11 +498,7 @@ def build_tui_parser() -> argparse.ArgumentParser:
 
 def _run_tui(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.errors import ConfigError
-    from kfreeze_tui.core.runtime.process import (
-        RuntimeOptions,
-        configure,
-        stderr_kept_off_the_terminal,
-    )
+    from kfreeze_tui.core.runtime.process import stderr_kept_off_the_terminal
     from kfreeze_tui.keymap import read_keymap
 
     options = load_options_from(args)
@@ -531,8 +527,6 @@ def _run_tui(args: argparse.Namespace) -> int:
         )
         with _load_progress_on_stderr():
             return _cmd_layers(table_args)
-    # TensorFlow reads its settings when it is imported, which happens in the app's worker.
-    configure(RuntimeOptions(gpu=args.gpu))
     from kfreeze_tui.app import make_app, run_app
 
     with stderr_kept_off_the_terminal():
@@ -1155,11 +1149,14 @@ def _load_progress_on_stderr() -> Iterator[None]:
             yield
 
 
-def run(argv: Sequence[str]) -> int:
+def run(argv: Sequence[str], owns_process: bool = False) -> int:
     """Parse ``argv`` and run the command; never raises.
 
     Args:
         argv: the arguments after the program name.
+        owns_process: this is the ``kfreeze`` command's own process (:func:`main`), so
+            process-wide settings are its to make (GPUs hidden unless ``--gpu``, a higher
+            recursion limit); a caller running a command inside its own process keeps them.
 
     Returns:
         The process exit code.
@@ -1180,6 +1177,12 @@ def run(argv: Sequence[str]) -> int:
             if sys.stdout is not None:
                 sys.stdout.flush()
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if owns_process:
+            from kfreeze_tui.core.runtime.process import RuntimeOptions, configure
+
+            # Before any handler: TensorFlow reads them when it is imported (for the
+            # explorer, in the app's worker).
+            configure(RuntimeOptions(gpu=bool(getattr(args, "gpu", False))))
         if handler is _run_tui:
             sys.stdout = stdout  # the explorer's terminal is the app's own business
             code = handler(args)
@@ -1214,4 +1217,4 @@ def run(argv: Sequence[str]) -> int:
 
 def main() -> None:
     """Entry point of the ``kfreeze`` console script."""
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(run(sys.argv[1:], owns_process=True))

@@ -32,9 +32,15 @@ os.environ["KFREEZE_PROGRESS_DELAY"] = "600"
 
 @pytest.fixture(scope="session")
 def keras() -> Any:
-    from kfreeze_tui.core.runtime.process import import_keras
+    import sys
 
-    return import_keras()
+    from kfreeze_tui.core.runtime.process import RECURSION_LIMIT, import_keras
+
+    keras = import_keras()
+    # Tests build 3,000-layer models themselves, as a user's script would: kfreeze used as a
+    # library raises the limit only while it works, so the tests raise it as that script does.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    return keras
 
 
 @pytest.fixture(scope="session")

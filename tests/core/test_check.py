@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from kfreeze_tui import check_model
 from kfreeze_tui.core.runtime.keras_private import compiled_trainable_state
-from kfreeze_tui.core.train.check import one_step, static_findings, step_findings
+from kfreeze_tui.core.train.check import (
+    one_step,
+    static_findings,
+    step_findings,
+    synthetic_batch,
+)
 
 
 def codes(findings: list[Any]) -> set[str]:
@@ -244,6 +250,40 @@ def test_the_step_fits_the_labels_to_the_loss(keras: Any, loss: str) -> None:
     model.compile(optimizer="sgd", loss=loss)
     step = one_step(model)
     assert step.trainable_changed > 0 and step.frozen_changed == []
+
+
+@pytest.mark.parametrize(
+    "loss", ["sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy"]
+)
+def test_a_model_that_fits_the_synthetic_batch_exactly_still_learns(keras: Any, loss: str) -> None:
+    # A saturated output that predicts the batch's random labels exactly: Keras's own step
+    # moves no weight (the loss gradient is exactly zero), yet the model learns.
+    units = 1 if loss.startswith("binary") else 3
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(4, name="hidden")(inputs)
+    activation = "sigmoid" if units == 1 else "softmax"
+    out = keras.layers.Dense(units, activation=activation, name="out")
+    model = keras.Model(inputs, out(hidden), name=f"saturated_{units}")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    _, labels = synthetic_batch(model, 1)
+    label = np.asarray(labels).reshape(-1)
+    # The class (or the binary label) of the batch's one example, predicted with certainty.
+    target = int(label.argmax()) if loss.startswith("categorical") else int(label[0])
+    bias = np.full(units, -1000.0, dtype="float32")
+    if units > 1 or target == 1:
+        bias[target if units > 1 else 0] = 1000.0
+    out.set_weights([np.zeros(out.kernel.shape, dtype="float32"), bias])
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    x, y = synthetic_batch(plain, 1)
+    plain.train_on_batch(x, y)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(plain.get_weights(), model.get_weights(), strict=True)
+    )
+    step = one_step(model, batch=1)
+    assert step.trainable_changed > 0 and step.frozen_changed == []
+    assert "nothing_changed" not in codes(step_findings(step))
 
 
 def check_file(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:

@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kfreeze_tui.core.model import grouping
+from kfreeze_tui.core.runtime.keras_private import (
+    created_trainable_variables,
+    flatten_layers,
+    functional_graph,
+    nodes_in_graph,
+    tensor_operation,
+    tensor_origin,
+)
 
 Shape = tuple[int | None, ...]
 T = TypeVar("T")
@@ -281,22 +289,6 @@ def _tensor_shapes(tensors: Any) -> tuple[Shape, ...]:
     return tuple(shapes)
 
 
-def _container_graph(container: Any) -> Any:
-    """The Functional graph behind a container (a built Sequential keeps one inside)."""
-    if hasattr(container, "_nodes"):
-        return container
-    return getattr(container, "_functional", None)
-
-
-def _nodes_in(graph: Any, layer: Any) -> list[Any]:
-    """The nodes through which ``layer`` takes part in ``graph``: one per call, in order."""
-    nodes = getattr(graph, "_nodes", None)
-    inbound = getattr(layer, "_inbound_nodes", None) or []
-    if nodes is None:
-        return inbound[:1] if len(inbound) == 1 else []
-    return [node for i, node in enumerate(inbound) if f"{id(layer)}_ib-{i}" in nodes]
-
-
 def _inbound_sources(
     node: Any, calls: dict[int, tuple[str, int]]
 ) -> tuple[tuple[str, ...], tuple[OpDef, ...]]:
@@ -318,14 +310,13 @@ def _inbound_sources(
     ops: dict[str, tuple[str, ...]] = {}
 
     def label(tensor: Any) -> str | None:
-        history = getattr(tensor, "_keras_history", None)
-        operation = getattr(history, "operation", None)
-        if operation is None:
+        origin = tensor_origin(tensor)
+        if origin is None:
             return None
-        parent = operation._inbound_nodes[history.node_index]
+        operation, parent, output = origin
         if id(parent) in calls:
             name, call = calls[id(parent)]
-            return call_label(name, call, history.tensor_index)
+            return call_label(name, call, output)
         key = f"op:{operation.name}"
         if key not in ops:
             ops[key] = ()  # a placeholder while its inputs are named
@@ -427,13 +418,13 @@ def _output_layers(model: Any) -> tuple[str, ...]:
     output tensor's Keras history names the layer that made it)."""
     import keras
 
-    graph = _container_graph(model)
+    graph = functional_graph(model)
     if graph is None:
         return ()
     members = {id(layer) for layer in model.layers}
     names = []
     for tensor in keras.tree.flatten(graph.outputs):
-        operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+        operation = tensor_operation(tensor)
         if operation is None or id(operation) not in members:
             return ()
         names.append(str(operation.name))
@@ -454,7 +445,7 @@ def _policy_name(model: Any) -> str:
     policy = getattr(model, "dtype_policy", None)
     name = str(getattr(policy, "name", "float32"))
     if name == "float32":
-        for layer in model._flatten_layers(include_self=False):
+        for layer in flatten_layers(model, include_self=False):
             inner = str(getattr(getattr(layer, "dtype_policy", None), "name", "float32"))
             if inner.startswith("mixed_"):
                 return inner
@@ -468,8 +459,8 @@ def _trainable_kind_ids(model: Any) -> set[int]:
     cannot tell a frozen kernel from a moving mean; the list it was created in can.
     """
     ids: set[int] = set()
-    for layer in model._flatten_layers(include_self=True):
-        created = getattr(layer, "_trainable_variables", None)
+    for layer in flatten_layers(model, include_self=True):
+        created = created_trainable_variables(layer)
         if created is None:
             return {id(v) for v in model.weights if getattr(v, "trainable", True)}
         ids.update(id(v) for v in created)
@@ -501,12 +492,12 @@ def _walk_container(
     rows: list[LayerInfo],
 ) -> None:
     layers = list(container.layers)
-    graph = _container_graph(container)
+    graph = functional_graph(container)
     outputs: list[tuple[Shape, ...]] = []
     inbounds: list[tuple[str, ...]] = []
     sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]] = []
     calls_of: list[tuple[CallInfo, ...]] = []
-    nodes_of = [_nodes_in(graph, layer) if graph is not None else [] for layer in layers]
+    nodes_of = [nodes_in_graph(graph, layer) if graph is not None else [] for layer in layers]
     calls_by_node = {
         id(node): (layer.name, call)
         for layer, nodes in zip(layers, nodes_of, strict=True)

@@ -28,7 +28,12 @@ from kfreeze_tui.core.model.legacy import reader as legacy
 from kfreeze_tui.core.model.legacy.ops import OP_CLASSES as OP_LAYER_CLASSES
 from kfreeze_tui.core.model.source import MODEL_SUFFIXES as MODEL_SUFFIXES
 from kfreeze_tui.core.model.source import Source, SourceKind, resolve
-from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras, native_output_captured
+from kfreeze_tui.core.runtime.process import (
+    RuntimeOptions,
+    deep_recursion,
+    import_keras,
+    native_output_captured,
+)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -181,9 +186,10 @@ def load_with_fresh_names(source: str | Source, options: LoadOptions | None = No
 @contextlib.contextmanager
 def _keras_environment(options: LoadOptions) -> Iterator[ModuleType]:
     """Keras, imported quietly, with output captured and room for deep models."""
-    keras = import_keras(RuntimeOptions(gpu=options.gpu))
-    with native_output_captured():
-        yield keras
+    with deep_recursion():
+        keras = import_keras(RuntimeOptions(gpu=options.gpu))
+        with native_output_captured():
+            yield keras
 
 
 def _build_architecture(

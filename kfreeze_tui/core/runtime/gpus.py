@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kfreeze_tui.core.runtime.process import user_cuda_visible_devices
+from kfreeze_tui.core.runtime.process import child_environment, user_cuda_visible_devices
 
 QUERY = "--query-gpu=index,name,memory.total,memory.free,uuid"
 #: Seconds before a hanging nvidia-smi (a wedged driver) is given up.
@@ -121,6 +121,7 @@ def query(executable: str = "nvidia-smi", timeout: float = TIMEOUT) -> list[Gpu]
             stderr=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
+            env=child_environment(),
         )
     except OSError:
         return []

@@ -2,7 +2,8 @@
 
 Each function here has a test (tests/core/test_keras_private.py) that fails loudly when a
 Keras release changes what it reads, so that the change is seen at once, not as a wrong
-answer.
+answer. Each says what it reads, the Keras version it was checked on, and what it does when
+the attribute is not there. Nothing else in kfreeze reads an underscored Keras attribute.
 """
 
 from __future__ import annotations
@@ -15,13 +16,111 @@ def compiled_trainable_state(model: Any) -> dict[Any, bool] | None:
     """Each layer's ``trainable`` flag as it was when ``model.compile()`` last ran.
 
     Keras 3 records it in ``Trainer._compiled_trainable_state`` (to warn, on the first
-    ``fit()`` after a change); there is no public accessor. None when the model was not
-    compiled or the attribute is not there.
+    ``fit()`` after a change); there is no public accessor. Checked on Keras 3.15. None when
+    the model was not compiled or the attribute is not there.
     """
     if not getattr(model, "compiled", False):
         return None
     state = getattr(model, "_compiled_trainable_state", None)
     return state if isinstance(state, dict) else None
+
+
+def flatten_layers(layer: Any, include_self: bool = True) -> list[Any]:
+    """Every layer inside ``layer`` at any depth, each once (in Keras's order, not that of
+    ``.layers``).
+
+    Reads ``Layer._flatten_layers`` (Keras 3.15), which also reaches the sublayers a
+    subclassed layer tracks as attributes (keras-hub blocks), and a Sequential's own
+    InputLayer, which ``.layers`` hides. When it is not there: a depth-first walk of
+    ``.layers``, which differs only by those InputLayers (they hold no variables).
+
+    Args:
+        layer: a layer or model.
+        include_self: put ``layer`` itself first.
+    """
+    flatten = getattr(layer, "_flatten_layers", None)
+    if callable(flatten):
+        return list(flatten(include_self=include_self))
+    found: list[Any] = [layer] if include_self else []
+    seen: set[int] = set()
+
+    def visit(parent: Any) -> None:
+        for child in getattr(parent, "layers", None) or []:
+            if id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                visit(child)
+
+    visit(layer)
+    return found
+
+
+def created_trainable_variables(layer: Any) -> list[Any] | None:
+    """The variables ``layer`` itself created as trainable (kernels, gamma), frozen or not.
+
+    ``layer.trainable = False`` empties ``trainable_weights`` and flips each variable's own
+    flag, so no public API tells a frozen kernel from a moving mean; the list Keras 3.15
+    keeps them in, ``Layer._trainable_variables``, does. None when it is not there (the
+    caller then goes by the variables' flags).
+    """
+    created = getattr(layer, "_trainable_variables", None)
+    return None if created is None else list(created)
+
+
+def functional_graph(container: Any) -> Any:
+    """The functional graph behind a model: the model itself when functional, the one a
+    built Sequential keeps inside (``Sequential._functional``, Keras 3.15), else None (a
+    subclassed model, an unbuilt Sequential, or a Keras where neither attribute is there)."""
+    if hasattr(container, "_nodes"):
+        return container
+    return getattr(container, "_functional", None)
+
+
+def inbound_nodes(layer: Any) -> list[Any]:
+    """The nodes (``keras.src.ops.node.Node``) made by each call of ``layer`` on symbolic
+    tensors, in any model, in call order: ``Operation._inbound_nodes`` (Keras 3.15).
+    Empty when it is not there."""
+    return list(getattr(layer, "_inbound_nodes", None) or [])
+
+
+def nodes_in_graph(graph: Any, layer: Any) -> list[Any]:
+    """The nodes through which ``layer`` takes part in ``graph``: one per call, in order.
+
+    A shared layer called twice in a model has two; a layer also called in another model
+    has nodes there that are not this graph's. Keras 3.15 keeps the graph's node keys in
+    ``Functional._nodes`` as ``"{id(layer)}_ib-{i}"`` (``i`` indexing ``_inbound_nodes``).
+    When ``_nodes`` is not there: the layer's only node if it has one, else none.
+    """
+    nodes = getattr(graph, "_nodes", None)
+    inbound = inbound_nodes(layer)
+    if nodes is None:
+        return inbound[:1] if len(inbound) == 1 else []
+    return [node for i, node in enumerate(inbound) if f"{id(layer)}_ib-{i}" in nodes]
+
+
+def tensor_operation(tensor: Any) -> Any:
+    """The operation (a layer, or an op such as ``x + 1``) that made a symbolic tensor:
+    ``KerasTensor._keras_history.operation`` (Keras 3.15). None when the tensor has no
+    history or the attribute is not there."""
+    return getattr(getattr(tensor, "_keras_history", None), "operation", None)
+
+
+def tensor_origin(tensor: Any) -> tuple[Any, Any, int] | None:
+    """Where a symbolic tensor comes from: ``(operation, node, output index)``.
+
+    Reads ``KerasTensor._keras_history`` (operation, node_index, tensor_index) and the
+    operation's ``_inbound_nodes`` (Keras 3.15). None when the tensor has no history (a
+    model input's own tensor has one, made by its InputLayer) or the attributes are absent.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    operation = tensor_operation(tensor)
+    if operation is None:
+        return None
+    nodes = inbound_nodes(operation)
+    index = getattr(history, "node_index", None)
+    if not isinstance(index, int) or not 0 <= index < len(nodes):
+        return None
+    return operation, nodes[index], int(getattr(history, "tensor_index", 0))
 
 
 #: Where Keras is while it loads a model: (module, function) of the frames that say how far

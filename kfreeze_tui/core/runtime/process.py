@@ -4,6 +4,13 @@ TensorFlow prints C++ and absl log lines straight to file descriptor 2 before an
 logging is set up, and on a GPU box it reserves all GPU memory at the first op. Both have to
 be handled *before* TensorFlow is imported, which is what this module owns. Nothing here
 imports TensorFlow at module import time.
+
+Process-wide settings belong to whoever owns the process. The ``kfreeze`` command owns it and
+says so by calling :func:`configure` (GPUs hidden unless ``--gpu``, a recursion limit raised
+for good, a quiet environment that child processes inherit). Used as a library inside
+someone's training process, kfreeze leaves ``os.environ`` as it found it (never touching
+``CUDA_VISIBLE_DEVICES``) and raises the recursion limit only inside :func:`deep_recursion`,
+putting it back on the way out. What it keeps of TensorFlow's captured output is bounded.
 """
 
 from __future__ import annotations
@@ -14,13 +21,19 @@ import os
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import IO, TextIO
 
 _lock = threading.RLock()
-_captured: list[str] = []
+#: How many captured chunks (one per capture and stream) :func:`captured_log` keeps, and how
+#: many characters of each: the error screen needs what the last loads printed, not every
+#: line of a long session.
+CAPTURED_CHUNKS = 64
+CAPTURED_CHUNK_CHARS = 20_000
+_captured: deque[str] = deque(maxlen=CAPTURED_CHUNKS)
 _ui_sink: IO[bytes] | None = None
 
 
@@ -42,6 +55,8 @@ _configured: RuntimeOptions | None = None
 _user_visible_devices: str | None = None
 _HIDDEN = "-1"
 _hid_devices = False
+#: The kfreeze command (not a library caller) owns this process: :func:`configure` ran.
+_owns_process = False
 
 #: Keras builds and walks graphs recursively: a user model of a few thousand layers overflows
 #: Python's default limit of 1,000 frames.
@@ -54,22 +69,25 @@ def tensorflow_imported() -> bool:
 
 
 def configure(options: RuntimeOptions) -> None:
-    """Set the environment TensorFlow reads at import time.
+    """Take the process for the kfreeze command: set the environment TensorFlow reads at
+    import time, and let :func:`import_keras` raise the recursion limit for good.
 
-    Has no effect once TensorFlow is imported: a training script that imported it first
-    owns its settings, and kfreeze must not fight them.
+    Only the command's entry calls this; a library caller's process is left as it is. The
+    user's ``CUDA_VISIBLE_DEVICES`` is kept when the GPU may be used; without the GPU it is
+    hidden from kfreeze's own TensorFlow and remembered (:func:`user_cuda_visible_devices`,
+    :func:`child_environment`). The environment is not touched once TensorFlow is imported:
+    a script that imported it first owns its settings, and kfreeze must not fight them.
 
     Args:
         options: whether the GPU may be used.
     """
-    global _configured, _user_visible_devices, _hid_devices
+    global _configured, _user_visible_devices, _hid_devices, _owns_process
     with _lock:
+        _owns_process = True
         if tensorflow_imported():
             _configured = _configured or options
             return
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        _quiet_environment()
         if options.gpu:
             os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
         else:
@@ -81,6 +99,54 @@ def configure(options: RuntimeOptions) -> None:
         _configured = options
 
 
+#: What Keras and TensorFlow read from the environment at import time, and kfreeze's value
+#: where the user has set none: the backend, and quiet C++ and gRPC logs.
+QUIET_ENVIRONMENT = {
+    "KERAS_BACKEND": "tensorflow",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "GRPC_VERBOSITY": "ERROR",
+}
+
+
+def _quiet_environment() -> None:
+    """The backend and TensorFlow's log levels, where the user has not set them."""
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def _environment_for_import() -> Iterator[None]:
+    """The quiet environment while Keras and TensorFlow are imported: for good in the
+    kfreeze command's process, for the import only in a library caller's (whose
+    ``os.environ`` is then as it was)."""
+    if _owns_process:
+        _quiet_environment()
+        yield
+        return
+    found = {name: os.environ.get(name) for name in QUIET_ENVIRONMENT}
+    _quiet_environment()
+    try:
+        yield
+    finally:
+        for name, value in found.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a process kfreeze starts: its own, with the user's
+    ``CUDA_VISIBLE_DEVICES`` back in place if :func:`configure` hid the GPUs."""
+    env = dict(os.environ)
+    user = user_cuda_visible_devices()
+    if user is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = user
+    return env
+
+
 def user_cuda_visible_devices() -> str | None:
     """``CUDA_VISIBLE_DEVICES`` as the user set it (None: unset): the GPUs a training job
     started from the same shell gets, even after :func:`configure` hid them from kfreeze's
@@ -90,6 +156,17 @@ def user_cuda_visible_devices() -> str | None:
         if _hid_devices and current == _HIDDEN:
             return _user_visible_devices
     return current
+
+
+def _keep(text: str) -> None:
+    """Keep a captured chunk for :func:`captured_log`: its last characters, the oldest chunk
+    making way once there are :data:`CAPTURED_CHUNKS`."""
+    if not text:
+        return
+    if len(text) > CAPTURED_CHUNK_CHARS:
+        text = "[...]\n" + text[-CAPTURED_CHUNK_CHARS:]
+    with _lock:
+        _captured.append(text)
 
 
 def captured_log() -> str:
@@ -140,7 +217,7 @@ def stderr_kept_off_the_terminal() -> Iterator[TextIO]:
                 terminal.flush()
             os.dup2(terminal.fileno(), 2)
             sys.__stderr__, sys.stderr = original_dunder, original_stderr
-            _captured.append(_read_ui_sink())
+            _keep(_read_ui_sink())
             _ui_sink = None
             sink.close()
             terminal.close()
@@ -185,27 +262,34 @@ def native_output_captured(stdout: bool = True) -> Iterator[None]:
                 os.dup2(copy, fd)
                 os.close(copy)
             sink.seek(0)
-            _captured.append(sink.read().decode("utf-8", "replace"))
-            _captured.append(py_sink.getvalue())
+            _keep(sink.read().decode("utf-8", "replace"))
+            _keep(py_sink.getvalue())
             sink.close()
 
 
 def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
-    """Import Keras (and TensorFlow) quietly, configured for the CPU unless asked otherwise.
+    """Import Keras (and TensorFlow) quietly; in the kfreeze command's process on the CPU
+    unless ``--gpu`` (see :func:`configure`).
 
-    Also raises the recursion limit, which deep models need.
+    Under the kfreeze command (:func:`configure` ran) this also raises the recursion limit
+    for good, which deep models need; for a library caller it does so only inside
+    :func:`deep_recursion`, and leaves ``os.environ`` as it found it (``CUDA_VISIBLE_DEVICES``
+    is never touched; the backend and log levels are set for the import only).
 
     Args:
-        options: runtime options; the first call's options win.
+        options: runtime options; the first options given (by :func:`configure` or here) win.
 
     Returns:
         The ``keras`` module.
     """
+    global _configured
     if "keras" in sys.modules and tensorflow_imported():
-        _raise_recursion_limit()
+        _after_import()
         return sys.modules["keras"]
-    configure(options or RuntimeOptions())
-    with native_output_captured():
+    with _lock:
+        if _configured is None:
+            _configured = options or RuntimeOptions()
+    with native_output_captured(), _environment_for_import():
         import keras
         import tensorflow as tf
 
@@ -218,9 +302,55 @@ def import_keras(options: RuntimeOptions | None = None) -> ModuleType:
             for gpu in tf.config.list_physical_devices("GPU"):
                 with contextlib.suppress(RuntimeError):
                     tf.config.experimental.set_memory_growth(gpu, True)
-    # After the import: importing TensorFlow sets the limit to 3,000 itself.
-    _raise_recursion_limit()
+    _after_import()
     return keras
+
+
+_recursion_lock = threading.Lock()
+#: How many :func:`deep_recursion` blocks are running (in any thread), and the limit to put
+#: back when the last one ends (None: nothing to put back).
+_deep_blocks = 0
+_limit_before: int | None = None
+
+
+def _after_import() -> None:
+    """Importing TensorFlow sets the recursion limit to 3,000 itself: raise it again where
+    kfreeze may (the command's process, or inside a :func:`deep_recursion` block), and take
+    TensorFlow's value as the one a block puts back."""
+    global _limit_before
+    with _recursion_lock:
+        current = sys.getrecursionlimit()
+        if _owns_process:
+            _raise_recursion_limit()
+        elif _deep_blocks and current < RECURSION_LIMIT:
+            _limit_before = current
+            _raise_recursion_limit()
+
+
+@contextlib.contextmanager
+def deep_recursion() -> Iterator[None]:
+    """Room for Keras to build, load and save deep models, for the duration.
+
+    Raises the recursion limit to :data:`RECURSION_LIMIT` and, when the last such block (in
+    any thread) ends, puts back the limit it found, unless someone changed it meanwhile or
+    the kfreeze command owns the process. Usable as a decorator.
+    """
+    global _deep_blocks, _limit_before
+    with _recursion_lock:
+        if _deep_blocks == 0:
+            current = sys.getrecursionlimit()
+            _limit_before = current if current < RECURSION_LIMIT else None
+        _deep_blocks += 1
+        _raise_recursion_limit()
+    try:
+        yield
+    finally:
+        with _recursion_lock:
+            _deep_blocks -= 1
+            if _deep_blocks == 0 and _limit_before is not None:
+                if not _owns_process and sys.getrecursionlimit() == RECURSION_LIMIT:
+                    sys.setrecursionlimit(_limit_before)
+                _limit_before = None
 
 
 def _raise_recursion_limit() -> None:

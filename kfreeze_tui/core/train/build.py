@@ -25,6 +25,7 @@ from kfreeze_tui.core.plan.head import (
     validate,
 )
 from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.runtime.process import deep_recursion
 
 
 def layer_at(model: Any, path: tuple[int, ...]) -> Any:
@@ -116,6 +117,7 @@ def _check_compile(compile_spec: CompileSpec) -> None:
         raise PlanError(f"the learning rate must be positive, not {compile_spec.learning_rate:g}.")
 
 
+@deep_recursion()
 def build_model(
     model: Any,
     view: PlanView,

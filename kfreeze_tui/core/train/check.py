@@ -26,6 +26,7 @@ from typing import Any
 
 from kfreeze_tui.core.model.cut import CutIndex
 from kfreeze_tui.core.model.layers import ModelInfo, walk
+from kfreeze_tui.core.runtime.process import deep_recursion
 
 #: A learning rate above this, with a frozen pretrained prefix, is flagged.
 HIGH_LEARNING_RATE = 1e-3
@@ -292,6 +293,7 @@ def _leaf_layers(model: Any) -> list[Any]:
     return found
 
 
+@deep_recursion()
 def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> StepResult:
     """Train ``model`` for one step on a synthetic batch and compare every weight.
 
@@ -341,6 +343,22 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
         model.run_eagerly = True  # one step costs one step: no tracing
         x, y = synthetic_batch(model, batch)
         model.train_on_batch(x, y)
+        result = _compared(kinds, before)
+        if result.trainable_unchanged and not result.trainable_changed:
+            # A saturated softmax that predicts the random labels exactly has a loss
+            # gradient of exactly zero: the model fits this batch, which is not "does not
+            # learn". The step again on labels it gets wrong tells the two apart.
+            wrong = _labels_unlike(model, x, y)
+            if wrong is not None:
+                model.train_on_batch(x, wrong)
+                result = _compared(kinds, before)
+    return result
+
+
+def _compared(kinds: list[tuple[Any, str]], before: list[Any]) -> StepResult:
+    """Each variable against its value before the step, by kind."""
+    import numpy as np
+
     result = StepResult()
     for (variable, kind), old in zip(kinds, before, strict=True):
         old_values = old if isinstance(old, np.ndarray) else values_of(old)
@@ -362,6 +380,50 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
             else:
                 result.frozen_changed.append(path)
     return result
+
+
+def _labels_unlike(model: Any, x: Any, labels: Any) -> Any:
+    """Labels of the same form as ``labels`` that the model's predictions on ``x`` get
+    wrong: each class moved on by one, each binary label flipped (regression targets, which
+    a model never predicts exactly, are kept). None when ``labels`` has a form not read here.
+    """
+    import numpy as np
+
+    predictions = [np.asarray(p) for p in _flat(model.predict_on_batch(x))]
+    if isinstance(labels, dict):
+        names = list(getattr(model, "output_names", None) or [])
+        by_name = dict(zip(names, predictions, strict=False))
+        if not set(labels) <= set(by_name):
+            return None
+        return {name: _unlike(by_name[name], each) for name, each in labels.items()}
+    if isinstance(labels, list):
+        if len(labels) != len(predictions):
+            return None
+        return [
+            None if each is None else _unlike(p, each)
+            for p, each in zip(predictions, labels, strict=True)
+        ]
+    return _unlike(predictions[0], labels)
+
+
+def _flat(outputs: Any) -> list[Any]:
+    if isinstance(outputs, dict):
+        return list(outputs.values())
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _unlike(prediction: Any, labels: Any) -> Any:
+    import numpy as np
+
+    units = prediction.shape[-1]
+    wrong_class = (prediction.argmax(-1) + 1) % units
+    if labels.shape == prediction.shape[:-1]:  # sparse: class indices
+        return wrong_class.astype(labels.dtype)
+    if labels.shape != prediction.shape or not np.isin(labels, (0, 1)).all():
+        return labels  # regression targets
+    if units > 1 and (labels.sum(-1) == 1).all():  # one-hot
+        return np.eye(units, dtype=labels.dtype)[wrong_class]
+    return (prediction <= 0.5).astype(labels.dtype)  # binary: flipped
 
 
 def values_of(variable: Any) -> Any:

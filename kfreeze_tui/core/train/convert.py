@@ -17,7 +17,7 @@ from kfreeze_tui.core.errors import ExportError, first_line
 from kfreeze_tui.core.model.legacy.reader import Repair
 from kfreeze_tui.core.model.loading import LoadOptions, custom_objects_for, load
 from kfreeze_tui.core.runtime.leftovers import Leftover, human_size, remove_leftovers
-from kfreeze_tui.core.runtime.process import native_output_captured
+from kfreeze_tui.core.runtime.process import deep_recursion, native_output_captured
 from kfreeze_tui.core.train.check import synthetic_inputs
 from kfreeze_tui.core.train.export import temp_beside, verify
 
@@ -59,6 +59,7 @@ def check_target(source: str, target: Path, force: bool) -> None:
         raise ExportError(f"{target} exists already; pass --force to replace it")
 
 
+@deep_recursion()
 def convert(
     source: str,
     target: Path,

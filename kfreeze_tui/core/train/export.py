@@ -28,7 +28,7 @@ from kfreeze_tui.core.runtime.leftovers import (
     temp_dir_name,
     temp_file,
 )
-from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
+from kfreeze_tui.core.runtime.process import deep_recursion, import_keras, native_output_captured
 
 Progress = Callable[[str], None]
 
@@ -218,6 +218,7 @@ def export(
         raise ExportError(f"could not write {where}: {reason}") from exc
 
 
+@deep_recursion()
 def _export(
     model: Any,
     request: ExportRequest,

@@ -20,6 +20,7 @@ from typing import Any
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase, check_phase_number
+from kfreeze_tui.core.runtime.process import deep_recursion
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def _phase_optimizer(
     return optimizer_for
 
 
+@deep_recursion()
 def check_model(model: Any) -> list[Any]:
     """What is wrong with how a live model is set up to train (nothing is trained).
 
@@ -131,6 +133,7 @@ def check_model(model: Any) -> list[Any]:
     return sorted(findings, key=lambda finding: finding.severity != "error")
 
 
+@deep_recursion()
 def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     """Apply a kfreeze plan file to a loaded model, for training code.
 
@@ -166,6 +169,7 @@ def apply_plan(model: Any, plan: str | Path, phase: int | None = None) -> Any:
     return build_for_phase(model, view, freeze, phases, doc.head, doc.compile, number)
 
 
+@deep_recursion()
 def fit_phases(
     model_or_base: Any,
     plan: str | Path,

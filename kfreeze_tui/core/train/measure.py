@@ -15,7 +15,7 @@ from typing import Any
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec
-from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
+from kfreeze_tui.core.runtime.process import deep_recursion, import_keras, native_output_captured
 from kfreeze_tui.core.train.build import build_model, flags_restored
 from kfreeze_tui.core.train.check import synthetic_batch
 from kfreeze_tui.core.train.cost import Optimizer, TrainingSetup
@@ -47,6 +47,7 @@ def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4)
     return keras.optimizers.SGD(learning_rate, momentum=momentum)
 
 
+@deep_recursion()
 def measure(
     base: Any, view: PlanView, plan: FreezePlan, setup: TrainingSetup, gpu: bool = False
 ) -> Measured:
