@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from kfreeze_tui.core.model import catalog
 from kfreeze_tui.core.model.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
-from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.legacy.repairs import Repair
 from kfreeze_tui.core.model.loading import LoadOptions, looks_like_path
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 

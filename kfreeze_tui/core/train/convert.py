@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.errors import ExportError, first_line
-from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.legacy.repairs import Repair
 from kfreeze_tui.core.model.loading import LoadOptions, custom_objects_for, load
 from kfreeze_tui.core.runtime.leftovers import Leftover, human_size, remove_leftovers
 from kfreeze_tui.core.runtime.process import native_output_captured
