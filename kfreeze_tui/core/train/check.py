@@ -310,6 +310,28 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
     from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
 
     keras = import_keras()
+    kinds = _weight_kinds(model)
+    reference_of: dict[int, Any] = {}
+    if reference is not None:
+        reference_of = {
+            id(ours): theirs for ours, theirs in zip(model.weights, reference.weights, strict=True)
+        }
+    before = [
+        reference_of[id(v)] if id(v) in reference_of else np.array(values_of(v), copy=True)
+        for v, _ in kinds
+    ]
+    with native_output_captured():
+        if not getattr(model, "compiled", False):
+            model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
+        model.run_eagerly = True  # one step costs one step: no tracing
+        x, y = synthetic_batch(model, batch)
+        model.train_on_batch(x, y)
+    return _compare(kinds, before)
+
+
+def _weight_kinds(model: Any) -> list[tuple[Any, str]]:
+    """Each weight of the model with what the step may do to it: ``trainable``, ``frozen``,
+    or a BatchNormalization statistic of a frozen (``bn_frozen``) or training layer."""
     trainable_ids = {id(v) for v in model.trainable_weights}
     kinds: list[tuple[Any, str]] = []
     for layer in _leaf_layers(model):
@@ -326,21 +348,13 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
                 kinds.append((variable, "bn_frozen" if layer_frozen else "bn_training"))
             else:
                 kinds.append((variable, "frozen"))
-    reference_of: dict[int, Any] = {}
-    if reference is not None:
-        reference_of = {
-            id(ours): theirs for ours, theirs in zip(model.weights, reference.weights, strict=True)
-        }
-    before = [
-        reference_of[id(v)] if id(v) in reference_of else np.array(values_of(v), copy=True)
-        for v, _ in kinds
-    ]
-    with native_output_captured():
-        if not getattr(model, "compiled", False):
-            model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
-        model.run_eagerly = True  # one step costs one step: no tracing
-        x, y = synthetic_batch(model, batch)
-        model.train_on_batch(x, y)
+    return kinds
+
+
+def _compare(kinds: list[tuple[Any, str]], before: list[Any]) -> StepResult:
+    """What the step changed, against the values (or reference variables) from before."""
+    import numpy as np
+
     result = StepResult()
     for (variable, kind), old in zip(kinds, before, strict=True):
         old_values = old if isinstance(old, np.ndarray) else values_of(old)
