@@ -125,12 +125,10 @@ class _GraphBuilder:
                     continue
                 calls[name].append(self._call(layers[name], entry, name, first, kwargs))
             if len(waiting) == len(pending):
-                raise LegacyError(
-                    f"{self.source} has layers whose inputs never appear in the model "
-                    f"{inner.get('name')} "
-                    f"({', '.join(sorted({name for name, _, _ in waiting})[:3])})",
-                    "save the model again with model.save()",
-                    kind="graph",
+                stuck = ", ".join(sorted({name for name, _, _ in waiting})[:3])
+                raise self._broken(
+                    f"has layers whose inputs never appear in the model {inner.get('name')} "
+                    f"({stuck})"
                 )
             pending = waiting
 
@@ -178,15 +176,17 @@ class _GraphBuilder:
         name, node, index = reference[0], reference[1], reference[2]
         made = calls.get(name)
         if made is None:
-            raise LegacyError(
-                f"{self.source} has a node that refers to a layer {name} it does not have",
-                "save the model again with model.save()",
-                kind="graph",
-            )
+            raise self._broken(f"has a node that refers to a layer {name} it does not have")
         if len(made) <= node:
             raise _NotYet
         value = self.keras.tree.flatten(made[node])[index]
         return value.value if isinstance(value, legacy_ops.Static) else value
+
+    def _broken(self, what: str) -> LegacyError:
+        """The file's graph does not hold together (``what`` is wrong with it)."""
+        return LegacyError(
+            f"{self.source} {what}", "save the model again with model.save()", kind="graph"
+        )
 
     def _arguments(self, node: Any, calls: dict[str, list[Any]]) -> tuple[Any, dict[str, Any]]:
         names = set(calls)

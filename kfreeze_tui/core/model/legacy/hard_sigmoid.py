@@ -81,8 +81,9 @@ def repair_activations(
     Raises:
         LegacyError: a changed activation that no weights of its layer can keep.
     """
-    kept = _kept_classes(class_name, layer_name, config, keras, custom)
-    if not kept:
+    cls = None if class_name in custom else getattr(keras.layers, class_name, None)
+    keras3 = cls.__name__ if isinstance(cls, type) else class_name
+    if not _changed_activations(class_name, layer_name, config, keras3):
         return
     log.add(
         "hard_sigmoid",
@@ -91,7 +92,7 @@ def repair_activations(
         class_name,
         layer_name,
     )
-    if _has_penalties(config, kept[0]):
+    if _has_penalties(config, keras3):
         log.add(
             "hard_sigmoid_penalties",
             "the regularizers and constraints of {what} see the weights scaled for "
@@ -101,27 +102,22 @@ def repair_activations(
         )
 
 
-def _kept_classes(
-    class_name: str,
-    layer_name: str,
-    config: dict[str, Any],
-    keras: ModuleType,
-    custom: dict[str, Any],
-) -> list[str]:
-    """The layer's Keras 3 class, once for each changed activation of it that can be kept."""
-    kept = []
+def _changed_activations(
+    class_name: str, layer_name: str, config: dict[str, Any], keras3: str
+) -> bool:
+    """Whether the layer has activations Keras 3 changed, all of them kept by scaling the
+    weights of its Keras 3 class ``keras3``; one that cannot be kept is refused."""
+    changed = False
     for key, value in config.items():
         if not key.endswith("activation"):
             continue
         name = value.get("class_name") if isinstance(value, dict) else value
         if not isinstance(name, str) or name not in CHANGED_ACTIVATIONS:
             continue
-        cls = None if class_name in custom else getattr(keras.layers, class_name, None)
-        keras3 = cls.__name__ if isinstance(cls, type) else class_name
         if (keras3, key) not in HARD_SIGMOID_WEIGHTS:
             raise _refused(class_name, layer_name, key, name, keras3)
-        kept.append(keras3)
-    return kept
+        changed = True
+    return changed
 
 
 def _has_penalties(config: dict[str, Any], keras3: str) -> bool:
