@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.legacy.repairs import Repair
 
 #: Layer names listed per repair before "and N more".
 SHOWN_LAYERS = 8

@@ -88,12 +88,62 @@ def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
     Returns:
         The top-level nodes.
     """
-    children_of: dict[Path, list[LayerInfo]] = {}
-    for row in info.layers:
-        children_of.setdefault(row.parent_path, []).append(row)
+    return _TreeBuilder(info, view).level(())
 
-    def layer_node(row: LayerInfo) -> Node:
-        start, end = view.span(row.path)
+
+class _TreeBuilder:
+    """Builds the nodes of one level of the model (its top level, or a nested model's)."""
+
+    def __init__(self, info: ModelInfo, view: PlanView) -> None:
+        self.view = view
+        self.children_of: dict[Path, list[LayerInfo]] = {}
+        for row in info.layers:
+            self.children_of.setdefault(row.parent_path, []).append(row)
+
+    def level(self, parent: Path) -> list[Node]:
+        """The layers under ``parent``: grouped in stages (when there are several), then
+        blocks, unless there are too few to group."""
+        rows = self.children_of.get(parent, [])
+        key = "/".join(str(i) for i in parent) or "root"
+        if len(rows) < GROUP_MIN_LAYERS:
+            return [self.layer_node(row) for row in rows]
+        stage_runs = _runs(rows, "stage")
+        if len(stage_runs) == 1:
+            return self.blocks_of(rows, key)
+        return [
+            _group(
+                "stage",
+                f"{key}/stage:{run[0].stage}",
+                _stage_title(run),
+                self.blocks_of(run, f"{key}/stage:{run[0].stage}"),
+            )
+            for run in stage_runs
+        ]
+
+    def blocks_of(self, rows: list[LayerInfo], parent_key: str) -> list[Node]:
+        """The layers of a stage, runs of the same block grouped (when there are several)."""
+        block_runs = _runs(rows, "block")
+        if len(block_runs) == 1:
+            return [self.layer_node(row) for row in rows]
+        nodes: list[Node] = []
+        for run in block_runs:
+            if len(run) == 1:
+                nodes.append(self.layer_node(run[0]))
+                continue
+            title = f"{run[0].block}  {run[0].path_text}–{run[-1].path_text}"
+            nodes.append(
+                _group(
+                    "block",
+                    f"{parent_key}/block:{run[0].path_text}",
+                    title,
+                    [self.layer_node(row) for row in run],
+                )
+            )
+        return nodes
+
+    def layer_node(self, row: LayerInfo) -> Node:
+        """A layer's node; a nested model's holds the nodes of its own level."""
+        start, end = self.view.span(row.path)
         node = Node(
             key=f"layer:{row.path_text}",
             kind="layer",
@@ -104,79 +154,44 @@ def build_tree(info: ModelInfo, view: PlanView) -> list[Node]:
             first_layer=row,
         )
         if row.is_container:
-            node.children = level(row.path)
+            node.children = self.level(row.path)
         return node
 
-    def runs(rows: list[LayerInfo], attribute: str) -> list[list[LayerInfo]]:
-        grouped: list[list[LayerInfo]] = []
-        for row in rows:
-            if grouped and getattr(grouped[-1][-1], attribute) == getattr(row, attribute):
-                grouped[-1].append(row)
-            else:
-                grouped.append([row])
-        return grouped
 
-    def group(kind: str, key: str, title: str, members: list[Node]) -> Node:
-        return Node(
-            key=key,
-            kind=kind,
-            title=title,
-            start=members[0].start,
-            end=members[-1].end,
-            children=members,
-            first_layer=members[0].first_layer,
-        )
+def _runs(rows: list[LayerInfo], attribute: str) -> list[list[LayerInfo]]:
+    """Consecutive rows with the same ``attribute`` (stage or block), in order."""
+    grouped: list[list[LayerInfo]] = []
+    for row in rows:
+        if grouped and getattr(grouped[-1][-1], attribute) == getattr(row, attribute):
+            grouped[-1].append(row)
+        else:
+            grouped.append([row])
+    return grouped
 
-    def blocks_of(rows: list[LayerInfo], parent_key: str) -> list[Node]:
-        block_runs = runs(rows, "block")
-        if len(block_runs) == 1:
-            return [layer_node(row) for row in rows]
-        nodes: list[Node] = []
-        for run in block_runs:
-            if len(run) == 1:
-                nodes.append(layer_node(run[0]))
-                continue
-            title = f"{run[0].block}  {run[0].path_text}–{run[-1].path_text}"
-            nodes.append(
-                group(
-                    "block",
-                    f"{parent_key}/block:{run[0].path_text}",
-                    title,
-                    [layer_node(row) for row in run],
-                )
-            )
-        return nodes
 
-    def level(parent: Path) -> list[Node]:
-        rows = children_of.get(parent, [])
-        key = "/".join(str(i) for i in parent) or "root"
-        if len(rows) < GROUP_MIN_LAYERS:
-            return [layer_node(row) for row in rows]
-        stage_runs = runs(rows, "stage")
-        if len(stage_runs) == 1:
-            return blocks_of(rows, key)
-        nodes: list[Node] = []
-        for run in stage_runs:
-            size = _size_text(_typical_shape(run))
-            spatial = f" · {size}" if size else ""
-            params = sum(row.params for row in run)
-            name = run[0].stage_name
-            own = f" · {name}" if name and name != f"stage {run[0].stage}" else ""
-            title = (
-                f"stage {run[0].stage}{own}{spatial} · layers {run[0].path_text}–"
-                f"{run[-1].path_text} · {params:,} params"
-            )
-            nodes.append(
-                group(
-                    "stage",
-                    f"{key}/stage:{run[0].stage}",
-                    title,
-                    blocks_of(run, f"{key}/stage:{run[0].stage}"),
-                )
-            )
-        return nodes
+def _group(kind: str, key: str, title: str, members: list[Node]) -> Node:
+    return Node(
+        key=key,
+        kind=kind,
+        title=title,
+        start=members[0].start,
+        end=members[-1].end,
+        children=members,
+        first_layer=members[0].first_layer,
+    )
 
-    return level(())
+
+def _stage_title(run: list[LayerInfo]) -> str:
+    """A stage group's title: its number, name, size, layers and parameters."""
+    size = _size_text(_typical_shape(run))
+    spatial = f" · {size}" if size else ""
+    params = sum(row.params for row in run)
+    name = run[0].stage_name
+    own = f" · {name}" if name and name != f"stage {run[0].stage}" else ""
+    return (
+        f"stage {run[0].stage}{own}{spatial} · layers {run[0].path_text}–"
+        f"{run[-1].path_text} · {params:,} params"
+    )
 
 
 @dataclass(frozen=True)

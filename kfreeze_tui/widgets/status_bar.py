@@ -51,14 +51,30 @@ def status_text(
         (with phases), the BatchNormalization policy and the exceptions; with ``training``,
         a fourth: what a step costs (and whether it fits the GPU).
     """
-    totals = view.totals(plan)
     text = Text(no_wrap=True, overflow="ellipsis")
+    _append_counts(text, view, plan)
+    _append_boundary(text, view, plan)
+    text.append("\n")
+    text.append("  ·  ".join(_notes(view, plan, phases, keys)))
+    if training is not None:
+        text.append("\n")
+        text.append_text(cost_line(view, plan, training, gpus, width, settings_at))
+    return text
+
+
+def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
+    """``Trainable 2,257,984 (64.3%)  Frozen 1,253,440  Total 3,511,424``."""
+    totals = view.totals(plan)
     text.append("Trainable ", style="bold")
     text.append(f"{totals.trainable:,}", style="bold green")
     text.append(f" ({totals.trainable_fraction:.1%})  ")
     text.append("Frozen ", style="bold")
     text.append(f"{totals.non_trainable:,}", style="bold cyan")
     text.append(f"  Total {totals.total:,}\n")
+
+
+def _append_boundary(text: Text, view: PlanView, plan: FreezePlan) -> None:
+    """The boundary layer and the cut it makes (or that there is none)."""
     layer = view.boundary_layer(plan)
     if layer is None:
         text.append("Boundary: none, every layer frozen")
@@ -74,7 +90,12 @@ def status_text(
         cut = view.cut(plan)
         text.append("  ·  ")
         text.append(cut.brief(), style="green" if cut.clean else "yellow")
-    text.append("\n")
+
+
+def _notes(
+    view: PlanView, plan: FreezePlan, phases: Sequence[Phase], keys: Mapping[str, str]
+) -> list[str]:
+    """What the export writes (with phases), the BatchNormalization policy, the exceptions."""
     bns = view.batch_norms_after_boundary(plan)
     notes = []
     if phases:
@@ -86,11 +107,7 @@ def status_text(
         notes.append(f"{bns} BatchNorm after it: {verb} ({keys['bn_policy']})")
     if plan.exceptions:
         notes.append(f"{len(plan.exceptions)} exception(s)")
-    text.append("  ·  ".join(notes))
-    if training is not None:
-        text.append("\n")
-        text.append_text(cost_line(view, plan, training, gpus, width, settings_at))
-    return text
+    return notes
 
 
 def phase_place(view: PlanView, phase: Phase) -> str:

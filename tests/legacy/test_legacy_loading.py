@@ -13,7 +13,9 @@ from legacy.marshalled import LAMBDA_CODE
 from legacy.oracle import CUSTOM_OBJECTS, LegacyFiles
 
 from kfreeze_tui.core.errors import LoadError
-from kfreeze_tui.core.model.legacy import reader as legacy
+from kfreeze_tui.core.model.legacy import checks, hard_sigmoid
+from kfreeze_tui.core.model.legacy.arguments import NEUTRAL_ARGUMENTS, LayerArguments
+from kfreeze_tui.core.model.legacy.repairs import Repair, RepairLog
 from kfreeze_tui.core.model.loading import LoadOptions, load
 
 #: Largest difference allowed between kfreeze's outputs and tf_keras's.
@@ -163,7 +165,7 @@ def test_lambda_from_this_python_with_unsafe(legacy_files: LegacyFiles) -> None:
     assert refused.value.kind == "lambda" and "--unsafe" in refused.value.sentence
 
 
-def repair(loaded: Any, code: str) -> legacy.Repair:
+def repair(loaded: Any, code: str) -> Repair:
     return next(r for r in loaded.repairs if r.code == code)
 
 
@@ -224,13 +226,13 @@ def test_keras21_spatial_dropout(legacy_files: LegacyFiles) -> None:
 def test_neutral_arguments_are_keras2_defaults(legacy_files: LegacyFiles, keras: Any) -> None:
     """Each argument kfreeze drops holds, wherever Keras 3 refuses it, the default that
     tf_keras's signature gives it (TensorFlow 1's for Keras 2.2's initializers)."""
-    repairer = legacy._Repairer(keras, {}, legacy._RepairLog())
-    for argument, neutral in legacy.NEUTRAL_ARGUMENTS.items():
+    arguments = LayerArguments(keras, {}, RepairLog())
+    for argument, neutral in NEUTRAL_ARGUMENTS.items():
         checked = 0
         for key, default in legacy_files.defaults[argument].items():
             module, class_name = key.split(".", 1)
             if module == "layers":
-                accepted = repairer.accepts(class_name)
+                accepted = arguments.accepts(class_name)
                 if accepted is None or argument in accepted:
                     continue
             assert default == neutral, (argument, key, default)
@@ -280,13 +282,13 @@ def refusal(path: Path, **options: Any) -> LoadError:
 def test_lambda_marshalled_by_another_python(
     legacy_files: LegacyFiles, tmp_path: Path, version: str
 ) -> None:
-    here = legacy.marshal_python(legacy._own_marshal())
+    here = checks.marshal_python(checks._own_marshal())
     path = craft.h5_with_config(
         legacy_files.path("lambda_h5"),
         tmp_path / "lambda.h5",
         craft.lambda_code(LAMBDA_CODE[version]),
     )
-    assert legacy.marshal_python(base64.b64decode(LAMBDA_CODE[version])) == version
+    assert checks.marshal_python(base64.b64decode(LAMBDA_CODE[version])) == version
     if version == here:
         pytest.skip(f"{version} is this Python: its Lambda code can run here")
     error = refusal(path, unsafe=True)  # even --unsafe cannot run it
@@ -426,7 +428,7 @@ def test_changed_activations_are_the_ones_keras_changed(
         got = np.asarray(function(keras.ops.convert_to_tensor(grid)), dtype="float32").ravel()
         if float(np.max(np.abs(got - np.asarray(expected, dtype="float32")))) > 1e-5:
             changed.add(name)
-    assert changed == set(legacy.CHANGED_ACTIVATIONS)
+    assert changed == set(hard_sigmoid.CHANGED_ACTIVATIONS)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kfreeze_tui.core.model.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
-from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.legacy.repairs import Repair
 from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file

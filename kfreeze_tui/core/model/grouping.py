@@ -278,19 +278,7 @@ def blocks(
     """
     n = len(names)
     is_input = [cls == "InputLayer" for cls in class_names]
-    named: list[str | None] = [
-        None if is_input[i] else name_block(nm, cls)
-        for i, (nm, cls) in enumerate(zip(names, class_names, strict=True))
-    ]
-    known: list[str] = []
-    for i, block in enumerate(named):
-        if block is None and not is_input[i]:
-            # ``bn_Conv1`` and ``Conv1_relu`` mention the block ``Conv1`` before them.
-            tokens = set(names[i].lower().split("_"))
-            named[i] = next((b for b in reversed(known) if b.lower() in tokens), None)
-        elif block is not None and (not known or known[-1] != block):
-            known.append(block)
-
+    named = _named_blocks(names, class_names, is_input)
     # None: not decided yet; "<" joins the block before it, ">" the block after it.
     result: list[str | None] = [None] * n
     for start, end in segments(inbound):
@@ -317,6 +305,26 @@ def blocks(
         if is_input[i]:
             result[i] = names[i]
     return _resolve_joins(result, names)
+
+
+def _named_blocks(
+    names: Sequence[str], class_names: Sequence[str], is_input: Sequence[bool]
+) -> list[str | None]:
+    """The block each layer's name says it is part of (None where it says none): its own
+    name's, or that of a block before it which its name mentions."""
+    named: list[str | None] = [
+        None if is_input[i] else name_block(nm, cls)
+        for i, (nm, cls) in enumerate(zip(names, class_names, strict=True))
+    ]
+    known: list[str] = []
+    for i, block in enumerate(named):
+        if block is None and not is_input[i]:
+            # ``bn_Conv1`` and ``Conv1_relu`` mention the block ``Conv1`` before them.
+            tokens = set(names[i].lower().split("_"))
+            named[i] = next((b for b in reversed(known) if b.lower() in tokens), None)
+        elif block is not None and (not known or known[-1] != block):
+            known.append(block)
+    return named
 
 
 def _label_by_names(

@@ -24,8 +24,11 @@ from typing import Any
 
 from kfreeze_tui.core.errors import LoadError, first_line
 from kfreeze_tui.core.model import catalog, load_progress
-from kfreeze_tui.core.model.legacy import reader as legacy
+from kfreeze_tui.core.model.legacy import checks, graph, hard_sigmoid, upgrade
+from kfreeze_tui.core.model.legacy.entries import MODEL_CLASSES, layer_entries
 from kfreeze_tui.core.model.legacy.ops import OP_CLASSES as OP_LAYER_CLASSES
+from kfreeze_tui.core.model.legacy.repairs import Repair
+from kfreeze_tui.core.model.legacy.weights import load_archive_weights, load_h5_weights
 from kfreeze_tui.core.model.source import MODEL_SUFFIXES as MODEL_SUFFIXES
 from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.process import (
@@ -87,7 +90,7 @@ class LoadedModel:
     random_weights: bool = False
     architecture: catalog.Architecture | None = None
     warnings: list[str] = field(default_factory=list)
-    repairs: list[legacy.Repair] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -314,7 +317,7 @@ def _load_file(path: Path, source: str, options: LoadOptions) -> LoadedModel:
         config, version = _h5_config(path, source)
         load_progress.set_total(load_progress.top_level_count(config))
         named_h5 = lowered.endswith((".h5", ".hdf5"))
-        if legacy.h5_is_legacy(version, not named_h5):
+        if checks.h5_is_legacy(version, not named_h5):
             return _load_legacy(path, source, options, config, version, archive=False)
         return _deserialize(path, source, options, config, "h5")
     if head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
@@ -326,7 +329,7 @@ def _load_file(path: Path, source: str, options: LoadOptions) -> LoadedModel:
                 "rename it to end in .keras",
                 kind="format",
             )
-        if legacy.archive_is_legacy(config, metadata):
+        if checks.archive_is_legacy(config, metadata):
             version = str(metadata.get("keras_version") or "2")
             return _load_legacy(path, source, options, config, version, archive=True)
         return _deserialize(path, source, options, config, "keras")
@@ -348,7 +351,7 @@ def _zip_config(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any]
         )
     try:
         with zipfile.ZipFile(path) as archive:
-            legacy.check_archive(archive, source)
+            checks.check_archive(archive, source)
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise LoadError(
@@ -357,7 +360,7 @@ def _zip_config(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any]
                     kind="format",
                 )
             config = json.loads(archive.read("config.json"))
-            metadata = legacy.read_archive_metadata(archive)
+            metadata = checks.read_archive_metadata(archive)
     except LoadError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
@@ -448,7 +451,7 @@ def _unknown_classes(
     registered = keras.saving.get_custom_objects()
     known_short = {key.split(">")[-1] for key in registered} | set(custom)
     unknown: list[str] = []
-    for entry in legacy.layer_entries(config):
+    for entry in layer_entries(config):
         name = str(entry.get("class_name"))
         if name in known_short or name in registered:
             continue
@@ -459,7 +462,7 @@ def _unknown_classes(
             registered_name = entry.get("registered_name")
             if registered_name in registered:
                 continue
-        elif hasattr(keras.layers, name) or name in (*legacy.MODEL_CLASSES, *OP_LAYER_CLASSES):
+        elif hasattr(keras.layers, name) or name in (*MODEL_CLASSES, *OP_LAYER_CLASSES):
             continue  # op layers are rebuilt as keras.ops (or refused by name) in legacy
         if name not in unknown:
             unknown.append(name)
@@ -473,7 +476,7 @@ def _unknown_model_class(
     given by ``--custom-objects`` (a subclassed model whose code Keras needs)."""
     name = str(config.get("class_name"))
     module = config.get("module")
-    if name in legacy.MODEL_CLASSES or name in custom:
+    if name in MODEL_CLASSES or name in custom:
         return None
     if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
         return None
@@ -485,7 +488,7 @@ def _unknown_model_class(
 
 def _lambda_warnings(config: dict[str, Any], source: str, options: LoadOptions) -> list[str]:
     """Refuse a Lambda layer unless ``--unsafe``; the warnings ``--unsafe`` brings."""
-    has_lambda = any(entry.get("class_name") == "Lambda" for entry in legacy.layer_entries(config))
+    has_lambda = any(entry.get("class_name") == "Lambda" for entry in layer_entries(config))
     if has_lambda and not options.unsafe:
         raise LoadError(
             f"{source} contains a Lambda layer, whose Python code would run on loading and "
@@ -527,37 +530,37 @@ def _load_legacy(
 ) -> LoadedModel:
     """A file from Keras 1/2 or tf.keras: checked, repaired, rebuilt and given its weights."""
     written_by = f"Keras {version}" if version else "an older Keras"
-    legacy.check_lambdas(config, source)
+    checks.check_lambdas(config, source)
     warnings = _lambda_warnings(config, source, options)
     with _keras_environment(options) as keras:
         custom = custom_objects_for(options)
         try:
-            legacy.check_model_class(config, source, custom)
-            legacy.check_tf_ops(config, source)
+            checks.check_model_class(config, source, custom)
+            checks.check_tf_ops(config, source)
             unknown = _unknown_classes(config, "h5", custom, keras)
             if unknown:
                 raise _custom_class_error(source, unknown)
-            repaired, repairs = legacy.repair_config(config, keras, custom)
+            repaired, repairs = upgrade.repair_config(config, keras, custom)
             if not archive and not path.name.lower().endswith((".h5", ".hdf5")):
                 repairs.insert(
                     0,
-                    legacy.Repair(
+                    Repair(
                         "hdf5_named_keras",
                         f"read an HDF5 file named {path.suffix or path.name} (tf.keras before 2.12 "
                         "wrote HDF5 into .keras files)",
                     ),
                 )
-            model = legacy.build(repaired, keras, custom, options.unsafe, source)
+            model = graph.build(repaired, keras, custom, options.unsafe, source)
             if archive:
                 build_config = config.get("build_config")
                 if not model.built and isinstance(build_config, dict):
-                    legacy.build_subclassed(model, build_config, keras)
+                    graph.build_subclassed(model, build_config, keras)
                 with zipfile.ZipFile(path) as handle:
-                    repairs += legacy.load_archive_weights(model, handle, source)
+                    repairs += load_archive_weights(model, handle, source)
             else:
-                legacy.load_h5_weights(model, path, source)
+                load_h5_weights(model, path, source)
             if any(repair.code == "hard_sigmoid" for repair in repairs):
-                legacy.keep_hard_sigmoid(model, keras, source)
+                hard_sigmoid.keep_hard_sigmoid(model, keras, source)
         except LoadError:
             raise
         except Exception as exc:

@@ -450,8 +450,18 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
     Returns:
         Problems in a stable order.
     """
-    problems = _output_problems(info, head)
     found = attachment(info, head)
+    return [
+        *_output_problems(info, head),
+        *_feature_problems(info, head, found),
+        *_pooling_problems(info, head, found),
+        *_layer_problems(head),
+    ]
+
+
+def _feature_problems(info: ModelInfo, head: HeadSpec, found: Attachment | None) -> list[str]:
+    """The feature layer: one the model has, with one output."""
+    problems: list[str] = []
     if found is None and head.feature_layer is not None:
         names = [row.name for row in info.top_level]
         close = closest(str(head.feature_layer), names, n=3)
@@ -464,6 +474,12 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
             f"The feature layer {found.layer.name} has {len(found.layer.output_shapes)} "
             "outputs; choose a layer with one output."
         )
+    return problems
+
+
+def _pooling_problems(info: ModelInfo, head: HeadSpec, found: Attachment | None) -> list[str]:
+    """The pooling: a known one, that fits the rank of the features it pools."""
+    problems: list[str] = []
     pooling = resolved_pooling(info, head)
     if pooling not in POOLINGS:
         problems.append(f"Pooling {pooling!r} is not one of {', '.join(POOLINGS)}.")
@@ -488,6 +504,12 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
                 f"Flatten needs known dimensions, but {name} outputs {_shape(shape)}: "
                 "choose avg or max."
             )
+    return problems
+
+
+def _layer_problems(head: HeadSpec) -> list[str]:
+    """The head's own layers: hidden units and activations, dropout, classes, activation."""
+    problems: list[str] = []
     for i, dense in enumerate(head.hidden, start=1):
         if dense.units < 1:
             problems.append(f"Hidden layer {i} has {dense.units} units; it needs at least 1.")

@@ -145,13 +145,32 @@ def _value(value: Any) -> str:
 
 def to_toml(doc: PlanDocument) -> str:
     """The plan as a commented TOML document."""
-    load = doc.load
     lines = [
         f"# kfreeze plan (kfreeze {__version__}).",
         "# Reproduce the model: kfreeze apply THIS.toml -o OUT.keras",
         "# Open it in the explorer: kfreeze THIS.toml",
         f"version = {PLAN_VERSION}",
         "",
+        *_source_table(doc),
+        "",
+        *_freeze_table(doc),
+        "",
+        *_head_table(doc),
+        "",
+        "[compile]",
+        f"enabled = {_value(doc.compile.enabled)}",
+        'optimizer = "adam"',
+        f"learning_rate = {_value(float(doc.compile.learning_rate))}",
+        f'labels = {_value(doc.compile.labels)}  # "sparse" (class ids) or "onehot"',
+        "",
+        *_phase_tables(doc),
+    ]
+    return "\n".join(lines)
+
+
+def _source_table(doc: PlanDocument) -> list[str]:
+    load = doc.load
+    lines = [
         "[source]",
         f"model = {_value(doc.source)}",
         f"weights = {_value(load.weights)}",
@@ -163,7 +182,11 @@ def to_toml(doc: PlanDocument) -> str:
         lines.append(f"custom_objects = {_value(str(load.custom_objects))}")
     if load.unsafe:
         lines.append("unsafe = true")
-    lines += ["", "[freeze]"]
+    return lines
+
+
+def _freeze_table(doc: PlanDocument) -> list[str]:
+    lines = ["[freeze]"]
     if doc.boundary is None:
         lines.append("# Every layer is frozen.")
         lines.append("freeze_all = true")
@@ -177,9 +200,12 @@ def to_toml(doc: PlanDocument) -> str:
         + ", ".join(_value({"name": e.name, "path": list(e.path)}) for e in doc.exceptions)
         + "]"
     )
+    return lines
+
+
+def _head_table(doc: PlanDocument) -> list[str]:
     head = doc.head
-    lines += [
-        "",
+    return [
         "[head]",
         f"feature_layer = {_value(head.feature_layer or '')}",
         f"pooling = {_value(head.pooling or 'avg')}",
@@ -191,14 +217,11 @@ def to_toml(doc: PlanDocument) -> str:
         f"activation = {_value(head.activation)}",
         f"float32_head = {_value(head.float32_head)}",
         *_outputs_lines(doc),
-        "",
-        "[compile]",
-        f"enabled = {_value(doc.compile.enabled)}",
-        'optimizer = "adam"',
-        f"learning_rate = {_value(float(doc.compile.learning_rate))}",
-        f'labels = {_value(doc.compile.labels)}  # "sparse" (class ids) or "onehot"',
-        "",
     ]
+
+
+def _phase_tables(doc: PlanDocument) -> list[str]:
+    lines = []
     if doc.phases:
         lines.append("# Staged training: kfreeze_tui.fit_phases (or the script's train()) runs")
         lines.append("# the phases in order; [freeze] above is phase 1's.")
@@ -217,7 +240,7 @@ def to_toml(doc: PlanDocument) -> str:
         if phase.bn_policy is not None:
             lines.append(f"bn_policy = {_value(phase.bn_policy.value)}")
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _outputs_lines(doc: PlanDocument) -> list[str]:
@@ -452,6 +475,23 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             unknown key "clases" in [head]: did you mean "classes"?``.
     """
     problems = _Problems(path, lines)
+    _check_version(problems, data, path)
+    _check_top_level(problems, data)
+    for name, keys in TABLES.items():
+        table = data.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            problems.add((name,), f"{name} must be the table [{name}], not {describe(table)}")
+            continue
+        _check_table(problems, (name,), f"[{name}]", table, keys)
+    _check_required(problems, data)
+    _check_phases(problems, data)
+    problems.raise_first()
+
+
+def _check_version(problems: _Problems, data: dict[str, Any], path: Path) -> None:
+    """``version = 1``; a file with neither it nor any plan table is not a plan at all."""
     version = data.get("version")
     if version is None and not any(name in data for name in _TOP_LEVEL):
         raise PlanError(
@@ -471,6 +511,10 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             f"version must be {PLAN_VERSION} (the plan format this kfreeze reads), "
             f"not {describe(version)}",
         )
+
+
+def _check_top_level(problems: _Problems, data: dict[str, Any]) -> None:
+    """Tables and keys at the top level that a plan does not have."""
     for name, value in data.items():
         if name in _TOP_LEVEL:
             continue
@@ -485,14 +529,10 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
         else:
             text = with_suggestion(f'unknown key "{name}"', did_you_mean(name, ["version"]))
         problems.add((name,) if not isinstance(value, list) else (name, 0), text)
-    for name, keys in TABLES.items():
-        table = data.get(name)
-        if table is None:
-            continue
-        if not isinstance(table, dict):
-            problems.add((name,), f"{name} must be the table [{name}], not {describe(table)}")
-            continue
-        _check_table(problems, (name,), f"[{name}]", table, keys)
+
+
+def _check_required(problems: _Problems, data: dict[str, Any]) -> None:
+    """The model to load, and where the freeze starts (or that everything is frozen)."""
     source = data.get("source")
     if source is None:
         problems.add((), "the plan has no [source] table (model = the model to load)")
@@ -514,6 +554,10 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
                 "[freeze] has no boundary (the first layer that trains) and no freeze_all = true",
                 missing=True,
             )
+
+
+def _check_phases(problems: _Problems, data: dict[str, Any]) -> None:
+    """Each ``[[phase]]``: its keys, a boundary and epochs, one learning rate."""
     phases = data.get("phase", [])
     if not isinstance(phases, list) or not all(isinstance(p, dict) for p in phases):
         problems.add(("phase",), "phase must be [[phase]] tables, each with boundary and epochs")
@@ -528,7 +572,6 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             problems.add(
                 ("phase", index, "lr_range"), f"{where} has both lr and lr_range: keep one"
             )
-    problems.raise_first()
 
 
 def read(path: Path) -> PlanDocument:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.errors import PlanError, first_line
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
+    Attachment,
     HeadSpec,
     attachment,
     kept_outputs,
@@ -159,35 +161,16 @@ def build_model(
     found = attachment(view.info, head)
     assert found is not None
     apply_freeze(model, view, plan)
-    layer = model.get_layer(found.layer.name)
-    x = layer.input if found.of_input else layer.output
-    pooling = resolved_pooling(view.info, head)
-    if pooling != "none":
-        pool_class = pooling_class(pooling, found.shape)
-        x = getattr(keras.layers, pool_class)(name="head_pool")(x)
-    for i, dense in enumerate(head.hidden, start=1):
-        x = keras.layers.Dense(dense.units, activation=dense.activation, name=f"head_dense_{i}")(x)
-    if head.dropout > 0:
-        x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
-    mixed = uses_mixed_precision(model)
-    outputs = keras.layers.Dense(
-        head.classes,
-        activation=head.activation,
-        dtype="float32" if mixed and head.float32_head else None,
-        name=HEAD_OUTPUT,
-    )(x)
+    outputs = _head_output(keras, model, view, head, found)
     kept = output_tensors(model, [row.name for row in kept_outputs(view.info, head)])
     if kept:  # the head's output first, then the kept ones in the model's order
         outputs = [outputs, *kept]
     try:
         new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
-        from kfreeze_tui.core.errors import first_line
-
-        detail = first_line(exc)
         raise PlanError(
             f"a model with the head on {found.where} cannot be built from the model's "
-            f"inputs ({detail})"
+            f"inputs ({first_line(exc)})"
         ) from exc
     if compile_spec.enabled:
         loss, metrics = compile_arguments(keras, head, compile_spec, len(kept))
@@ -199,6 +182,30 @@ def build_model(
         )
         new.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return new
+
+
+def _head_output(
+    keras: ModuleType, model: Any, view: PlanView, head: HeadSpec, found: Attachment
+) -> Any:
+    """The head's layers called on the features at ``found``: pooling, hidden layers,
+    dropout, and the classifier (in float32 under mixed precision, unless told otherwise)."""
+    layer = model.get_layer(found.layer.name)
+    x = layer.input if found.of_input else layer.output
+    pooling = resolved_pooling(view.info, head)
+    if pooling != "none":
+        pool_class = pooling_class(pooling, found.shape)
+        x = getattr(keras.layers, pool_class)(name="head_pool")(x)
+    for i, dense in enumerate(head.hidden, start=1):
+        x = keras.layers.Dense(dense.units, activation=dense.activation, name=f"head_dense_{i}")(x)
+    if head.dropout > 0:
+        x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
+    mixed = uses_mixed_precision(model)
+    return keras.layers.Dense(
+        head.classes,
+        activation=head.activation,
+        dtype="float32" if mixed and head.float32_head else None,
+        name=HEAD_OUTPUT,
+    )(x)
 
 
 @contextlib.contextmanager

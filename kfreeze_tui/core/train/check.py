@@ -312,6 +312,37 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
     from kfreeze_tui.core.runtime.process import import_keras, native_output_captured
 
     keras = import_keras()
+    kinds = _weight_kinds(model)
+    reference_of: dict[int, Any] = {}
+    if reference is not None:
+        reference_of = {
+            id(ours): theirs for ours, theirs in zip(model.weights, reference.weights, strict=True)
+        }
+    before = [
+        reference_of[id(v)] if id(v) in reference_of else np.array(values_of(v), copy=True)
+        for v, _ in kinds
+    ]
+    with native_output_captured():
+        if not getattr(model, "compiled", False):
+            model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
+        model.run_eagerly = True  # one step costs one step: no tracing
+        x, y = synthetic_batch(model, batch)
+        model.train_on_batch(x, y)
+        result = _compare(kinds, before)
+        if result.trainable_unchanged and not result.trainable_changed:
+            # A saturated softmax that predicts the random labels exactly has a loss
+            # gradient of exactly zero: the model fits this batch, which is not "does not
+            # learn". The step again on labels it gets wrong tells the two apart.
+            wrong = _labels_unlike(model, x, y)
+            if wrong is not None:
+                model.train_on_batch(x, wrong)
+                result = _compare(kinds, before)
+    return result
+
+
+def _weight_kinds(model: Any) -> list[tuple[Any, str]]:
+    """Each weight of the model with what the step may do to it: ``trainable``, ``frozen``,
+    or a BatchNormalization statistic of a frozen (``bn_frozen``) or training layer."""
     trainable_ids = {id(v) for v in model.trainable_weights}
     kinds: list[tuple[Any, str]] = []
     for layer in _leaf_layers(model):
@@ -328,58 +359,7 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
                 kinds.append((variable, "bn_frozen" if layer_frozen else "bn_training"))
             else:
                 kinds.append((variable, "frozen"))
-    reference_of: dict[int, Any] = {}
-    if reference is not None:
-        reference_of = {
-            id(ours): theirs for ours, theirs in zip(model.weights, reference.weights, strict=True)
-        }
-    before = [
-        reference_of[id(v)] if id(v) in reference_of else np.array(values_of(v), copy=True)
-        for v, _ in kinds
-    ]
-    with native_output_captured():
-        if not getattr(model, "compiled", False):
-            model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
-        model.run_eagerly = True  # one step costs one step: no tracing
-        x, y = synthetic_batch(model, batch)
-        model.train_on_batch(x, y)
-        result = _compared(kinds, before)
-        if result.trainable_unchanged and not result.trainable_changed:
-            # A saturated softmax that predicts the random labels exactly has a loss
-            # gradient of exactly zero: the model fits this batch, which is not "does not
-            # learn". The step again on labels it gets wrong tells the two apart.
-            wrong = _labels_unlike(model, x, y)
-            if wrong is not None:
-                model.train_on_batch(x, wrong)
-                result = _compared(kinds, before)
-    return result
-
-
-def _compared(kinds: list[tuple[Any, str]], before: list[Any]) -> StepResult:
-    """Each variable against its value before the step, by kind."""
-    import numpy as np
-
-    result = StepResult()
-    for (variable, kind), old in zip(kinds, before, strict=True):
-        old_values = old if isinstance(old, np.ndarray) else values_of(old)
-        same = np.array_equal(old_values, values_of(variable), equal_nan=True)
-        path = str(variable.path)
-        if kind == "trainable":
-            if same:
-                result.trainable_unchanged.append(path)
-            else:
-                result.trainable_changed += 1
-        elif kind == "bn_frozen":
-            if same:
-                result.frozen_unchanged += 1
-            else:
-                result.bn_stats_changed.append(path)
-        elif kind == "frozen":
-            if same:
-                result.frozen_unchanged += 1
-            else:
-                result.frozen_changed.append(path)
-    return result
+    return kinds
 
 
 def _labels_unlike(model: Any, x: Any, labels: Any) -> Any:
@@ -406,24 +386,31 @@ def _labels_unlike(model: Any, x: Any, labels: Any) -> Any:
     return _unlike(predictions[0], labels)
 
 
-def _flat(outputs: Any) -> list[Any]:
-    if isinstance(outputs, dict):
-        return list(outputs.values())
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-
-
-def _unlike(prediction: Any, labels: Any) -> Any:
+def _compare(kinds: list[tuple[Any, str]], before: list[Any]) -> StepResult:
+    """What the step changed, against the values (or reference variables) from before."""
     import numpy as np
 
-    units = prediction.shape[-1]
-    wrong_class = (prediction.argmax(-1) + 1) % units
-    if labels.shape == prediction.shape[:-1]:  # sparse: class indices
-        return wrong_class.astype(labels.dtype)
-    if labels.shape != prediction.shape or not np.isin(labels, (0, 1)).all():
-        return labels  # regression targets
-    if units > 1 and (labels.sum(-1) == 1).all():  # one-hot
-        return np.eye(units, dtype=labels.dtype)[wrong_class]
-    return (prediction <= 0.5).astype(labels.dtype)  # binary: flipped
+    result = StepResult()
+    for (variable, kind), old in zip(kinds, before, strict=True):
+        old_values = old if isinstance(old, np.ndarray) else values_of(old)
+        same = np.array_equal(old_values, values_of(variable), equal_nan=True)
+        path = str(variable.path)
+        if kind == "trainable":
+            if same:
+                result.trainable_unchanged.append(path)
+            else:
+                result.trainable_changed += 1
+        elif kind == "bn_frozen":
+            if same:
+                result.frozen_unchanged += 1
+            else:
+                result.bn_stats_changed.append(path)
+        elif kind == "frozen":
+            if same:
+                result.frozen_unchanged += 1
+            else:
+                result.frozen_changed.append(path)
+    return result
 
 
 def values_of(variable: Any) -> Any:

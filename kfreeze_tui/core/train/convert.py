@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.errors import ExportError, first_line
-from kfreeze_tui.core.model.legacy.reader import Repair
+from kfreeze_tui.core.model.legacy.repairs import Repair
 from kfreeze_tui.core.model.loading import LoadOptions, custom_objects_for, load
 from kfreeze_tui.core.runtime.leftovers import Leftover, human_size, remove_leftovers
 from kfreeze_tui.core.runtime.process import deep_recursion, native_output_captured
@@ -78,37 +78,11 @@ def convert(
     check_target(source, target, force)
     report(f"Loading {source}")
     loaded = load(source, options)
-    model = loaded.model
-    import keras
-
     removed = remove_leftovers([target.parent])
     temp = temp_beside(target, ".keras")
     try:
         report(f"Writing {target.name}")
-        with native_output_captured():
-            model.save(temp)
-            report("Loading it back to compare")
-            try:
-                again = keras.saving.load_model(
-                    temp,
-                    custom_objects=custom_objects_for(options) or None,
-                    compile=False,
-                    safe_mode=not options.unsafe,
-                )
-            except Exception as exc:
-                raise ExportError(
-                    f"the converted file does not load back in Keras 3: {first_line(exc)}"
-                ) from exc
-            checks = list(verify(model, again).checks)
-            difference = max_output_difference(model, again)
-        if difference > TOLERANCE:
-            raise ExportError(
-                f"the converted model's outputs differ from the original's by {difference:.1e} "
-                f"(more than {TOLERANCE:.0e}), so it was not written"
-            )
-        checks.append(
-            f"outputs agree on a random batch of {BATCH} (largest difference {difference:.1e})"
-        )
+        checks, difference = _write_and_compare(loaded.model, temp, options, report)
         os.replace(temp, target)
     except OSError as exc:
         temp.unlink(missing_ok=True)
@@ -126,6 +100,44 @@ def convert(
         max_difference=difference,
         removed=removed,
     )
+
+
+def _write_and_compare(
+    model: Any, temp: Path, options: LoadOptions, report: Callable[[str], None]
+) -> tuple[list[str], float]:
+    """Save ``model`` to ``temp``, load it back, and compare the two: the checks passed and
+    the largest output difference.
+
+    Raises:
+        ExportError: the file does not load back, or computes something else.
+    """
+    import keras
+
+    with native_output_captured():
+        model.save(temp)
+        report("Loading it back to compare")
+        try:
+            again = keras.saving.load_model(
+                temp,
+                custom_objects=custom_objects_for(options) or None,
+                compile=False,
+                safe_mode=not options.unsafe,
+            )
+        except Exception as exc:
+            raise ExportError(
+                f"the converted file does not load back in Keras 3: {first_line(exc)}"
+            ) from exc
+        checks = list(verify(model, again).checks)
+        difference = max_output_difference(model, again)
+    if difference > TOLERANCE:
+        raise ExportError(
+            f"the converted model's outputs differ from the original's by {difference:.1e} "
+            f"(more than {TOLERANCE:.0e}), so it was not written"
+        )
+    checks.append(
+        f"outputs agree on a random batch of {BATCH} (largest difference {difference:.1e})"
+    )
+    return checks, difference
 
 
 def max_output_difference(model: Any, other: Any) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 
 from kfreeze_tui._version import __version__
 from kfreeze_tui.core.model import catalog
-from kfreeze_tui.core.model.layers import ModelInfo, format_shape
+from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, format_shape
 from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.core.model.source import resolve
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
@@ -196,40 +196,43 @@ def _shown(path: str, script_dir: Path | None) -> str:
 
 
 def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
-    info = view.info
+    """Step 2 of the script: every layer before the boundary frozen, by name (the index in a
+    comment), BatchNormalization and the exceptions as the plan says."""
     boundary = view.boundary_layer(plan)
-    keep_bn = plan.bn_policy is BNPolicy.FROZEN
-    exceptions = sorted(info.layer(p).name for p in plan.exceptions)
-    nested = any(row.is_container for row in info.layers)
-    lines: list[str] = []
     if boundary is None:
-        lines += ["# Every layer is frozen.", "base.trainable = False"]
-        return lines
-    if not nested:
+        return ["# Every layer is frozen.", "base.trainable = False"]
+    keep_bn = plan.bn_policy is BNPolicy.FROZEN
+    if any(row.is_container for row in view.info.layers):
+        exceptions = sorted(view.info.layer(p).name for p in plan.exceptions)
+        return _nested_freeze_lines(boundary, keep_bn, exceptions)
+    lines = [
+        f"# Freeze every layer before {boundary.name}: by index, that is",
+        f"# `for layer in base.layers[:{boundary.index}]`.",
+        "base.trainable = True",
+        f'cut = [layer.name for layer in base.layers].index("{boundary.name}")',
+        "for layer in base.layers[:cut]:",
+        "    layer.trainable = False",
+    ]
+    if keep_bn:
         lines += [
-            f"# Freeze every layer before {boundary.name}: by index, that is",
-            f"# `for layer in base.layers[:{boundary.index}]`.",
-            "base.trainable = True",
-            f'cut = [layer.name for layer in base.layers].index("{boundary.name}")',
-            "for layer in base.layers[:cut]:",
-            "    layer.trainable = False",
+            "# BatchNormalization after the boundary stays frozen, so it runs in inference",
+            "# mode with its moving statistics, as the Keras fine-tuning guide recommends.",
+            "for layer in base.layers[cut:]:",
+            "    if isinstance(layer, keras.layers.BatchNormalization):",
+            "        layer.trainable = False",
         ]
-        if keep_bn:
-            lines += [
-                "# BatchNormalization after the boundary stays frozen, so it runs in inference",
-                "# mode with its moving statistics, as the Keras fine-tuning guide recommends.",
-                "for layer in base.layers[cut:]:",
-                "    if isinstance(layer, keras.layers.BatchNormalization):",
-                "        layer.trainable = False",
-            ]
-        if exceptions:
-            lines.append("# Exceptions to the boundary:")
-            for path in sorted(plan.exceptions):
-                row = info.layer(path)
-                state = view.leaf_trainable(plan, path)
-                lines.append(f'base.get_layer("{row.name}").trainable = {state}')
-        return lines
-    lines += [
+    if plan.exceptions:
+        lines.append("# Exceptions to the boundary:")
+        for path in sorted(plan.exceptions):
+            state = view.leaf_trainable(plan, path)
+            lines.append(f'base.get_layer("{view.info.layer(path).name}").trainable = {state}')
+    return lines
+
+
+def _nested_freeze_lines(boundary: LayerInfo, keep_bn: bool, exceptions: list[str]) -> list[str]:
+    """Step 2 for a model that nests others: the layers counted depth first, and the nested
+    models' flags set before their layers'."""
+    return [
         "# The model nests other models: kfreeze counts layers depth first, a nested model",
         "# replaced by its own layers, and freezes every layer before the boundary in that order.",
         f'BOUNDARY = "{boundary.name}"  # index {boundary.path_text}',
@@ -269,7 +272,6 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
         "for layer in all_layers:",
         "    layer.trainable = trains[id(layer)]",
     ]
-    return lines
 
 
 def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[str]:
@@ -356,38 +358,30 @@ def _train_lines(
 ) -> tuple[list[str], list[str]]:
     """``PHASES``, ``set_phase`` and ``optimizer_for`` (defined before the model is
     compiled for phase 1), and ``train``, which runs every phase in turn."""
-    info = view.info
     if not phases:
-        return [], [
-            "",
-            "",
-            f"def train(train_ds, val_ds=None, epochs={DEFAULT_EPOCHS}, callbacks=None, "
-            'verbose="auto"):',
-            '    """Train the model as it is set up above; returns its history.',
-            "",
-            "    Args:",
-            "        train_ds: batches of (inputs, labels), e.g. load_images(folder).",
-            "        val_ds: validation batches, or None.",
-            "        epochs: how many epochs.",
-            "        callbacks: Keras callbacks (ModelCheckpoint, EarlyStopping, ...).",
-            "        verbose: as model.fit takes it (2: one line per epoch).",
-            '    """',
-            "    result = model.fit(",
-            "        train_ds,",
-            "        validation_data=val_ds,",
-            "        epochs=epochs,",
-            "        shuffle=False,  # a dataset shuffles itself (load_images does): Keras warns",
-            "        callbacks=callbacks,",
-            "        verbose=verbose,",
-            "    )",
-            "    return result.history",
-        ]
-    leaves = view.leaves
-    top_stage = [info.layer(leaf.path[:1]).stage for leaf in leaves]
-    stage_starts = [i for i in range(1, len(leaves)) if top_stage[i] != top_stage[i - 1]]
+        return [], list(_SINGLE_TRAIN)
+    definitions = [
+        "# The training phases, in order: each sets what trains, compiles again (compile()",
+        "# captures the trainable weights) and continues the epoch count (train() below). lr",
+        "# is one rate, or (low, high): low for the first stage that trains, rising",
+        "# geometrically stage by stage, high for the new head.",
+        "PHASES = [",
+        *_phase_entries(view, plan, phases, compile_spec),
+        "]",
+        "# Where the base's stages start, as positions in leaves(base) (for (low, high) rates).",
+        f"STAGE_STARTS = {_stage_starts(view)!r}",
+        *_PHASE_HELPERS,
+    ]
+    return definitions, _phased_train(choice, strategy, kept)
+
+
+def _phase_entries(
+    view: PlanView, plan: FreezePlan, phases: tuple[Phase, ...], compile_spec: CompileSpec
+) -> list[str]:
+    """One ``dict(...)`` line of ``PHASES`` per phase."""
     entries = []
     for phase in phases:
-        boundary = None if phase.boundary is None else info.layer(phase.boundary).name
+        boundary = None if phase.boundary is None else view.info.layer(phase.boundary).name
         rate: Any = (
             phase.lr_range
             if phase.lr_range is not None
@@ -398,6 +392,18 @@ def _train_lines(
             f"    dict(boundary={boundary!r}, epochs={phase.epochs}, lr={rate!r}, "
             f"keep_batchnorm_frozen={keep_bn}),"
         )
+    return entries
+
+
+def _stage_starts(view: PlanView) -> list[int]:
+    """Where the base's top-level stages start, as positions among its leaves."""
+    leaves = view.leaves
+    top_stage = [view.info.layer(leaf.path[:1]).stage for leaf in leaves]
+    return [i for i in range(1, len(leaves)) if top_stage[i] != top_stage[i - 1]]
+
+
+def _phased_train(choice: Any, strategy: str | None, kept: int) -> list[str]:
+    """``train``: every phase in turn, compiled again (in the strategy's scope) for each."""
     scope = "        with strategy.scope():" if strategy else None
     loss_source, metrics_source = _compile_sources(choice, kept)
     compile_lines = [
@@ -409,67 +415,6 @@ def _train_lines(
     ]
     indent = "            " if scope else "        "
     lines = [
-        "",
-        "",
-        "# The training phases, in order: each sets what trains, compiles again (compile()",
-        "# captures the trainable weights) and continues the epoch count (train() below). lr",
-        "# is one rate, or (low, high): low for the first stage that trains, rising",
-        "# geometrically stage by stage, high for the new head.",
-        "PHASES = [",
-        *entries,
-        "]",
-        "# Where the base's stages start, as positions in leaves(base) (for (low, high) rates).",
-        f"STAGE_STARTS = {stage_starts!r}",
-        "",
-        "",
-        "def base_leaves(container):",
-        '    """The base\'s layers depth first, each nested model replaced by its layers."""',
-        "    for layer in container.layers:",
-        "        if isinstance(layer, keras.Model) and layer.layers:",
-        "            yield from base_leaves(layer)",
-        "        else:",
-        "            yield layer",
-        "",
-        "",
-        "def set_phase(phase):",
-        '    """Freeze every layer of the base before the phase\'s boundary, train the rest."""',
-        "    layers = list(base_leaves(base))",
-        "    names = [layer.name for layer in layers]",
-        '    cut = len(layers) if phase["boundary"] is None else names.index(phase["boundary"])',
-        "    base.trainable = True",
-        "    for container in base.layers:",
-        "        if isinstance(container, keras.Model):",
-        "            container.trainable = True",
-        "    for i, layer in enumerate(layers):",
-        "        layer.trainable = i >= cut and not (",
-        '            phase["keep_batchnorm_frozen"]',
-        "            and isinstance(layer, keras.layers.BatchNormalization)",
-        "        )",
-        "",
-        "",
-        "def optimizer_for(phase):",
-        '    """Adam at the phase\'s rate; for (low, high), one Adam per rate (MultiOptimizer)."""',
-        '    if not isinstance(phase["lr"], tuple):',
-        '        return keras.optimizers.Adam(learning_rate=phase["lr"])',
-        '    low, high = phase["lr"]',
-        "    layers = list(base_leaves(base))",
-        '    cut = len(layers) if phase["boundary"] is None else [',
-        "        layer.name for layer in layers",
-        '    ].index(phase["boundary"])',
-        "    first = bisect.bisect_right(STAGE_STARTS, cut)",
-        "    count = bisect.bisect_right(STAGE_STARTS, len(layers) - 1) - first + 1",
-        "    adams = {}",
-        "    mapping = {}",
-        "    for i, layer in enumerate(layers[cut:], start=cut):",
-        "        rank = bisect.bisect_right(STAGE_STARTS, i) - first",
-        "        rate = low * (high / low) ** (rank / count)",
-        "        adam = adams.setdefault(rate, keras.optimizers.Adam(learning_rate=rate))",
-        "        for variable in layer.weights:",
-        "            mapping[variable.path] = adam",
-        "    head = adams.setdefault(high, keras.optimizers.Adam(learning_rate=high))",
-        "    return keras.optimizers.MultiOptimizer(",
-        "        keras.optimizers.OptimizerMap(default_optimizer=head, optimizer_map=mapping)",
-        "    )",
         "",
         "",
         _PHASED_TRAIN,
@@ -508,8 +453,86 @@ def _train_lines(
         "        epoch += count",
         "    return history",
     ]
-    split = lines.index(_PHASED_TRAIN) - 2
-    return lines[2:split], lines[split:]
+    return lines
+
+
+#: ``train`` without phases: one fit of the model as the script sets it up.
+_SINGLE_TRAIN = [
+    "",
+    "",
+    f'def train(train_ds, val_ds=None, epochs={DEFAULT_EPOCHS}, callbacks=None, verbose="auto"):',
+    '    """Train the model as it is set up above; returns its history.',
+    "",
+    "    Args:",
+    "        train_ds: batches of (inputs, labels), e.g. load_images(folder).",
+    "        val_ds: validation batches, or None.",
+    "        epochs: how many epochs.",
+    "        callbacks: Keras callbacks (ModelCheckpoint, EarlyStopping, ...).",
+    "        verbose: as model.fit takes it (2: one line per epoch).",
+    '    """',
+    "    result = model.fit(",
+    "        train_ds,",
+    "        validation_data=val_ds,",
+    "        epochs=epochs,",
+    "        shuffle=False,  # a dataset shuffles itself (load_images does): Keras warns",
+    "        callbacks=callbacks,",
+    "        verbose=verbose,",
+    "    )",
+    "    return result.history",
+]
+#: ``base_leaves``, ``set_phase`` and ``optimizer_for``, the same for every plan.
+_PHASE_HELPERS = [
+    "",
+    "",
+    "def base_leaves(container):",
+    '    """The base\'s layers depth first, each nested model replaced by its layers."""',
+    "    for layer in container.layers:",
+    "        if isinstance(layer, keras.Model) and layer.layers:",
+    "            yield from base_leaves(layer)",
+    "        else:",
+    "            yield layer",
+    "",
+    "",
+    "def set_phase(phase):",
+    '    """Freeze every layer of the base before the phase\'s boundary, train the rest."""',
+    "    layers = list(base_leaves(base))",
+    "    names = [layer.name for layer in layers]",
+    '    cut = len(layers) if phase["boundary"] is None else names.index(phase["boundary"])',
+    "    base.trainable = True",
+    "    for container in base.layers:",
+    "        if isinstance(container, keras.Model):",
+    "            container.trainable = True",
+    "    for i, layer in enumerate(layers):",
+    "        layer.trainable = i >= cut and not (",
+    '            phase["keep_batchnorm_frozen"]',
+    "            and isinstance(layer, keras.layers.BatchNormalization)",
+    "        )",
+    "",
+    "",
+    "def optimizer_for(phase):",
+    '    """Adam at the phase\'s rate; for (low, high), one Adam per rate (MultiOptimizer)."""',
+    '    if not isinstance(phase["lr"], tuple):',
+    '        return keras.optimizers.Adam(learning_rate=phase["lr"])',
+    '    low, high = phase["lr"]',
+    "    layers = list(base_leaves(base))",
+    '    cut = len(layers) if phase["boundary"] is None else [',
+    "        layer.name for layer in layers",
+    '    ].index(phase["boundary"])',
+    "    first = bisect.bisect_right(STAGE_STARTS, cut)",
+    "    count = bisect.bisect_right(STAGE_STARTS, len(layers) - 1) - first + 1",
+    "    adams = {}",
+    "    mapping = {}",
+    "    for i, layer in enumerate(layers[cut:], start=cut):",
+    "        rank = bisect.bisect_right(STAGE_STARTS, i) - first",
+    "        rate = low * (high / low) ** (rank / count)",
+    "        adam = adams.setdefault(rate, keras.optimizers.Adam(learning_rate=rate))",
+    "        for variable in layer.weights:",
+    "            mapping[variable.path] = adam",
+    "    head = adams.setdefault(high, keras.optimizers.Adam(learning_rate=high))",
+    "    return keras.optimizers.MultiOptimizer(",
+    "        keras.optimizers.OptimizerMap(default_optimizer=head, optimizer_map=mapping)",
+    "    )",
+]
 
 
 _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
@@ -539,35 +562,11 @@ def _data_lines(
     _batch, height, width, channels = shapes[0]
     if height is None or width is None or channels not in _COLOR_MODES:
         return []
-    function = preprocess_function(source)
-    arch = _architecture(source)
-    if function is not None and arch is not None:
-        lines = [
-            f"# {arch.name}'s weights were trained on inputs scaled by",
-            f"# {function}: every image goes through it, in training and",
-            "# in prediction (without it the model fine-tunes without an error, only worse).",
-            "",
-            "",
-            "def preprocess(images, labels):",
-            f'    """Scale images as {arch.name} expects; labels pass through."""',
-            f"    return {function}(images), labels",
-        ]
-    else:
-        lines = [
-            "# The model was loaded from a file, so kfreeze cannot know how its inputs were scaled",
-            "# in training: put that preprocessing here (the images arrive as float32 pixels in",
-            "# 0..255), and use it in prediction too.",
-            "",
-            "",
-            "def preprocess(images, labels):",
-            '    """The images as the model was trained on them; labels pass through."""',
-            "    return images, labels",
-        ]
     label_mode, classes = _label_mode(head, compile_spec)
     return [
         f"IMAGE_SIZE = ({height}, {width})  # the model's input: height, width",
         f"CLASSES = {classes}  # class folders the head is for",
-        *lines,
+        *_preprocess_lines(source),
         "",
         "",
         "def load_images(folder, batch_size=32, **options):",
@@ -591,6 +590,34 @@ def _data_lines(
         '            f"for {CLASSES} classes"',
         "        )",
         "    return images.map(preprocess)",
+    ]
+
+
+def _preprocess_lines(source: str) -> list[str]:
+    """``preprocess``: the architecture's own ``preprocess_input``, or a stub for a model
+    file, whose training inputs kfreeze cannot know."""
+    function = preprocess_function(source)
+    arch = _architecture(source)
+    if function is not None and arch is not None:
+        return [
+            f"# {arch.name}'s weights were trained on inputs scaled by",
+            f"# {function}: every image goes through it, in training and",
+            "# in prediction (without it the model fine-tunes without an error, only worse).",
+            "",
+            "",
+            "def preprocess(images, labels):",
+            f'    """Scale images as {arch.name} expects; labels pass through."""',
+            f"    return {function}(images), labels",
+        ]
+    return [
+        "# The model was loaded from a file, so kfreeze cannot know how its inputs were scaled",
+        "# in training: put that preprocessing here (the images arrive as float32 pixels in",
+        "# 0..255), and use it in prediction too.",
+        "",
+        "",
+        "def preprocess(images, labels):",
+        '    """The images as the model was trained on them; labels pass through."""',
+        "    return images, labels",
     ]
 
 
@@ -684,6 +711,8 @@ def python_script(
     """
     # The model is set up for phase 1, as the session's export and apply_plan set it up.
     setup = phase_setup(plan, phases, 1)
+    choice = loss_for(head, compile_spec)
+    kept = len(kept_outputs(view.info, head))
     body = [
         "# 1. The base model.",
         *_base_lines(source, load, legacy, script_dir),
@@ -693,70 +722,18 @@ def python_script(
         "",
         "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
+        *_compile_lines(compile_spec, setup.phase, choice, kept),
     ]
-    choice = loss_for(head, compile_spec)
-    kept = len(kept_outputs(view.info, head))
-    loss_source, metrics_source = _compile_sources(choice, kept)
-    if compile_spec.enabled:
-        first = setup.phase
-        body += [
-            "",
-            "# 4. Compile, after the trainable flags are set"
-            + (" (for phase 1)." if first else "."),
-            "model.compile(",
-            f"    optimizer={_optimizer_source(first, compile_spec)},",
-            f"    loss={loss_source},",
-            f"    metrics={metrics_source},",
-            ")",
-        ]
     data = _data_lines(source, view, head, compile_spec)
-    runs = "every phase of the plan" if phases else "the plan"
-    if data:
-        name = module if module.isidentifier() else "finetune"
-        how = "import it" if name == module else "renamed finetune.py, import it"
-        usage = [
-            "Run it to build the model, or to train it on a folder of images (one sub-folder",
-            "per class) and save it:",
-            "",
-            f"    python {module}.py data/train --val data/val --epochs 5 --save trained.keras",
-            "",
-            f"or {how} (train() runs {runs}):",
-            "",
-            f"    from {name} import load_images, model, train",
-            '    history = train(load_images("data/train"), load_images("data/val"), epochs=5)',
-        ]
-    else:
-        usage = [
-            "Run it to build the model; or import it and train `model` with",
-            f"train(train_ds, val_ds), which runs {runs}.",
-        ]
     files = _base_files(source, load, legacy, script_dir)
-    limit = recursion_limit(view.info)
-    stdlib = [
-        *(["import argparse"] if data else []),
-        *(["import bisect"] if phases else []),
-        *(["import sys"] if limit else []),
-        *(["from pathlib import Path"] if files else []),
-    ]
-    top = []
-    if limit:
-        top += [
-            "# Keras loads a graph recursively, about a frame per layer: make room for "
-            f"{graph_depth(view.info):,} layers deep.",
-            f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {limit:_}))",
-        ]
-    if files:
-        top += [*([""] if top else []), *_files_lines(files)]
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
         "",
-        *usage,
+        *_usage_lines(module, bool(data), bool(phases)),
         '"""',
         "",
-        *([*stdlib, ""] if stdlib else []),
-        "import keras",
-        *(["import tensorflow as tf"] if strategy else []),
-        *(["", *top] if top else []),
+        *_import_lines(view.info, bool(data), bool(phases), bool(files), strategy),
+        *_setup_lines(view.info, files),
     ]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
     if definitions:
@@ -776,3 +753,78 @@ def python_script(
     lines += train
     lines += _main_lines(bool(data), bool(phases))
     return "\n".join(lines)
+
+
+def _compile_lines(
+    compile_spec: CompileSpec, first: Phase | None, choice: Any, kept: int
+) -> list[str]:
+    """Step 4 of the script: compile, after the trainable flags (nothing with --no-compile),
+    with phase 1's optimizer when the plan has phases (``first``)."""
+    if not compile_spec.enabled:
+        return []
+    loss_source, metrics_source = _compile_sources(choice, kept)
+    return [
+        "",
+        "# 4. Compile, after the trainable flags are set" + (" (for phase 1)." if first else "."),
+        "model.compile(",
+        f"    optimizer={_optimizer_source(first, compile_spec)},",
+        f"    loss={loss_source},",
+        f"    metrics={metrics_source},",
+        ")",
+    ]
+
+
+def _usage_lines(module: str, images: bool, phases: bool) -> list[str]:
+    """The script's docstring: how to run it, or import it and train."""
+    runs = "every phase of the plan" if phases else "the plan"
+    if not images:
+        return [
+            "Run it to build the model; or import it and train `model` with",
+            f"train(train_ds, val_ds), which runs {runs}.",
+        ]
+    name = module if module.isidentifier() else "finetune"
+    how = "import it" if name == module else "renamed finetune.py, import it"
+    return [
+        "Run it to build the model, or to train it on a folder of images (one sub-folder",
+        "per class) and save it:",
+        "",
+        f"    python {module}.py data/train --val data/val --epochs 5 --save trained.keras",
+        "",
+        f"or {how} (train() runs {runs}):",
+        "",
+        f"    from {name} import load_images, model, train",
+        '    history = train(load_images("data/train"), load_images("data/val"), epochs=5)',
+    ]
+
+
+def _import_lines(
+    info: ModelInfo, images: bool, phases: bool, files: bool, strategy: str | None
+) -> list[str]:
+    """The standard library modules the script uses, then keras (and tensorflow for a
+    strategy)."""
+    stdlib = [
+        *(["import argparse"] if images else []),
+        *(["import bisect"] if phases else []),
+        *(["import sys"] if recursion_limit(info) else []),
+        *(["from pathlib import Path"] if files else []),
+    ]
+    return [
+        *([*stdlib, ""] if stdlib else []),
+        "import keras",
+        *(["import tensorflow as tf"] if strategy else []),
+    ]
+
+
+def _setup_lines(info: ModelInfo, files: list[tuple[str, str, bool]]) -> list[str]:
+    """The recursion limit a deep model needs, and the files the script reads."""
+    limit = recursion_limit(info)
+    top = []
+    if limit:
+        top += [
+            "# Keras loads a graph recursively, about a frame per layer: make room for "
+            f"{graph_depth(info):,} layers deep.",
+            f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {limit:_}))",
+        ]
+    if files:
+        top += [*([""] if top else []), *_files_lines(files)]
+    return ["", *top] if top else []
