@@ -386,6 +386,26 @@ def _labels_unlike(model: Any, x: Any, labels: Any) -> Any:
     return _unlike(predictions[0], labels)
 
 
+def _flat(outputs: Any) -> list[Any]:
+    if isinstance(outputs, dict):
+        return list(outputs.values())
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _unlike(prediction: Any, labels: Any) -> Any:
+    import numpy as np
+
+    units = prediction.shape[-1]
+    wrong_class = (prediction.argmax(-1) + 1) % units
+    if labels.shape == prediction.shape[:-1]:  # sparse: class indices
+        return wrong_class.astype(labels.dtype)
+    if labels.shape != prediction.shape or not np.isin(labels, (0, 1)).all():
+        return labels  # regression targets
+    if units > 1 and (labels.sum(-1) == 1).all():  # one-hot
+        return np.eye(units, dtype=labels.dtype)[wrong_class]
+    return (prediction <= 0.5).astype(labels.dtype)  # binary: flipped
+
+
 def _compare(kinds: list[tuple[Any, str]], before: list[Any]) -> StepResult:
     """What the step changed, against the values (or reference variables) from before."""
     import numpy as np
