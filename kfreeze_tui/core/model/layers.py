@@ -390,7 +390,8 @@ def walk(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _walk_container(model, (), 0, trainable_ids, can_train_ids, True, keras.Model, rows)
+        context = _WalkContext(trainable_ids, can_train_ids, keras.Model, rows)
+        _walk_layers(model, (), 0, True, context)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -481,108 +482,62 @@ def _size(variable: Any) -> int:
     return math.prod(int(d) for d in variable.shape)
 
 
-def _walk_container(
+@dataclass(frozen=True)
+class _Connection:
+    """How one layer of a container is wired: its output shapes, the layers it reads, its
+    direct sources with the plain ops between, and every call."""
+
+    shapes: tuple[Shape, ...]
+    inbound: tuple[str, ...]
+    sources: tuple[str, ...]
+    ops: tuple[OpDef, ...]
+    calls: tuple[CallInfo, ...]
+
+
+@dataclass(frozen=True)
+class _WalkContext:
+    """What the walk of every container of one model shares."""
+
+    trainable_ids: set[int]
+    can_train_ids: set[int]
+    model_class: type
+    rows: list[LayerInfo]
+
+
+def _walk_layers(
     container: Any,
     prefix: tuple[int, ...],
     depth: int,
-    trainable_ids: set[int],
-    can_train_ids: set[int],
     parents_trainable: bool,
-    model_class: type,
-    rows: list[LayerInfo],
+    context: _WalkContext,
 ) -> None:
+    """Append a row for each layer of ``container`` (and, depth first, of the models in it)."""
     layers = list(container.layers)
-    graph = functional_graph(container)
-    outputs: list[tuple[Shape, ...]] = []
-    inbounds: list[tuple[str, ...]] = []
-    sources_of: list[tuple[tuple[str, ...], tuple[OpDef, ...]]] = []
-    calls_of: list[tuple[CallInfo, ...]] = []
-    nodes_of = [nodes_in_graph(graph, layer) if graph is not None else [] for layer in layers]
-    calls_by_node = {
-        id(node): (layer.name, call)
-        for layer, nodes in zip(layers, nodes_of, strict=True)
-        for call, node in enumerate(nodes)
-    }
-    for position, layer in enumerate(layers):
-        nodes = nodes_of[position]
-        if nodes:
-            calls = []
-            all_sources: dict[str, None] = {}
-            all_ops: dict[str, tuple[str, ...]] = {}
-            for node in nodes:
-                direct, ops = _inbound_sources(node, calls_by_node)
-                all_sources.update(dict.fromkeys(direct))
-                all_ops.update(ops)
-                calls.append(
-                    CallInfo(
-                        sources=direct,
-                        input_shapes=_tensor_shapes(getattr(node, "input_tensors", None)),
-                        output_shapes=_tensor_shapes(node.outputs),
-                    )
-                )
-            shapes = calls[0].output_shapes
-            sources, ops_defs = tuple(all_sources), tuple(all_ops.items())
-            inbound = layers_behind(sources, all_ops)
-            calls_of.append(tuple(calls))
-        else:
-            try:
-                shapes = _tensor_shapes(layer.output)
-            except (AttributeError, ValueError, RuntimeError):
-                shapes = ()
-            inbound = (layers[position - 1].name,) if position else ()
-            sources, ops_defs = inbound, ()
-            calls_of.append(())
-        outputs.append(shapes)
-        inbounds.append(inbound)
-        sources_of.append((sources, ops_defs))
-    names = [layer.name for layer in layers]
-    class_names = [type(layer).__name__ for layer in layers]
-    position_of = {name: i for i, name in enumerate(names)}
-    inbound_positions = [
-        [position_of[n] for n in names_in if n in position_of] for names_in in inbounds
-    ]
-    # Blocks count every tensor: each call of a shared layer, each output of a layer.
-    block_of = grouping.blocks(
-        names,
-        class_names,
-        _tensor_reads(names, calls_of, sources_of),
-        [bool(layer.weights) for layer in layers],
-    )
-    stages = grouping.stages(
-        names, class_names, [s[0] if s else None for s in outputs], inbound_positions, block_of
-    )
+    wiring = _connections(container, layers)
+    block_of, stages = _grouped(layers, wiring)
     for position, layer in enumerate(layers):
         path = (*prefix, position)
-        variables = _unique(layer.weights)
-        weights = tuple(
-            WeightInfo(
-                name=getattr(v, "path", None) or v.name,
-                shape=_shape(v.shape),
-                dtype=str(v.dtype),
-                trainable=id(v) in trainable_ids,
-                can_train=id(v) in can_train_ids,
-            )
-            for v in variables
-        )
+        flags_trainable = parents_trainable and bool(layer.trainable)
+        container_here = _is_container(layer, context.model_class)
+        weights = _weight_infos(layer, context)
         params = sum(w.size for w in weights)
         trainable_params = sum(w.size for w in weights if w.trainable)
-        flags_trainable = parents_trainable and bool(layer.trainable)
-        container_here = _is_container(layer, model_class)
-        rows.append(
+        connection = wiring[position]
+        context.rows.append(
             LayerInfo(
                 index=position,
                 path=path,
                 name=layer.name,
                 class_name=type(layer).__name__,
-                output_shapes=outputs[position],
+                output_shapes=connection.shapes,
                 params=params,
                 trainable_params=trainable_params,
                 non_trainable_params=params - trainable_params,
                 trainable=trainable_params > 0 if weights else flags_trainable,
                 has_weights=bool(weights),
-                inbound=inbounds[position],
-                sources=sources_of[position][0],
-                ops=sources_of[position][1],
+                inbound=connection.inbound,
+                sources=connection.sources,
+                ops=connection.ops,
                 depth=depth,
                 stage=stages.of[position],
                 stage_name=stages.names[stages.of[position]],
@@ -590,21 +545,100 @@ def _walk_container(
                 is_container=container_here,
                 child_count=len(layer.layers) if container_here else 0,
                 weights=weights,
-                calls=calls_of[position],
+                calls=connection.calls,
                 activation=_activation_name(layer),
             )
         )
         if container_here:
-            _walk_container(
-                layer,
-                path,
-                depth + 1,
-                trainable_ids,
-                can_train_ids,
-                flags_trainable,
-                model_class,
-                rows,
+            _walk_layers(layer, path, depth + 1, flags_trainable, context)
+
+
+def _weight_infos(layer: Any, context: _WalkContext) -> tuple[WeightInfo, ...]:
+    """Each variable of ``layer``, once, with whether it trains and whether it could."""
+    return tuple(
+        WeightInfo(
+            name=getattr(v, "path", None) or v.name,
+            shape=_shape(v.shape),
+            dtype=str(v.dtype),
+            trainable=id(v) in context.trainable_ids,
+            can_train=id(v) in context.can_train_ids,
+        )
+        for v in _unique(layer.weights)
+    )
+
+
+def _connections(container: Any, layers: list[Any]) -> list[_Connection]:
+    """How each layer of ``container`` is wired, from the container's graph (every call of a
+    shared layer); a layer outside any graph (a Sequential's) reads the layer before it."""
+    graph = functional_graph(container)
+    nodes_of = [nodes_in_graph(graph, layer) if graph is not None else [] for layer in layers]
+    calls_by_node = {
+        id(node): (layer.name, call)
+        for layer, nodes in zip(layers, nodes_of, strict=True)
+        for call, node in enumerate(nodes)
+    }
+    wiring = []
+    for position, layer in enumerate(layers):
+        nodes = nodes_of[position]
+        if nodes:
+            wiring.append(_called_connection(nodes, calls_by_node))
+            continue
+        try:
+            shapes = _tensor_shapes(layer.output)
+        except (AttributeError, ValueError, RuntimeError):
+            shapes = ()
+        inbound = (layers[position - 1].name,) if position else ()
+        wiring.append(_Connection(shapes, inbound, inbound, (), ()))
+    return wiring
+
+
+def _called_connection(nodes: list[Any], calls_by_node: dict[int, tuple[str, int]]) -> _Connection:
+    """A layer's wiring from its nodes in the graph: one call each."""
+    calls = []
+    all_sources: dict[str, None] = {}
+    all_ops: dict[str, tuple[str, ...]] = {}
+    for node in nodes:
+        direct, ops = _inbound_sources(node, calls_by_node)
+        all_sources.update(dict.fromkeys(direct))
+        all_ops.update(ops)
+        calls.append(
+            CallInfo(
+                sources=direct,
+                input_shapes=_tensor_shapes(getattr(node, "input_tensors", None)),
+                output_shapes=_tensor_shapes(node.outputs),
             )
+        )
+    sources = tuple(all_sources)
+    return _Connection(
+        shapes=calls[0].output_shapes,
+        inbound=layers_behind(sources, all_ops),
+        sources=sources,
+        ops=tuple(all_ops.items()),
+        calls=tuple(calls),
+    )
+
+
+def _grouped(layers: list[Any], wiring: list[_Connection]) -> tuple[list[int], grouping.Stages]:
+    """The block and the stage of each layer of one container."""
+    names = [layer.name for layer in layers]
+    class_names = [type(layer).__name__ for layer in layers]
+    position_of = {name: i for i, name in enumerate(names)}
+    inbound_positions = [[position_of[n] for n in c.inbound if n in position_of] for c in wiring]
+    # Blocks count every tensor: each call of a shared layer, each output of a layer.
+    block_of = grouping.blocks(
+        names,
+        class_names,
+        _tensor_reads(names, [c.calls for c in wiring], [(c.sources, c.ops) for c in wiring]),
+        [bool(layer.weights) for layer in layers],
+    )
+    stages = grouping.stages(
+        names,
+        class_names,
+        [c.shapes[0] if c.shapes else None for c in wiring],
+        inbound_positions,
+        block_of,
+    )
+    return block_of, stages
 
 
 def _tensor_reads(
