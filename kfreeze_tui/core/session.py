@@ -396,14 +396,12 @@ def open_session(
         LoadError: the source cannot be opened (one sentence).
     """
     from kfreeze_tui.core.model.loading import load_with_fresh_names
-    from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras
 
     report = progress or (lambda _text: None)
     # Resolved once: the cache, the load and a later reload all read it the same way.
     named = source if isinstance(source, Source) else resolve_source(source)
     key = cache.key_for(named, options) if use_cache else None
     hit = cache.read_entry(key)
-    arch = named.architecture
     if hit is not None:
         info, warnings, repairs = hit
         loaded = LoadedModel(
@@ -411,7 +409,7 @@ def open_session(
             source=named.text,
             description=info.description,
             random_weights=info.random_weights,
-            architecture=arch,
+            architecture=named.architecture,
             warnings=list(warnings),
             repairs=list(repairs),
         )
@@ -423,23 +421,36 @@ def open_session(
             load_options=options,
         )
     else:
-        report("Importing TensorFlow and Keras")
-        import_keras(RuntimeOptions(gpu=options.gpu))
-        if arch is not None:
-            shape = options.input_shape or arch.default_input_shape
-            what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
-            if options.weights.lower() == "imagenet":
-                what += " with imagenet weights"
-            report(what)
-        else:
-            report(f"Loading {named.display_name}")
-        loaded = load_with_fresh_names(named, options)
-        report(f"Reading {len(loaded.model.layers)} layers")
+        loaded = _load_reporting(named, options, report)
         session = ModelSession(loaded, cache_key=key, load_options=options)
         cache.write(key, session.info, loaded.warnings, loaded.repairs)
     if named.note:  # said on every open, never cached: it is about the working folder
         session.add_note(named.note)
     return session
+
+
+def _load_reporting(
+    named: Source, options: LoadOptions, report: Callable[[str], None]
+) -> LoadedModel:
+    """Load the model, telling ``report`` each slow step (the import, the build or the
+    load, the walk)."""
+    from kfreeze_tui.core.model.loading import load_with_fresh_names
+    from kfreeze_tui.core.runtime.process import RuntimeOptions, import_keras
+
+    report("Importing TensorFlow and Keras")
+    import_keras(RuntimeOptions(gpu=options.gpu))
+    arch = named.architecture
+    if arch is not None:
+        shape = options.input_shape or arch.default_input_shape
+        what = f"Building {arch.name} at {'x'.join(map(str, shape))}"
+        if options.weights.lower() == "imagenet":
+            what += " with imagenet weights"
+        report(what)
+    else:
+        report(f"Loading {named.display_name}")
+    loaded = load_with_fresh_names(named, options)
+    report(f"Reading {len(loaded.model.layers)} layers")
+    return loaded
 
 
 def open_plan(
