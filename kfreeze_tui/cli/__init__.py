@@ -109,7 +109,7 @@ def _run(argv: list[str]) -> int:
             sys.stdout.flush()  # here, where a closed pipe or a full disk is still caught
         return code
     except OutputError as exc:
-        error(f"could not write to standard output: {exc}; the output is incomplete.")
+        error(f"could not write to standard output: {exc.message}; the output is incomplete.")
         return EXIT_USAGE
     except KfreezeError as exc:  # every error kfreeze raises on purpose
         error(exc.sentence)
