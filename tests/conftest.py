@@ -117,8 +117,43 @@ def multi_io_model(keras: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
+def run_cli() -> Callable[..., Any]:
+    """Run ``kfreeze ARGS`` in this process, through ``kfreeze_tui.cli.run``; returns a
+    CompletedProcess (``returncode``, ``stdout``, ``stderr``), as :func:`run_kfreeze` does.
+
+    ``env`` holds for the one run (a value of None unsets the variable). Standard output and
+    error are what the command wrote to ``sys.stdout`` and ``sys.stderr``; what reaches file
+    descriptors 1 and 2 directly (the noise of TensorFlow's C++ code) is the business of the
+    tests of the installed command, which run it in a process of its own.
+    """
+    import contextlib
+    import io
+    import subprocess
+
+    from kfreeze_tui.cli import run as run_in_process
+
+    def run(*args: str, env: dict[str, str | None] | None = None, timeout: float = 300) -> Any:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in (env or {}).items():
+                if value is None:
+                    patch.delenv(name, raising=False)
+                else:
+                    patch.setenv(name, value)
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = run_in_process(list(args))
+        return subprocess.CompletedProcess(
+            ["kfreeze", *args], code, stdout.getvalue(), stderr.getvalue()
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def run_kfreeze() -> Callable[..., Any]:
-    """Run the installed ``kfreeze`` command; returns the CompletedProcess."""
+    """Run the installed ``kfreeze`` command in a process of its own; returns the
+    CompletedProcess. For what needs a real process: start-up, file descriptors, signals;
+    everything else runs in this process, with :func:`run_cli`."""
     import shutil
     import subprocess
     import sys

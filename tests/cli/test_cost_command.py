@@ -12,8 +12,8 @@ from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
 
 
-def test_cost_json_for_resnet50(run_kfreeze: Any, resnet50_info: Any) -> None:
-    result = run_kfreeze(
+def test_cost_json_for_resnet50(run_cli: Any, resnet50_info: Any) -> None:
+    result = run_cli(
         "cost", "resnet50", "--weights", "none", "--batch", "16", "--optimizer", "sgdm", "--json"
     )
     assert result.returncode == 0, result.stderr
@@ -50,8 +50,8 @@ def test_cost_json_for_resnet50(run_kfreeze: Any, resnet50_info: Any) -> None:
     assert document["gpus"] == []  # no nvidia-smi here
 
 
-def test_cost_table_one_boundary(run_kfreeze: Any) -> None:
-    result = run_kfreeze(
+def test_cost_table_one_boundary(run_cli: Any) -> None:
+    result = run_cli(
         "cost", "resnet50", "--weights", "none", "--freeze-before", "res5a_branch2a",
         "--dtype", "mixed_float16",
     )  # fmt: skip
@@ -62,11 +62,11 @@ def test_cost_table_one_boundary(run_kfreeze: Any) -> None:
     assert "mixed_float16" in result.stdout and "3.86 GMACs per example" in result.stdout
 
 
-def test_cost_reports_what_fits_the_gpu(run_kfreeze: Any, tmp_path: Path) -> None:
+def test_cost_reports_what_fits_the_gpu(run_cli: Any, tmp_path: Path) -> None:
     path = nvidia_smi(tmp_path, "echo '0, Fake GPU 16GB, 16384, 2048, GPU-0fa4e'")
     # The tests' own CUDA_VISIBLE_DEVICES=-1 would hide it, as it hides a real GPU.
     env = {"PATH": path, "CUDA_VISIBLE_DEVICES": "0"}
-    result = run_kfreeze("cost", "resnet50", "--weights", "none", "--json", env=env)
+    result = run_cli("cost", "resnet50", "--weights", "none", "--json", env=env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     (gpu,) = document["gpus"]
@@ -76,12 +76,12 @@ def test_cost_reports_what_fits_the_gpu(run_kfreeze: Any, tmp_path: Path) -> Non
         fixed = row["memory"]["total"] - row["memory"]["activations"]
         assert fixed + largest * per_example <= gpu["free_bytes"]
         assert fixed + (largest + 1) * per_example > gpu["free_bytes"]
-    text = run_kfreeze("cost", "resnet50", "--weights", "none", env=env)
+    text = run_cli("cost", "resnet50", "--weights", "none", env=env)
     assert "GPU 0 Fake GPU 16GB: 2.0 GiB free of 16.0 GiB; largest batch that fits:" in text.stdout
 
 
-def test_cost_measures_real_steps(run_kfreeze: Any, small_model_file: Path) -> None:
-    result = run_kfreeze(
+def test_cost_measures_real_steps(run_cli: Any, small_model_file: Path) -> None:
+    result = run_cli(
         "cost", str(small_model_file), "--freeze-before", "block1_conv", "--batch", "4",
         "--measure", "--json",
     )  # fmt: skip
@@ -92,8 +92,8 @@ def test_cost_measures_real_steps(run_kfreeze: Any, small_model_file: Path) -> N
     assert measured["relative_step"] > 0
 
 
-def test_cost_bad_input(run_kfreeze: Any) -> None:
-    result = run_kfreeze("cost", "resnet50", "--weights", "none", "--batch", "0")
+def test_cost_bad_input(run_cli: Any) -> None:
+    result = run_cli("cost", "resnet50", "--weights", "none", "--batch", "0")
     assert result.returncode == 2 and "--batch 0 must be a positive" in result.stderr
-    unknown = run_kfreeze("cost", "resnet50", "--weights", "none", "--freeze-before", "nope")
+    unknown = run_cli("cost", "resnet50", "--weights", "none", "--freeze-before", "nope")
     assert unknown.returncode == 2 and unknown.stdout == ""

@@ -35,6 +35,8 @@ EXPORT = [
 
 @pytest.fixture(scope="module")
 def cli_export(run_kfreeze: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The installed command's export. (A process of its own, as ``apply`` below: Keras names
+    an unnamed layer, such as the architecture's input, after what the process made before.)"""
     folder = tmp_path_factory.mktemp("cli_export")
     # The Keras 2 names of the boundary and of the default feature layer, as old tutorials
     # write them: the export (and the plan it writes) use today's names.
@@ -88,16 +90,16 @@ def test_apply_reproduces_the_export(run_kfreeze: Any, cli_export: Path) -> None
     assert _layer_states(replayed) == _layer_states(cli_export / "m.keras")
 
 
-def test_refuses_to_overwrite_without_force(run_kfreeze: Any, cli_export: Path) -> None:
+def test_refuses_to_overwrite_without_force(run_cli: Any, cli_export: Path) -> None:
     target = cli_export / "m.keras"
     before = target.stat().st_mtime_ns
-    result = run_kfreeze(*EXPORT, "-o", str(target))
+    result = run_cli(*EXPORT, "-o", str(target))
     assert result.returncode == 2 and result.stdout == ""
     assert "exists already; pass --force" in result.stderr
     assert target.stat().st_mtime_ns == before
 
 
-def test_bad_input_exits_2_and_writes_nothing(run_kfreeze: Any, tmp_path: Path) -> None:
+def test_bad_input_exits_2_and_writes_nothing(run_cli: Any, tmp_path: Path) -> None:
     cases = [
         (["--freeze-before", "expanded_conv_projec"], "did you mean expanded_conv_project"),
         (["--freeze-before", "999"], "no layer at index 999"),
@@ -107,7 +109,7 @@ def test_bad_input_exits_2_and_writes_nothing(run_kfreeze: Any, tmp_path: Path) 
         (["--freeze-before", "143", "--hidden", "12a"], "--hidden"),
     ]
     for extra, message in cases:
-        result = run_kfreeze(
+        result = run_cli(
             "export",
             "mobilenetv3small",
             "--weights",
@@ -122,7 +124,7 @@ def test_bad_input_exits_2_and_writes_nothing(run_kfreeze: Any, tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plan_not_fitting_the_model(run_kfreeze: Any, cli_export: Path, tmp_path: Path) -> None:
+def test_plan_not_fitting_the_model(run_cli: Any, cli_export: Path, tmp_path: Path) -> None:
     text = (cli_export / "m.toml").read_text()
     broken = tmp_path / "broken.toml"
     broken.write_text(
@@ -130,19 +132,19 @@ def test_plan_not_fitting_the_model(run_kfreeze: Any, cli_export: Path, tmp_path
             "boundary_path = [143]", "boundary_path = [999]"
         )
     )
-    result = run_kfreeze("apply", str(broken), "-o", str(tmp_path / "out.keras"))
+    result = run_cli("apply", str(broken), "-o", str(tmp_path / "out.keras"))
     assert result.returncode == 2
     assert "boundary nope (index 999) is not a layer of this model" in result.stderr
     # A renamed boundary is still found by its index, and kfreeze says so.
     renamed = tmp_path / "renamed.toml"
     renamed.write_text(text.replace('boundary = "conv5_block1_1_conv"', 'boundary = "old"'))
-    result = run_kfreeze("apply", str(renamed), "-o", str(tmp_path / "out.keras"))
+    result = run_cli("apply", str(renamed), "-o", str(tmp_path / "out.keras"))
     assert result.returncode == 0, result.stderr
     assert "not found by name: used index 143 (conv5_block1_1_conv)" in result.stderr
     assert not (tmp_path / "garbage.toml").exists()
     garbage = tmp_path / "garbage.toml"
     garbage.write_text("this is = = not toml")
-    result = run_kfreeze("apply", str(garbage), "-o", str(tmp_path / "g.keras"))
+    result = run_cli("apply", str(garbage), "-o", str(tmp_path / "g.keras"))
     assert result.returncode == 2 and "is not valid TOML" in result.stderr
 
 
@@ -157,7 +159,7 @@ def test_apply_plan_api(cli_export: Path, keras: Any) -> None:
 
 
 def test_a_kill_during_save_leaves_no_partial_file(
-    tmp_path: Path, run_kfreeze: Any, small_model_file: Path
+    tmp_path: Path, run_cli: Any, small_model_file: Path
 ) -> None:
     import shutil
 
@@ -187,7 +189,7 @@ def test_a_kill_during_save_leaves_no_partial_file(
     assert temp.name.startswith(f".killed.keras.kfreeze-tmp-{process.pid}-")
     size = temp.stat().st_size
     # The next export into the folder removes it, and says what and how big.
-    again = run_kfreeze(
+    again = run_cli(
         "export", str(small_model_file), "--freeze-before", "block1_conv", "-o",
         str(tmp_path / "next.keras"),
     )  # fmt: skip

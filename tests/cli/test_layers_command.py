@@ -1,4 +1,6 @@
-"""The installed ``kfreeze`` command, run as a user runs it."""
+"""``kfreeze layers`` and ``kfreeze models`` as a user runs them: in this process, and the
+installed command in a process of its own where that is the point (its version, a first
+import of TensorFlow that says nothing, Keras's home read at start-up)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
-def test_version_and_help(run_kfreeze: Any) -> None:
+def test_version_and_help(run_kfreeze: Any, run_cli: Any) -> None:
     from kfreeze_tui import __version__
 
     version = run_kfreeze("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"kfreeze {__version__}"
-    helped = run_kfreeze("--help")
+    helped = run_cli("--help")
     assert helped.returncode == 0 and "kfreeze layers MODEL" in helped.stdout
-    layers_help = run_kfreeze("layers", "--help")
+    layers_help = run_cli("layers", "--help")
     assert layers_help.returncode == 0
     for option in (
         "--filter",
@@ -31,6 +33,7 @@ def test_version_and_help(run_kfreeze: Any) -> None:
 
 
 def test_layers_table_resnet50(run_kfreeze: Any) -> None:
+    """The installed command, importing TensorFlow: nothing but the table comes out."""
     result = run_kfreeze("layers", "resnet50", "--weights", "none")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no TensorFlow noise
@@ -49,10 +52,8 @@ def test_layers_table_resnet50(run_kfreeze: Any) -> None:
     assert "non-trainable: 53,120" in result.stdout
 
 
-def test_layers_json_small_model(
-    run_kfreeze: Any, small_model_file: Path, small_model: Any
-) -> None:
-    result = run_kfreeze("layers", str(small_model_file), "--json")
+def test_layers_json_small_model(run_cli: Any, small_model_file: Path, small_model: Any) -> None:
+    result = run_cli("layers", str(small_model_file), "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["model"] == "small_cnn"
@@ -84,17 +85,17 @@ def test_layers_json_small_model(
     assert document["layers"][-1]["output_shape"] == [None, 5]
     assert [layer["stage"] for layer in document["layers"]][3:6] == [0, 1, 1]
 
-    filtered = run_kfreeze("layers", str(small_model_file), "--json", "--filter", "batchnorm")
+    filtered = run_cli("layers", str(small_model_file), "--json", "--filter", "batchnorm")
     assert [layer["name"] for layer in json.loads(filtered.stdout)["layers"]] == [
         "stem_bn",
         "block1_bn",
     ]
 
 
-def test_layers_expand_nested(run_kfreeze: Any, wrapped_base: Any, tmp_path: Path) -> None:
+def test_layers_expand_nested(run_cli: Any, wrapped_base: Any, tmp_path: Path) -> None:
     path = tmp_path / "wrapped.keras"
     wrapped_base.save(path)
-    result = run_kfreeze("layers", str(path), "--json", "--expand-nested")
+    result = run_cli("layers", str(path), "--json", "--expand-nested")
     assert result.returncode == 0, result.stderr
     layers = json.loads(result.stdout)["layers"]
     assert len(layers) == 3 + 175
@@ -103,14 +104,14 @@ def test_layers_expand_nested(run_kfreeze: Any, wrapped_base: Any, tmp_path: Pat
     assert conv["path"] == [0, 143] and conv["index"] == 143
     assert layers[-1]["path"] == [2] and layers[-1]["type"] == "Dense"
 
-    table = run_kfreeze("layers", str(path), "--expand-nested", "--filter", "conv5_block1_1_conv")
+    table = run_cli("layers", str(path), "--expand-nested", "--filter", "conv5_block1_1_conv")
     assert "0.143" in table.stdout and "1 of 178 layers match" in table.stdout
 
 
-def test_load_error_exit_code_and_one_sentence(run_kfreeze: Any, tmp_path: Path) -> None:
+def test_load_error_exit_code_and_one_sentence(run_cli: Any, tmp_path: Path) -> None:
     empty = tmp_path / "empty.keras"
     empty.write_bytes(b"")
-    result = run_kfreeze("layers", str(empty), "--json")
+    result = run_cli("layers", str(empty), "--json")
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -118,7 +119,8 @@ def test_load_error_exit_code_and_one_sentence(run_kfreeze: Any, tmp_path: Path)
 
 
 def test_offline_imagenet_download(run_kfreeze: Any, tmp_path: Path) -> None:
-    # An empty Keras cache: the weights must be downloaded, which cannot work here.
+    # An empty Keras cache: the weights must be downloaded, which cannot work here. (A process
+    # of its own: Keras reads KERAS_HOME when it is imported.)
     result = run_kfreeze("layers", "mobilenetv3small", env={"KERAS_HOME": str(tmp_path)})
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -127,25 +129,25 @@ def test_offline_imagenet_download(run_kfreeze: Any, tmp_path: Path) -> None:
     assert "--weights none" in lines[0]
 
 
-def test_usage_errors(run_kfreeze: Any, small_model_file: Path) -> None:
-    bad_regex = run_kfreeze("layers", str(small_model_file), "--filter", "conv[")
+def test_usage_errors(run_cli: Any, small_model_file: Path) -> None:
+    bad_regex = run_cli("layers", str(small_model_file), "--filter", "conv[")
     assert bad_regex.returncode == 2 and "not a valid regular expression" in bad_regex.stderr
-    bad_shape = run_kfreeze("layers", "resnet50", "--input-shape", "224,224")
+    bad_shape = run_cli("layers", "resnet50", "--input-shape", "224,224")
     assert bad_shape.returncode == 2 and "three positive integers" in bad_shape.stderr
-    unknown = run_kfreeze("layers", "resnet5")
+    unknown = run_cli("layers", "resnet5")
     assert unknown.returncode == 2 and "ResNet50" in unknown.stderr
 
 
-def test_models_command(run_kfreeze: Any) -> None:
-    result = run_kfreeze("models", "--json")
+def test_models_command(run_cli: Any) -> None:
+    result = run_cli("models", "--json")
     assert result.returncode == 0
     entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert entries["InceptionV3"]["default_input_shape"] == [299, 299, 3]
     assert len(entries) >= 40
 
 
-def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
-    clean = run_kfreeze(
+def test_layers_boundary_reports_the_cut(run_cli: Any) -> None:
+    clean = run_cli(
         "layers", "resnet50", "--weights", "none", "--boundary", "conv5_block1_1_conv", "--json"
     )
     assert clean.returncode == 0, clean.stderr
@@ -157,7 +159,7 @@ def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
         "into": None,
     }
     # A Keras 2 name, in the table: the cut line under it, and a note on stderr.
-    split = run_kfreeze(
+    split = run_cli(
         "layers",
         "resnet50",
         "--weights",
@@ -178,7 +180,7 @@ def test_layers_boundary_reports_the_cut(run_kfreeze: Any) -> None:
         "Boundary conv5_block1_2_conv: splits block conv5_block1: 2 tensors cross "
         "(conv4_block6_out, conv5_block1_1_relu)"
     )
-    missing = run_kfreeze("layers", "resnet50", "--weights", "none", "--boundary", "res9z")
+    missing = run_cli("layers", "resnet50", "--weights", "none", "--boundary", "res9z")
     assert missing.returncode == 2
     assert "no layer named 'res9z'" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -188,7 +190,7 @@ def test_a_narrow_terminal_drops_the_type_column_not_the_names(resnet50_info: An
     wide; the type column goes first instead, as in the explorer."""
     from rich.console import Console
 
-    from kfreeze_tui import report
+    import kfreeze_tui.cli.report as report
 
     rows = report.select(resnet50_info, None, False)
     for width, has_type in ((80, False), (160, True)):

@@ -1,5 +1,6 @@
 """The installed command when its output goes somewhere unusual: a reader that leaves, a
-full disk; and the GPUs it reads from an nvidia-smi on the PATH (two, failing, hanging)."""
+full disk (a process of its own: its file descriptors are the point); and the GPUs kfreeze
+reads from an nvidia-smi on the PATH (two, failing, hanging)."""
 
 from __future__ import annotations
 
@@ -98,48 +99,39 @@ TWO_GPUS = (
 )
 
 
-def _fake_nvidia_smi(folder: Path, body: str) -> dict[str, str]:
+def _fake_nvidia_smi(folder: Path, body: str) -> dict[str, str | None]:
     """An environment whose PATH starts with an nvidia-smi running ``body`` (sh)."""
-    env = {**os.environ, "PATH": nvidia_smi(folder, body)}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
+    return {"PATH": nvidia_smi(folder, body), "CUDA_VISIBLE_DEVICES": None}
 
 
-def _cost_gpus(env: dict[str, str], timeout: float = 300) -> tuple[list[Any], float, str]:
+def _cost_gpus(run_cli: Any, env: dict[str, str | None]) -> tuple[list[Any], float, str]:
     start = time.monotonic()
-    result = subprocess.run(
-        [*_command(), "cost", *LAYERS[1:], "--freeze-before", "143", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+    result = run_cli("cost", *LAYERS[1:], "--freeze-before", "143", "--json", env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["gpus"], time.monotonic() - start, result.stderr
 
 
-def test_the_gpu_fit_follows_cuda_visible_devices(tmp_path: Path) -> None:
+def test_the_gpu_fit_follows_cuda_visible_devices(run_cli: Any, tmp_path: Path) -> None:
     env = _fake_nvidia_smi(tmp_path, f"printf '{TWO_GPUS}'")
-    every, _, _ = _cost_gpus(env)
+    every, _, _ = _cost_gpus(run_cli, env)
     assert [gpu["index"] for gpu in every] == [0, 1]
     # CUDA_VISIBLE_DEVICES=1: a training job here gets the 80 GB card, so that is the one
     # judged, though kfreeze hides every GPU from its own TensorFlow.
-    (second,) = _cost_gpus({**env, "CUDA_VISIBLE_DEVICES": "1"})[0]
+    (second,) = _cost_gpus(run_cli, {**env, "CUDA_VISIBLE_DEVICES": "1"})[0]
     assert (second["index"], second["free_bytes"]) == (1, 60000 << 20)
     assert second["largest_batch"][0] > every[0]["largest_batch"][0]
-    by_uuid, _, _ = _cost_gpus({**env, "CUDA_VISIBLE_DEVICES": "GPU-2c31a5e0"})
+    by_uuid, _, _ = _cost_gpus(run_cli, {**env, "CUDA_VISIBLE_DEVICES": "GPU-2c31a5e0"})
     assert [gpu["index"] for gpu in by_uuid] == [1]
-    assert _cost_gpus({**env, "CUDA_VISIBLE_DEVICES": "-1"})[0] == []
+    assert _cost_gpus(run_cli, {**env, "CUDA_VISIBLE_DEVICES": "-1"})[0] == []
 
 
-def test_a_failing_or_hanging_nvidia_smi_is_no_gpu(tmp_path: Path) -> None:
+def test_a_failing_or_hanging_nvidia_smi_is_no_gpu(run_cli: Any, tmp_path: Path) -> None:
     failing = _fake_nvidia_smi(tmp_path, "echo 'NVIDIA-SMI has failed' >&2; exit 9")
-    gpus, _, stderr = _cost_gpus(failing)
+    gpus, _, stderr = _cost_gpus(run_cli, failing)
     assert (gpus, stderr) == ([], "")
     # A wedged driver: given up after gpus.TIMEOUT (5 s), not after the 60 s it hangs, and
     # the sleep it started does not hold the pipe open.
     hanging = _fake_nvidia_smi(tmp_path, f"printf '{TWO_GPUS}'; sleep 60")
-    gpus, seconds, stderr = _cost_gpus(hanging, timeout=50)
+    gpus, seconds, stderr = _cost_gpus(run_cli, hanging)
     assert (gpus, stderr) == ([], "")
     assert seconds < 40

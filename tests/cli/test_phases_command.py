@@ -36,10 +36,10 @@ print(json.dumps({{"epochs": len(history["loss"]), "val": len(history["val_loss"
 
 @pytest.mark.parametrize("strategy", [None, "mirrored"])
 def test_script_trains_every_phase(
-    run_kfreeze: Any, small_model_file: Path, tmp_path: Path, keras: Any, strategy: str | None
+    run_cli: Any, small_model_file: Path, tmp_path: Path, keras: Any, strategy: str | None
 ) -> None:
     extra = ("--strategy", strategy) if strategy else ()
-    result = run_kfreeze(
+    result = run_cli(
         "export", str(small_model_file), *PHASES, "--classes", "3", "-o",
         str(tmp_path / "ft.keras"), "--plan", str(tmp_path / "ft.toml"),
         "--script", str(tmp_path / "ft_script.py"), *extra,
@@ -66,15 +66,13 @@ def test_script_trains_every_phase(
     assert "[[phase]]" in (tmp_path / "ft.toml").read_text()
 
 
-def test_bad_phase_is_one_sentence(
-    run_kfreeze: Any, small_model_file: Path, tmp_path: Path
-) -> None:
-    result = run_kfreeze(
+def test_bad_phase_is_one_sentence(run_cli: Any, small_model_file: Path, tmp_path: Path) -> None:
+    result = run_cli(
         "export", str(small_model_file), "--phase", "head:three", "-o", str(tmp_path / "x.keras")
     )
     assert result.returncode == 2 and "is not a number of epochs" in result.stderr
     assert not (tmp_path / "x.keras").exists()
-    neither = run_kfreeze("export", str(small_model_file), "-o", str(tmp_path / "x.keras"))
+    neither = run_cli("export", str(small_model_file), "-o", str(tmp_path / "x.keras"))
     assert neither.returncode == 2
     assert "pass --freeze-before LAYER (or --phase for staged training)" in neither.stderr
 

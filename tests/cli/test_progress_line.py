@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from kfreeze_tui.cli.progress_line import LoadProgressLine
 from kfreeze_tui.core.model.loading import load
-from kfreeze_tui.progress_line import LoadProgressLine
 
 
 class Terminal(io.StringIO):

@@ -130,17 +130,17 @@ def test_export_leaves_the_session_model_as_it_was(
     assert walk(session.model).layers == before.layers == session.info.layers
 
 
-def test_cache_command(run_kfreeze: Any, tmp_path: Path) -> None:
+def test_cache_command(run_cli: Any, tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path)}
-    first = run_kfreeze("layers", "vgg16", "--weights", "none", "--json", env=env)
+    first = run_cli("layers", "vgg16", "--weights", "none", "--json", env=env)
     assert first.returncode == 0, first.stderr
-    listed = run_kfreeze("cache", env=env)
+    listed = run_cli("cache", env=env)
     assert listed.returncode == 0 and "1 cached layer table(s)" in listed.stdout
-    again = run_kfreeze("layers", "vgg16", "--weights", "none", "--json", env=env)
+    again = run_cli("layers", "vgg16", "--weights", "none", "--json", env=env)
     assert json.loads(again.stdout) == json.loads(first.stdout)
-    cleared = run_kfreeze("cache", "clear", env=env)
+    cleared = run_cli("cache", "clear", env=env)
     assert cleared.returncode == 0 and "removed 1 cached layer table(s)" in cleared.stdout
-    assert "0 cached layer table(s)" in run_kfreeze("cache", env=env).stdout
-    uncached = run_kfreeze("layers", "vgg16", "--weights", "none", "--no-cache", env=env)
+    assert "0 cached layer table(s)" in run_cli("cache", env=env).stdout
+    uncached = run_cli("layers", "vgg16", "--weights", "none", "--no-cache", env=env)
     assert uncached.returncode == 0
-    assert "0 cached layer table(s)" in run_kfreeze("cache", env=env).stdout
+    assert "0 cached layer table(s)" in run_cli("cache", env=env).stdout

@@ -205,11 +205,11 @@ def test_the_step_feeds_inputs_in_the_structure_the_model_was_built_with(keras: 
         assert step.trainable_changed
 
 
-def test_check_command(run_kfreeze: Any, keras: Any, tmp_path: Path) -> None:
+def test_check_command(run_cli: Any, keras: Any, tmp_path: Path) -> None:
     good = tiny(keras, "good")
     freeze_first_conv(good, bn_trains=False)
     compiled(keras, good).save(tmp_path / "good.keras")
-    result = run_kfreeze("check", str(tmp_path / "good.keras"), "--json")
+    result = run_cli("check", str(tmp_path / "good.keras"), "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["findings"] == []
@@ -223,20 +223,20 @@ def test_check_command(run_kfreeze: Any, keras: Any, tmp_path: Path) -> None:
     frozen = tiny(keras, "frozen")
     frozen.trainable = False
     compiled(keras, frozen).save(tmp_path / "frozen.keras")
-    bad = run_kfreeze("check", str(tmp_path / "frozen.keras"))
+    bad = run_cli("check", str(tmp_path / "frozen.keras"))
     assert bad.returncode == 1
     assert bad.stdout.startswith("error: no_trainable: no weight trains")
-    missing = run_kfreeze("check", str(tmp_path / "missing.keras"))
+    missing = run_cli("check", str(tmp_path / "missing.keras"))
     assert missing.returncode == 2 and missing.stdout == ""
 
 
 @pytest.mark.parametrize("bn_trains", [False, True])
-def test_check_command_text(run_kfreeze: Any, keras: Any, tmp_path: Path, bn_trains: bool) -> None:
+def test_check_command_text(run_cli: Any, keras: Any, tmp_path: Path, bn_trains: bool) -> None:
     model = tiny(keras, f"bn_{bn_trains}")
     freeze_first_conv(model, bn_trains=bn_trains)
     path = tmp_path / "m.keras"
     compiled(keras, model).save(path)
-    result = run_kfreeze("check", str(path))
+    result = run_cli("check", str(path))
     assert result.returncode == 0, result.stderr  # warnings only
     assert "one training step:" in result.stdout
     assert ("warning: bn_after_frozen" in result.stdout) is bn_trains

@@ -17,29 +17,29 @@ from legacy.oracle import CUSTOM_OBJECTS, LegacyFiles
 TOLERANCE = 1e-5
 
 
-def test_layers_json_lists_repairs(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
-    result = run_kfreeze("layers", str(legacy_files.path("mobile_h5")), "--json", "--no-cache")
+def test_layers_json_lists_repairs(run_cli: Any, legacy_files: LegacyFiles) -> None:
+    result = run_cli("layers", str(legacy_files.path("mobile_h5")), "--json", "--no-cache")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     repairs = {repair["code"]: repair for repair in document["repairs"]}
     assert repairs["groups"]["message"].startswith("dropped groups=1 from 2 DepthwiseConv2D")
     assert sorted(repairs["groups"]["layers"]) == ["conv_dw_1", "conv_dw_2", "sep", "up"]
     assert document["total_params"] == legacy_files.cases["mobile_h5"]["params"]
-    text = run_kfreeze("layers", str(legacy_files.path("mobile_h5")))
+    text = run_cli("layers", str(legacy_files.path("mobile_h5")))
     assert text.returncode == 0
     assert "kfreeze: note: repaired: dropped groups=1 from 2 DepthwiseConv2D" in text.stderr
 
 
-def test_repairs_survive_the_cache(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
+def test_repairs_survive_the_cache(run_cli: Any, legacy_files: LegacyFiles) -> None:
     path = str(legacy_files.path("recurrent_h5"))
-    first = run_kfreeze("layers", path, "--json")
-    second = run_kfreeze("layers", path, "--json")  # from the layer-table cache
+    first = run_cli("layers", path, "--json")
+    second = run_cli("layers", path, "--json")  # from the layer-table cache
     assert first.returncode == second.returncode == 0
     assert json.loads(first.stdout)["repairs"] == json.loads(second.stdout)["repairs"] != []
 
 
-def test_json_of_a_keras3_file_has_no_repairs(run_kfreeze: Any, small_model_file: Path) -> None:
-    result = run_kfreeze("layers", str(small_model_file), "--json")
+def test_json_of_a_keras3_file_has_no_repairs(run_cli: Any, small_model_file: Path) -> None:
+    result = run_cli("layers", str(small_model_file), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)["repairs"] == []
 
 
@@ -57,7 +57,7 @@ def test_json_of_a_keras3_file_has_no_repairs(run_kfreeze: Any, small_model_file
     ],
 )
 def test_convert_round_trips(
-    run_kfreeze: Any,
+    run_cli: Any,
     legacy_files: LegacyFiles,
     tmp_path: Path,
     keras: Any,
@@ -65,7 +65,7 @@ def test_convert_round_trips(
     options: tuple[str, ...],
 ) -> None:
     target = tmp_path / f"{case}.keras"
-    result = run_kfreeze("convert", str(legacy_files.path(case)), "-o", str(target), *options)
+    result = run_cli("convert", str(legacy_files.path(case)), "-o", str(target), *options)
     assert result.returncode == 0, result.stderr
     assert f"wrote {target}" in result.stdout and "outputs agree" in result.stdout
     assert "repaired:" in result.stderr
@@ -87,13 +87,13 @@ def test_convert_round_trips(
 
 
 def test_convert_keeps_keras2_hard_sigmoid(
-    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+    run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path
 ) -> None:
     """Keras 2.2's lstm_seq2seq (hard_sigmoid gates): the converted file is plain Keras 3,
     and a process that never imports kfreeze computes with it what tf_keras computed."""
     case = "hs_seq2seq_h5"
     target = tmp_path / "seq2seq.keras"
-    result = run_kfreeze("convert", str(legacy_files.path(case)), "-o", str(target))
+    result = run_cli("convert", str(legacy_files.path(case)), "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert "repaired: kept Keras 2's hard_sigmoid" in result.stderr
     inputs = tmp_path / "inputs.npz"
@@ -116,22 +116,20 @@ def test_convert_keeps_keras2_hard_sigmoid(
     assert float(np.max(np.abs(outputs - legacy_files.output(case)))) <= TOLERANCE
 
 
-def test_layers_json_of_tf_op_layers(run_kfreeze: Any, legacy_files: LegacyFiles) -> None:
-    result = run_kfreeze("layers", str(legacy_files.path("tf_ops_h5")), "--json", "--no-cache")
+def test_layers_json_of_tf_op_layers(run_cli: Any, legacy_files: LegacyFiles) -> None:
+    result = run_cli("layers", str(legacy_files.path("tf_ops_h5")), "--json", "--no-cache")
     assert result.returncode == 0, result.stderr
     repairs = {repair["code"]: repair for repair in json.loads(result.stdout)["repairs"]}
     assert repairs["tf_ops"]["message"].endswith("SlicingOpLambda layers as keras.ops calls")
-    refused = run_kfreeze("layers", str(legacy_files.path("tf_shape_h5")))
+    refused = run_cli("layers", str(legacy_files.path("tf_shape_h5")))
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "tf.compat.v1.shape" in lines[0]
 
 
-def test_convert_json(run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path) -> None:
+def test_convert_json(run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path) -> None:
     target = tmp_path / "mobile.keras"
-    result = run_kfreeze(
-        "convert", str(legacy_files.path("mobile_v215")), "-o", str(target), "--json"
-    )
+    result = run_cli("convert", str(legacy_files.path("mobile_v215")), "-o", str(target), "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["output"] == str(target) and document["bytes"] == target.stat().st_size
@@ -140,19 +138,17 @@ def test_convert_json(run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Pat
 
 
 def test_convert_never_overwrites_without_force(
-    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+    run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path
 ) -> None:
     target = tmp_path / "out.keras"
     target.write_bytes(b"precious")
-    refused = run_kfreeze("convert", str(legacy_files.path("mobile_h5")), "-o", str(target))
+    refused = run_cli("convert", str(legacy_files.path("mobile_h5")), "-o", str(target))
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
         f"kfreeze: error: {target} exists already; pass --force to replace it."
     )
     assert target.read_bytes() == b"precious"
-    forced = run_kfreeze(
-        "convert", str(legacy_files.path("mobile_h5")), "-o", str(target), "--force"
-    )
+    forced = run_cli("convert", str(legacy_files.path("mobile_h5")), "-o", str(target), "--force")
     assert forced.returncode == 0, forced.stderr
     assert target.read_bytes()[:2] == b"PK"
 
@@ -162,20 +158,18 @@ def test_convert_never_overwrites_without_force(
     [("out.h5", "must end in .keras"), ("missing/out.keras", "does not exist")],
 )
 def test_convert_bad_targets(
-    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path, target: str, needle: str
+    run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path, target: str, needle: str
 ) -> None:
-    result = run_kfreeze(
-        "convert", str(legacy_files.path("mobile_h5")), "-o", str(tmp_path / target)
-    )
+    result = run_cli("convert", str(legacy_files.path("mobile_h5")), "-o", str(tmp_path / target))
     assert result.returncode == 2 and needle in result.stderr
     assert result.stdout == ""
 
 
 def test_convert_refusal_is_one_sentence(
-    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+    run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path
 ) -> None:
     target = tmp_path / "never.keras"
-    result = run_kfreeze("convert", str(legacy_files.path("subclassed_v215")), "-o", str(target))
+    result = run_cli("convert", str(legacy_files.path("subclassed_v215")), "-o", str(target))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kfreeze: error: ")
@@ -201,7 +195,7 @@ def test_unsafe_archive_refused_before_keras_is_imported(
 
 
 def test_export_script_of_a_legacy_model_loads_its_converted_copy(
-    run_kfreeze: Any, legacy_files: LegacyFiles, tmp_path: Path
+    run_cli: Any, legacy_files: LegacyFiles, tmp_path: Path
 ) -> None:
     """The script uses Keras alone, which cannot read the old file: it names the convert
     command and loads the converted copy, and then builds the model the export wrote (run
@@ -209,7 +203,7 @@ def test_export_script_of_a_legacy_model_loads_its_converted_copy(
     source = tmp_path / "mobile.h5"
     shutil.copyfile(legacy_files.path("mobile_h5"), source)
     model_path, script = tmp_path / "ft.keras", tmp_path / "ft.py"
-    exported = run_kfreeze(
+    exported = run_cli(
         "export", str(source), "--freeze-before", "conv_pw_1", "--classes", "3",
         "-o", str(model_path), "--script", str(script),
     )  # fmt: skip
@@ -217,7 +211,7 @@ def test_export_script_of_a_legacy_model_loads_its_converted_copy(
     converted = tmp_path / "mobile_keras3.keras"
     # Named from the script's folder, where the comment says to run it.
     assert "#     kfreeze convert mobile.h5 -o mobile_keras3.keras\n" in script.read_text()
-    assert run_kfreeze("convert", str(source), "-o", str(converted)).returncode == 0
+    assert run_cli("convert", str(source), "-o", str(converted)).returncode == 0
     code = (
         "import runpy, sys, keras\n"
         f"model = runpy.run_path({str(script)!r})['model']\n"

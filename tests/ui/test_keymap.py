@@ -84,9 +84,9 @@ def test_bad_configs_are_one_sentence(tmp_path: Path, text: str, message: str) -
     assert "\n" not in str(caught.value).strip()
 
 
-def test_a_bad_config_stops_the_command(run_kfreeze: Any, tmp_path: Path) -> None:
+def test_a_bad_config_stops_the_command(run_cli: Any, tmp_path: Path) -> None:
     _config(tmp_path, '[keys]\nfreeze_boundry = "x"\n')
-    result = run_kfreeze("resnet50", "--weights", "none", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    result = run_cli("resnet50", "--weights", "none", env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert result.returncode == 2
     assert 'line 2: unknown action "freeze_boundry" in [keys]' in result.stderr
     assert 'did you mean "freeze_boundary"?' in result.stderr

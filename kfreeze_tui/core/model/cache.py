@@ -177,19 +177,31 @@ def remove_leftover_entries() -> list[Leftover]:
     return remove_leftovers([cache_dir()])
 
 
-def clear() -> tuple[int, int]:
+class Usage(NamedTuple):
+    """What the cache holds: how many tables, and their bytes."""
+
+    entries: int
+    size: int
+
+
+def usage() -> Usage:
+    """How many tables the cache holds and how many bytes they take."""
+    folder = cache_dir()
+    entries = list(folder.glob("*.json")) if folder.is_dir() else []
+    return Usage(len(entries), sum(entry.stat().st_size for entry in entries))
+
+
+def clear() -> Usage:
     """Remove every cached table.
 
     Returns:
         How many entries and bytes were removed.
     """
+    removed = usage()
     folder = cache_dir()
-    if not folder.is_dir():
-        return 0, 0
-    entries = list(folder.glob("*.json"))
-    size = sum(entry.stat().st_size for entry in entries)
-    shutil.rmtree(folder)
-    return len(entries), size
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    return removed
 
 
 def same_table(a: ModelInfo, b: ModelInfo) -> bool:

@@ -49,6 +49,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 from itertools import accumulate, pairwise
+from typing import Any
 
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_label
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path, PlanView
@@ -577,3 +578,59 @@ def plan_rows(view: PlanView) -> list[tuple[str, Path | None]]:
     first = view.first_path()
     rows.append(("everything trains", first))
     return rows
+
+
+@dataclass(frozen=True)
+class PricedPlan:
+    """One row of a cost table: a plan, what the table calls it, and what it costs."""
+
+    label: str
+    plan: FreezePlan
+    estimate: Estimate
+
+    def to_json(self, info: ModelInfo) -> dict[str, Any]:
+        """The row of the ``kfreeze cost --json`` document."""
+        path = self.plan.boundary
+        layer = info.layer(path) if path is not None else None
+        estimate = self.estimate
+        return {
+            "label": self.label,
+            "boundary_index": layer.index if layer is not None else None,
+            "boundary_path": list(path) if path is not None else None,
+            "boundary_name": layer.name if layer is not None else None,
+            "trainable_params": estimate.trainable_params,
+            "memory": estimate.memory.to_json(),
+            "flops": {"forward": estimate.forward_flops, "backward": estimate.backward_flops},
+            "relative_step": round(estimate.relative_step, 4),
+        }
+
+
+def price_boundary(
+    view: PlanView, boundary: Path | None, setup: TrainingSetup, policy: BNPolicy
+) -> PricedPlan:
+    """What training from ``boundary`` costs (None: the head only)."""
+    plan = FreezePlan(boundary=boundary, bn_policy=policy)
+    label = "head only" if boundary is None else view.info.layer(boundary).name
+    return PricedPlan(label, plan, cost_model(view).estimate(plan, setup))
+
+
+def price_stages(
+    view: PlanView, setup: TrainingSetup, policy: BNPolicy, as_loaded: bool = False
+) -> list[PricedPlan]:
+    """What training costs from every boundary :func:`plan_rows` names, except stage starts
+    that train what "everything trains" trains (ResNet's stem); first, with ``as_loaded``,
+    the model as it was loaded (a file, an export, a checkpoint: it trains as it was saved
+    unless told otherwise).
+    """
+    costs = cost_model(view)
+    kept: list[tuple[str, FreezePlan]] = []
+    seen: set[int] = set()
+    for label, path in reversed(plan_rows(view)):
+        plan = FreezePlan(boundary=path, bn_policy=policy)
+        start = costs.first_trainable(plan)
+        if start not in seen:
+            seen.add(start)
+            kept.append((label, plan))
+    if as_loaded:
+        kept.append(("as the file is", view.plan_as_loaded()))
+    return [PricedPlan(label, plan, costs.estimate(plan, setup)) for label, plan in reversed(kept)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
@@ -32,9 +32,17 @@ class Measured:
 
     step_seconds: float
     peak_bytes: int | None
+    #: ``step_seconds`` over the same for full fine-tuning (None: not compared).
+    relative_step: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"step_seconds": self.step_seconds, "peak_bytes": self.peak_bytes}
+        document: dict[str, Any] = {
+            "step_seconds": self.step_seconds,
+            "peak_bytes": self.peak_bytes,
+        }
+        if self.relative_step is not None:
+            document["relative_step"] = self.relative_step
+        return document
 
 
 def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4) -> Any:
@@ -71,6 +79,26 @@ def measure(
             times.append(time.perf_counter() - start)
         peak = _gpu_peak(gpu)
     return Measured(statistics.median(times), peak)
+
+
+def measure_plans(
+    base: Any, view: PlanView, plans: list[FreezePlan], setup: TrainingSetup, gpu: bool = False
+) -> list[Measured | None]:
+    """Real steps for each plan, each compared with full fine-tuning (measured once, even
+    when it is not among ``plans``); None for a plan that trains the head only, where the
+    base is never trained and there is nothing to check."""
+    everything = FreezePlan(boundary=view.first_path(), bn_policy=plans[-1].bn_policy)
+    found: dict[FreezePlan, Measured] = {}
+    for plan in plans:
+        if plan.boundary is not None and plan not in found:
+            found[plan] = measure(base, view, plan, setup, gpu=gpu)
+    full = found.get(everything) or measure(base, view, everything, setup, gpu=gpu)
+    return [
+        replace(found[plan], relative_step=round(found[plan].step_seconds / full.step_seconds, 4))
+        if plan.boundary is not None
+        else None
+        for plan in plans
+    ]
 
 
 def _reset_gpu_peak(gpu: bool) -> None:

@@ -190,26 +190,6 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
     }
 
 
-def cost_rows(view: Any, rows: list[tuple[str, Any]], estimates: list[Any]) -> list[dict[str, Any]]:
-    """The ``rows`` of the ``kfreeze cost --json`` document."""
-    documents = []
-    for (label, path), estimate in zip(rows, estimates, strict=True):
-        layer = view.info.layer(path) if path is not None else None
-        documents.append(
-            {
-                "label": label,
-                "boundary_index": layer.index if layer is not None else None,
-                "boundary_path": list(path) if path is not None else None,
-                "boundary_name": layer.name if layer is not None else None,
-                "trainable_params": estimate.trainable_params,
-                "memory": estimate.memory.to_json(),
-                "flops": {"forward": estimate.forward_flops, "backward": estimate.backward_flops},
-                "relative_step": round(estimate.relative_step, 4),
-            }
-        )
-    return documents
-
-
 def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
     """``kfreeze cost`` as a table: one row per boundary."""
     from rich.table import Table

@@ -1,0 +1,62 @@
+"""``kfreeze layers MODEL``: every layer with its index, shape, params and trainable state."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import kfreeze_tui.cli.report as report
+from kfreeze_tui.cli.arguments import load_options_from
+from kfreeze_tui.cli.output import EXIT_OK, note, print_json, stdout_console, warn
+from kfreeze_tui.core.errors import UsageError
+
+
+def _pattern(text: str | None) -> re.Pattern[str] | None:
+    if not text:
+        return None
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error as exc:
+        raise UsageError(f"--filter {text!r} is not a valid regular expression ({exc})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the layer table (or its JSON) of ``args.model``."""
+    from kfreeze_tui.core.model.names import find_layer
+    from kfreeze_tui.core.session import open_session
+
+    pattern = _pattern(args.filter)
+    session = open_session(args.model, load_options_from(args), use_cache=not args.no_cache)
+    for warning in session.warnings:
+        warn(warning)
+    if not args.json:
+        for repair in session.repairs:
+            note(f"repaired: {repair.message}")
+    info = session.info
+    notes: list[str] = []
+    cut = None
+    if args.boundary is not None:
+        from kfreeze_tui.core.model.cut import CutIndex
+        from kfreeze_tui.core.model.names import parse_layer_ref
+
+        cut = CutIndex(info).at(parse_layer_ref(info, args.boundary, notes))
+    if pattern is not None:
+        row, found = find_layer(info, args.filter)
+        if row is not None and found:
+            notes.append(found)
+            pattern = re.compile(re.escape(row.name))
+    for text in notes:
+        note(text)
+    rows = report.select(info, pattern, args.expand_nested)
+    if args.json:
+        document = report.layers_document(info, rows)
+        document["repairs"] = [repair.to_json() for repair in session.repairs]
+        if cut is not None:
+            document["cut"] = cut.to_json()
+        print_json(document)
+        return EXIT_OK
+    console = stdout_console()
+    console.print(report.layer_table(info, rows, args.expand_nested, width=console.width))
+    if cut is not None:
+        print(f"Boundary {cut.boundary}: {cut.describe()}")
+    return EXIT_OK
