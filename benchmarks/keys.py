@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 from kfreeze_tui.app import make_app
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions, load
-from kfreeze_tui.core.runtime.process import import_keras
+from kfreeze_tui.core.runtime.process import RuntimeOptions, configure, import_keras
 from kfreeze_tui.screens.explorer import ExplorerScreen
 
 KEYS = ("down", "pagedown", "f", "right_square_bracket")
@@ -82,6 +82,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="median over this many rounds")
     arguments = parser.parse_args()
     presses = arguments.presses
+    # The process is the benchmark's own, as the kfreeze command's is: its settings (room for
+    # the 3,000-layer model's recursion) are taken as the command takes them.
+    configure(RuntimeOptions())
     models = {
         "VGG16 (20 layers)": load("vgg16", LoadOptions(weights="none")),
         "EfficientNetV2L (1028 layers)": load("efficientnetv2l", LoadOptions(weights="none")),
