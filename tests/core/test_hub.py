@@ -14,13 +14,13 @@ import pytest
 
 pytest.importorskip("keras_hub")
 
-import hub_presets  # noqa: E402
+import hub_presets
 
-from kfreeze_tui.core.errors import LoadError  # noqa: E402
-from kfreeze_tui.core.model import cache, hub  # noqa: E402
-from kfreeze_tui.core.model.layers import walk  # noqa: E402
-from kfreeze_tui.core.model.loading import LoadOptions, load  # noqa: E402
-from kfreeze_tui.core.model.source import SourceKind, resolve  # noqa: E402
+from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.model import cache, hub
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions, load
+from kfreeze_tui.core.model.source import SourceKind, resolve
 
 PRESET_WEIGHTS = LoadOptions()  # the default: the preset's own weights
 RANDOM = LoadOptions(weights="none")
@@ -113,7 +113,9 @@ def test_a_weights_file_is_refused_for_a_preset(saved: dict[str, Any]) -> None:
     assert caught.value.kind == "usage"
 
 
-def test_a_task_preset_opens_its_backbone(keras: Any, saved: dict[str, Any], tmp_path: Path) -> None:
+def test_a_task_preset_opens_its_backbone(
+    keras: Any, saved: dict[str, Any], tmp_path: Path
+) -> None:
     import keras_hub
 
     task = keras_hub.models.BertTextClassifier(

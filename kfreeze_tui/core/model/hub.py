@@ -77,8 +77,7 @@ def require(source: str) -> ModuleType:
         import keras_hub
     except ImportError as exc:
         raise LoadError(
-            f"{source} is a keras-hub model, and keras-hub cannot be imported "
-            f"({first_line(exc)})",
+            f"{source} is a keras-hub model, and keras-hub cannot be imported ({first_line(exc)})",
             f"repair the installation, e.g. with {INSTALL}",
             kind="hub-missing",
         ) from exc
