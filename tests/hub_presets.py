@@ -6,7 +6,9 @@ Only test modules that start with ``pytest.importorskip("keras_hub")`` import th
 
 from __future__ import annotations
 
+import importlib.abc
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,18 @@ def put_in_kaggle_cache(preset: Path, handle: str) -> Path:
     for file in folder.iterdir():
         Cache().mark_as_complete(parsed, file.name)
     return folder
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    """keras-hub as an environment without it sees it: the import system cannot find it."""
+
+    def find_spec(self, name: str, *_args: Any) -> None:
+        if name == "keras_hub" or name.startswith("keras_hub."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def hide_keras_hub(monkeypatch: Any) -> None:
+    """Make keras-hub unimportable for the rest of the test (``monkeypatch`` undoes it)."""
+    for name in [n for n in sys.modules if n == "keras_hub" or n.startswith("keras_hub.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_Hidden(), *sys.meta_path])

@@ -4,9 +4,7 @@ sentence. The oracle is keras-hub itself: kfreeze opens what ``Backbone.from_pre
 
 from __future__ import annotations
 
-import importlib.abc
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,19 +210,9 @@ def test_a_hugging_face_snapshot_in_the_cache(saved: dict[str, Any], kaggle_cach
     assert _same_weights(loaded.model, saved["bert"])
 
 
-class _Hidden(importlib.abc.MetaPathFinder):
-    """keras-hub as an environment without it sees it: the import system cannot find it."""
-
-    def find_spec(self, name: str, *_args: Any) -> None:
-        if name == "keras_hub" or name.startswith("keras_hub."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
 @pytest.fixture
 def without_keras_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in sys.modules if n == "keras_hub" or n.startswith("keras_hub.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(sys, "meta_path", [_Hidden(), *sys.meta_path])
+    hub_presets.hide_keras_hub(monkeypatch)
 
 
 def test_without_keras_hub_the_extra_is_named(
