@@ -70,6 +70,12 @@ def test_the_rules(saved: dict[str, Any], tmp_path: Path, kaggle_cache: Path) ->
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"name": "not a preset"}))
     assert resolve(str(other)).kind is SourceKind.FOLDER
+    # Nor does an unzipped .keras archive of a plain Keras model (its config has a
+    # registered_name too, which keras-hub alone would take for a preset).
+    (other / "config.json").write_text(
+        json.dumps({"module": "keras", "class_name": "Functional", "registered_name": None})
+    )
+    assert resolve(str(other)).kind is SourceKind.FOLDER
     assert resolve("kaggle://keras/bert/keras/bert_tiny_en_uncased/3").kind is (
         SourceKind.PRESET_NAME
     )

@@ -45,6 +45,7 @@ KAGGLE_PREFIX = "kaggle://"
 HF_PREFIX = "hf://"
 CONFIG_FILE = "config.json"
 TASK_FILE = "task.json"
+METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
 SHARDED_WEIGHTS_FILE = "model.weights.json"
 #: The keys of ``config.json`` by which keras-hub recognizes a preset's format.
@@ -96,9 +97,23 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def is_preset_dir(path: Path) -> bool:
-    """Whether ``path`` is a folder keras-hub reads as a preset (see the module docstring)."""
+    """Whether ``path`` is a folder keras-hub reads as a preset.
+
+    keras-hub's own rule (``get_preset_loader``) reads any ``config.json`` with a
+    ``registered_name`` as a serialized Keras object, which an unzipped ``.keras`` archive
+    also has; so a Keras config counts only when it names a keras-hub class or the folder's
+    ``metadata.json`` was written by keras-hub (``save_to_preset``). Transformers and timm
+    configs (``model_type``, ``architecture``) count as keras-hub says.
+    """
     config = _read_json(path / CONFIG_FILE) if path.is_dir() else None
-    return config is not None and any(key in config for key in _FORMAT_KEYS)
+    if config is None:
+        return False
+    if any(key in config for key in _FORMAT_KEYS[1:]):
+        return True
+    if "registered_name" not in config:
+        return False
+    metadata = _read_json(path / METADATA_FILE) or {}
+    return uses_keras_hub(config) or "keras_hub_version" in metadata
 
 
 def is_handle(text: str) -> bool:
