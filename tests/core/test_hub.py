@@ -191,7 +191,8 @@ def test_what_is_not_cached_is_one_sentence(saved: dict[str, Any], kaggle_cache:
     hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", older)
     with pytest.raises(LoadError) as caught:
         load(hub_presets.BUILTIN, PRESET_WEIGHTS)
-    assert f"keras-hub wants version {version}" in caught.value.sentence
+    assert f"keras-hub's table names version {version}" in caught.value.sentence
+    assert f"has version {version - 1}: open that as {older}" in caught.value.sentence
     # A plain typo is still unknown.
     with pytest.raises(LoadError) as caught:
         load("bert_tiny_en_uncasd", PRESET_WEIGHTS)

@@ -249,10 +249,10 @@ class Located:
     note: str | None = None
 
 
-def _not_cached(text: str, looked: Path, hint: str = "") -> LoadError:
+def _not_cached(text: str, looked: Path, hint: str = "", shown: str = "") -> LoadError:
     return LoadError(
-        f"the keras-hub preset {text} is not in the local cache (looked in {looked}), and "
-        "kfreeze does not download",
+        f"the keras-hub preset {shown or text} is not in the local cache (looked in {looked}), "
+        "and kfreeze does not download",
         hint
         or "download it once where there is network, e.g. with "
         f'keras_hub.models.Backbone.from_preset("{text}"), or pass a preset folder',
@@ -317,15 +317,17 @@ def locate(text: str) -> Located:
             note=f"{text} names no version: opened version {newest}, the newest in the cache",
         )
     if version not in cached:
+        shown = f"{text} ({handle})" if handle != text else text
         hint = ""
         if cached:
             others = ", ".join(str(v) for v in cached)
             unversioned = handle.removeprefix(KAGGLE_PREFIX).rsplit("/", 1)[0]
+            wanted = "keras-hub's table names" if handle != text else "you named"
             hint = (
-                f"keras-hub wants version {version} and the cache has version {others}: "
-                f"name one of them, e.g. {KAGGLE_PREFIX}{unversioned}/{cached[-1]}"
+                f"{wanted} version {version} and the cache has version {others}: open that "
+                f"as {KAGGLE_PREFIX}{unversioned}/{cached[-1]}"
             )
-        raise _not_cached(f"{text} ({handle})" if handle != text else text, folder, hint)
+        raise _not_cached(text, folder, hint, shown)
     return Located(folder / str(version), handle)
 
 
