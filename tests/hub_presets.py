@@ -64,9 +64,11 @@ def builtin_handle(name: str = BUILTIN) -> str:
     return str(BUILTIN_PRESETS[name]["kaggle_handle"])
 
 
-def put_in_kaggle_cache(preset: Path, handle: str) -> Path:
+def put_in_kaggle_cache(preset: Path, handle: str, whole: bool = False) -> Path:
     """Copy a preset folder where kagglehub caches ``handle`` (under ``$KAGGLEHUB_CACHE``, as
-    kagglehub computes it now) and mark every file complete, as a finished download does.
+    kagglehub computes it now) and mark every file complete, as keras-hub's file-by-file
+    downloads do; or, with ``whole``, the version complete, as
+    ``kagglehub.model_download(handle)`` does.
 
     Returns:
         The cached folder.
@@ -77,6 +79,9 @@ def put_in_kaggle_cache(preset: Path, handle: str) -> Path:
     parsed = parse_model_handle(handle.removeprefix("kaggle://"))
     folder = Path(get_cached_path(parsed))
     shutil.copytree(preset, folder)
+    if whole:
+        Cache().mark_as_complete(parsed)
+        return folder
     for file in folder.iterdir():
         Cache().mark_as_complete(parsed, file.name)
     return folder

@@ -257,3 +257,18 @@ def test_the_cache_key_of_a_cached_name(saved: dict[str, Any], kaggle_cache: Pat
     older = hub_presets.builtin_handle().rsplit("/", 1)[0] + "/1"
     hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", older)
     assert key != cache.key_for(hub_presets.BUILTIN, PRESET_WEIGHTS)
+
+
+def test_a_version_kagglehub_downloaded_whole(saved: dict[str, Any], kaggle_cache: Path) -> None:
+    """``kagglehub.model_download(handle)`` marks the version complete, not each file: its
+    folder opens too."""
+    handle = hub_presets.builtin_handle()
+    cached = hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", handle, whole=True)
+    assert not (cached.parent / ".complete").exists()  # no file-by-file markers
+    assert resolve(hub_presets.BUILTIN).kind is SourceKind.PRESET_NAME
+    loaded = load(hub_presets.BUILTIN, PRESET_WEIGHTS)
+    assert _same_weights(loaded.model, saved["bert"])
+    # A folder without any marker is a download that did not finish: not cached.
+    (cached.parent / f"{cached.name}.complete").unlink()
+    with pytest.raises(LoadError, match="is not in the local cache"):
+        hub.locate(handle)

@@ -155,7 +155,10 @@ def _kaggle_variation(handle: str) -> tuple[Path, int | None] | None:
 
 def _cached_versions(variation: Path) -> list[int]:
     """The versions of a Kaggle variation whose ``config.json`` is in the cache, with its
-    completion marker (kagglehub's rule for a file it will not download again)."""
+    completion marker (kagglehub's rule for a file it will not download again): the file's
+    own, which keras-hub's file-by-file downloads leave, or the whole version's, which
+    ``kagglehub.model_download(handle)`` leaves (keras-hub itself would ask the network for
+    each file then; kfreeze opens the complete folder)."""
     if not variation.is_dir():
         return []
     versions = []
@@ -167,7 +170,8 @@ def _cached_versions(variation: Path) -> list[int]:
 
 def _kaggle_file_cached(variation: Path, version: int, name: str) -> bool:
     marker = variation / _COMPLETE / str(version) / f"{name}.complete"
-    return (variation / str(version) / name).is_file() and marker.is_file()
+    bundle = variation / f"{version}.complete"
+    return (variation / str(version) / name).is_file() and (marker.is_file() or bundle.is_file())
 
 
 def _hf_repo(handle: str) -> Path:
