@@ -68,3 +68,14 @@ def test_no_private_keras_api_and_no_second_keras() -> None:
     assert not offenders
     assert "tf_keras" not in " ".join(PROJECT["dependencies"])
     assert any(item.startswith("tf_keras") for item in PROJECT["optional-dependencies"]["test"])
+
+
+def test_keras_hub_is_an_extra_the_tests_install() -> None:
+    """keras-hub is optional for users (the `hub` extra), and the test extra installs the same
+    range, so that CI runs the keras-hub tests instead of skipping them."""
+    runtime = _requirements(PROJECT["dependencies"])
+    hub = _requirements(PROJECT["optional-dependencies"]["hub"])
+    tested = _requirements(PROJECT["optional-dependencies"]["test"])
+    assert "keras-hub" not in runtime
+    assert str(hub["keras-hub"].specifier) == str(tested["keras-hub"].specifier)
+    assert hub["keras-hub"].specifier.contains(Version(metadata.version("keras-hub")))

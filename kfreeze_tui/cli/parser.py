@@ -49,7 +49,12 @@ _Commands = Any  # argparse's _SubParsersAction, which has no public name
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="architecture name or .keras/.h5 file")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="architecture name, .keras/.h5 file, or keras-hub preset (a folder, or a name "
+        "in the local cache)",
+    )
 
 
 def add_json_option(
@@ -435,7 +440,8 @@ def build_tui_parser() -> argparse.ArgumentParser:
     ``tui``)."""
     parser = argparse.ArgumentParser(
         prog="kfreeze",
-        description="Open the explorer on MODEL: an architecture name or a .keras/.h5 file. "
+        description="Open the explorer on MODEL: an architecture name, a .keras/.h5 file or "
+        "a keras-hub preset. "
         "Without MODEL, a picker lists the architectures and the model files here.",
         epilog="Other commands: kfreeze layers, kfreeze models (kfreeze --help).",
     )

@@ -33,11 +33,13 @@ def test_core_does_not_import_textual() -> None:
     )
     assert "keras" in modules  # the probe really did load a model
     assert not any(name == "textual" or name.startswith("textual.") for name in modules)
+    # keras-hub is optional: imported only when a keras-hub source is opened.
+    assert "keras_hub" not in modules and "kagglehub" not in modules
 
 
 def test_package_and_cli_import_no_heavy_modules() -> None:
     modules = _modules_after("import kfreeze_tui, kfreeze_tui.cli, kfreeze_tui.core.model.catalog")
-    for heavy in ("keras", "tensorflow", "textual"):
+    for heavy in ("keras", "tensorflow", "textual", "keras_hub", "kagglehub"):
         assert heavy not in modules
 
 
@@ -47,5 +49,20 @@ def test_the_app_starts_without_tensorflow() -> None:
         "import kfreeze_tui.cli, kfreeze_tui.app\napp = kfreeze_tui.app.make_app('resnet50')"
     )
     assert "textual" in modules
-    for heavy in ("keras", "tensorflow", "numpy", "h5py"):
+    for heavy in ("keras", "tensorflow", "numpy", "h5py", "keras_hub", "kagglehub"):
+        assert heavy not in modules, heavy
+
+
+def test_the_app_starts_on_a_keras_hub_preset_without_importing_keras_hub(tmp_path: Path) -> None:
+    # What a source is, a keras-hub preset folder included, is decided from the files alone.
+    preset = tmp_path / "preset"
+    preset.mkdir()
+    (preset / "config.json").write_text('{"registered_name": "keras_hub>BertBackbone"}')
+    modules = _modules_after(
+        "import kfreeze_tui.cli, kfreeze_tui.app\n"
+        "from kfreeze_tui.core.model.source import SourceKind, resolve\n"
+        f"assert resolve({str(preset)!r}).kind is SourceKind.PRESET_DIR\n"
+        f"app = kfreeze_tui.app.make_app({str(preset)!r})"
+    )
+    for heavy in ("keras", "tensorflow", "keras_hub", "kagglehub"):
         assert heavy not in modules, heavy

@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from kfreeze_tui.core.model import hub
 from kfreeze_tui.core.model.layers import CallInfo, LayerInfo, ModelInfo, WeightInfo
 from kfreeze_tui.core.model.legacy.repairs import Repair
 from kfreeze_tui.core.model.loading import LoadOptions
@@ -49,8 +50,12 @@ def cache_dir() -> Path:
 
 def keras_version() -> str:
     """The installed Keras version, from its metadata (no import)."""
+    return _version_of("keras")
+
+
+def _version_of(distribution: str) -> str:
     try:
-        return metadata.version("keras")
+        return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -86,6 +91,21 @@ def key_for(source: str | Source, options: LoadOptions) -> dict[str, Any] | None
             "sha256": _file_digest(path),
             "custom_objects": str(options.custom_objects or ""),
             "unsafe": options.unsafe,
+        }
+    if named.kind in (SourceKind.PRESET_DIR, SourceKind.PRESET_NAME):
+        root = named.path if named.kind is SourceKind.PRESET_DIR else hub.identity_root(named.text)
+        if root is None or not root.is_dir():
+            return None
+        return {
+            **common,
+            "kind": "preset",
+            "name": named.text if named.kind is SourceKind.PRESET_NAME else "",
+            "path": str(root.resolve()),
+            # A folder's identity: its files' sizes and mtimes (a weights file may be many GB,
+            # and a table does not depend on the weights' values).
+            "files": hub.folder_identity(root),
+            "keras_hub": _version_of("keras-hub"),
+            "weights": options.weights.strip().lower(),
         }
     arch = named.architecture
     if named.kind is not SourceKind.ARCHITECTURE or arch is None:

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from kfreeze_tui.core.errors import LoadError, first_line
-from kfreeze_tui.core.model import catalog, load_progress
+from kfreeze_tui.core.model import catalog, hub, load_progress
 from kfreeze_tui.core.model.legacy import checks, graph, hard_sigmoid, upgrade
 from kfreeze_tui.core.model.legacy.entries import MODEL_CLASSES, layer_entries
 from kfreeze_tui.core.model.legacy.ops import OP_CLASSES as OP_LAYER_CLASSES
@@ -142,9 +142,18 @@ def load(source: str | Source, options: LoadOptions | None = None) -> LoadedMode
             if not options.include_top:  # the shipped counts are without the classifier
                 load_progress.set_total(catalog.known_counts().get(arch.name, {}).get("layers"))
             return _build_architecture(arch, text, options)
+    if named.kind is SourceKind.PRESET_DIR and named.path is not None:
+        with load_progress.tracked("Loading", named.display_name):
+            return _load_preset(named.path, text, options)
+    if named.kind is SourceKind.PRESET_NAME:
+        located = hub.locate(text)
+        with load_progress.tracked("Loading", text):
+            return _load_preset(located.folder, text, options, located)
     if named.path is not None and named.path.exists():
         with load_progress.tracked("Loading", named.path.name):
             return _load_file(named.path, text, options)
+    if named.kind is SourceKind.UNKNOWN and hub.may_be_builtin(text):
+        hub.locate(text)  # a keras-hub preset that is not cached: says so, and where it looked
     if named.kind is SourceKind.UNKNOWN:
         suggestions = catalog.closest(text)
         hint = "run `kfreeze models` to list every architecture"
@@ -240,6 +249,31 @@ def _build_architecture(
         description=f"{arch.name} · {shape_text} · {top_text} · {weights_text}",
         random_weights=weights is None,
         architecture=arch,
+    )
+
+
+def _load_preset(
+    folder: Path, source: str, options: LoadOptions, located: hub.Located | None = None
+) -> LoadedModel:
+    """A keras-hub preset's backbone; ``--weights none`` skips loading its weights."""
+    weights = options.weights.strip().lower()
+    if weights not in ("imagenet", "none", "random", ""):
+        raise LoadError(
+            f"--weights {options.weights} cannot be given to the keras-hub preset {source}",
+            "a preset loads its own weights; pass --weights none for random ones",
+            kind="usage",
+        )
+    load_weights = weights == "imagenet"
+    with _keras_environment(options):
+        model, what = hub.load_backbone(folder, source, load_weights)
+    name = located.handle if located is not None else (folder.name or source)
+    weights_text = "preset weights" if load_weights else "random weights"
+    return LoadedModel(
+        model=model,
+        source=source,
+        description=f"{name} · {model.name} · keras-hub {what} · {weights_text}",
+        random_weights=not load_weights,
+        warnings=[located.note] if located is not None and located.note else [],
     )
 
 
@@ -623,6 +657,8 @@ def _deserialize(
 ) -> LoadedModel:
     warnings = _lambda_warnings(config, source, options)
     with _keras_environment(options) as keras:
+        if hub.uses_keras_hub(config):
+            hub.require(source)  # registers keras-hub's classes, which Keras then finds
         custom = custom_objects_for(options)
         unknown = _unknown_classes(config, fmt, custom, keras)
         try:  # safe_mode is scoped to this call; nothing process-wide is switched off

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui._version import __version__
-from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model import catalog, hub
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, format_shape
 from kfreeze_tui.core.model.loading import LoadOptions
-from kfreeze_tui.core.model.source import resolve
+from kfreeze_tui.core.model.source import SourceKind, resolve
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
@@ -144,12 +144,51 @@ def _base_files(
         if weights.lower() in ("none", "random", "", "imagenet"):
             return []
         return [("WEIGHTS", *_file_expr(weights, script_dir))]
+    kind = resolve(source).kind
+    if kind is SourceKind.PRESET_NAME:
+        return []
+    if kind is SourceKind.PRESET_DIR:
+        return [("PRESET", *_file_expr(source, script_dir))]
     return [("MODEL", *_file_expr(converted_name(source) if legacy else source, script_dir))]
+
+
+def needs_keras_hub(source: str) -> bool:
+    """Whether the script imports keras_hub: the source is a keras-hub preset, or a ``.keras``
+    file of a keras-hub model (Keras finds its classes only once keras_hub is imported)."""
+    named = resolve(source)
+    if named.kind in (SourceKind.PRESET_DIR, SourceKind.PRESET_NAME):
+        return True
+    return (
+        named.kind is SourceKind.MODEL_FILE
+        and named.path is not None
+        and hub.file_uses_keras_hub(named.path)
+    )
+
+
+def _preset_lines(source: str, load: LoadOptions) -> list[str] | None:
+    """Step 1 for a keras-hub preset: its backbone, as kfreeze opened it (None for any other
+    source)."""
+    kind = resolve(source).kind
+    if kind not in (SourceKind.PRESET_DIR, SourceKind.PRESET_NAME):
+        return None
+    where = "str(PRESET)" if kind is SourceKind.PRESET_DIR else json.dumps(source)
+    weights = load.weights.strip().lower() not in ("none", "random", "")
+    lines = []
+    if kind is SourceKind.PRESET_NAME:
+        lines += [
+            "# A keras-hub preset by name: keras-hub reads it from its local cache (kagglehub's or",
+            "# Hugging Face's), and downloads it where it is not there yet.",
+        ]
+    lines.append(f"base = keras_hub.models.Backbone.from_preset({where}, load_weights={weights})")
+    return lines
 
 
 def _base_lines(
     source: str, load: LoadOptions, legacy: bool = False, script_dir: Path | None = None
 ) -> list[str]:
+    preset = _preset_lines(source, load)
+    if preset is not None:
+        return preset
     arch = _architecture(source)
     if arch is not None:
         weights = load.weights.strip()
@@ -732,7 +771,9 @@ def python_script(
         *_usage_lines(module, bool(data), bool(phases)),
         '"""',
         "",
-        *_import_lines(view.info, bool(data), bool(phases), bool(files), strategy),
+        *_import_lines(
+            view.info, bool(data), bool(phases), bool(files), strategy, needs_keras_hub(source)
+        ),
         *_setup_lines(view.info, files),
     ]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
@@ -798,10 +839,15 @@ def _usage_lines(module: str, images: bool, phases: bool) -> list[str]:
 
 
 def _import_lines(
-    info: ModelInfo, images: bool, phases: bool, files: bool, strategy: str | None
+    info: ModelInfo,
+    images: bool,
+    phases: bool,
+    files: bool,
+    strategy: str | None,
+    keras_hub: bool = False,
 ) -> list[str]:
-    """The standard library modules the script uses, then keras (and tensorflow for a
-    strategy)."""
+    """The standard library modules the script uses, then keras (keras_hub for a keras-hub
+    model, and tensorflow for a strategy)."""
     stdlib = [
         *(["import argparse"] if images else []),
         *(["import bisect"] if phases else []),
@@ -811,6 +857,11 @@ def _import_lines(
     return [
         *([*stdlib, ""] if stdlib else []),
         "import keras",
+        *(
+            ["import keras_hub  # before loading: registers the keras-hub classes"]
+            if keras_hub
+            else []
+        ),
         *(["import tensorflow as tf"] if strategy else []),
     ]
 

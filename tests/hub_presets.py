@@ -1,0 +1,102 @@
+"""Tiny keras-hub backbones, built offline from constructor arguments, and the local caches
+keras-hub reads presets from, laid out by kagglehub's own code.
+
+Only test modules that start with ``pytest.importorskip("keras_hub")`` import this.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+#: The built-in preset the cache tests put into a fake kagglehub cache.
+BUILTIN = "bert_tiny_en_uncased"
+
+
+def bert() -> Any:
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=1000,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=16,
+    )
+
+
+def gemma() -> Any:
+    import keras_hub
+
+    return keras_hub.models.GemmaBackbone(
+        vocabulary_size=256,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=32,
+        intermediate_dim=64,
+        head_dim=16,
+    )
+
+
+def vit() -> Any:
+    import keras_hub
+
+    return keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+    )
+
+
+def builtin_handle(name: str = BUILTIN) -> str:
+    """The Kaggle handle keras-hub's own preset table gives a built-in name."""
+    import keras_hub  # noqa: F401  (fills the table)
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    return str(BUILTIN_PRESETS[name]["kaggle_handle"])
+
+
+def put_in_kaggle_cache(preset: Path, handle: str, whole: bool = False) -> Path:
+    """Copy a preset folder where kagglehub caches ``handle`` (under ``$KAGGLEHUB_CACHE``, as
+    kagglehub computes it now) and mark every file complete, as keras-hub's file-by-file
+    downloads do; or, with ``whole``, the version complete, as
+    ``kagglehub.model_download(handle)`` does.
+
+    Returns:
+        The cached folder.
+    """
+    from kagglehub.cache import Cache, get_cached_path
+    from kagglehub.handle import parse_model_handle
+
+    parsed = parse_model_handle(handle.removeprefix("kaggle://"))
+    folder = Path(get_cached_path(parsed))
+    shutil.copytree(preset, folder)
+    if whole:
+        Cache().mark_as_complete(parsed)
+        return folder
+    for file in folder.iterdir():
+        Cache().mark_as_complete(parsed, file.name)
+    return folder
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    """keras-hub as an environment without it sees it: the import system cannot find it."""
+
+    def find_spec(self, name: str, *_args: Any) -> None:
+        if name == "keras_hub" or name.startswith("keras_hub."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def hide_keras_hub(monkeypatch: Any) -> None:
+    """Make keras-hub unimportable for the rest of the test (``monkeypatch`` undoes it)."""
+    for name in [n for n in sys.modules if n == "keras_hub" or n.startswith("keras_hub.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_Hidden(), *sys.meta_path])
