@@ -68,6 +68,10 @@ def test_the_walk_names_each_key_of_the_outputs(two_outputs: Path, keras: Any) -
         }
     )
     assert [key for key, _ in info.output_keys] == list(model.output)
+    assert info.input_keys == tuple(model.input) and set(info.input_keys) == {
+        "token_ids",
+        "padding_mask",
+    }
 
 
 def test_a_head_on_an_output_named_by_its_key(two_outputs: Path, keras: Any) -> None:
@@ -202,6 +206,7 @@ def test_export_command_with_no_head_and_apply_of_its_plan(
     assert result.returncode == 0, result.stderr
     assert "replaces pool_dense" in result.stdout or "pool_dense" in result.stdout
     built = keras.saving.load_model(tmp_path / "c.keras")
+    assert isinstance(built.input, dict)  # it takes a dict, as the base does
     assert built.get_layer("head_output").output.shape == (None, 3)
     assert built.get_layer("head_output").input.shape == (None, 8)  # pool_dense's output
 

@@ -250,6 +250,7 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
         "dtype_policy": info.dtype_policy,
         "output_layers": list(info.output_layers),
         "output_keys": [list(pair) for pair in info.output_keys],
+        "input_keys": list(info.input_keys),
         "layers": [_layer_to_json(row) for row in info.layers],
     }
 
@@ -306,6 +307,7 @@ def info_from_json(document: dict[str, Any]) -> ModelInfo:
         dtype_policy=str(document["dtype_policy"]),
         output_layers=_strings(document["output_layers"]),
         output_keys=tuple(_pair(item) for item in document["output_keys"]),
+        input_keys=_strings(document["input_keys"]),
     )
     return info
 

@@ -208,6 +208,8 @@ class ModelInfo:
         output_keys: for a model whose outputs are a dict (keras-hub backbones:
             ``pooled_output``, ``sequence_output``), each key and the layer that makes it, in
             the dict's order; empty for a model whose outputs are a tensor or a list.
+        input_keys: the keys of a model that takes a dict of inputs (``token_ids``,
+            ``padding_mask``), in the dict's order; empty otherwise.
     """
 
     name: str
@@ -223,6 +225,7 @@ class ModelInfo:
     dtype_policy: str = "float32"
     output_layers: tuple[str, ...] = ()
     output_keys: tuple[tuple[str, str], ...] = ()
+    input_keys: tuple[str, ...] = ()
     _by_path: dict[tuple[int, ...], LayerInfo] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -416,6 +419,7 @@ def walk(
         dtype_policy=_policy_name(model),
         output_layers=_output_layers(model),
         output_keys=_output_keys(model),
+        input_keys=_input_keys(model),
     )
 
 
@@ -454,6 +458,15 @@ def _output_keys(model: Any) -> tuple[tuple[str, str], ...]:
             return ()
         keys.append((str(key), str(operation.name)))
     return tuple(keys)
+
+
+def _input_keys(model: Any) -> tuple[str, ...]:
+    """The keys of a model's dict of inputs (``()`` when it takes a tensor or a list)."""
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return ()
+    return tuple(str(key) for key in inputs) if isinstance(inputs, dict) else ()
 
 
 def _activation_name(layer: Any) -> str:

@@ -172,7 +172,9 @@ def build_model(
     if kept:  # the head's output first, then the kept ones in the model's order
         outputs = [outputs, *kept]
     try:
-        new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
+        # A model that takes a dict (keras-hub's token_ids, padding_mask) keeps taking one.
+        inputs = model.input if view.info.input_keys else model.inputs
+        new = keras.Model(inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
         raise PlanError(
             f"a model with the head on {found.where} cannot be built from the model's "

@@ -329,7 +329,10 @@ def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[s
         ]
     if dropped:
         lines.append(f"# Dropped outputs of the base: {', '.join(dropped)}.")
-    lines.append(f'model = keras.Model(base.inputs, outputs, name="{info.name}_finetune")')
+    if info.input_keys:
+        lines.append("# The base takes a dict of inputs; so does the model.")
+    inputs = "base.input" if info.input_keys else "base.inputs"
+    lines.append(f'model = keras.Model({inputs}, outputs, name="{info.name}_finetune")')
     return lines
 
 
