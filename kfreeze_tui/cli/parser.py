@@ -139,8 +139,9 @@ def add_outputs_options(group: Any) -> None:
     group.add_argument(
         "--replace-output",
         metavar="NAME",
-        help="the output (its layer's name) the head takes the place of (default: the first "
-        "output that ends in a classifier)",
+        help="the output (its layer's name, or its key for a model returning a dict: "
+        "pooled_output) the head takes the place of (default: the first output that ends in a "
+        "classifier)",
     )
     group.add_argument(
         "--keep-output",
@@ -155,6 +156,14 @@ def add_outputs_options(group: Any) -> None:
 def add_head_options(parser: argparse.ArgumentParser) -> None:
     """The new head and how it is compiled."""
     group = parser.add_argument_group("the new head")
+    group.add_argument(
+        "--head",
+        choices=("classifier", "none"),
+        default="classifier",
+        help="classifier: the head below (default); none: export the model as it is, frozen "
+        "as planned and uncompiled, for your own task model (the options below then do not "
+        "apply)",
+    )
     group.add_argument(
         "--feature-layer",
         metavar="NAME",

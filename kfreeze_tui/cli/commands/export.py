@@ -63,6 +63,7 @@ def _head_and_compile(args: argparse.Namespace) -> tuple[Any, Any]:
         activation=args.activation,
         replace=args.replace_output,
         keep=tuple(args.keep_output),
+        kind=args.head,
     )
     compile_spec = CompileSpec(
         enabled=not args.no_compile, learning_rate=args.lr, labels=args.labels
@@ -122,6 +123,9 @@ def _print_placement(info: Any, head: Any) -> None:
     has and which it dropped (never silently)."""
     from kfreeze_tui.core.plan.head import placement
 
+    if head.is_none:
+        print("head: none (the model as it is, its outputs unchanged, for your own task model)")
+        return
     found = placement(info, head)
     if found is None:
         return

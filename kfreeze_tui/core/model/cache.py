@@ -39,7 +39,7 @@ from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 5
+SCHEMA = 6
 
 
 def cache_dir() -> Path:
@@ -248,6 +248,13 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _pair(value: Any) -> tuple[str, str]:
+    strings = _strings(value)
+    if len(strings) != 2:
+        raise ValueError("not a pair of strings")
+    return strings[0], strings[1]
+
+
 def info_to_json(info: ModelInfo) -> dict[str, Any]:
     """A walked model as plain JSON values."""
     return {
@@ -262,6 +269,8 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
         "random_weights": info.random_weights,
         "dtype_policy": info.dtype_policy,
         "output_layers": list(info.output_layers),
+        "output_keys": [list(pair) for pair in info.output_keys],
+        "input_keys": list(info.input_keys),
         "layers": [_layer_to_json(row) for row in info.layers],
     }
 
@@ -317,6 +326,8 @@ def info_from_json(document: dict[str, Any]) -> ModelInfo:
         random_weights=bool(document["random_weights"]),
         dtype_policy=str(document["dtype_policy"]),
         output_layers=_strings(document["output_layers"]),
+        output_keys=tuple(_pair(item) for item in document["output_keys"]),
+        input_keys=_strings(document["input_keys"]),
     )
     return info
 

@@ -205,6 +205,11 @@ class ModelInfo:
         dtype_policy: the model's Keras dtype policy (``float32``, ``mixed_float16``, ...).
         output_layers: the root model's layers that make its outputs, in the model's output
             order (a layer making several outputs once); empty when Keras does not say.
+        output_keys: for a model whose outputs are a dict (keras-hub backbones:
+            ``pooled_output``, ``sequence_output``), each key and the layer that makes it, in
+            the dict's order; empty for a model whose outputs are a tensor or a list.
+        input_keys: the keys of a model that takes a dict of inputs (``token_ids``,
+            ``padding_mask``), in the dict's order; empty otherwise.
     """
 
     name: str
@@ -219,6 +224,8 @@ class ModelInfo:
     random_weights: bool = False
     dtype_policy: str = "float32"
     output_layers: tuple[str, ...] = ()
+    output_keys: tuple[tuple[str, str], ...] = ()
+    input_keys: tuple[str, ...] = ()
     _by_path: dict[tuple[int, ...], LayerInfo] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -411,6 +418,8 @@ def walk(
         random_weights=random_weights,
         dtype_policy=_policy_name(model),
         output_layers=_output_layers(model),
+        output_keys=_output_keys(model),
+        input_keys=_input_keys(model),
     )
 
 
@@ -430,6 +439,34 @@ def _output_layers(model: Any) -> tuple[str, ...]:
             return ()
         names.append(str(operation.name))
     return tuple(dict.fromkeys(names))
+
+
+def _output_keys(model: Any) -> tuple[tuple[str, str], ...]:
+    """Each key of a model's dict of outputs and the name of the layer that makes it (``()``
+    when the outputs are not a dict, or a key's tensor comes from no layer of the model)."""
+    try:
+        outputs = model.output
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return ()
+    if not isinstance(outputs, dict):
+        return ()
+    members = {id(layer) for layer in model.layers}
+    keys = []
+    for key, tensor in outputs.items():
+        operation = tensor_operation(tensor)
+        if operation is None or id(operation) not in members:
+            return ()
+        keys.append((str(key), str(operation.name)))
+    return tuple(keys)
+
+
+def _input_keys(model: Any) -> tuple[str, ...]:
+    """The keys of a model's dict of inputs (``()`` when it takes a tensor or a list)."""
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return ()
+    return tuple(str(key) for key in inputs) if isinstance(inputs, dict) else ()
 
 
 def _activation_name(layer: Any) -> str:

@@ -68,7 +68,8 @@ def keras2_resnet_name(name: str) -> str | None:
 def find_layer(
     info: ModelInfo, name: str, *, top_level: bool = False
 ) -> tuple[LayerInfo | None, str | None]:
-    """The layer called ``name``, accepting the Keras 2 names of ResNet's layers.
+    """The layer called ``name``, accepting the key of an output a model returns in a dict
+    (``pooled_output``) and the Keras 2 names of ResNet's layers.
 
     Args:
         info: the walked model.
@@ -76,13 +77,18 @@ def find_layer(
         top_level: only look at the root model's own layers.
 
     Returns:
-        The layer (None if there is none) and, when an old name was translated, a note
-        saying so: ``res5a_branch2a is the Keras 2 name of conv5_block1_1_conv (index 143)``.
+        The layer (None if there is none) and, when a name was translated, a note saying
+        so: ``res5a_branch2a is the Keras 2 name of conv5_block1_1_conv (index 143)``.
     """
     rows = info.top_level if top_level else info.layers
     exact = next((row for row in rows if row.name == name), None)
     if exact is not None:
         return exact, None
+    maker = dict(info.output_keys).get(name)
+    if maker is not None:
+        row = next((row for row in rows if row.name == maker), None)
+        if row is not None:
+            return row, f"{name} is the model's output made by {maker} (index {row.path_text})"
     modern = keras2_resnet_name(name)
     if modern is None:
         return None, None
@@ -90,6 +96,12 @@ def find_layer(
     if row is None:
         return None, None
     return row, f"{name} is the Keras 2 name of {modern} (index {row.path_text})"
+
+
+def output_layer_name(info: ModelInfo, name: str) -> str:
+    """The layer behind an output's key (``pooled_output`` -> ``pooled_dense`` on a
+    keras-hub backbone), or ``name`` itself when it is no output key."""
+    return dict(info.output_keys).get(name, name)
 
 
 def modern_name(info: ModelInfo, name: str) -> str:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, Shape, format_shape
-from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.model.names import find_layer, output_layer_name
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.wording import closest, did_you_mean, sentence, with_suggestion
 
@@ -60,6 +60,9 @@ CONV_LAYERS = frozenset({"Conv1D", "Conv2D", "Conv3D"})
 #: The name build_model gives the new head's output.
 HEAD_OUTPUT = "head_output"
 
+#: What ``HeadSpec.kind`` may be: a classifier head, or none (the model as it is).
+HEAD_KINDS = ("classifier", "none")
+
 
 @dataclass(frozen=True)
 class DenseSpec:
@@ -86,6 +89,8 @@ class HeadSpec:
         replace: the output layer the head takes the place of; None: the first output that
             ends in a classifier (the first output if none does). By default the head
             attaches where that output's classifier takes its features.
+        kind: ``classifier`` (the head these fields describe) or ``none`` (no head: the
+            model as it is, its outputs unchanged, for the user's own task model).
         keep: other outputs of the model that the new model keeps, after the head's output,
             in the model's output order. By default none: the new model is trained with one
             loss, the head's, and kfreeze cannot know the loss of another output, so an
@@ -105,6 +110,13 @@ class HeadSpec:
     float32_head: bool = True
     replace: str | None = None
     keep: tuple[str, ...] = ()
+    kind: str = "classifier"
+
+    @property
+    def is_none(self) -> bool:
+        """No head: the model is exported as it is (frozen as planned), for the user's own
+        task model; the other fields do not apply."""
+        return self.kind == "none"
 
     def with_feature_layer(self, name: str | None) -> HeadSpec:
         """The spec attached to another layer."""
@@ -321,13 +333,14 @@ def replaced_output(info: ModelInfo, head: HeadSpec) -> LayerInfo | None:
     """The output the head replaces (None when ``head.replace`` is not an output)."""
     if head.replace is None:
         return default_replaced_output(info)
-    return next((row for row in model_outputs(info) if row.name == head.replace), None)
+    name = output_layer_name(info, head.replace)
+    return next((row for row in model_outputs(info) if row.name == name), None)
 
 
 def kept_outputs(info: ModelInfo, head: HeadSpec) -> tuple[LayerInfo, ...]:
     """The other outputs the new model keeps, in the model's output order (names that are
     not outputs are left out: :func:`validate` reports them)."""
-    wanted = set(head.keep)
+    wanted = {output_layer_name(info, name) for name in head.keep}
     return tuple(row for row in model_outputs(info) if row.name in wanted)
 
 
@@ -348,7 +361,10 @@ def attachment(info: ModelInfo, head: HeadSpec) -> Attachment | None:
     The named feature layer's output; by default, where the classifier of the replaced
     output takes its features (ResNet50 with its top: ``avg_pool``), or the replaced output
     itself when it ends in no classifier (ResNet50 without its top: ``conv5_block3_out``).
+    None for ``kind = "none"``: no head attaches.
     """
+    if head.is_none:
+        return None
     if head.feature_layer is not None:
         layer = find_layer(info, head.feature_layer, top_level=True)[0]
         if layer is None:
@@ -417,27 +433,39 @@ class HeadLayer:
 def _output_problems(info: ModelInfo, head: HeadSpec) -> list[str]:
     """Output names in ``replace`` and ``keep`` that are not outputs, with the nearest."""
     names = [row.name for row in model_outputs(info)]
-    listed = ", ".join(names) or "none"
+    keys = [key for key, _ in info.output_keys]
+    listed = ", ".join(_output_labels(info)) or "none"
     problems: list[str] = []
 
     def unknown(name: str, what: str) -> str:
         text = (
             f"The output {name!r} to {what} is not an output of the model (its outputs: {listed})"
         )
-        return sentence(with_suggestion(text, did_you_mean(name, names), "; "))
+        return sentence(with_suggestion(text, did_you_mean(name, [*keys, *names]), "; "))
 
-    if head.replace is not None and head.replace not in names:
+    if head.replace is not None and output_layer_name(info, head.replace) not in names:
         problems.append(unknown(head.replace, "replace"))
     for name in dict.fromkeys(head.keep):
-        if name not in names:
+        if output_layer_name(info, name) not in names:
             problems.append(unknown(name, "keep"))
     replaced = replaced_output(info, head)
-    if replaced is not None and replaced.name in head.keep:
+    kept = {output_layer_name(info, name) for name in head.keep}
+    if replaced is not None and replaced.name in kept:
         problems.append(
             f"The head replaces the output {replaced.name}, so it cannot keep it too: "
             "keep another output, or replace another."
         )
     return problems
+
+
+def _output_labels(info: ModelInfo) -> list[str]:
+    """Each output as messages name it: its layer, with its key when the model returns a
+    dict (``pooled_dense (pooled_output)``)."""
+    key_of = {layer: key for key, layer in info.output_keys}
+    return [
+        f"{row.name} ({key_of[row.name]})" if row.name in key_of else row.name
+        for row in model_outputs(info)
+    ]
 
 
 def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
@@ -450,6 +478,10 @@ def validate(info: ModelInfo, head: HeadSpec) -> list[str]:
     Returns:
         Problems in a stable order.
     """
+    if head.kind not in HEAD_KINDS:
+        return [f"The head {head.kind!r} is not one of {', '.join(HEAD_KINDS)}."]
+    if head.is_none:
+        return []
     found = attachment(info, head)
     return [
         *_output_problems(info, head),
@@ -662,7 +694,7 @@ def names_text(names: list[str], shown: int = 4) -> str:
 
 def placement(info: ModelInfo, head: HeadSpec) -> Placement | None:
     """Where the head goes and what it replaces and drops; None when the feature layer or
-    an output named does not exist."""
+    an output named does not exist, and for no head (``kind = "none"``)."""
     found = attachment(info, head)
     if found is None or _output_problems(info, head):
         return None
@@ -698,6 +730,9 @@ def new_totals(view: PlanView, plan: FreezePlan, head: HeadSpec) -> NewTotals | 
     output's branch) are left out, as the export leaves them out; the head's layers all train.
     """
     info = view.info
+    if head.is_none:  # the model as it is
+        totals = view.totals(plan)
+        return NewTotals(totals.total, totals.trainable, 0)
     found = attachment(info, head)
     if found is None or validate(info, head):
         return None

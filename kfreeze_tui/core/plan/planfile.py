@@ -22,6 +22,7 @@ from kfreeze_tui.core.model.names import find_layer
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     ACTIVATIONS,
+    HEAD_KINDS,
     HIDDEN_ACTIVATIONS,
     POOLINGS,
     DenseSpec,
@@ -92,17 +93,22 @@ def document(
     found = attachment(info, head)
     output = replaced_output(info, head)
     several = len(model_outputs(info)) > 1
-    resolved = HeadSpec(
-        feature_layer=found.layer.name if found and not found.of_input else head.feature_layer,
-        pooling=resolved_pooling(info, head),
-        hidden=head.hidden,
-        dropout=head.dropout,
-        classes=head.classes,
-        activation=head.activation,
-        float32_head=head.float32_head,
-        # Named for a model with several outputs; with one there is nothing to choose.
-        replace=output.name if output is not None and several else head.replace,
-        keep=tuple(dict.fromkeys(head.keep)),
+    feature = found.layer.name if found and not found.of_input else head.feature_layer
+    resolved = (
+        HeadSpec(kind="none")
+        if head.is_none
+        else HeadSpec(
+            feature_layer=feature,
+            pooling=resolved_pooling(info, head),
+            hidden=head.hidden,
+            dropout=head.dropout,
+            classes=head.classes,
+            activation=head.activation,
+            float32_head=head.float32_head,
+            # Named for a model with several outputs; with one there is nothing to choose.
+            replace=output.name if output is not None and several else head.replace,
+            keep=tuple(dict.fromkeys(head.keep)),
+        )
     )
     return PlanDocument(
         source=source,
@@ -205,6 +211,8 @@ def _freeze_table(doc: PlanDocument) -> list[str]:
 
 def _head_table(doc: PlanDocument) -> list[str]:
     head = doc.head
+    if head.is_none:
+        return ["[head]", f"kind = {_value(head.kind)}"]
     return [
         "[head]",
         f"feature_layer = {_value(head.feature_layer or '')}",
@@ -357,6 +365,7 @@ TABLES: dict[str, dict[str, _Kind]] = {
         ),
     },
     "head": {
+        "kind": _choice(*HEAD_KINDS),
         "feature_layer": _TEXT,
         "pooling": _choice(*POOLINGS, ""),
         "hidden": _records(
@@ -617,6 +626,7 @@ def read(path: Path) -> PlanDocument:
         float32_head=head.get("float32_head", True),
         replace=head.get("replace") or None,
         keep=tuple(head.get("keep", [])),
+        kind=head.get("kind", "classifier"),
     )
     compile_spec = CompileSpec(
         enabled=compile_table.get("enabled", True),

@@ -128,7 +128,9 @@ def build_model(
     compile_spec: CompileSpec | None = None,
     optimizer_for: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """Apply a whole plan to a loaded model: freeze, add the head, compile.
+    """Apply a whole plan to a loaded model: freeze, add the head, compile. With no head
+    (``head.kind == "none"``) the model itself comes back, frozen as planned, uncompiled
+    (kfreeze cannot know the loss of the user's task model).
 
     The layers of ``model`` are shared with the new model (their flags change in place), as
     when a user writes ``keras.Model(base.inputs, head(base.output))``. The new model's
@@ -158,6 +160,10 @@ def build_model(
     if problems:
         raise PlanError(problems[0].rstrip("."))
     _check_compile(compile_spec)
+    if head.is_none:
+        # The model as it is, for the user's own task model: no loss to compile with.
+        apply_freeze(model, view, plan)
+        return model
     found = attachment(view.info, head)
     assert found is not None
     apply_freeze(model, view, plan)
@@ -166,7 +172,9 @@ def build_model(
     if kept:  # the head's output first, then the kept ones in the model's order
         outputs = [outputs, *kept]
     try:
-        new = keras.Model(model.inputs, outputs, name=f"{model.name}_finetune")
+        # A model that takes a dict (keras-hub's token_ids, padding_mask) keeps taking one.
+        inputs = model.input if view.info.input_keys else model.inputs
+        new = keras.Model(inputs, outputs, name=f"{model.name}_finetune")
     except ValueError as exc:  # e.g. an input of the model that the feature layer ignores
         raise PlanError(
             f"a model with the head on {found.where} cannot be built from the model's "

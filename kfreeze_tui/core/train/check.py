@@ -323,6 +323,11 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
         for v, _ in kinds
     ]
     with native_output_captured():
+        if not getattr(model, "compiled", False) and not _classifier_like(model):
+            # No loss to read and none to guess (a backbone exported without a head, its
+            # outputs a dict or sequences): a step of SGD on every output's distance from 1.
+            _free_step(keras, model, synthetic_batch(model, batch)[0])
+            return _compare(kinds, before)
         if not getattr(model, "compiled", False):
             model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=_loss_for(keras, model))
         model.run_eagerly = True  # one step costs one step: no tracing
@@ -338,6 +343,31 @@ def one_step(model: Any, batch: int = STEP_BATCH, reference: Any = None) -> Step
                 model.train_on_batch(x, wrong)
                 result = _compare(kinds, before)
     return result
+
+
+def _classifier_like(model: Any) -> bool:
+    """Whether a loss for the model can be guessed from its outputs (see :func:`_loss_for`):
+    a tensor or a list of them, each one row of units per example."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        return False
+    return not isinstance(structure, dict) and all(len(t.shape) == 2 for t in model.outputs)
+
+
+def _free_step(keras: Any, model: Any, x: Any) -> None:
+    """One step of SGD on the mean squared distance of every output from 1, in training
+    mode: it reaches every weight that any output depends on."""
+    import tensorflow as tf
+
+    variables = list(model.trainable_variables)
+    with tf.GradientTape() as tape:
+        outputs = keras.tree.flatten(model(x, training=True))
+        loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(o, "float32") - 1.0)) for o in outputs])
+    gradients = tape.gradient(loss, variables)
+    pairs = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
+    if pairs:
+        keras.optimizers.SGD(1e-2).apply(*zip(*pairs, strict=True))
 
 
 def _weight_kinds(model: Any) -> list[tuple[Any, str]]:
@@ -459,20 +489,33 @@ def _loss_for(keras: Any, model: Any) -> Any:
     return [loss, *[None] * extra] if extra else loss
 
 
-#: The size given to input dimensions a model leaves open (sequence length, image side).
+#: The size given to input dimensions a model leaves open (an image's side).
 OPEN_DIMENSION = 32
+#: The length given to an integer input's open dimension (a sequence of token ids, shorter
+#: than the positions a small transformer has).
+OPEN_SEQUENCE = 8
 
 
 def synthetic_inputs(model: Any, batch: int, seed: int = 0) -> list[Any]:
-    """One random array per input of ``model`` (integer inputs get small integers)."""
+    """One random array per input of ``model``, in ``model.inputs`` order. Integer inputs
+    are token ids (small integers) of :data:`OPEN_SEQUENCE` where their length is open; an
+    input named as a mask (``padding_mask``) is all ones, one named as segments
+    (``segment_ids``) all zeros, as a single sentence gives them."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     arrays = []
     for tensor in model.inputs:
-        shape = [batch] + [OPEN_DIMENSION if d is None else int(d) for d in tensor.shape[1:]]
         dtype = str(getattr(tensor, "dtype", "float32"))
-        if "int" in dtype:
+        integer = "int" in dtype or "bool" in dtype
+        open_size = OPEN_SEQUENCE if integer else OPEN_DIMENSION
+        shape = [batch] + [open_size if d is None else int(d) for d in tensor.shape[1:]]
+        name = str(getattr(tensor, "name", ""))
+        if "mask" in name:
+            arrays.append(np.ones(shape, dtype=dtype))
+        elif "segment" in name:
+            arrays.append(np.zeros(shape, dtype=dtype))
+        elif integer:
             arrays.append(rng.integers(0, 10, size=shape).astype(dtype))
         else:
             arrays.append(rng.standard_normal(shape).astype("float32"))
@@ -537,6 +580,9 @@ def _as_model_takes(model: Any, inputs: list[Any]) -> Any:
         structure = model.input
     except (AttributeError, ValueError):  # a model that was never called
         structure = None
+    if isinstance(structure, dict):  # keras-hub: {"token_ids": ..., "padding_mask": ...}
+        by_tensor = {id(t): array for t, array in zip(model.inputs, inputs, strict=True)}
+        return {key: by_tensor[id(tensor)] for key, tensor in structure.items()}
     if len(inputs) == 1 and not isinstance(structure, (list, tuple)):
         return inputs[0]
     return inputs

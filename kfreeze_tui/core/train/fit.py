@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfreeze_tui.core.errors import PlanError
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase, check_phase_number
@@ -85,6 +86,12 @@ def build_for_phase(
     """
     from kfreeze_tui.core.train.build import build_model
 
+    if head.is_none and phases:
+        raise PlanError(
+            "phases train the model with its head's loss, and there is no head "
+            "(--head none): build your task model on the exported one and train it in phases "
+            "there"
+        )
     setup = phase_setup(plan, phases, number)
     return build_model(
         base,

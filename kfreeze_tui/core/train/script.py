@@ -30,6 +30,7 @@ from kfreeze_tui.core.plan.head import (
     attachment,
     dropped_outputs,
     kept_outputs,
+    model_outputs,
     pooling_class,
     resolved_pooling,
 )
@@ -313,8 +314,22 @@ def _nested_freeze_lines(boundary: LayerInfo, keep_bn: bool, exceptions: list[st
     ]
 
 
+def _no_head_lines(info: ModelInfo) -> list[str]:
+    """Step 3 without a head: the base is the model, its outputs as they are."""
+    outputs = [f"{key} ({layer})" for key, layer in info.output_keys] or [
+        row.name for row in model_outputs(info)
+    ]
+    return [
+        "# No head: the model is the base, frozen as above, for your own task model",
+        f"# (its outputs: {', '.join(outputs) or 'as the base makes them'}).",
+        "model = base",
+    ]
+
+
 def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[str]:
     info = view.info
+    if head.is_none:
+        return _no_head_lines(info)
     found = attachment(info, head)
     assert found is not None
     pooling = resolved_pooling(info, head)
@@ -353,7 +368,10 @@ def _head_lines(view: PlanView, head: HeadSpec, mixed_precision: bool) -> list[s
         ]
     if dropped:
         lines.append(f"# Dropped outputs of the base: {', '.join(dropped)}.")
-    lines.append(f'model = keras.Model(base.inputs, outputs, name="{info.name}_finetune")')
+    if info.input_keys:
+        lines.append("# The base takes a dict of inputs; so does the model.")
+    inputs = "base.input" if info.input_keys else "base.inputs"
+    lines.append(f'model = keras.Model({inputs}, outputs, name="{info.name}_finetune")')
     return lines
 
 
@@ -496,6 +514,37 @@ def _phased_train(choice: Any, strategy: str | None, kept: int) -> list[str]:
 
 
 #: ``train`` without phases: one fit of the model as the script sets it up.
+_NO_HEAD_USAGE = [
+    "Run it to build the model; or import it and build your task model on `model` (the",
+    "base with no head, frozen as planned), or train `model` itself with",
+    "train(train_ds, loss).",
+]
+
+_NO_HEAD_TRAIN = [
+    "",
+    "",
+    "def train(",
+    f"    train_ds, loss, val_ds=None, epochs={DEFAULT_EPOCHS}, learning_rate=1e-4,",
+    '    callbacks=None, verbose="auto",',
+    "):",
+    '    """Train the model with your loss (it has no head of kfreeze\'s: kfreeze cannot know',
+    "    one); returns its history. A task model built on `model` trains the same weights.",
+    "",
+    "    Args:",
+    "        train_ds: batches of (inputs, targets), in the structure the model returns.",
+    "        loss: a Keras loss (or a dict of them, one per output) for model.compile.",
+    "        val_ds: validation batches, or None.",
+    "        epochs: how many epochs.",
+    "        learning_rate: Adam's learning rate.",
+    "        callbacks: Keras callbacks (ModelCheckpoint, EarlyStopping, ...).",
+    "        verbose: as model.fit takes it (2: one line per epoch).",
+    '    """',
+    "    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)",
+    "    return model.fit(",
+    "        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose",
+    "    )",
+]
+
 _SINGLE_TRAIN = [
     "",
     "",
@@ -759,16 +808,16 @@ def python_script(
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, setup.plan),
         "",
-        "# 3. The new head.",
+        "# 3. No head." if head.is_none else "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
-        *_compile_lines(compile_spec, setup.phase, choice, kept),
+        *([] if head.is_none else _compile_lines(compile_spec, setup.phase, choice, kept)),
     ]
-    data = _data_lines(source, view, head, compile_spec)
+    data = [] if head.is_none else _data_lines(source, view, head, compile_spec)
     files = _base_files(source, load, legacy, script_dir)
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
         "",
-        *_usage_lines(module, bool(data), bool(phases)),
+        *(_NO_HEAD_USAGE if head.is_none else _usage_lines(module, bool(data), bool(phases))),
         '"""',
         "",
         *_import_lines(
@@ -777,6 +826,8 @@ def python_script(
         *_setup_lines(view.info, files),
     ]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
+    if head.is_none:  # no phases either: build_for_phase refuses them without a head
+        train = list(_NO_HEAD_TRAIN)
     if definitions:
         lines += ["", *definitions]
     if strategy:
