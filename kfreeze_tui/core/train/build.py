@@ -41,6 +41,8 @@ def layer_at(model: Any, path: tuple[int, ...]) -> Any:
 def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
     """Set every layer's ``trainable`` flag of ``model`` as ``plan`` says.
 
+    A layer that ``plan.lora`` targets is made trainable (and its containers), ready for
+    :func:`apply_lora`, which this does not call: LoRA cannot be taken off a layer again.
     Recompile the model afterwards: ``compile()`` captures which weights are trainable.
 
     Args:
@@ -59,6 +61,32 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
         )
     for leaf in view.leaves:
         layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
+
+
+def apply_lora(model: Any, view: PlanView, plan: FreezePlan) -> None:
+    """Enable LoRA on the layers ``plan.lora`` targets: after :func:`apply_freeze`.
+
+    Keras's ``enable_lora`` freezes the kernel and adds trainable A and B; the layer must be
+    trainable first or A and B are created frozen (:func:`apply_freeze` makes every LoRA layer
+    and its containers trainable). A layer whose LoRA is already on is left as it is. This
+    cannot be undone: call it on a model that is yours to change.
+
+    Raises:
+        PlanError: when Keras refuses a layer (a kernel constraint, a quantization mode).
+    """
+    lora = plan.lora
+    if lora is None:
+        return
+    for pos in sorted(view.lora_positions(lora)):
+        row = view.leaves[pos]
+        layer = layer_at(model, row.path)
+        if getattr(layer, "lora_enabled", False):
+            continue
+        layer.trainable = True
+        try:
+            layer.enable_lora(lora.rank)
+        except (ValueError, NotImplementedError) as exc:
+            raise PlanError(f"LoRA cannot go on layer {row.name}: {first_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
