@@ -31,6 +31,7 @@ from kfreeze_tui.core.plan.head import (
     replaced_output,
     resolved_pooling,
 )
+from kfreeze_tui.core.plan.lora import PRESETS, LoraSpec, target_pattern
 from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase
 from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, describe, located
 from kfreeze_tui.core.wording import did_you_mean, with_suggestion
@@ -62,6 +63,17 @@ class PlanDocument:
     """Staged training; empty for a plan of one phase (the freeze above)."""
     outputs: tuple[str, ...] = field(default=(), compare=False)
     """The model's outputs, for the comment that says which ones the plan drops."""
+    lora: LoraRef | None = None
+    """LoRA (the ``[lora]`` table), or None."""
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """The ``[lora]`` table: rank, targets, and the toggled layers by name and path."""
+
+    rank: int
+    targets: str
+    toggles: tuple[LayerRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,13 @@ def document(
             for p in phases
         ),
         outputs=tuple(row.name for row in model_outputs(info)),
+        lora=None
+        if plan.lora is None
+        else LoraRef(
+            plan.lora.rank,
+            plan.lora.targets,
+            tuple(LayerRef(info.layer(path).name, path) for path in sorted(plan.lora.toggles)),
+        ),
     )
 
 
@@ -157,6 +176,7 @@ def to_toml(doc: PlanDocument) -> str:
         "",
         *_head_table(doc),
         "",
+        *_lora_table(doc),
         "[compile]",
         f"enabled = {_value(doc.compile.enabled)}",
         'optimizer = "adam"',
@@ -201,6 +221,34 @@ def _freeze_table(doc: PlanDocument) -> list[str]:
         + "]"
     )
     return lines
+
+
+def _lora_table(doc: PlanDocument) -> list[str]:
+    """``[lora]`` (with a blank line after it), or nothing for a plan without LoRA."""
+    lora = doc.lora
+    if lora is None:
+        return []
+    return [
+        "[lora]",
+        "# LoRA layers: kernel frozen, adapters A and B and the bias train, whatever",
+        "# [freeze] says.",
+        f"rank = {lora.rank}",
+        f"targets = {_value(lora.targets)}  # attention, linear, all, or a regex over layer names",
+        "toggles = ["
+        + ", ".join(_value({"name": t.name, "path": list(t.path)}) for t in lora.toggles)
+        + "]",
+        "",
+    ]
+
+
+def _valid_targets(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        target_pattern(value)
+    except PlanError:
+        return False
+    return True
 
 
 def _head_table(doc: PlanDocument) -> list[str]:
@@ -376,6 +424,16 @@ TABLES: dict[str, dict[str, _Kind]] = {
             ),
         ),
     },
+    "lora": {
+        "rank": _POSITIVE,
+        "targets": _Kind(
+            f"{', '.join(PRESETS)} or a valid regular expression over layer names",
+            _valid_targets,
+        ),
+        "toggles": _records(
+            {"name": _NAME, "path": _INDEX}, ("name",), '[{ name = "query", path = [3, 1, 0] }]'
+        ),
+    },
     "compile": {
         "enabled": _BOOL,
         "optimizer": _choice("adam"),
@@ -486,6 +544,9 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             continue
         _check_table(problems, (name,), f"[{name}]", table, keys)
     _check_required(problems, data)
+    lora = data.get("lora")
+    if isinstance(lora, dict) and "rank" not in lora:
+        problems.add(("lora",), "[lora] has no rank (an integer >= 1)", missing=True)
     _check_phases(problems, data)
     problems.raise_first()
 
@@ -496,7 +557,8 @@ def _check_version(problems: _Problems, data: dict[str, Any], path: Path) -> Non
     if version is None and not any(name in data for name in _TOP_LEVEL):
         raise PlanError(
             f"{path} is not a kfreeze plan: it has no version = {PLAN_VERSION} and none of "
-            f"{', '.join(f'[{name}]' for name in TABLES)} (kfreeze export --plan writes one)"
+            f"{', '.join(f'[{name}]' for name in TABLES if name != 'lora')} "
+            "(kfreeze export --plan writes one)"
         )
     if version is None:
         problems.add(
@@ -632,6 +694,19 @@ def read(path: Path) -> PlanDocument:
         head=spec,
         compile=compile_spec,
         phases=tuple(_read_phase(table) for table in data.get("phase", [])),
+        lora=_read_lora(data.get("lora")),
+    )
+
+
+def _read_lora(table: dict[str, Any] | None) -> LoraRef | None:
+    if table is None:
+        return None
+    return LoraRef(
+        rank=table["rank"],
+        targets=table.get("targets", "attention"),
+        toggles=tuple(
+            LayerRef(t["name"], tuple(t.get("path", []))) for t in table.get("toggles", [])
+        ),
     )
 
 
@@ -700,7 +775,12 @@ def resolve(doc: PlanDocument, info: ModelInfo) -> tuple[FreezePlan, list[str]]:
     for path in exceptions:
         if info.layer(path).is_container:
             raise PlanError(f"the exception {info.layer(path).name} is a nested model, not a layer")
-    return FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy), notes
+    lora = None
+    if doc.lora is not None:
+        toggles = frozenset(_find(info, ref, "LoRA toggle", notes) for ref in doc.lora.toggles)
+        lora = LoraSpec(rank=doc.lora.rank, targets=doc.lora.targets, toggles=toggles)
+    plan = FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy, lora=lora)
+    return plan, notes
 
 
 def check_outputs(doc: PlanDocument, info: ModelInfo) -> None:

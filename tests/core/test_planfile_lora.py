@@ -1,0 +1,86 @@
+"""The plan file's ``[lora]`` table: written, read back to the same LoraSpec on the model,
+and validated by hand-edit (misspelt keys get the nearest name, bad values one sentence)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfreeze_tui.core.errors import PlanError
+from kfreeze_tui.core.model.layers import walk
+from kfreeze_tui.core.model.loading import LoadOptions
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
+from kfreeze_tui.core.plan.lora import LoraSpec
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.plan.planfile import document, read, resolve, to_toml
+
+
+@pytest.fixture(scope="module")
+def view(small_model: Any) -> PlanView:
+    return PlanView(walk(small_model))
+
+
+def _plan_text(view: PlanView, plan: FreezePlan) -> str:
+    doc = document(
+        "small.keras", LoadOptions(weights="none"), view, plan, HeadSpec(), CompileSpec()
+    )
+    return to_toml(doc)
+
+
+def test_lora_reads_back_to_the_same_spec(tmp_path: Path, view: PlanView) -> None:
+    by_name = {leaf.name: leaf.path for leaf in view.leaves}
+    spec = LoraSpec(rank=6, targets="block.*_conv", toggles=frozenset({by_name["classifier"]}))
+    plan = FreezePlan(boundary=None, lora=spec)
+    text = _plan_text(view, plan)
+    assert "[lora]" in text and "rank = 6" in text and 'name = "classifier"' in text
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    doc = read(path)
+    resolved, notes = resolve(doc, view.info)
+    assert resolved == plan and notes == []
+    assert view.totals(resolved) == view.totals(plan)
+    # A plan without LoRA writes no [lora] table and reads back without one.
+    plain = replace(plan, lora=None)
+    path.write_text(_plan_text(view, plain))
+    assert "[lora]" not in path.read_text()
+    assert resolve(read(path), view.info)[0].lora is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("rank = 6", "rnak = 6"), 'unknown key "rnak" in [lora]: did you mean "rank"?'),
+        (("rank = 6", "rank = 0"), "[lora] rank must be an integer >= 1, not 0"),
+        (("rank = 6", 'rank = "6"'), "[lora] rank must be an integer >= 1"),
+        (('targets = "all"', 'targets = "x("'), "[lora] targets must be attention, linear, all"),
+        (('targets = "all"', 'target = "all"'), 'did you mean "targets"?'),
+        (("[lora]", "[lroa]"), "unknown table [lroa]: did you mean [lora]?"),
+        (("rank = 6\n", ""), "[lora] has no rank"),
+    ],
+)
+def test_hand_edits_are_one_sentence(
+    tmp_path: Path, view: PlanView, edit: tuple[str, str], says: str
+) -> None:
+    text = _plan_text(view, FreezePlan(boundary=None, lora=LoraSpec(6, "all")))
+    assert edit[0] in text
+    path = tmp_path / "plan.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(PlanError) as caught:
+        read(path)
+    message = str(caught.value)
+    assert says in message, message
+    assert "line" in message or "has no rank" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_toggle_that_is_not_a_layer(tmp_path: Path, view: PlanView) -> None:
+    plan = FreezePlan(boundary=None, lora=LoraSpec(2, "all", frozenset({view.leaves[1].path})))
+    text = _plan_text(view, plan).replace('name = "stem_conv", path = [1]', 'name = "stemconv"')
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    with pytest.raises(PlanError, match=r'LoRA toggle stemconv.*did you mean "stem_conv"'):
+        resolve(read(path), view.info)
