@@ -84,3 +84,22 @@ def test_a_toggle_that_is_not_a_layer(tmp_path: Path, view: PlanView) -> None:
     path.write_text(text)
     with pytest.raises(PlanError, match=r'LoRA toggle stemconv.*did you mean "stem_conv"'):
         resolve(read(path), view.info)
+
+
+def test_apply_refuses_a_lora_plan_and_writes_nothing(
+    tmp_path: Path, view: PlanView, small_model_file: Path, run_cli: Any
+) -> None:
+    """A .keras file would hold the adapters merged into the kernels, and reload them as
+    zeros that train nothing: apply says so instead of writing it."""
+    plan = FreezePlan(boundary=None, lora=LoraSpec(2, "all"))
+    doc = document(
+        str(small_model_file), LoadOptions(weights="none"), view, plan, HeadSpec(), CompileSpec()
+    )
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml(doc))
+    out = tmp_path / "out.keras"
+    result = run_cli("apply", str(path), "-o", str(out))
+    assert result.returncode == 2
+    assert "a plan with LoRA cannot be exported yet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
