@@ -275,3 +275,33 @@ def test_planview_stays_fast_with_lora(keras: Any, mobilenet: Any) -> None:
     rows(with_lora)  # the first call builds the tables
     assert rows(with_lora) < 5 * rows(plain) + 0.01
     assert re.fullmatch(r"\d+", str(view.adapters(with_lora)))
+
+
+def test_cost_prices_lora(mixed_model: Any) -> None:
+    """Adapters in the weights, gradients and Adam's two slots of what trains; activations
+    kept from the first LoRA layer on, even with everything else frozen."""
+    from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
+
+    view = PlanView(walk(mixed_model))
+    costs = cost_model(view)
+    setup = TrainingSetup(batch=4)
+    frozen = FreezePlan(boundary=None)
+    last_only = FreezePlan(boundary=None, lora=LoraSpec(2, "classifier"))
+    everywhere = FreezePlan(boundary=None, lora=LoraSpec(2, "all"))
+    base = costs.estimate(frozen, setup)
+    last = costs.estimate(last_only, setup)
+    wide = costs.estimate(everywhere, setup)
+    assert base.memory.activations == 0 and base.trainable_params == 0
+    for plan, estimate in ((last_only, last), (everywhere, wide)):
+        totals = view.totals(plan)
+        assert estimate.memory.weights == 4 * totals.total
+        assert estimate.memory.gradients == 4 * totals.trainable
+        assert estimate.memory.optimizer == 8 * totals.trainable
+    # LoRA on the last layer keeps only what it reads; LoRA from the first conv keeps more.
+    assert 0 < last.memory.activations < wide.memory.activations
+    assert 0 < last.backward_flops < wide.backward_flops
+    # A LoRA layer's weight gradient costs less than training its kernel.
+    full_classifier = costs.estimate(
+        FreezePlan(boundary=None, exceptions=frozenset({view.leaves[-1].path})), setup
+    )
+    assert last.backward_flops < full_classifier.backward_flops

@@ -125,6 +125,9 @@ def _print_table(
         f"{session.info.description} · batch {setup.batch} · {setup.optimizer.label} · "
         f"{setup.dtype.value} ({dtype_why}) · {_macs_text(macs)} per example forward"
     )
+    lora = rows[0].plan.lora if rows else None
+    if lora is not None:
+        title += f" · LoRA rank {lora.rank} ({lora.targets})"
     stdout_console().print(report.cost_table(title, documents))
     for gpu in found:
         fits = ", ".join(
