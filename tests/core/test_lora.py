@@ -305,3 +305,21 @@ def test_cost_prices_lora(mixed_model: Any) -> None:
         FreezePlan(boundary=None, exceptions=frozenset({view.leaves[-1].path})), setup
     )
     assert last.backward_flops < full_classifier.backward_flops
+
+
+def test_applying_again_keeps_lora_kernels_frozen(keras: Any, mixed_model: Any) -> None:
+    """A second set-up (the next phase) sets ``trainable`` on layers whose LoRA is on, which
+    in Keras 3.15 makes their kernels trainable again; apply_lora freezes them once more."""
+    from kfreeze_tui.core.train.build import apply_freeze, apply_lora
+
+    model = keras.models.clone_model(mixed_model)
+    view = PlanView(walk(model))
+    first = FreezePlan(boundary=None, lora=LoraSpec(2, "linear"))
+    second = FreezePlan(boundary=view.leaves[0].path, lora=LoraSpec(2, "linear"))
+    for plan in (first, second):
+        apply_freeze(model, view, plan)
+        apply_lora(model, view, plan)
+        assert _size(model.trainable_weights) == view.totals(plan).trainable
+        assert model.count_params() == view.totals(plan).total
+    kernels = [v.path for v in model.trainable_weights if v.path.endswith("/kernel")]
+    assert "query/kernel" not in kernels and "conv/kernel" in kernels

@@ -103,3 +103,47 @@ def test_apply_refuses_a_lora_plan_and_writes_nothing(
     assert "a plan with LoRA cannot be exported yet" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+
+
+def _size(variables: Any) -> int:
+    import math
+
+    unique = {id(v): v for v in variables}
+    return sum(math.prod(int(d) for d in v.shape) for v in unique.values())
+
+
+@pytest.mark.parametrize("phase", [1, 2])
+def test_apply_plan_puts_lora_on_as_keras_does(
+    tmp_path: Path, view: PlanView, small_model_file: Path, keras: Any, phase: int
+) -> None:
+    """The library API (``apply_plan``) applies the plan's LoRA, in every phase; the counts
+    are those of Keras's enable_lora on the same layers of the same file, by hand."""
+    from kfreeze_tui.core.plan.phases import Phase
+    from kfreeze_tui.core.train.fit import apply_plan
+
+    by_name = {leaf.name: leaf.path for leaf in view.leaves}
+    plan = FreezePlan(boundary=by_name["block2_conv"], lora=LoraSpec(3, "stem_conv|classifier"))
+    phases = (Phase(None, 1, lr=1e-3), Phase(by_name["block1_conv"], 1, lr=1e-4))
+    doc = document(
+        str(small_model_file), LoadOptions(weights="none"), view, plan,
+        HeadSpec(feature_layer="gap", pooling="none", classes=4), CompileSpec(), phases,
+    )  # fmt: skip
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml(doc))
+    model = keras.saving.load_model(small_model_file)
+    new = apply_plan(model, path, phase=phase)
+    lora_on = {layer.name for layer in model.layers if getattr(layer, "lora_enabled", False)}
+    assert lora_on == {"stem_conv", "classifier"}
+    # By hand on a fresh copy: the phase's boundary (phase 1: the head only), LoRA on top.
+    oracle = keras.saving.load_model(small_model_file)
+    start = 10**6 if phase == 1 else view.info.layer(by_name["block1_conv"]).index
+    for i, layer in enumerate(oracle.layers):
+        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+    for name in lora_on:
+        oracle.get_layer(name).trainable = True
+        oracle.get_layer(name).enable_lora(3)
+    # The new head (Dense 32 -> 4) replaces the classifier, which is not in the new model.
+    dropped = _size(oracle.get_layer("classifier").trainable_weights)
+    assert _size(new.trainable_weights) == _size(oracle.trainable_weights) - dropped + 32 * 4 + 4
+    kernel = model.get_layer("stem_conv").trainable_weights
+    assert [v.path.rsplit("/", 1)[-1] for v in kernel] == ["bias", "lora_kernel_a", "lora_kernel_b"]

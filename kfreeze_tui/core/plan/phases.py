@@ -43,8 +43,11 @@ class Phase:
 
     def plan(self, base: FreezePlan) -> FreezePlan:
         """The freeze plan of this phase: its boundary, and its BatchNormalization policy or
-        the plan's (exceptions to a boundary are not carried into phases)."""
-        return FreezePlan(boundary=self.boundary, bn_policy=self.bn_policy or base.bn_policy)
+        the plan's (exceptions to a boundary are not carried into phases; the plan's LoRA
+        is: Keras cannot take it off a layer again)."""
+        return FreezePlan(
+            boundary=self.boundary, bn_policy=self.bn_policy or base.bn_policy, lora=base.lora
+        )
 
     def lr_text(self) -> str:
         if self.lr_range is not None:

@@ -63,6 +63,17 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
         layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
 
 
+#: The last part of the path of the weight ``enable_lora`` adapts (and freezes).
+ADAPTED_WEIGHTS = ("kernel", "embeddings")
+
+
+def _refreeze_adapted(layer: Any) -> None:
+    """Freeze the kernel (or embeddings) of a layer whose LoRA is on."""
+    for variable in layer.trainable_weights:
+        if str(variable.path).rsplit("/", 1)[-1] in ADAPTED_WEIGHTS:
+            variable.trainable = False
+
+
 def apply_lora(model: Any, view: PlanView, plan: FreezePlan) -> None:
     """Enable LoRA on the layers ``plan.lora`` targets: after :func:`apply_freeze`.
 
@@ -80,9 +91,12 @@ def apply_lora(model: Any, view: PlanView, plan: FreezePlan) -> None:
     for pos in sorted(view.lora_positions(lora)):
         row = view.leaves[pos]
         layer = layer_at(model, row.path)
-        if getattr(layer, "lora_enabled", False):
-            continue
         layer.trainable = True
+        if getattr(layer, "lora_enabled", False):
+            # Setting ``trainable`` makes every variable of the layer trainable again, the
+            # kernel that enable_lora froze included (Keras 3.15): freeze it once more.
+            _refreeze_adapted(layer)
+            continue
         try:
             layer.enable_lora(lora.rank)
         except (ValueError, NotImplementedError) as exc:
@@ -156,7 +170,7 @@ def build_model(
     compile_spec: CompileSpec | None = None,
     optimizer_for: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """Apply a whole plan to a loaded model: freeze, add the head, compile.
+    """Apply a whole plan to a loaded model: freeze, LoRA, add the head, compile.
 
     The layers of ``model`` are shared with the new model (their flags change in place), as
     when a user writes ``keras.Model(base.inputs, head(base.output))``. The new model's
@@ -189,6 +203,7 @@ def build_model(
     found = attachment(view.info, head)
     assert found is not None
     apply_freeze(model, view, plan)
+    apply_lora(model, view, plan)
     outputs = _head_output(keras, model, view, head, found)
     kept = output_tensors(model, [row.name for row in kept_outputs(view.info, head)])
     if kept:  # the head's output first, then the kept ones in the model's order

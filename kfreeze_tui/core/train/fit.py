@@ -256,9 +256,10 @@ def _set_up_phase(
     """Set an already built model (base and head, walked as ``view``) up for a phase:
     its flags as ``plan`` says, compiled again with the phase's learning rates."""
     from kfreeze_tui.core.plan.phases import phase_optimizer
-    from kfreeze_tui.core.train.build import apply_freeze, compile_arguments
+    from kfreeze_tui.core.train.build import apply_freeze, apply_lora, compile_arguments
 
     apply_freeze(model, view, plan)
+    apply_lora(model, view, plan)
     # The head's loss; the outputs kept after it (the plan's keep) get none.
     loss, metrics = compile_arguments(keras, head, compile_spec, len(model.outputs) - 1)
     model.compile(
