@@ -230,9 +230,10 @@ PUBLISHED = [
         0.95,
         marks=pytest.mark.xfail(
             strict=True,
-            reason="the issue's 95 % is not reproduced: Keras 3.15's ConvNeXtTiny takes LoRA "
-            "on 99.9 % (its depthwise convolutions are Conv2D with groups, which have "
-            "enable_lora; its pointwise ones are Dense)",
+            reason="the issue's 95 % is not reproduced: LoRA reaches 99.9 % of ConvNeXtTiny "
+            "(depthwise convolutions are Conv2D with groups, pointwise ones Dense); counting "
+            "only model.layers, without the stem and downsampling Conv2Ds that sit in nested "
+            "Sequential models (5.6 %), gives 94.3 %, near the published figure",
         ),
     ),
 ]
