@@ -147,3 +147,80 @@ def test_apply_plan_puts_lora_on_as_keras_does(
     assert _size(new.trainable_weights) == _size(oracle.trainable_weights) - dropped + 32 * 4 + 4
     kernel = model.get_layer("stem_conv").trainable_weights
     assert [v.path.rsplit("/", 1)[-1] for v in kernel] == ["bias", "lora_kernel_a", "lora_kernel_b"]
+
+
+def _phased_text(view: PlanView, plan: FreezePlan, phases: tuple[Any, ...]) -> str:
+    doc = document(
+        "small.keras", LoadOptions(weights="none"), view, plan, HeadSpec(), CompileSpec(), phases
+    )
+    return to_toml(doc)
+
+
+def test_phase_lora_reads_back_and_is_checked(tmp_path: Path, view: PlanView) -> None:
+    from kfreeze_tui.core.plan.phases import Phase
+    from kfreeze_tui.core.plan.planfile import resolve_phases
+
+    plan = FreezePlan(boundary=None, lora=LoraSpec(2, "all"))
+    phases = (Phase(None, 1, lr=1e-3, lora=False), Phase(None, 2, lr=1e-4, lora=True))
+    path = tmp_path / "plan.toml"
+    path.write_text(_phased_text(view, plan, phases))
+    assert "lora = false" in path.read_text()
+    doc = read(path)
+    notes: list[str] = []
+    assert resolve_phases(doc, view.info, notes) == phases
+    # The warm-up trains the head alone; the next phase has the plan's LoRA.
+    assert phases[0].plan(plan).lora is None and phases[1].plan(plan).lora == plan.lora
+    # LoRA cannot come off again, and lora = true needs a [lora] table.
+    path.write_text(_phased_text(view, plan, tuple(reversed(phases))))
+    with pytest.raises(PlanError, match="phase 2 has lora = false after phase 1 put LoRA on"):
+        resolve_phases(read(path), view.info, notes)
+    path.write_text(_phased_text(view, replace(plan, lora=None), phases[1:]))
+    with pytest.raises(PlanError, match="phase 1 has lora = true, but the plan has no"):
+        resolve_phases(read(path), view.info, notes)
+    path.write_text(_phased_text(view, plan, phases).replace("lora = false", 'lora = "no"'))
+    with pytest.raises(PlanError, match=r"\[\[phase\]\] 1 lora must be true or false"):
+        read(path)
+
+
+def test_fit_phases_warm_up_then_lora(
+    tmp_path: Path, view: PlanView, small_model_file: Path, keras: Any
+) -> None:
+    """A head warm-up without LoRA, then LoRA on every layer that takes it: the second phase
+    puts LoRA on the base (not on the new head), moves B and leaves the LoRA kernels
+    bitwise as they were."""
+    import numpy as np
+
+    from kfreeze_tui.core.plan.phases import Phase
+    from kfreeze_tui.core.train.fit import fit_phases
+
+    plan = FreezePlan(boundary=None, lora=LoraSpec(2, "all"))
+    phases = (Phase(None, 1, lr=1e-2, lora=False), Phase(None, 1, lr=1e-2))
+    doc = document(
+        str(small_model_file), LoadOptions(weights="none"), view, plan,
+        HeadSpec(feature_layer="gap", pooling="none", classes=3), CompileSpec(), phases,
+    )  # fmt: skip
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml(doc))
+    base = keras.saving.load_model(small_model_file)
+    before = {name: base.get_layer(name).kernel.numpy() for name in ("stem_conv", "block2_conv")}
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 3
+    seen: list[set[str]] = []
+
+    class Watch(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            seen.append({v.path for v in self.model.trainable_weights})
+
+    fit_phases(base, path, x, y=y, batch_size=4, verbose=0, callbacks=[Watch()])
+    warm, lora = seen
+    assert not any("lora" in name for name in warm)
+    assert "stem_conv/kernel" not in warm and "stem_conv/kernel" not in lora
+    assert {"stem_conv/lora_kernel_a", "stem_conv/lora_kernel_b"} <= lora
+    assert not any(name.startswith("head_") and "lora" in name for name in lora)
+    for name, kernel in before.items():
+        layer = base.get_layer(name)
+        assert layer.lora_enabled
+        # The frozen kernel variable itself (``layer.kernel`` adds A.B to it).
+        frozen = next(v for v in layer.weights if v.path == f"{name}/kernel")
+        assert np.array_equal(frozen.numpy(), kernel)
+        assert np.any(layer.lora_kernel_b.numpy() != 0)  # B moved (it starts at zeros)

@@ -32,7 +32,7 @@ from kfreeze_tui.core.plan.head import (
     resolved_pooling,
 )
 from kfreeze_tui.core.plan.lora import PRESETS, LoraSpec, target_pattern
-from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase
+from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase, check_phase_lora
 from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, describe, located
 from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
@@ -85,6 +85,7 @@ class PhaseRef:
     lr: float | None = None
     lr_range: tuple[float, float] | None = None
     bn_policy: BNPolicy | None = None
+    lora: bool | None = None
 
 
 def document(
@@ -133,6 +134,7 @@ def document(
                 lr=p.lr,
                 lr_range=p.lr_range,
                 bn_policy=p.bn_policy,
+                lora=p.lora,
             )
             for p in phases
         ),
@@ -287,6 +289,8 @@ def _phase_tables(doc: PlanDocument) -> list[str]:
             lines.append(f"lr = {_value(float(phase.lr))}")
         if phase.bn_policy is not None:
             lines.append(f"bn_policy = {_value(phase.bn_policy.value)}")
+        if phase.lora is not None:
+            lines.append(f"lora = {_value(phase.lora)}  # with the plan's [lora], or without")
         lines.append("")
     return lines
 
@@ -449,6 +453,7 @@ PHASE_KEYS: dict[str, _Kind] = {
     "lr": _RATE,
     "lr_range": _RANGE,
     "bn_policy": _BN,
+    "lora": _BOOL,
 }
 _TOP_LEVEL = ("version", *TABLES, "phase")
 
@@ -723,6 +728,7 @@ def _read_phase(table: dict[str, Any]) -> PhaseRef:
         lr=float(lr) if lr is not None else None,
         lr_range=(float(lr_range[0]), float(lr_range[1])) if lr_range else None,
         bn_policy=BNPolicy(table["bn_policy"]) if "bn_policy" in table else None,
+        lora=table.get("lora"),
     )
 
 
@@ -809,9 +815,9 @@ def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tupl
     """The phases of a document on a walked model (by name, else by index, as the freeze).
 
     Raises:
-        PlanError: a phase's boundary matches no layer.
+        PlanError: a phase's boundary matches no layer, or its ``lora`` cannot be.
     """
-    return tuple(
+    phases = tuple(
         Phase(
             boundary=(
                 _find(info, ref.boundary, f"phase {i} boundary", notes) if ref.boundary else None
@@ -820,6 +826,9 @@ def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tupl
             lr=ref.lr,
             lr_range=ref.lr_range,
             bn_policy=ref.bn_policy,
+            lora=ref.lora,
         )
         for i, ref in enumerate(doc.phases, 1)
     )
+    check_phase_lora(doc.lora is not None, phases)
+    return phases

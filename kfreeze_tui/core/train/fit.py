@@ -13,7 +13,7 @@ Keras is imported inside the functions that need it, never when this module is i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,7 @@ def fit_phases(
         phase_plan = phase.plan(freeze) if doc.phases else freeze
         if phase_plan.boundary is None:  # the head only: the first head layer trains
             phase_plan = phase_plan.with_boundary(first_head)
+        phase_plan = _lora_off_the_head(view, phase_plan, is_head_layer)
         _set_up_phase(keras, model, view, phase_plan, phase, doc.head, doc.compile)
         result = model.fit(
             train,
@@ -242,6 +243,18 @@ def fit_phases(
         epoch += phase.epochs
     merged.set_model(model)
     return merged
+
+
+def _lora_off_the_head(view: PlanView, plan: FreezePlan, is_head: Any) -> FreezePlan:
+    """The plan with LoRA kept off the head's layers (they train whole, as when
+    :func:`apply_plan` built them after putting LoRA on the base): the walk of a model with
+    its head sees them among the layers ``linear`` or ``all`` name."""
+    lora = plan.lora
+    if lora is None:
+        return plan
+    on = view.lora_positions(lora)
+    head = {leaf.path for i, leaf in enumerate(view.leaves) if i in on and is_head(leaf.name)}
+    return plan.with_lora(replace(lora, toggles=lora.toggles ^ head)) if head else plan
 
 
 def _set_up_phase(
