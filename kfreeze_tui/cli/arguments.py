@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kfreeze_tui.core.errors import UsageError
+from kfreeze_tui.core.errors import KfreezeError, UsageError
 
 
 def load_options_from(args: argparse.Namespace) -> Any:
@@ -45,3 +45,40 @@ def export_request(args: argparse.Namespace) -> Any:
         savedmodel_path=args.savedmodel,
         force=args.force,
     )
+
+
+def lora_spec_from(args: argparse.Namespace) -> Any:
+    """The core's LoraSpec from ``--lora RANK`` and ``--lora-targets`` (None without
+    ``--lora``); the targets are checked against the model later (:func:`check_lora`)."""
+    from kfreeze_tui.core.plan.lora import LoraSpec, target_pattern
+
+    rank_text = getattr(args, "lora", None)
+    targets = getattr(args, "lora_targets", None)
+    if rank_text is None:
+        if targets is not None:
+            raise UsageError(f"--lora-targets {targets!r} needs --lora RANK (e.g. --lora 8)")
+        return None
+    try:
+        rank = int(rank_text)
+    except ValueError:
+        rank = 0
+    if rank < 1:
+        raise UsageError(f"--lora {rank_text!r} must be a whole number of at least 1 (the rank)")
+    targets = targets if targets is not None else "attention"
+    try:
+        target_pattern(targets)
+    except KfreezeError as exc:
+        raise UsageError(exc.message.replace("LoRA target ", "--lora-targets ", 1)) from exc
+    return LoraSpec(rank=rank, targets=targets)
+
+
+def check_lora(spec: Any, view: Any) -> None:
+    """Refuse LoRA targets that put LoRA nowhere in the model (one sentence, exit 2)."""
+    from kfreeze_tui.core.plan.lora import check_targets
+
+    if spec is None:
+        return
+    try:
+        check_targets(view.leaves, spec, view.info.name)
+    except KfreezeError as exc:
+        raise UsageError(exc.message.replace("LoRA target ", "--lora-targets ", 1)) from exc

@@ -134,6 +134,25 @@ def add_bn_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_lora_options(parser: argparse.ArgumentParser) -> None:
+    """``--lora RANK`` and ``--lora-targets``: LoRA as Keras's ``enable_lora`` puts it."""
+    group = parser.add_argument_group("LoRA")
+    group.add_argument(
+        "--lora",
+        metavar="RANK",
+        help="put LoRA adapters of this rank on the targeted layers (their kernels freeze, "
+        "their adapters and biases train, whatever the boundary says); `layers` then counts "
+        "LoRA alone, every other weight frozen, as keras-hub's backbone.enable_lora does",
+    )
+    group.add_argument(
+        "--lora-targets",
+        metavar="attention|linear|all|REGEX",
+        help="which layers take LoRA: attention (keras-hub's query/value layers, the "
+        "default), linear (every Dense and EinsumDense), all (every layer that can), or a "
+        "regular expression matching whole layer names",
+    )
+
+
 def add_outputs_options(group: Any) -> None:
     """Which of a multi-output model's outputs the head replaces, and which others stay."""
     group.add_argument(
@@ -262,6 +281,7 @@ def _layers(commands: _Commands) -> None:
         help="also report the cut a freeze boundary there makes: which tensors cross it, "
         "whether it is clean, which block it splits",
     )
+    add_lora_options(layers)
     add_json_option(layers)
     add_load_options(layers)
     add_cache_option(layers)
@@ -322,6 +342,7 @@ def _export(commands: _Commands) -> None:
         "machine's GPUs) or MultiWorkerMirroredStrategy (several machines)",
     )
     add_bn_option(export)
+    add_lora_options(export)
     add_head_options(export)
     add_output_options(export)
     add_load_options(export)
@@ -398,6 +419,7 @@ def _cost(commands: _Commands) -> None:
     )
     add_freeze_before_option(cost, "price this boundary only ('all': head only)")
     add_bn_option(cost)
+    add_lora_options(cost)
     cost.add_argument(
         "--measure",
         action="store_true",

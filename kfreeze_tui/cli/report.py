@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_inputs
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 
 
 def select(
@@ -43,6 +44,28 @@ def totals_text(info: ModelInfo) -> str:
     )
 
 
+def headline(view: PlanView, plan: FreezePlan) -> str:
+    """``trainable 294,912 || all 110,123,456 || 0.27 %``: the count PEFT users look for,
+    LoRA adapters included."""
+    totals = view.totals(plan)
+    percent = 100 * totals.trainable_fraction
+    return f"trainable {totals.trainable:,} || all {totals.total:,} || {percent:.2f} %"
+
+
+def lora_state(row: LayerInfo, view: PlanView | None, plan: FreezePlan | None) -> str:
+    """``on``, ``off`` or ``unsupported``: under ``plan``, or as loaded without one."""
+    if view is not None and plan is not None and plan.lora is not None:
+        return view.lora_state(plan, row.path)
+    if not row.lora_supported:
+        return "unsupported"
+    return "on" if row.lora_enabled else "off"
+
+
+def _lora_cell(state: str) -> Text:
+    style = {"on": "magenta", "off": "", "unsupported": "dim"}[state]
+    return Text({"unsupported": "–"}.get(state, state), style=style)
+
+
 def _trainable_cell(row: LayerInfo) -> Text:
     if not row.has_weights:
         return Text("–", style="dim")
@@ -54,7 +77,12 @@ def _trainable_cell(row: LayerInfo) -> Text:
 
 
 def layer_table(
-    info: ModelInfo, rows: list[LayerInfo], expand_nested: bool, width: int | None = None
+    info: ModelInfo,
+    rows: list[LayerInfo],
+    expand_nested: bool,
+    width: int | None = None,
+    view: PlanView | None = None,
+    plan: FreezePlan | None = None,
 ) -> Group:
     """A table of ``rows`` (a section line between stages) and the model's totals.
 
@@ -67,10 +95,13 @@ def layer_table(
         rows: the rows to show, from :func:`select`.
         expand_nested: show paths (``0.143``) rather than plain indices.
         width: the columns the table may take (None: no limit).
+        view: the model's plan view, with ``plan``: a LoRA column and the headline.
+        plan: the plan (with LoRA) to show.
 
     Returns:
         Something a rich Console can print.
     """
+    with_lora = view is not None and plan is not None and plan.lora is not None
     table = Table(
         title=f"{info.description}",
         title_justify="left",
@@ -84,13 +115,16 @@ def layer_table(
             row.class_name,
             row.output_shape_text,
             f"{row.params:,}",
-            _trainable_cell(row),
+            _trainable_cell(row) if not with_lora else _planned_cell(row, view, plan),
             str(row.stage),
+            *([_lora_cell(lora_state(row, view, plan))] if with_lora else []),
         )
         for row in rows
     ]
     headers = ["path" if expand_nested else "index", "name", "type", "output shape"]
     headers += ["params", "trainable", "stage"]
+    if with_lora:
+        headers.append("lora")
     columns = _columns_that_fit(headers, cells, width, drop_first=("type", "stage"))
     for header in headers:
         if header in columns:
@@ -110,11 +144,23 @@ def layer_table(
             previous = key
         table.add_row(*(c for h, c in zip(headers, row_cells, strict=True) if h in columns))
     footer = [Text(totals_text(info))]
+    if with_lora:
+        assert view is not None and plan is not None
+        footer.append(Text(headline(view, plan)))
     shown = len(rows)
     available = len(info.layers if expand_nested else info.top_level)
     if shown != available:
         footer.insert(0, Text(f"{shown} of {available} layers match", style="dim"))
     return Group(table, *footer)
+
+
+def _planned_cell(row: LayerInfo, view: PlanView | None, plan: FreezePlan | None) -> Text:
+    """The trainable cell under a plan: the layer's parameters that train (LoRA counted)."""
+    assert view is not None and plan is not None
+    if not row.has_weights:
+        return Text("–", style="dim")
+    count = view.trainable_in(plan, row.path)
+    return Text(f"{count:,}", style="green" if count else "red")
 
 
 def _columns_that_fit(
@@ -155,21 +201,44 @@ def _calls(row: LayerInfo) -> list[dict[str, Any]]:
     ]
 
 
-def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
+def layers_document(
+    info: ModelInfo,
+    rows: list[LayerInfo],
+    view: PlanView | None = None,
+    plan: FreezePlan | None = None,
+) -> dict[str, Any]:
     """The ``kfreeze layers --json`` document.
 
     Args:
         info: the walked model.
         rows: the rows to include.
+        view: the model's plan view, with ``plan`` (LoRA): counts under the plan.
+        plan: the plan whose LoRA the counts include.
 
     Returns:
         A JSON-serialisable dict.
     """
-    return {
+    total, trainable = info.total_params, info.trainable_params
+    lora: dict[str, Any] | None = None
+    if view is not None and plan is not None and plan.lora is not None:
+        from kfreeze_tui.core.plan.lora import unsupported
+
+        totals = view.totals(plan)
+        total, trainable = totals.total, totals.trainable
+        coverage = view.coverage()
+        lora = {
+            "rank": plan.lora.rank,
+            "targets": plan.lora.targets,
+            "layers": len(view.lora_positions(plan.lora)),
+            "adapter_params": view.adapters(plan),
+            "coverage": round(coverage.fraction, 4),
+            "unsupported": [row.name for row in unsupported(view.leaves, plan.lora)],
+        }
+    document: dict[str, Any] = {
         "model": info.name,
-        "total_params": info.total_params,
-        "trainable_params": info.trainable_params,
-        "non_trainable_params": info.non_trainable_params,
+        "total_params": total,
+        "trainable_params": trainable,
+        "non_trainable_params": total - trainable,
         "layers": [
             {
                 "index": row.index,
@@ -178,7 +247,10 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
                 "type": row.class_name,
                 "output_shape": _json_shape(row.output_shapes),
                 "params": row.params,
-                "trainable": row.trainable,
+                "trainable": row.trainable
+                if lora is None or view is None or plan is None or row.is_container
+                else view.leaf_trainable(plan, row.path),
+                "lora": lora_state(row, view, plan),
                 "stage": row.stage,
                 "stage_name": row.stage_name,
                 "block": row.block,
@@ -188,6 +260,9 @@ def layers_document(info: ModelInfo, rows: list[LayerInfo]) -> dict[str, Any]:
             for row in rows
         ],
     }
+    if lora is not None:
+        document["lora"] = lora
+    return document
 
 
 def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:

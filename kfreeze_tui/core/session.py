@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.errors import ExportError, LoadError
 from kfreeze_tui.core.model import cache
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
@@ -326,6 +326,12 @@ class ModelSession:
         from kfreeze_tui.core.train.script import python_script
 
         check_request(request)
+        if plan.lora is not None:
+            raise ExportError(
+                "a plan with LoRA cannot be exported yet: a .keras file merges the adapters "
+                "into the kernels and reloads them as zeros that train nothing, until kfreeze "
+                "saves the adapters apart"
+            )
         report = progress or (lambda _text: None)
         report("Building the model")
         base = self.model

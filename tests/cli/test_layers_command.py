@@ -73,12 +73,15 @@ def test_layers_json_small_model(run_cli: Any, small_model_file: Path, small_mod
         "output_shape",
         "params",
         "trainable",
+        "lora",
         "stage",
         "stage_name",
         "block",
         "inbound",
         "calls",
     }
+    assert first_conv["lora"] == "off"  # a Conv2D can take LoRA; it is not on as loaded
+    assert document["layers"][2]["lora"] == "unsupported"  # stem_bn
     assert first_conv["output_shape"] == [None, 32, 32, 8]
     assert first_conv["path"] == [1] and first_conv["inbound"] == ["image"]
     assert first_conv["calls"] == [{"inbound": ["image"], "output_shape": [None, 32, 32, 8]}]

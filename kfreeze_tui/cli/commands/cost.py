@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 import kfreeze_tui.cli.report as report
-from kfreeze_tui.cli.arguments import load_options_from
+from kfreeze_tui.cli.arguments import check_lora, load_options_from, lora_spec_from
 from kfreeze_tui.cli.output import EXIT_OK, note, print_json, stdout_console, warn
 from kfreeze_tui.core.errors import UsageError
 
@@ -28,9 +28,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be a positive number of examples")
+    lora = lora_spec_from(args)
+    if lora is not None and args.measure:
+        raise UsageError(
+            "--measure with --lora is not available yet: LoRA cannot be taken off the loaded "
+            "model between the measured plans"
+        )
     session = open_session(args.model, load_options_from(args), use_cache=not args.no_cache)
     for warning in session.warnings:
         warn(warning)
+    check_lora(lora, session.view)
     if args.dtype is None:
         dtype, dtype_why = model_dtype(session.info)
     else:
@@ -38,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
     setup = TrainingSetup(batch=args.batch, optimizer=Optimizer(args.optimizer), dtype=dtype)
     policy = BNPolicy(args.bn)
     if args.freeze_before is not None:
-        rows = [_price_boundary(session, args.freeze_before, setup, policy)]
+        rows = [_price_boundary(session, args.freeze_before, setup, policy, lora)]
     else:
         # A file (an export, a checkpoint) trains as it was saved unless told otherwise.
         as_loaded = session.architecture is None
-        rows = price_stages(session.view, setup, policy, as_loaded=as_loaded)
+        rows = price_stages(session.view, setup, policy, as_loaded=as_loaded, lora=lora)
     documents = [row.to_json(session.info) for row in rows]
     if args.measure:
         _measure(session, rows, setup, documents, args.gpu)
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _price_boundary(session: Any, text: str, setup: Any, policy: Any) -> Any:
+def _price_boundary(session: Any, text: str, setup: Any, policy: Any, lora: Any) -> Any:
     """``--freeze-before``: that boundary alone ('all': the head only)."""
     from kfreeze_tui.core.model.names import parse_layer_ref
     from kfreeze_tui.core.train.cost import price_boundary
@@ -64,7 +71,7 @@ def _price_boundary(session: Any, text: str, setup: Any, policy: Any) -> Any:
     path = None if text.lower() == "all" else parse_layer_ref(session.info, text, notes)
     for found in notes:
         note(f"--freeze-before {found}")
-    return price_boundary(session.view, path, setup, policy)
+    return price_boundary(session.view, path, setup, policy, lora)
 
 
 def _measure(
@@ -97,6 +104,9 @@ def _print_document(
             "dtype": setup.dtype.value,
             "dtype_from": dtype_why,
             "bn": policy.value,
+            "lora": None
+            if rows[0].plan.lora is None
+            else {"rank": rows[0].plan.lora.rank, "targets": rows[0].plan.lora.targets},
             "forward_macs_per_example": cost_model(session.view).forward_macs_per_example,
             "rows": documents,
             "gpus": gpu_documents,
@@ -115,6 +125,9 @@ def _print_table(
         f"{session.info.description} · batch {setup.batch} · {setup.optimizer.label} · "
         f"{setup.dtype.value} ({dtype_why}) · {_macs_text(macs)} per example forward"
     )
+    lora = rows[0].plan.lora if rows else None
+    if lora is not None:
+        title += f" · LoRA rank {lora.rank} ({lora.targets})"
     stdout_console().print(report.cost_table(title, documents))
     for gpu in found:
         fits = ", ".join(

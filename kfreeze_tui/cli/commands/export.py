@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kfreeze_tui.cli.arguments import export_request, hidden_layers, load_options_from
+from kfreeze_tui.cli.arguments import (
+    export_request,
+    hidden_layers,
+    load_options_from,
+    lora_spec_from,
+)
 from kfreeze_tui.cli.output import EXIT_OK, note, warn
 from kfreeze_tui.core.errors import UsageError
 
@@ -22,6 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.train.export import check_request
 
     head, compile_spec = _head_and_compile(args)
+    if lora_spec_from(args) is not None:
+        raise UsageError(
+            "export --lora is not available yet: a .keras file merges the LoRA adapters into "
+            "the kernels and reloads them as zeros that train nothing, until kfreeze saves "
+            "the adapters apart"
+        )
     if args.freeze_before is None and not args.phase:
         raise UsageError("pass --freeze-before LAYER (or --phase for staged training)")
     check_request(export_request(args))  # before the slow load

@@ -39,7 +39,7 @@ from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 6
+SCHEMA = 7
 
 
 def cache_dir() -> Path:
@@ -367,6 +367,8 @@ def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
             for w in row["weights"]
         ),
         activation=str(row["activation"]),
+        lora_kernel=None if row["lora_kernel"] is None else _shape(row["lora_kernel"]),
+        lora_enabled=bool(row["lora_enabled"]),
         calls=tuple(
             CallInfo(
                 sources=_strings(call["sources"]),

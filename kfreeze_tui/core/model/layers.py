@@ -126,6 +126,10 @@ class LayerInfo:
             cuts, blocks and cost.
         activation: the name of its own activation function (a Dense's ``softmax``,
             ``relu``, ``linear``; an Activation layer's), empty for a layer without one.
+        lora_kernel: the shape of the weight ``enable_lora`` would adapt (a Dense, EinsumDense
+            or Conv kernel, an Embedding's embeddings); None when the layer has no
+            ``enable_lora`` (or is not built).
+        lora_enabled: LoRA is already on in the model as loaded.
     """
 
     index: int
@@ -150,6 +154,13 @@ class LayerInfo:
     weights: tuple[WeightInfo, ...] = ()
     calls: tuple[CallInfo, ...] = ()
     activation: str = ""
+    lora_kernel: Shape | None = None
+    lora_enabled: bool = False
+
+    @property
+    def lora_supported(self) -> bool:
+        """Whether the layer can take LoRA (its class has ``enable_lora``)."""
+        return self.lora_kernel is not None
 
     @property
     def call_count(self) -> int:
@@ -477,6 +488,29 @@ def _activation_name(layer: Any) -> str:
     return str(getattr(function, "__name__", type(function).__name__))
 
 
+def lora_kernel_shape(layer: Any) -> Shape | None:
+    """The shape of the weight ``layer.enable_lora`` would adapt, or None.
+
+    Keras 3.15 gives ``enable_lora`` to Dense, EinsumDense, Embedding and Conv1D/2D/3D (and
+    keras-hub's ReversibleEmbedding); A is ``shape[:-1] + (rank,)`` and B ``(rank, shape[-1])``.
+    An int4-quantized EinsumDense adapts its ``original_kernel_shape`` (the packed kernel has
+    lost its einsum shape); a Dense adapts ``(input_dim, units)`` the same way.
+    """
+    if not callable(getattr(type(layer), "enable_lora", None)):
+        return None
+    original = getattr(layer, "original_kernel_shape", None)
+    if original is not None:
+        return _shape(original)
+    for attribute in ("embeddings", "kernel"):
+        try:
+            weight = getattr(layer, attribute, None)
+        except (AttributeError, ValueError, TypeError):
+            weight = None
+        if weight is not None and hasattr(weight, "shape"):
+            return _shape(weight.shape)
+    return None
+
+
 def _policy_name(model: Any) -> str:
     """The model's dtype policy name; a layer's policy when the model's is the default (a
     model built under ``mixed_float16`` keeps float32 for itself only if set so)."""
@@ -584,6 +618,8 @@ def _walk_layers(
                 weights=weights,
                 calls=connection.calls,
                 activation=_activation_name(layer),
+                lora_kernel=lora_kernel_shape(layer),
+                lora_enabled=bool(getattr(layer, "lora_enabled", False)),
             )
         )
         if container_here:

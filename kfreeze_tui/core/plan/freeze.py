@@ -18,6 +18,8 @@ from itertools import accumulate
 
 from kfreeze_tui.core.model.cut import Cut, CutIndex
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.plan import lora as lora_rules
+from kfreeze_tui.core.plan.lora import LoraSpec
 
 Path = tuple[int, ...]
 
@@ -43,6 +45,7 @@ class Reason(str, Enum):
     BN_POLICY = "BatchNormalization policy: kept frozen after the boundary"
     EXCEPTION = "exception to the boundary (toggled with space)"
     CONTAINER = "nested model: trainable where its layers are"
+    LORA = "LoRA: kernel frozen, adapters and bias train"
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,15 @@ class FreezePlan:
         exceptions: paths of layers whose state is the opposite of what the boundary and the
             BatchNormalization policy give them.
         bn_policy: what happens to BatchNormalization layers after the boundary.
+        lora: where LoRA goes (None: nowhere). A LoRA layer is LoRA whatever the boundary and
+            the exceptions say (keras-hub's ``backbone.enable_lora`` is boundary None plus
+            the ``attention`` targets).
     """
 
     boundary: Path | None = (0,)
     exceptions: frozenset[Path] = field(default_factory=frozenset)
     bn_policy: BNPolicy = BNPolicy.FROZEN
+    lora: LoraSpec | None = None
 
     def with_boundary(self, boundary: Path | None) -> FreezePlan:
         """The plan with a new boundary (exceptions kept)."""
@@ -72,6 +79,10 @@ class FreezePlan:
     def with_bn_policy(self, policy: BNPolicy) -> FreezePlan:
         """The plan with another BatchNormalization policy."""
         return replace(self, bn_policy=policy)
+
+    def with_lora(self, lora: LoraSpec | None) -> FreezePlan:
+        """The plan with another LoRA spec (None switches LoRA off)."""
+        return replace(self, lora=lora)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,17 @@ class Totals:
     def trainable_fraction(self) -> float:
         """Trainable share of all parameters (0 for a model without weights)."""
         return self.trainable / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class _LoraTable:
+    """One targets' layers (leaf positions) and prefix sums over them: their sizes when
+    trainable, what they train with LoRA but the adapters, and adapter scalars per rank."""
+
+    positions: frozenset[int]
+    size: list[int]
+    base: list[int]
+    coefficient: list[int]
 
 
 class PlanView:
@@ -115,6 +137,8 @@ class PlanView:
             *accumulate(s if bn else 0 for s, bn in zip(sizes, self._is_bn, strict=True)),
         ]
         self._prefix_bn_count = [0, *accumulate(1 if bn else 0 for bn in self._is_bn)]
+        self._lora_tables: dict[str, _LoraTable] = {}
+        self._lora_positions: dict[tuple[str, frozenset[Path]], frozenset[int]] = {}
         # Each row's leaves are the contiguous range [start, end) of leaf positions.
         self._span: dict[Path, tuple[int, int]] = {}
         positions = [self._leaf_pos.get(row.path) for row in info.layers]
@@ -165,6 +189,8 @@ class PlanView:
     def leaf_trainable(self, plan: FreezePlan, path: Path) -> bool:
         """Whether the (non-container) layer at ``path`` trains under ``plan``."""
         pos = self._leaf_pos[path]
+        if plan.lora is not None and pos in self.lora_positions(plan.lora):
+            return True
         state = self._default(pos, self.boundary_position(plan), plan.bn_policy)
         return state != (path in plan.exceptions)
 
@@ -172,6 +198,8 @@ class PlanView:
         """Why the layer at ``path`` is in the state :meth:`leaf_trainable` gives."""
         if path not in self._leaf_pos:
             return Reason.CONTAINER
+        if self.lora_on(plan, path):
+            return Reason.LORA
         if path in plan.exceptions:
             return Reason.EXCEPTION
         pos = self._leaf_pos[path]
@@ -187,7 +215,8 @@ class PlanView:
         return self.trainable_between(plan, start, end)
 
     def trainable_between(self, plan: FreezePlan, start: int, end: int) -> int:
-        """Trainable parameters of the leaves at positions ``[start, end)`` under ``plan``."""
+        """Trainable parameters of the leaves at positions ``[start, end)`` under ``plan``
+        (LoRA layers count their adapters and bias, not their kernel)."""
         boundary = self.boundary_position(plan)
         lo = max(start, boundary)
         count = 0
@@ -195,13 +224,101 @@ class PlanView:
             count = self._prefix[end] - self._prefix[lo]
             if plan.bn_policy is BNPolicy.FROZEN:
                 count -= self._prefix_bn[end] - self._prefix_bn[lo]
+        lora = plan.lora
+        on: frozenset[int] = frozenset()
+        if lora is not None:
+            on = self.lora_positions(lora)
+            table = self._lora_table(lora.targets)
+            # The base targets' default counts out, their LoRA counts in (prefix sums) ...
+            if lo < end:
+                count -= table.size[end] - table.size[lo]
+            count += table.base[end] - table.base[start]
+            count += lora.rank * (table.coefficient[end] - table.coefficient[start])
+            # ... then the toggled layers, one by one.
+            for path in lora.toggles:
+                pos = self._leaf_pos.get(path)
+                if pos is None or not start <= pos < end or not self.leaves[pos].lora_supported:
+                    continue
+                # The exceptions loop below handles a toggled-off layer's exception.
+                default = self._default(pos, boundary, plan.bn_policy) * self._size[pos]
+                lora_count = lora_rules.lora_trainable(self.leaves[pos], lora.rank)
+                count += lora_count - default if pos in on else default - lora_count
         for path in plan.exceptions:
             pos = self._leaf_pos.get(path)
-            if pos is None or not start <= pos < end:
+            if pos is None or not start <= pos < end or pos in on:
                 continue
             size = self._size[pos]
             count += -size if self._default(pos, boundary, plan.bn_policy) else size
         return count
+
+    # -- LoRA ------------------------------------------------------------------------------
+
+    def _lora_table(self, targets: str) -> _LoraTable:
+        """Prefix sums over the layers ``targets`` names, computed once per targets."""
+        if targets not in self._lora_tables:
+            base = lora_rules.base_targets(self.leaves, targets)
+            rows = [(i in base, leaf) for i, leaf in enumerate(self.leaves)]
+            self._lora_tables[targets] = _LoraTable(
+                positions=base,
+                size=[
+                    0,
+                    *accumulate(
+                        s if on else 0 for s, (on, _) in zip(self._size, rows, strict=True)
+                    ),
+                ],
+                base=[
+                    0,
+                    *accumulate(
+                        leaf.trainable_size - lora_rules.kernel_size(leaf) if on else 0
+                        for on, leaf in rows
+                    ),
+                ],
+                coefficient=[
+                    0,
+                    *accumulate(
+                        lora_rules.adapter_coefficient(leaf) if on else 0 for on, leaf in rows
+                    ),
+                ],
+            )
+        return self._lora_tables[targets]
+
+    def lora_positions(self, lora: LoraSpec) -> frozenset[int]:
+        """Leaf positions of the layers that get LoRA under ``lora`` (toggles applied)."""
+        key = (lora.targets, lora.toggles)
+        if key not in self._lora_positions:
+            base = self._lora_table(lora.targets).positions
+            flipped = {
+                pos
+                for path in lora.toggles
+                if (pos := self._leaf_pos.get(path)) is not None and self.leaves[pos].lora_supported
+            }
+            self._lora_positions = {key: base ^ flipped}  # the last one only: toggles change
+        return self._lora_positions[key]
+
+    def lora_on(self, plan: FreezePlan, path: Path) -> bool:
+        """Whether the layer at ``path`` gets LoRA under ``plan``."""
+        pos = self._leaf_pos.get(path)
+        return plan.lora is not None and pos is not None and pos in self.lora_positions(plan.lora)
+
+    def lora_state(self, plan: FreezePlan, path: Path) -> str:
+        """``on``, ``off`` or ``unsupported`` (a layer without ``enable_lora``)."""
+        pos = self._leaf_pos.get(path)
+        if pos is None or not self.leaves[pos].lora_supported:
+            return "unsupported"
+        return "on" if self.lora_on(plan, path) else "off"
+
+    def adapters(self, plan: FreezePlan) -> int:
+        """Parameters the plan's LoRA adds to the model (A and B of every LoRA layer)."""
+        lora = plan.lora
+        if lora is None:
+            return 0
+        return lora.rank * sum(
+            lora_rules.adapter_coefficient(self.leaves[pos]) for pos in self.lora_positions(lora)
+        )
+
+    def coverage(self) -> lora_rules.Coverage:
+        """The share of parameters LoRA can reach in this model."""
+        return self.info.memo("lora_coverage", lambda: lora_rules.coverage(self.leaves))
 
     def trainable_size_between(self, start: int, end: int) -> int:
         """Parameters the leaves at ``[start, end)`` would train if all were trainable."""
@@ -210,7 +327,7 @@ class PlanView:
     def totals(self, plan: FreezePlan) -> Totals:
         """The model's parameter counts with ``plan`` applied."""
         return Totals(
-            total=self.info.total_params,
+            total=self.info.total_params + self.adapters(plan),
             trainable=self.trainable_between(plan, 0, len(self.leaves)),
         )
 

@@ -10,7 +10,7 @@ as fastai's ``slice(lo, hi)``), with ``keras.optimizers.MultiOptimizer``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,9 @@ class Phase:
         lr_range: ``(lo, hi)``: lo for the first stage after the boundary, rising
             geometrically stage by stage, hi for the head.
         bn_policy: the phase's own BatchNormalization policy (None: the plan's).
+        lora: False trains the phase without the plan's LoRA (a head warm-up before it);
+            None or True: with it. Keras cannot take LoRA off a layer, so once a phase has
+            it every later phase does (:func:`check_phase_lora`).
     """
 
     boundary: Path | None
@@ -40,11 +43,17 @@ class Phase:
     lr: float | None = None
     lr_range: tuple[float, float] | None = None
     bn_policy: BNPolicy | None = None
+    lora: bool | None = None
 
     def plan(self, base: FreezePlan) -> FreezePlan:
         """The freeze plan of this phase: its boundary, and its BatchNormalization policy or
-        the plan's (exceptions to a boundary are not carried into phases)."""
-        return FreezePlan(boundary=self.boundary, bn_policy=self.bn_policy or base.bn_policy)
+        the plan's (exceptions to a boundary are not carried into phases; the plan's LoRA
+        is: Keras cannot take it off a layer again)."""
+        return FreezePlan(
+            boundary=self.boundary,
+            bn_policy=self.bn_policy or base.bn_policy,
+            lora=None if self.lora is False else base.lora,
+        )
 
     def lr_text(self) -> str:
         if self.lr_range is not None:
@@ -57,6 +66,27 @@ class Phase:
         text = f"{where}:{self.epochs}"
         lr = self.lr_text()
         return f"{text}:{lr}" if lr else text
+
+
+def check_phase_lora(plan_has_lora: bool, phases: Sequence[Phase]) -> None:
+    """Refuse phases whose LoRA cannot be: ``lora = true`` in a plan without LoRA, or a
+    phase without LoRA after one with it (Keras cannot take LoRA off a layer).
+
+    Raises:
+        PlanError: naming the phase.
+    """
+    on_since = 0
+    for number, phase in enumerate(phases, 1):
+        if phase.lora and not plan_has_lora:
+            raise PlanError(f"phase {number} has lora = true, but the plan has no [lora] table")
+        with_lora = plan_has_lora and phase.lora is not False
+        if with_lora and not on_since:
+            on_since = number
+        if not with_lora and on_since:
+            raise PlanError(
+                f"phase {number} has lora = false after phase {on_since} put LoRA on: Keras "
+                "cannot take LoRA off a layer, so only the first phases can go without it"
+            )
 
 
 def check_phase_number(count: int, number: int) -> None:

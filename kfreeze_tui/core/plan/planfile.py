@@ -32,7 +32,8 @@ from kfreeze_tui.core.plan.head import (
     replaced_output,
     resolved_pooling,
 )
-from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase
+from kfreeze_tui.core.plan.lora import PRESETS, LoraSpec, target_pattern
+from kfreeze_tui.core.plan.phases import HEAD, CompileSpec, Phase, check_phase_lora
 from kfreeze_tui.core.tomlfile import KeyLines, KeyPath, describe, located
 from kfreeze_tui.core.wording import did_you_mean, with_suggestion
 
@@ -63,6 +64,17 @@ class PlanDocument:
     """Staged training; empty for a plan of one phase (the freeze above)."""
     outputs: tuple[str, ...] = field(default=(), compare=False)
     """The model's outputs, for the comment that says which ones the plan drops."""
+    lora: LoraRef | None = None
+    """LoRA (the ``[lora]`` table), or None."""
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """The ``[lora]`` table: rank, targets, and the toggled layers by name and path."""
+
+    rank: int
+    targets: str
+    toggles: tuple[LayerRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class PhaseRef:
     lr: float | None = None
     lr_range: tuple[float, float] | None = None
     bn_policy: BNPolicy | None = None
+    lora: bool | None = None
 
 
 def document(
@@ -127,10 +140,18 @@ def document(
                 lr=p.lr,
                 lr_range=p.lr_range,
                 bn_policy=p.bn_policy,
+                lora=p.lora,
             )
             for p in phases
         ),
         outputs=tuple(row.name for row in model_outputs(info)),
+        lora=None
+        if plan.lora is None
+        else LoraRef(
+            plan.lora.rank,
+            plan.lora.targets,
+            tuple(LayerRef(info.layer(path).name, path) for path in sorted(plan.lora.toggles)),
+        ),
     )
 
 
@@ -163,6 +184,7 @@ def to_toml(doc: PlanDocument) -> str:
         "",
         *_head_table(doc),
         "",
+        *_lora_table(doc),
         "[compile]",
         f"enabled = {_value(doc.compile.enabled)}",
         'optimizer = "adam"',
@@ -209,6 +231,34 @@ def _freeze_table(doc: PlanDocument) -> list[str]:
     return lines
 
 
+def _lora_table(doc: PlanDocument) -> list[str]:
+    """``[lora]`` (with a blank line after it), or nothing for a plan without LoRA."""
+    lora = doc.lora
+    if lora is None:
+        return []
+    return [
+        "[lora]",
+        "# LoRA layers: kernel frozen, adapters A and B and the bias train, whatever",
+        "# [freeze] says.",
+        f"rank = {lora.rank}",
+        f"targets = {_value(lora.targets)}  # attention, linear, all, or a regex over layer names",
+        "toggles = ["
+        + ", ".join(_value({"name": t.name, "path": list(t.path)}) for t in lora.toggles)
+        + "]",
+        "",
+    ]
+
+
+def _valid_targets(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        target_pattern(value)
+    except PlanError:
+        return False
+    return True
+
+
 def _head_table(doc: PlanDocument) -> list[str]:
     head = doc.head
     if head.is_none:
@@ -247,6 +297,8 @@ def _phase_tables(doc: PlanDocument) -> list[str]:
             lines.append(f"lr = {_value(float(phase.lr))}")
         if phase.bn_policy is not None:
             lines.append(f"bn_policy = {_value(phase.bn_policy.value)}")
+        if phase.lora is not None:
+            lines.append(f"lora = {_value(phase.lora)}  # with the plan's [lora], or without")
         lines.append("")
     return lines
 
@@ -385,6 +437,16 @@ TABLES: dict[str, dict[str, _Kind]] = {
             ),
         ),
     },
+    "lora": {
+        "rank": _POSITIVE,
+        "targets": _Kind(
+            f"{', '.join(PRESETS)} or a valid regular expression over layer names",
+            _valid_targets,
+        ),
+        "toggles": _records(
+            {"name": _NAME, "path": _INDEX}, ("name",), '[{ name = "query", path = [3, 1, 0] }]'
+        ),
+    },
     "compile": {
         "enabled": _BOOL,
         "optimizer": _choice("adam"),
@@ -400,6 +462,7 @@ PHASE_KEYS: dict[str, _Kind] = {
     "lr": _RATE,
     "lr_range": _RANGE,
     "bn_policy": _BN,
+    "lora": _BOOL,
 }
 _TOP_LEVEL = ("version", *TABLES, "phase")
 
@@ -495,6 +558,9 @@ def validate(data: dict[str, Any], path: Path, lines: KeyLines) -> None:
             continue
         _check_table(problems, (name,), f"[{name}]", table, keys)
     _check_required(problems, data)
+    lora = data.get("lora")
+    if isinstance(lora, dict) and "rank" not in lora:
+        problems.add(("lora",), "[lora] has no rank (an integer >= 1)", missing=True)
     _check_phases(problems, data)
     problems.raise_first()
 
@@ -505,7 +571,8 @@ def _check_version(problems: _Problems, data: dict[str, Any], path: Path) -> Non
     if version is None and not any(name in data for name in _TOP_LEVEL):
         raise PlanError(
             f"{path} is not a kfreeze plan: it has no version = {PLAN_VERSION} and none of "
-            f"{', '.join(f'[{name}]' for name in TABLES)} (kfreeze export --plan writes one)"
+            f"{', '.join(f'[{name}]' for name in TABLES if name != 'lora')} "
+            "(kfreeze export --plan writes one)"
         )
     if version is None:
         problems.add(
@@ -642,6 +709,19 @@ def read(path: Path) -> PlanDocument:
         head=spec,
         compile=compile_spec,
         phases=tuple(_read_phase(table) for table in data.get("phase", [])),
+        lora=_read_lora(data.get("lora")),
+    )
+
+
+def _read_lora(table: dict[str, Any] | None) -> LoraRef | None:
+    if table is None:
+        return None
+    return LoraRef(
+        rank=table["rank"],
+        targets=table.get("targets", "attention"),
+        toggles=tuple(
+            LayerRef(t["name"], tuple(t.get("path", []))) for t in table.get("toggles", [])
+        ),
     )
 
 
@@ -658,6 +738,7 @@ def _read_phase(table: dict[str, Any]) -> PhaseRef:
         lr=float(lr) if lr is not None else None,
         lr_range=(float(lr_range[0]), float(lr_range[1])) if lr_range else None,
         bn_policy=BNPolicy(table["bn_policy"]) if "bn_policy" in table else None,
+        lora=table.get("lora"),
     )
 
 
@@ -710,7 +791,12 @@ def resolve(doc: PlanDocument, info: ModelInfo) -> tuple[FreezePlan, list[str]]:
     for path in exceptions:
         if info.layer(path).is_container:
             raise PlanError(f"the exception {info.layer(path).name} is a nested model, not a layer")
-    return FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy), notes
+    lora = None
+    if doc.lora is not None:
+        toggles = frozenset(_find(info, ref, "LoRA toggle", notes) for ref in doc.lora.toggles)
+        lora = LoraSpec(rank=doc.lora.rank, targets=doc.lora.targets, toggles=toggles)
+    plan = FreezePlan(boundary=boundary, exceptions=exceptions, bn_policy=doc.bn_policy, lora=lora)
+    return plan, notes
 
 
 def check_outputs(doc: PlanDocument, info: ModelInfo) -> None:
@@ -739,9 +825,9 @@ def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tupl
     """The phases of a document on a walked model (by name, else by index, as the freeze).
 
     Raises:
-        PlanError: a phase's boundary matches no layer.
+        PlanError: a phase's boundary matches no layer, or its ``lora`` cannot be.
     """
-    return tuple(
+    phases = tuple(
         Phase(
             boundary=(
                 _find(info, ref.boundary, f"phase {i} boundary", notes) if ref.boundary else None
@@ -750,6 +836,9 @@ def resolve_phases(doc: PlanDocument, info: ModelInfo, notes: list[str]) -> tupl
             lr=ref.lr,
             lr_range=ref.lr_range,
             bn_policy=ref.bn_policy,
+            lora=ref.lora,
         )
         for i, ref in enumerate(doc.phases, 1)
     )
+    check_phase_lora(doc.lora is not None, phases)
+    return phases

@@ -41,6 +41,8 @@ def layer_at(model: Any, path: tuple[int, ...]) -> Any:
 def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
     """Set every layer's ``trainable`` flag of ``model`` as ``plan`` says.
 
+    A layer that ``plan.lora`` targets is made trainable (and its containers), ready for
+    :func:`apply_lora`, which this does not call: LoRA cannot be taken off a layer again.
     Recompile the model afterwards: ``compile()`` captures which weights are trainable.
 
     Args:
@@ -59,6 +61,46 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
         )
     for leaf in view.leaves:
         layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
+
+
+#: The last part of the path of the weight ``enable_lora`` adapts (and freezes).
+ADAPTED_WEIGHTS = ("kernel", "embeddings")
+
+
+def _refreeze_adapted(layer: Any) -> None:
+    """Freeze the kernel (or embeddings) of a layer whose LoRA is on."""
+    for variable in layer.trainable_weights:
+        if str(variable.path).rsplit("/", 1)[-1] in ADAPTED_WEIGHTS:
+            variable.trainable = False
+
+
+def apply_lora(model: Any, view: PlanView, plan: FreezePlan) -> None:
+    """Enable LoRA on the layers ``plan.lora`` targets: after :func:`apply_freeze`.
+
+    Keras's ``enable_lora`` freezes the kernel and adds trainable A and B; the layer must be
+    trainable first or A and B are created frozen (:func:`apply_freeze` makes every LoRA layer
+    and its containers trainable). A layer whose LoRA is already on is left as it is. This
+    cannot be undone: call it on a model that is yours to change.
+
+    Raises:
+        PlanError: when Keras refuses a layer (a kernel constraint, a quantization mode).
+    """
+    lora = plan.lora
+    if lora is None:
+        return
+    for pos in sorted(view.lora_positions(lora)):
+        row = view.leaves[pos]
+        layer = layer_at(model, row.path)
+        layer.trainable = True
+        if getattr(layer, "lora_enabled", False):
+            # Setting ``trainable`` makes every variable of the layer trainable again, the
+            # kernel that enable_lora froze included (Keras 3.15): freeze it once more.
+            _refreeze_adapted(layer)
+            continue
+        try:
+            layer.enable_lora(lora.rank)
+        except (ValueError, NotImplementedError) as exc:
+            raise PlanError(f"LoRA cannot go on layer {row.name}: {first_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -128,9 +170,9 @@ def build_model(
     compile_spec: CompileSpec | None = None,
     optimizer_for: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """Apply a whole plan to a loaded model: freeze, add the head, compile. With no head
-    (``head.kind == "none"``) the model itself comes back, frozen as planned, uncompiled
-    (kfreeze cannot know the loss of the user's task model).
+    """Apply a whole plan to a loaded model: freeze, LoRA, add the head, compile. With no
+    head (``head.kind == "none"``) the model itself comes back, frozen (and LoRA'd) as
+    planned, uncompiled (kfreeze cannot know the loss of the user's task model).
 
     The layers of ``model`` are shared with the new model (their flags change in place), as
     when a user writes ``keras.Model(base.inputs, head(base.output))``. The new model's
@@ -163,10 +205,12 @@ def build_model(
     if head.is_none:
         # The model as it is, for the user's own task model: no loss to compile with.
         apply_freeze(model, view, plan)
+        apply_lora(model, view, plan)
         return model
     found = attachment(view.info, head)
     assert found is not None
     apply_freeze(model, view, plan)
+    apply_lora(model, view, plan)
     outputs = _head_output(keras, model, view, head, found)
     kept = output_tensors(model, [row.name for row in kept_outputs(view.info, head)])
     if kept:  # the head's output first, then the kept ones in the model's order

@@ -41,18 +41,26 @@ For a plan at batch B, with an optimizer and a dtype policy:
   layer from the first that trains to the end, the gradient with respect to its input (its
   forward cost again), plus for the layers that train, the gradient with respect to their
   weights (2 x MACs). ``relative_step`` divides by the same with everything trainable.
+
+With LoRA (:mod:`kfreeze_tui.core.plan.lora`): the weights grow by the adapters (A and B);
+gradients and optimizer slots count the adapters and the LoRA layers' biases, not their
+kernels; activations are kept from the first layer that trains *or takes LoRA* on (the input
+gradient must flow back to it); a LoRA layer's weight gradient costs its MACs scaled by adapter
+over kernel size instead of its full MACs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from itertools import accumulate, pairwise
 from typing import Any
 
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_label
+from kfreeze_tui.core.plan import lora as lora_rules
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path, PlanView
+from kfreeze_tui.core.plan.lora import LoraSpec
 
 #: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
 VARIABLE_BYTES = 4
@@ -445,6 +453,8 @@ class CostModel:
             pos = view.leaf_position(path)
             if pos is not None and self._weighted[pos] and view.leaf_trainable(plan, path):
                 candidates.append(pos)
+        if plan.lora is not None:
+            candidates.extend(view.lora_positions(plan.lora))
         return min(candidates, default=len(view.leaves))
 
     def _trainable_macs(self, plan: FreezePlan) -> int:
@@ -457,9 +467,32 @@ class CostModel:
             pos = view.leaf_position(path)
             if pos is None or not self._weighted[pos]:
                 continue
-            trains = view.leaf_trainable(plan, path)
+            trains = view.leaf_trainable(replace(plan, lora=None), path)
             macs += self.costs[pos].macs if trains else -self.costs[pos].macs
+        if plan.lora is not None:
+            macs += self._lora_macs_change(plan)
         return max(0, macs)
+
+    def _lora_macs_change(self, plan: FreezePlan) -> int:
+        """What LoRA changes in the weight-gradient MACs: a LoRA layer computes the gradients
+        of A and B, not of its kernel; they cost its MACs scaled by adapter over kernel size
+        (a Dense layer's MACs are its kernel size per output position)."""
+        assert plan.lora is not None
+        view = self.view
+        without = replace(plan, lora=None)
+        change = 0
+        for pos in view.lora_positions(plan.lora):
+            leaf = view.leaves[pos]
+            if not self._weighted[pos]:
+                continue
+            macs = self.costs[pos].macs
+            if view.leaf_trainable(without, leaf.path):
+                change -= macs
+            kernel = lora_rules.kernel_size(leaf)
+            if kernel:
+                adapters = lora_rules.adapter_size(leaf, plan.lora.rank)
+                change += macs * adapters // kernel
+        return change
 
     def _kept_outputs(self, start: int) -> int:
         """Elements per example kept for the backward pass from leaf ``start`` on, with the
@@ -495,7 +528,7 @@ class CostModel:
         batch = max(1, setup.batch)
         per_example = self._kept_outputs(start) * setup.dtype.activation_bytes
         memory = Memory(
-            weights=self.view.info.total_params * VARIABLE_BYTES,
+            weights=(self.view.info.total_params + self.view.adapters(plan)) * VARIABLE_BYTES,
             gradients=trainable * VARIABLE_BYTES,
             optimizer=trainable * VARIABLE_BYTES * setup.optimizer.slots,
             activations=per_example * batch,
@@ -606,16 +639,24 @@ class PricedPlan:
 
 
 def price_boundary(
-    view: PlanView, boundary: Path | None, setup: TrainingSetup, policy: BNPolicy
+    view: PlanView,
+    boundary: Path | None,
+    setup: TrainingSetup,
+    policy: BNPolicy,
+    lora: LoraSpec | None = None,
 ) -> PricedPlan:
-    """What training from ``boundary`` costs (None: the head only)."""
-    plan = FreezePlan(boundary=boundary, bn_policy=policy)
+    """What training from ``boundary`` costs (None: the head only), with LoRA if given."""
+    plan = FreezePlan(boundary=boundary, bn_policy=policy, lora=lora)
     label = "head only" if boundary is None else view.info.layer(boundary).name
     return PricedPlan(label, plan, cost_model(view).estimate(plan, setup))
 
 
 def price_stages(
-    view: PlanView, setup: TrainingSetup, policy: BNPolicy, as_loaded: bool = False
+    view: PlanView,
+    setup: TrainingSetup,
+    policy: BNPolicy,
+    as_loaded: bool = False,
+    lora: LoraSpec | None = None,
 ) -> list[PricedPlan]:
     """What training costs from every boundary :func:`plan_rows` names, except stage starts
     that train what "everything trains" trains (ResNet's stem); first, with ``as_loaded``,
@@ -624,13 +665,16 @@ def price_stages(
     """
     costs = cost_model(view)
     kept: list[tuple[str, FreezePlan]] = []
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     for label, path in reversed(plan_rows(view)):
-        plan = FreezePlan(boundary=path, bn_policy=policy)
+        plan = FreezePlan(boundary=path, bn_policy=policy, lora=lora)
         start = costs.first_trainable(plan)
-        if start not in seen:
-            seen.add(start)
+        # With LoRA every row may start at the first LoRA layer and still train different
+        # layers: the trainable count tells them apart.
+        key = (start, view.totals(plan).trainable if lora is not None else 0)
+        if key not in seen:
+            seen.add(key)
             kept.append((label, plan))
     if as_loaded:
-        kept.append(("as the file is", view.plan_as_loaded()))
+        kept.append(("as the file is", view.plan_as_loaded().with_lora(lora)))
     return [PricedPlan(label, plan, costs.estimate(plan, setup)) for label, plan in reversed(kept)]

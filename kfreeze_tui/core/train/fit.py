@@ -13,7 +13,7 @@ Keras is imported inside the functions that need it, never when this module is i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,7 @@ def fit_phases(
         phase_plan = phase.plan(freeze) if doc.phases else freeze
         if phase_plan.boundary is None:  # the head only: the first head layer trains
             phase_plan = phase_plan.with_boundary(first_head)
+        phase_plan = _lora_off_the_head(view, phase_plan, is_head_layer)
         _set_up_phase(keras, model, view, phase_plan, phase, doc.head, doc.compile)
         result = model.fit(
             train,
@@ -251,6 +252,18 @@ def fit_phases(
     return merged
 
 
+def _lora_off_the_head(view: PlanView, plan: FreezePlan, is_head: Any) -> FreezePlan:
+    """The plan with LoRA kept off the head's layers (they train whole, as when
+    :func:`apply_plan` built them after putting LoRA on the base): the walk of a model with
+    its head sees them among the layers ``linear`` or ``all`` name."""
+    lora = plan.lora
+    if lora is None:
+        return plan
+    on = view.lora_positions(lora)
+    head = {leaf.path for i, leaf in enumerate(view.leaves) if i in on and is_head(leaf.name)}
+    return plan.with_lora(replace(lora, toggles=lora.toggles ^ head)) if head else plan
+
+
 def _set_up_phase(
     keras: Any,
     model: Any,
@@ -263,9 +276,10 @@ def _set_up_phase(
     """Set an already built model (base and head, walked as ``view``) up for a phase:
     its flags as ``plan`` says, compiled again with the phase's learning rates."""
     from kfreeze_tui.core.plan.phases import phase_optimizer
-    from kfreeze_tui.core.train.build import apply_freeze, compile_arguments
+    from kfreeze_tui.core.train.build import apply_freeze, apply_lora, compile_arguments
 
     apply_freeze(model, view, plan)
+    apply_lora(model, view, plan)
     # The head's loss; the outputs kept after it (the plan's keep) get none.
     loss, metrics = compile_arguments(keras, head, compile_spec, len(model.outputs) - 1)
     model.compile(
