@@ -38,7 +38,7 @@ from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 5
+SCHEMA = 6
 
 
 def cache_dir() -> Path:
@@ -336,6 +336,8 @@ def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
             for w in row["weights"]
         ),
         activation=str(row["activation"]),
+        subclassed=bool(row["subclassed"]),
+        own_weight_count=int(row["own_weight_count"]),
         calls=tuple(
             CallInfo(
                 sources=_strings(call["sources"]),
