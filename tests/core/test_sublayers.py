@@ -127,3 +127,24 @@ def test_export_of_a_frozen_attention_verifies(keras: Any, run_cli: Any, tmp_pat
     trains = {v.path.split("/")[0] for v in loaded.trainable_weights}
     # The head replaces the last Dense; the attention stays frozen after loading.
     assert trains and not trains & {"mha", "ffn1"}, trains
+
+
+def test_a_boundary_inside_the_attention_is_refused_by_the_export(
+    keras: Any, run_cli: Any, tmp_path: Path
+) -> None:
+    """Keras keeps no flag of a MultiHeadAttention's sublayers in the file: the export says
+    so in one sentence and writes nothing."""
+    source = tmp_path / "transformer.keras"
+    _transformer(keras).save(source)
+    target = tmp_path / "out.keras"
+    result = run_cli("export", str(source), "--freeze-before", "mha/key", "-o", str(target))
+    assert result.returncode == 2
+    assert "layer mha has" in result.stderr and "does not survive loading" in result.stderr
+    assert not target.exists()
+
+
+def test_a_slash_path_names_a_sublayer(info: ModelInfo) -> None:
+    from kfreeze_tui.core.model.names import parse_layer_ref
+
+    assert parse_layer_ref(info, "mha/key") == (1, 1)
+    assert parse_layer_ref(info, "1.5") == (1, 5)

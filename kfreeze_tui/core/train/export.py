@@ -154,9 +154,16 @@ def verify(saved: Any, loaded: Any) -> Verification:
     checks.append(f"{len(after.top_level)} layers, same names and order")
     for a, b in zip(before.layers, after.layers, strict=True):
         if a.trainable_params != b.trainable_params:
+            lost = (
+                "; a .keras file keeps a subclassed layer's own trainable flag but not its "
+                "sublayers', so a freeze that stops inside it does not survive loading: put "
+                "the boundary before or after it"
+                if a.subclassed and a.is_container
+                else ""
+            )
             raise ExportError(
                 f"layer {a.name} has {b.trainable_params:,} trainable parameters after loading "
-                f"but {a.trainable_params:,} before"
+                f"but {a.trainable_params:,} before{lost}"
             )
     checks.append("every layer's trainable state is the same")
     if (before.trainable_params, before.total_params) != (
