@@ -7,12 +7,14 @@ Trainable state is derived from the model's trainable weights, not from ``layer.
 flags: after a save/load a nested Sequential and every InputLayer come back with
 ``trainable=True`` whatever they were, and a frozen container overrides its layers' flags.
 
-The tree follows :func:`~kfreeze_tui.core.runtime.keras_private.sublayers`: a nested model's
-``.layers``, and also the sublayers a subclassed layer tracks as attributes (a
+The tree follows :func:`~kfreeze_tui.core.runtime.keras_private.sublayers`
+(:func:`tree_sublayers`): a nested model's ``.layers``, and also the sublayers a subclassed
+layer tracks as attributes (a
 ``MultiHeadAttention``'s ``query``/``key``/``value``/``attention_output`` EinsumDense layers,
 a keras-hub ``TransformerEncoder``'s attention, norms and dense layers). Such a layer is a
 container row (``is_container``, ``subclassed``) followed by its sublayers' rows, depth
-first (``3.1.0``). Its sublayers have no functional graph: their shapes are unknown unless
+first (``3.1.0``); a layer whose one sublayer holds all its weights (an LSTM's cell) stays a
+leaf. Its sublayers have no functional graph: their shapes are unknown unless
 Keras built them inside a graph, and no wiring between them is invented (no ``inbound``).
 
 Every parameter is counted once. A container's *own* weights, those in none of its
@@ -412,6 +414,19 @@ def call_inputs(row: LayerInfo) -> tuple[tuple[str, ...], ...]:
     return tuple(tensors_behind(call.sources, ops) for call in row.calls)
 
 
+def tree_sublayers(layer: Any, is_model: bool) -> list[Any]:
+    """The layers the tree shows under ``layer`` (empty: a leaf).
+
+    A model's layers, and the sublayers of any other layer, except when a layer has exactly
+    one sublayer and no weights of its own (an LSTM's cell, a TimeDistributed's layer): that
+    row would only repeat its parent, which freezes and trains with it.
+    """
+    inner = sublayers(layer)
+    if is_model or len(inner) != 1:
+        return inner
+    return inner if own_variables(layer, inner) else []
+
+
 def own_variables(layer: Any, inner: list[Any] | None = None) -> list[Any]:
     """The variables ``layer`` holds itself, in none of its sublayers (public API only).
 
@@ -583,9 +598,9 @@ def _walk_layers(
     for position, layer in enumerate(layers):
         path = (*prefix, position)
         flags_trainable = parents_trainable and bool(layer.trainable)
-        inner = sublayers(layer)
-        container_here = bool(inner)
         is_model = isinstance(layer, context.model_class)
+        inner = tree_sublayers(layer, is_model)
+        container_here = bool(inner)
         weights, own_count = _weight_infos(layer, context, inner)
         params = sum(w.size for w in weights)
         trainable_params = sum(w.size for w in weights if w.trainable)
