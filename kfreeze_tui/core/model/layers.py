@@ -421,7 +421,7 @@ def tree_sublayers(layer: Any, is_model: bool) -> list[Any]:
     one sublayer and no weights of its own (an LSTM's cell, a TimeDistributed's layer): that
     row would only repeat its parent, which freezes and trains with it.
     """
-    inner = sublayers(layer)
+    inner = sublayers(layer, is_model)
     if is_model or len(inner) != 1:
         return inner
     return inner if own_variables(layer, inner) else []
@@ -587,7 +587,7 @@ def _walk_layers(
     context: _WalkContext,
 ) -> None:
     """Append a row for each layer of ``container`` (and, depth first, of the models in it)."""
-    layers = sublayers(container)
+    layers = sublayers(container, isinstance(container, context.model_class))
     subclassed = not isinstance(container, context.model_class) or prefix in context.subclassed
     if subclassed:
         context.subclassed.add(prefix)
