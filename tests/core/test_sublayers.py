@@ -148,3 +148,45 @@ def test_a_slash_path_names_a_sublayer(info: ModelInfo) -> None:
 
     assert parse_layer_ref(info, "mha/key") == (1, 1)
     assert parse_layer_ref(info, "1.5") == (1, 5)
+
+
+def test_the_script_freezes_a_boundary_at_the_attention_as_planned(
+    keras: Any, tmp_path: Path
+) -> None:
+    """The boundary at ``mha`` is its first leaf (``query``) in leaf order; the script sets
+    the attention layer, which it reaches by name, not its sublayers."""
+    import ast
+    import subprocess
+    import sys
+
+    from kfreeze_tui.core.model.loading import LoadOptions
+    from kfreeze_tui.core.plan.head import HeadSpec
+    from kfreeze_tui.core.plan.phases import CompileSpec
+    from kfreeze_tui.core.train.script import python_script
+
+    model = _transformer(keras)
+    source = tmp_path / "transformer.keras"
+    model.save(source)
+    view = PlanView(walk(model))
+    plan = FreezePlan(boundary=(1,), exceptions=frozenset({(3,)}))  # ffn2 frozen
+    text = python_script(
+        str(source), LoadOptions(), view, plan, HeadSpec(classes=2), CompileSpec(),
+        script_dir=tmp_path,
+    )  # fmt: skip
+    (tmp_path / "ft.py").write_text(text)
+    probe = (
+        "import runpy\n"
+        f"script = runpy.run_path({str(tmp_path / 'ft.py')!r}, run_name='not_main')\n"
+        "print(sorted({v.path.split('/')[0] for v in script['model'].trainable_weights}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trains = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    with flags_restored(model):
+        apply_freeze(model, view, plan)
+        planned = {v.path.split("/")[0] for v in model.trainable_weights}
+    assert "mha" in trains and "ffn2" not in trains
+    assert set(trains) - {"head_output"} == planned - {"ffn2"} - {"head_output"}
