@@ -160,6 +160,7 @@ def test_layers_boundary_reports_the_cut(run_cli: Any) -> None:
         "clean": True,
         "splits_block": None,
         "into": None,
+        "inside": None,
     }
     # A Keras 2 name, in the table: the cut line under it, and a note on stderr.
     split = run_cli(

@@ -58,7 +58,11 @@ def test_multiply_adds_per_layer_match_the_formulas(layer_zoo: Any) -> None:
     assert costs["dense"].macs == 6 * 5
     # Attention over 7 tokens of 16, 2 heads of 4: Q, K, V, output projections, QK^T and AV.
     projections = 3 * 7 * (16 * 2 * 4) + 7 * (2 * 4 * 16)
-    assert costs["mha"].macs == projections + 2 * 7 * 7 * (4 + 4)
+    # The attention layer is a container of its projections (which have no shapes of their
+    # own): it is priced whole, at its first leaf, and its other leaves add nothing.
+    assert "mha" not in costs
+    assert costs["query"].macs == projections + 2 * 7 * 7 * (4 + 4)
+    assert all(costs[name].macs == 0 for name in ("key", "value", "attention_output"))
     # Pooling computes no multiply-adds but touches its outputs.
     assert costs["gap"].macs == 0 and costs["gap"].elementwise == 6
 
@@ -197,6 +201,12 @@ def recurrent_model(keras: Any) -> Any:
 def test_recurrent_layers_cost_per_time_step(recurrent_model: Any) -> None:
     view = PlanView(walk(recurrent_model))
     costs = dict(zip([leaf.name for leaf in view.leaves], cost_model(view).costs, strict=True))
+    # The Bidirectional is a container of its two LSTMs, priced whole at its first leaf.
+    bilstm = view.info.find("bilstm")
+    assert bilstm is not None and bilstm.is_container and bilstm.child_count == 2
+    first, second = (view.leaves[i].name for i in range(*view.span(bilstm.path)))
+    assert costs[second].macs == 0
+    costs["bilstm"] = costs[first]
     get = recurrent_model.get_layer
     steps, embedded = 12, get("embed").output_dim
     assert costs["embed"].macs == 0  # a lookup

@@ -22,6 +22,7 @@ def test_clean_cut_before_stage_5_of_resnet50(resnet50_info: Any) -> None:
         "clean": True,
         "splits_block": None,
         "into": None,
+        "inside": None,
     }
     assert cut.describe() == "clean cut: conv4_block6_out"
 

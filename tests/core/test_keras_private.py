@@ -151,3 +151,23 @@ def test_compiled_trainable_state_is_the_flags_at_compile(keras: Any) -> None:
     state = compiled_trainable_state(model)
     assert state is not None and state[dense] is True  # as it was when compile() ran
     assert set(map(id, state)) == {id(layer) for layer in [model, *_walk_layers(model)]}
+
+
+def test_sublayers_are_a_models_layers_or_what_a_layer_tracks(
+    keras: Any, models: dict[str, Any]
+) -> None:
+    from kfreeze_tui.core.runtime.keras_private import sublayers
+
+    nested = models["nested"]
+    assert sublayers(nested) == nested.layers
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+    x = keras.ops.zeros((1, 3, 8))
+    mha(x, x)
+    inner = sublayers(mha)
+    # Every weight of the layer is in one of its direct sublayers (it holds none itself),
+    # and the trainable setter reaches the same layers.
+    assert {id(v) for layer in inner for v in layer.weights} == {id(v) for v in mha.weights}
+    assert len(inner) == 6 and sum(len(layer.weights) for layer in inner) == 8
+    mha.trainable = False
+    assert not any(layer.trainable for layer in inner)
+    assert sublayers(keras.layers.Dense(2)) == []

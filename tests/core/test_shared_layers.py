@@ -245,6 +245,7 @@ def test_layers_json_reports_each_call_and_the_cut(
         "clean": False,
         "splits_block": None,
         "into": "cat",
+        "inside": None,
     }
     rows = {row["name"]: row for row in document["layers"]}
     assert rows["shared"]["calls"] == [

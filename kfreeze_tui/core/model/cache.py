@@ -39,7 +39,7 @@ from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 7
+SCHEMA = 8
 
 
 def cache_dir() -> Path:
@@ -369,6 +369,8 @@ def _layer_from_json(row: dict[str, Any]) -> LayerInfo:
         activation=str(row["activation"]),
         lora_kernel=None if row["lora_kernel"] is None else _shape(row["lora_kernel"]),
         lora_enabled=bool(row["lora_enabled"]),
+        subclassed=bool(row["subclassed"]),
+        own_weight_count=int(row["own_weight_count"]),
         calls=tuple(
             CallInfo(
                 sources=_strings(call["sources"]),

@@ -6,6 +6,11 @@ the cut is *clean*: everything frozen could be run once and its output cached as
 When several cross, the boundary usually sits inside a block (a residual unit's shortcut
 crosses it), which the Keras fine-tuning guides warn against.
 
+A boundary inside a subclassed layer (``mha/key`` in a ``MultiHeadAttention``) has no graph to
+cut: its sublayers are attributes, called in an order only the layer's ``call`` knows. Such a
+boundary is a partial freeze of that layer, never a clean cut; what crosses is what crosses a
+cut before the layer, and :attr:`Cut.inside` names it.
+
 Everything here is precomputed once per model from the walked :class:`ModelInfo`, so asking
 for the cut at a boundary on every keypress is a dictionary look-up.
 """
@@ -35,6 +40,8 @@ class Cut:
         into: the boundary's name when several tensors cross and the boundary layer alone
             reads them all: it is where the cut branches join (a concatenation of 200
             branches, the distance layer of a siamese model), so every branch is frozen whole.
+        inside: the subclassed layer the boundary sits in (a partial freeze of it: not a
+            clean cut), or None.
     """
 
     boundary: str | None
@@ -42,11 +49,14 @@ class Cut:
     clean: bool
     splits_block: str | None
     into: str | None = None
+    inside: str | None = None
 
     def describe(self) -> str:
         """One line for the status bar: ``clean cut: conv4_block6_out``."""
         if self.boundary is None:
             return "no cut: every layer frozen"
+        if self.inside:
+            return f"inside {self.inside}: a partial freeze of a subclassed layer, not a clean cut"
         if not self.crossing:
             return "no cut: every layer trains"
         if self.clean:
@@ -61,6 +71,8 @@ class Cut:
 
     def brief(self) -> str:
         """The status bar's shorter form: the tensors' names are left to the side pane."""
+        if self.inside:
+            return f"partial freeze inside {self.inside}"
         if self.clean or not self.crossing:
             return self.describe()
         count = f"{len(self.crossing)} tensors cross"
@@ -78,6 +90,7 @@ class Cut:
             "clean": self.clean,
             "splits_block": self.splits_block,
             "into": self.into,
+            "inside": self.inside,
         }
 
 
@@ -167,6 +180,10 @@ class CutIndex:
         for row in info.layers:
             members.setdefault(row.parent_path, []).append(row)
         self._containers = {path: _Container(tuple(rows)) for path, rows in members.items()}
+        #: Containers without a graph (subclassed layers), and the paths of their rows.
+        self._subclassed = {
+            row.path: row.name for row in info.layers if row.is_container and row.subclassed
+        }
 
     def at(self, boundary: Path | None) -> Cut:
         """The cut made by freezing everything before the layer at ``boundary``.
@@ -177,6 +194,14 @@ class CutIndex:
         """
         if boundary is None:
             return Cut(None, (), True, None)
+        holder = next(
+            (boundary[:d] for d in range(1, len(boundary)) if boundary[:d] in self._subclassed),
+            None,
+        )
+        if holder is not None:
+            outer = self.at(holder)
+            name = self._containers[boundary[:-1]].rows[boundary[-1]].name
+            return Cut(name, outer.crossing, False, None, None, self._subclassed[holder])
         container = self._containers[boundary[:-1]]
         position = boundary[-1]
         row = container.rows[position]

@@ -53,7 +53,16 @@ PREPROCESSING_CLASSES = frozenset(
     {"InputLayer", "Rescaling", "Normalization", "Resizing", "CenterCrop"}
 )
 
+#: A transformer's repeated layers, as keras-hub names them: ``transformer_layer_0`` (BERT),
+#: ``decoder_block_0`` (Gemma), ``transformer_block_1`` (ViT).
+_TRANSFORMER_BLOCK = re.compile(
+    r"^((?:.*_)?(?:transformer|decoder|encoder)_(?:layer|block)_\d+)(?:_|$)"
+)
+#: A layer holding a transformer's encoder whole (ViT's ``vit_encoder``).
+_ENCODER = re.compile(r"(?:^|_)(?:encoder|decoder|transformer)$")
+
 _BLOCK_PATTERNS = (
+    _TRANSFORMER_BLOCK,
     # InceptionResNetV2's repeated units: block35_1, block17_20, block8_10.
     re.compile(r"^(block\d+_\d+)(?:_|$)"),
     re.compile(r"^(.*block_?\d+[a-z]?)(?:_|$)"),
@@ -503,6 +512,10 @@ def stages(
         if start > 0 and (not starts or start > starts[-1]):
             starts.append(start)
 
+    if not starts:
+        transformer = _transformer_stages(names, class_names)
+        if transformer is not None:
+            return transformer
     of: list[int] = []
     stage = 0
     for position in range(n):
@@ -549,3 +562,37 @@ def _stage_names(named_stages: Sequence[tuple[str, int]], count: int) -> list[st
                 named[stage] = f"{prefix}{low}" + (f"-{high}" if high != low else "")
         return named
     return generic
+
+
+def _transformer_stages(names: Sequence[str], class_names: Sequence[str]) -> Stages | None:
+    """A transformer's stages: ``embeddings`` (what comes before the first transformer block),
+    ``encoder`` (the blocks, or the one layer holding them all) and, after them, ``pooling``
+    (BERT's ``pooled_dense``) or ``output`` (Gemma's final normalization). None when no
+    layer is named as a transformer block or an encoder (every keras.applications model).
+    """
+    parts = [
+        i
+        for i, name in enumerate(names)
+        if _TRANSFORMER_BLOCK.match(name.lower()) or _ENCODER.search(name.lower())
+    ]
+    if not parts:
+        return None
+    first, last = parts[0], parts[-1]
+    starts: list[int] = []
+    stage_names: list[str] = []
+    if any(c not in PREPROCESSING_CLASSES for c in class_names[:first]):
+        stage_names.append("embeddings")
+        starts.append(first)
+    stage_names.append("encoder")
+    after = [i for i in range(last + 1, len(names)) if class_names[i] != "InputLayer"]
+    if after:
+        starts.append(after[0])
+        pooled = any("pool" in names[i].lower() for i in after)
+        stage_names.append("pooling" if pooled else "output")
+    of: list[int] = []
+    stage = 0
+    for position in range(len(names)):
+        while stage < len(starts) and starts[stage] <= position:
+            stage += 1
+        of.append(stage)
+    return Stages(tuple(of), tuple(starts), tuple(stage_names))

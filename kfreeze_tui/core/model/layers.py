@@ -6,6 +6,21 @@ No Keras object escapes this module: the UI and the command line get :class:`Mod
 Trainable state is derived from the model's trainable weights, not from ``layer.trainable``
 flags: after a save/load a nested Sequential and every InputLayer come back with
 ``trainable=True`` whatever they were, and a frozen container overrides its layers' flags.
+
+The tree follows :func:`~kfreeze_tui.core.runtime.keras_private.sublayers`
+(:func:`tree_sublayers`): a nested model's ``.layers``, and also the sublayers a subclassed
+layer tracks as attributes (a
+``MultiHeadAttention``'s ``query``/``key``/``value``/``attention_output`` EinsumDense layers,
+a keras-hub ``TransformerEncoder``'s attention, norms and dense layers). Such a layer is a
+container row (``is_container``, ``subclassed``) followed by its sublayers' rows, depth
+first (``3.1.0``); a layer whose one sublayer holds all its weights (an LSTM's cell) stays a
+leaf. Its sublayers have no functional graph: their shapes are unknown unless
+Keras built them inside a graph, and no wiring between them is invented (no ``inbound``).
+
+Every parameter is counted once. A container's *own* weights, those in none of its
+sublayers (ViT's class token in its patching-and-embedding layer), are listed first in its
+``weights`` (``own_weight_count`` of them); the plan treats such a container as a leaf for
+those weights too (see :mod:`kfreeze_tui.core.plan.freeze`).
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from kfreeze_tui.core.runtime.keras_private import (
     flatten_layers,
     functional_graph,
     nodes_in_graph,
+    sublayers,
     tensor_operation,
     tensor_origin,
 )
@@ -118,9 +134,10 @@ class LayerInfo:
             ``op:add_3`` for the output of a plain operation (``x + y``) that is not a layer.
         ops: the definitions of those operations (and of the operations before them, up to
             the layers): ``("op:add_3", ("conv2d", "op:add_2"))``.
-        is_container: whether it is a nested model whose layers follow it.
+        is_container: whether it is a nested model or a layer with sublayers, whose
+            layers follow it.
         child_count: how many layers it directly holds (0 unless a container).
-        weights: its own and nested weights.
+        weights: its own and nested weights (a container's own ones first).
         calls: each call of the layer in its container's graph, in order (empty when the
             container has no graph); a shared layer has several, and every one counts for
             cuts, blocks and cost.
@@ -130,6 +147,10 @@ class LayerInfo:
             or Conv kernel, an Embedding's embeddings); None when the layer has no
             ``enable_lora`` (or is not built).
         lora_enabled: LoRA is already on in the model as loaded.
+        subclassed: a container that is not a model (its sublayers are attributes, with no
+            graph between them), or a row inside one: a cut there is not a clean cut.
+        own_weight_count: how many of ``weights`` (the first ones) a container holds
+            itself, in none of its layers (0 for a leaf: all its weights are its own).
     """
 
     index: int
@@ -156,11 +177,41 @@ class LayerInfo:
     activation: str = ""
     lora_kernel: Shape | None = None
     lora_enabled: bool = False
+    subclassed: bool = False
+    own_weight_count: int = 0
 
     @property
     def lora_supported(self) -> bool:
         """Whether the layer can take LoRA (its class has ``enable_lora``)."""
         return self.lora_kernel is not None
+
+    @property
+    def own_weights(self) -> tuple[WeightInfo, ...]:
+        """The weights the layer holds itself: all of a leaf's, a container's own ones."""
+        return self.weights[: self.own_weight_count] if self.is_container else self.weights
+
+    @property
+    def is_leaf(self) -> bool:
+        """Whether the plan sets its state itself: a layer without sublayers, or a
+        container with weights of its own (for those; its layers are leaves of their own)."""
+        return not self.is_container or self.own_weight_count > 0
+
+    @property
+    def own_trainable_size(self) -> int:
+        """:attr:`trainable_size` of :attr:`own_weights`."""
+        return sum(w.size for w in self.own_weights if w.can_train)
+
+    @property
+    def own_has_weights(self) -> bool:
+        """Whether it holds weights of its own."""
+        return bool(self.own_weights)
+
+    @property
+    def own_trainable(self) -> bool:
+        """Whether any of its own weights trains in the model as walked (its flags for a
+        layer without weights)."""
+        own = self.own_weights
+        return any(w.trainable for w in own) if own else self.trainable
 
     @property
     def call_count(self) -> int:
@@ -381,8 +432,29 @@ def call_inputs(row: LayerInfo) -> tuple[tuple[str, ...], ...]:
     return tuple(tensors_behind(call.sources, ops) for call in row.calls)
 
 
-def _is_container(layer: Any, model_class: type) -> bool:
-    return isinstance(layer, model_class) and bool(getattr(layer, "layers", None))
+def tree_sublayers(layer: Any, is_model: bool) -> list[Any]:
+    """The layers the tree shows under ``layer`` (empty: a leaf).
+
+    A model's layers, and the sublayers of any other layer, except when a layer has exactly
+    one sublayer and no weights of its own (an LSTM's cell, a TimeDistributed's layer): that
+    row would only repeat its parent, which freezes and trains with it.
+    """
+    inner = sublayers(layer, is_model)
+    if is_model or len(inner) != 1:
+        return inner
+    return inner if own_variables(layer, inner) else []
+
+
+def own_variables(layer: Any, inner: list[Any] | None = None) -> list[Any]:
+    """The variables ``layer`` holds itself, in none of its sublayers (public API only).
+
+    Args:
+        layer: a Keras layer.
+        inner: its sublayers, when the caller has them already.
+    """
+    inner = sublayers(layer) if inner is None else inner
+    nested = {id(v) for child in inner for v in child.weights}
+    return [v for v in _unique(layer.weights) if id(v) not in nested]
 
 
 def walk(
@@ -573,6 +645,9 @@ class _WalkContext:
     can_train_ids: set[int]
     model_class: type
     rows: list[LayerInfo]
+    subclassed: set[tuple[int, ...]] = field(default_factory=set)
+    """Paths of the containers whose rows have no graph (subclassed layers, and models
+    inside them)."""
 
 
 def _walk_layers(
@@ -583,14 +658,21 @@ def _walk_layers(
     context: _WalkContext,
 ) -> None:
     """Append a row for each layer of ``container`` (and, depth first, of the models in it)."""
-    layers = list(container.layers)
-    wiring = _connections(container, layers)
+    layers = sublayers(container, isinstance(container, context.model_class))
+    subclassed = not isinstance(container, context.model_class) or prefix in context.subclassed
+    if subclassed:
+        context.subclassed.add(prefix)
+        wiring = [_unwired(layer) for layer in layers]
+    else:
+        wiring = _connections(container, layers)
     block_of, stages = _grouped(layers, wiring)
     for position, layer in enumerate(layers):
         path = (*prefix, position)
         flags_trainable = parents_trainable and bool(layer.trainable)
-        container_here = _is_container(layer, context.model_class)
-        weights = _weight_infos(layer, context)
+        is_model = isinstance(layer, context.model_class)
+        inner = tree_sublayers(layer, is_model)
+        container_here = bool(inner)
+        weights, own_count = _weight_infos(layer, context, inner)
         params = sum(w.size for w in weights)
         trainable_params = sum(w.size for w in weights if w.trainable)
         connection = wiring[position]
@@ -614,21 +696,36 @@ def _walk_layers(
                 stage_name=stages.names[stages.of[position]],
                 block=block_of[position],
                 is_container=container_here,
-                child_count=len(layer.layers) if container_here else 0,
+                child_count=len(inner),
                 weights=weights,
                 calls=connection.calls,
                 activation=_activation_name(layer),
                 lora_kernel=lora_kernel_shape(layer),
                 lora_enabled=bool(getattr(layer, "lora_enabled", False)),
+                subclassed=subclassed or (container_here and not is_model),
+                own_weight_count=own_count,
             )
         )
         if container_here:
+            if subclassed:
+                context.subclassed.add(path)
             _walk_layers(layer, path, depth + 1, flags_trainable, context)
 
 
-def _weight_infos(layer: Any, context: _WalkContext) -> tuple[WeightInfo, ...]:
-    """Each variable of ``layer``, once, with whether it trains and whether it could."""
-    return tuple(
+def _weight_infos(
+    layer: Any, context: _WalkContext, inner: list[Any]
+) -> tuple[tuple[WeightInfo, ...], int]:
+    """Each variable of ``layer``, once, with whether it trains and whether it could; a
+    container's own variables first. Returns them and how many are the container's own
+    (0 for a layer without sublayers)."""
+    variables = _unique(layer.weights)
+    own_count = 0
+    if inner:
+        own = own_variables(layer, inner)
+        own_ids = {id(v) for v in own}
+        variables = own + [v for v in variables if id(v) not in own_ids]
+        own_count = len(own)
+    infos = tuple(
         WeightInfo(
             name=getattr(v, "path", None) or v.name,
             shape=_shape(v.shape),
@@ -636,8 +733,19 @@ def _weight_infos(layer: Any, context: _WalkContext) -> tuple[WeightInfo, ...]:
             trainable=id(v) in context.trainable_ids,
             can_train=id(v) in context.can_train_ids,
         )
-        for v in _unique(layer.weights)
+        for v in variables
     )
+    return infos, own_count
+
+
+def _unwired(layer: Any) -> _Connection:
+    """A sublayer of a subclassed layer: no graph says what it reads, so nothing is
+    invented; its output shape is known only when Keras built it in a graph."""
+    try:
+        shapes = _tensor_shapes(layer.output)
+    except (AttributeError, ValueError, RuntimeError):
+        shapes = ()
+    return _Connection(shapes, (), (), (), ())
 
 
 def _connections(container: Any, layers: list[Any]) -> list[_Connection]:

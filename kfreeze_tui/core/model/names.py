@@ -110,8 +110,21 @@ def modern_name(info: ModelInfo, name: str) -> str:
     return row.name if row is not None and note else name
 
 
+def _nested_ref(info: ModelInfo, text: str) -> LayerInfo | None:
+    """The layer at ``mha/query``: each name after the first is one of the layer before's
+    direct layers (sublayer names repeat in a transformer: ``query`` in every block)."""
+    first, *rest = text.split("/")
+    row, _ = find_layer(info, first)
+    for name in rest:
+        if row is None:
+            return None
+        row = next((child for child in info.children(row.path) if child.name == name), None)
+    return row
+
+
 def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) -> tuple[int, ...]:
-    """A layer given as a name, an index (``143``) or a path (``0.143``).
+    """A layer given as a name, an index (``143``), a path (``0.143``) or names joined by
+    ``/`` down the tree (``transformer_layer_1/self_attention_layer/query``).
 
     Keras 2 names of ResNet's layers (``res5a_branch2a``) are accepted; a note saying
     which layer they stand for is appended to ``notes``.
@@ -132,6 +145,10 @@ def parse_layer_ref(info: ModelInfo, text: str, notes: list[str] | None = None) 
                 f"the model has no layer at index {stripped} (it has {len(info.top_level)} "
                 "layers at the top level)"
             ) from None
+    if "/" in stripped and find_layer(info, stripped)[0] is None:
+        nested = _nested_ref(info, stripped)
+        if nested is not None:
+            return nested.path
     row, note = find_layer(info, stripped)
     if note and notes is not None:
         notes.append(note)

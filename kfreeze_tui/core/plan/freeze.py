@@ -8,6 +8,13 @@ answers cost the same on VGG16 and on a 3,000-layer model (prefix sums, not loop
 Layers are counted in *leaf order*: the depth-first order of the walk with nested containers
 left out (their weights are their layers' weights). "Before the boundary" means earlier in
 that order, which for a single model is ``model.layers`` order.
+
+A container with weights of its own (in none of its sublayers: ViT's class token in its
+patching-and-embedding layer) is also a leaf, for those weights only (see
+:attr:`LayerInfo.is_leaf`): it comes first in leaf order, before its layers, so a boundary at
+the container trains its own weights and a boundary at its first layer freezes them. Every
+parameter is then counted once: a container's own weights at the container, the rest at its
+layers.
 """
 
 from __future__ import annotations
@@ -124,12 +131,10 @@ class PlanView:
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self.cuts = CutIndex(info)
-        self.leaves: tuple[LayerInfo, ...] = tuple(
-            row for row in info.layers if not row.is_container
-        )
+        self.leaves: tuple[LayerInfo, ...] = tuple(row for row in info.layers if row.is_leaf)
         self._leaf_pos: dict[Path, int] = {leaf.path: i for i, leaf in enumerate(self.leaves)}
         self._is_bn = [leaf.is_batch_norm for leaf in self.leaves]
-        sizes = [leaf.trainable_size for leaf in self.leaves]
+        sizes = [leaf.own_trainable_size for leaf in self.leaves]
         self._size = sizes
         self._prefix = [0, *accumulate(sizes)]
         self._prefix_bn = [
@@ -151,7 +156,7 @@ class PlanView:
         for i, row in enumerate(info.layers):
             start = firsts[i]
             if row.is_container:
-                end = start
+                end = start + 1 if positions[i] is not None else start
                 prefix_len = len(row.path)
                 j = i + 1
                 while j < len(info.layers) and info.layers[j].path[:prefix_len] == row.path:
@@ -176,7 +181,7 @@ class PlanView:
         return self._span[path]
 
     def leaf_position(self, path: Path) -> int | None:
-        """Leaf position of a (non-container) layer."""
+        """Leaf position of a layer (a container's, for its own weights, when it has some)."""
         return self._leaf_pos.get(path)
 
     # -- states ----------------------------------------------------------------------------
@@ -187,7 +192,7 @@ class PlanView:
         return not (policy is BNPolicy.FROZEN and self._is_bn[pos])
 
     def leaf_trainable(self, plan: FreezePlan, path: Path) -> bool:
-        """Whether the (non-container) layer at ``path`` trains under ``plan``."""
+        """Whether the leaf at ``path`` trains under ``plan`` (a container: its own weights)."""
         pos = self._leaf_pos[path]
         if plan.lora is not None and pos in self.lora_positions(plan.lora):
             return True
@@ -355,24 +360,23 @@ class PlanView:
         before the first that trains; the BatchNormalization layers after it decide the policy
         by majority; every layer that still differs is an exception.
         """
-        weighted = [i for i, leaf in enumerate(self.leaves) if leaf.has_weights]
-        if all(self.leaves[i].trainable for i in weighted):
+        weighted = [i for i, leaf in enumerate(self.leaves) if leaf.own_has_weights]
+        trains = [leaf.own_trainable for leaf in self.leaves]
+        if all(trains[i] for i in weighted):
             return FreezePlan(boundary=self.first_path())
-        first = next((i for i in weighted if self.leaves[i].trainable), len(self.leaves))
+        first = next((i for i in weighted if trains[i]), len(self.leaves))
         # The boundary goes right after the last frozen layer before the first trainable one,
         # so weightless layers in between (padding, activations) count as trainable.
         frozen_before = [i for i in weighted if i < first]
         start = frozen_before[-1] + 1 if frozen_before else 0
         boundary = self.leaves[start].path if start < len(self.leaves) else None
         bns = [i for i in weighted if i >= start and self._is_bn[i]]
-        frozen_bns = sum(1 for i in bns if not self.leaves[i].trainable)
+        frozen_bns = sum(1 for i in bns if not trains[i])
         policy = BNPolicy.FROZEN if not bns or frozen_bns * 2 >= len(bns) else BNPolicy.TRAINABLE
         plan = FreezePlan(boundary=boundary, bn_policy=policy)
         b = self.boundary_position(plan)
         exceptions = frozenset(
-            self.leaves[i].path
-            for i in weighted
-            if self._default(i, b, policy) != self.leaves[i].trainable
+            self.leaves[i].path for i in weighted if self._default(i, b, policy) != trains[i]
         )
         return replace(plan, exceptions=exceptions)
 
@@ -391,7 +395,7 @@ class PlanView:
             exceptions = frozenset(
                 leaf.path
                 for i, leaf in enumerate(self.leaves)
-                if leaf.has_weights and self._default(i, b, policy) != leaf.trainable
+                if leaf.own_has_weights and self._default(i, b, policy) != leaf.own_trainable
             )
             candidates.append(replace(plan, exceptions=exceptions))
         return min(candidates, key=lambda plan: len(plan.exceptions))

@@ -790,7 +790,9 @@ def resolve(doc: PlanDocument, info: ModelInfo) -> tuple[FreezePlan, list[str]]:
     exceptions = frozenset(_find(info, ref, "exception", notes) for ref in doc.exceptions)
     for path in exceptions:
         if info.layer(path).is_container:
-            raise PlanError(f"the exception {info.layer(path).name} is a nested model, not a layer")
+            row = info.layer(path)
+            what = "a layer with sublayers" if row.subclassed else "a nested model"
+            raise PlanError(f"the exception {row.name} is {what}, not a layer it holds")
     lora = None
     if doc.lora is not None:
         toggles = frozenset(_find(info, ref, "LoRA toggle", notes) for ref in doc.lora.toggles)

@@ -55,6 +55,34 @@ def flatten_layers(layer: Any, include_self: bool = True) -> list[Any]:
     return found
 
 
+def sublayers(layer: Any, is_model: bool | None = None) -> list[Any]:
+    """The layers directly inside ``layer``, in a stable order: the walk's tree.
+
+    For a model, ``.layers`` (public; its graph order). For any other layer, the sublayers
+    Keras tracks as attributes (``MultiHeadAttention``'s ``query``, ``key``, ... EinsumDense
+    projections; a keras-hub ``TransformerEncoder``'s attention, norms and dense layers), in
+    the order they were assigned: ``Layer._flatten_layers(include_self=False,
+    recursive=False)`` (Keras 3.15), the same list the ``trainable`` setter recurses into.
+    Empty when the attribute is not there (such a layer is then walked as a leaf, its
+    weights all its own).
+
+    Args:
+        layer: a layer or model.
+        is_model: whether it is a ``keras.Model``, when the caller knows (saves a check in
+            the walk of a 3,000-layer model).
+    """
+    if is_model is None:
+        import keras
+
+        is_model = isinstance(layer, keras.Model)
+    if is_model:
+        return list(getattr(layer, "layers", None) or [])
+    flatten = getattr(layer, "_flatten_layers", None)
+    if not callable(flatten):
+        return []
+    return list(flatten(include_self=False, recursive=False))
+
+
 def created_trainable_variables(layer: Any) -> list[Any] | None:
     """The variables ``layer`` itself created as trainable (kernels, gamma), frozen or not.
 

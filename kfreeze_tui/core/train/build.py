@@ -1,9 +1,12 @@
 """Applying a plan to a Keras model.
 
-Keras's ``trainable`` setter on a container overwrites the flag of every layer inside it, so
-containers are set first (outermost first) and their layers after. A container is trainable
-when any layer inside it trains; otherwise Keras would hide its trainable layers from
-``trainable_weights``. A frozen BatchNormalization layer runs in inference mode in Keras 3.
+Keras's ``trainable`` setter on a container overwrites the flag of every layer inside it (a
+subclassed layer's sublayers too), so containers are set first (outermost first) and their
+layers after. A container is trainable when any layer inside it trains; otherwise Keras would
+hide its trainable layers from ``trainable_weights``. A container's own weights (in none of
+its layers) follow its flag; when the plan freezes them while some of its layers train, their
+variables are set non-trainable one by one (``variable.trainable``), the only public way.
+A frozen BatchNormalization layer runs in inference mode in Keras 3.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from kfreeze_tui.core.errors import PlanError, first_line
+from kfreeze_tui.core.model.layers import own_variables
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
@@ -27,15 +31,33 @@ from kfreeze_tui.core.plan.head import (
     validate,
 )
 from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.runtime.keras_private import flatten_layers, sublayers
 from kfreeze_tui.core.runtime.process import deep_recursion
 
 
 def layer_at(model: Any, path: tuple[int, ...]) -> Any:
-    """The Keras layer at a walk path (``(0, 143)``: layer 143 of the model's layer 0)."""
+    """The Keras layer at a walk path (``(0, 143)``: layer 143 of the model's layer 0;
+    ``(3, 1)``: sublayer 1 of a subclassed layer 3), following
+    :func:`~kfreeze_tui.core.runtime.keras_private.sublayers` as the walk does."""
     layer = model
     for index in path:
-        layer = layer.layers[index]
+        layer = sublayers(layer)[index]
     return layer
+
+
+def set_trainable(layer: Any, value: bool) -> None:
+    """``layer.trainable = value``, recursing into its sublayers even when the flag is
+    already ``value``.
+
+    On the TensorFlow backend a layer is a ``tf`` ``AutoTrackable``, whose ``__setattr__``
+    returns early when the attribute is already the very same object (``self.x = self.x``):
+    ``trainable = False`` on a layer whose flag is False runs no setter, so it neither
+    freezes sublayers built trainable since (a loaded MultiHeadAttention's projections) nor
+    resets its own variables' flags. The flag is flipped first, then set.
+    """
+    if bool(layer.trainable) == value:
+        layer.trainable = not value
+    layer.trainable = value
 
 
 def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
@@ -56,11 +78,43 @@ def apply_freeze(model: Any, view: PlanView, plan: FreezePlan) -> None:
     )
     for row in containers:
         start, end = view.span(row.path)
-        layer_at(model, row.path).trainable = any(
-            view.leaf_trainable(plan, view.leaves[i].path) for i in range(start, end)
+        set_trainable(
+            layer_at(model, row.path),
+            any(view.leaf_trainable(plan, view.leaves[i].path) for i in range(start, end)),
         )
     for leaf in view.leaves:
-        layer_at(model, leaf.path).trainable = view.leaf_trainable(plan, leaf.path)
+        layer = layer_at(model, leaf.path)
+        trains = view.leaf_trainable(plan, leaf.path)
+        if not leaf.is_container:
+            layer.trainable = trains
+        elif layer.trainable and not trains:  # its own weights only: the setter recurses
+            for variable in own_variables(layer):
+                variable.trainable = False
+
+
+def restore_frozen(model: Any) -> None:
+    """Freeze again, after ``keras.saving.load_model``, the sublayers of every frozen layer.
+
+    Keras 3.15 saves a layer's ``trainable`` flag in its config, and on loading passes it to
+    the constructor (``Layer.__init__`` sets ``_trainable``, with no sublayers yet); then
+    ``build_from_config`` runs ``build()``, which creates a subclassed layer's sublayers
+    (``MultiHeadAttention``'s EinsumDense projections, a keras-hub block's layers) with
+    their default, ``trainable=True``, and nothing sets the flag again. ``trainable_weights``
+    looks at each variable's flag, so a frozen MultiHeadAttention trains after loading.
+    Setting the flag again (:func:`set_trainable`: a plain ``layer.trainable = False`` on
+    a layer already False runs no setter on the TensorFlow backend) recurses into the
+    sublayers, as it did before saving.
+
+    A freeze that stops *inside* a subclassed layer (its ``query`` frozen, its ``key`` not)
+    is not in the file at all (the layer's config does not hold its sublayers' flags): the
+    export's verification refuses it rather than write a file that trains otherwise.
+
+    Args:
+        model: a loaded model (changed in place).
+    """
+    for layer in flatten_layers(model, include_self=False):
+        if not layer.trainable and sublayers(layer):
+            set_trainable(layer, False)
 
 
 #: The last part of the path of the weight ``enable_lora`` adapts (and freezes).
@@ -272,7 +326,7 @@ def flags_restored(model: Any) -> Iterator[None]:
 
     def visit(layer: Any) -> None:
         saved.append((layer, bool(layer.trainable)))
-        for inner in getattr(layer, "layers", None) or ():
+        for inner in sublayers(layer):
             visit(inner)
 
     visit(model)
@@ -280,7 +334,10 @@ def flags_restored(model: Any) -> Iterator[None]:
         yield
     finally:
         for layer, trainable in saved:
-            layer.trainable = trainable
+            if sublayers(layer):
+                set_trainable(layer, trainable)  # its own variables' flags too
+            else:
+                layer.trainable = trainable
 
 
 def uses_mixed_precision(model: Any) -> bool:

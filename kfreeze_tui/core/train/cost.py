@@ -306,6 +306,33 @@ def _recurrent_cost(
     return LayerCost(macs=macs, elementwise=elementwise, outputs=outputs + gates)
 
 
+def leaf_costs(info: ModelInfo, leaves: tuple[LayerInfo, ...]) -> tuple[LayerCost, ...]:
+    """The forward cost of each leaf, in leaf order.
+
+    The layers inside a subclassed layer (a MultiHeadAttention's projections, a
+    Bidirectional's two recurrent layers, a keras-hub block's layers) have no calls in a
+    graph, so no shapes to price them by. The outermost such layer is priced whole, from its
+    own calls, as a layer without sublayers is (attention's score products included), and
+    its cost is put at its first leaf; its other leaves cost nothing more.
+    """
+    holders = {row.path: row for row in info.layers if row.is_container and row.subclassed}
+    priced: set[tuple[int, ...]] = set()
+    costs = []
+    for leaf in leaves:
+        holder = next(
+            (leaf.path[:d] for d in range(1, len(leaf.path) + 1) if leaf.path[:d] in holders),
+            None,
+        )
+        if holder is None:
+            costs.append(leaf_cost(info, leaf))
+        elif holder in priced:
+            costs.append(LayerCost())
+        else:
+            priced.add(holder)
+            costs.append(leaf_cost(info, holders[holder]))
+    return tuple(costs)
+
+
 def leaf_cost(info: ModelInfo, layer: LayerInfo) -> LayerCost:
     """The forward cost of a (non-container) layer per example, over every call of it and
     every call of the models that hold it (a siamese encoder's layers run twice)."""
@@ -387,12 +414,12 @@ class CostModel:
     def __init__(self, view: PlanView) -> None:
         self.view = view
         info = view.info
-        self.costs: tuple[LayerCost, ...] = tuple(leaf_cost(info, leaf) for leaf in view.leaves)
+        self.costs: tuple[LayerCost, ...] = leaf_costs(info, view.leaves)
         macs = [c.macs for c in self.costs]
         elementwise = [c.elementwise for c in self.costs]
         outputs = [c.outputs for c in self.costs]
         bn = [leaf.is_batch_norm for leaf in view.leaves]
-        weighted = [leaf.trainable_size > 0 for leaf in view.leaves]
+        weighted = [leaf.own_trainable_size > 0 for leaf in view.leaves]
         self._macs = [0, *accumulate(macs)]
         self._elementwise = [0, *accumulate(elementwise)]
         self._outputs = [0, *accumulate(outputs)]

@@ -29,6 +29,7 @@ from kfreeze_tui.core.runtime.leftovers import (
     temp_file,
 )
 from kfreeze_tui.core.runtime.process import deep_recursion, import_keras, native_output_captured
+from kfreeze_tui.core.train.build import restore_frozen
 
 Progress = Callable[[str], None]
 
@@ -146,14 +147,23 @@ def verify(saved: Any, loaded: Any) -> Verification:
     """
     before, after = walk(saved), walk(loaded)
     checks: list[str] = []
-    if [r.name for r in before.layers] != [r.name for r in after.layers]:
+    # A subclassed layer's sublayers may have automatic names (``softmax_3``), which
+    # depend on what the process built before: they are compared by position and class.
+    if [_row_key(r) for r in before.layers] != [_row_key(r) for r in after.layers]:
         raise ExportError("the saved model has different layers from the model that was saved")
     checks.append(f"{len(after.top_level)} layers, same names and order")
     for a, b in zip(before.layers, after.layers, strict=True):
         if a.trainable_params != b.trainable_params:
+            lost = (
+                "; a .keras file keeps a subclassed layer's own trainable flag but not its "
+                "sublayers', so a freeze that stops inside it does not survive loading: put "
+                "the boundary before or after it"
+                if a.subclassed and a.is_container
+                else ""
+            )
             raise ExportError(
                 f"layer {a.name} has {b.trainable_params:,} trainable parameters after loading "
-                f"but {a.trainable_params:,} before"
+                f"but {a.trainable_params:,} before{lost}"
             )
     checks.append("every layer's trainable state is the same")
     if (before.trainable_params, before.total_params) != (
@@ -175,6 +185,11 @@ def verify(saved: Any, loaded: Any) -> Verification:
         non_trainable_params=after.non_trainable_params,
         checks=tuple(checks),
     )
+
+
+def _row_key(row: Any) -> tuple[Any, ...]:
+    inside = row.subclassed and not row.is_container
+    return (row.path, row.class_name) if inside else (row.path, row.class_name, row.name)
 
 
 def _same_values(a: Any, b: Any) -> bool:
@@ -239,6 +254,9 @@ def _export(
                 loaded = keras.saving.load_model(temp)
             except Exception as exc:
                 raise ExportError(f"the saved file does not load back: {exc}") from exc
+            # Keras builds a frozen subclassed layer's sublayers trainable on loading: the
+            # same step as the script's loader (see build.restore_frozen) puts them back.
+            restore_frozen(loaded)
         result.verification = verify(model, loaded)
         if loaded.trainable_weights:
             result.step = _prove_one_step(loaded, model, report)

@@ -243,8 +243,8 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
         return ["# Every layer is frozen.", "base.trainable = False"]
     keep_bn = plan.bn_policy is BNPolicy.FROZEN
     if any(row.is_container for row in view.info.layers):
-        exceptions = sorted(view.info.layer(p).name for p in plan.exceptions)
-        return _nested_freeze_lines(boundary, keep_bn, exceptions)
+        exceptions = sorted(_script_layer(view, p).name for p in plan.exceptions)
+        return _nested_freeze_lines(_script_layer(view, boundary.path), keep_bn, exceptions)
     lines = [
         f"# Freeze every layer before {boundary.name}: by index, that is",
         f"# `for layer in base.layers[:{boundary.index}]`.",
@@ -267,6 +267,18 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
             state = view.leaf_trainable(plan, path)
             lines.append(f'base.get_layer("{view.info.layer(path).name}").trainable = {state}')
     return lines
+
+
+def _script_layer(view: PlanView, path: tuple[int, ...]) -> LayerInfo:
+    """The layer the script sets for ``path``: the layer itself, or the outermost subclassed
+    layer holding it (the script walks models, not a subclassed layer's sublayers; the
+    export refuses a freeze that stops inside one, which a .keras file cannot keep)."""
+    info = view.info
+    for depth in range(1, len(path)):
+        row = info.layer(path[:depth])
+        if row.is_container and row.subclassed:
+            return row
+    return info.layer(path)
 
 
 def _nested_freeze_lines(boundary: LayerInfo, keep_bn: bool, exceptions: list[str]) -> list[str]:

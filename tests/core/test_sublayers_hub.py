@@ -1,0 +1,125 @@
+"""The walk into keras-hub backbones built offline (tiny BERT, Gemma, ViT): every parameter
+counted once, plans applied as planned (a container's own weights included), transformer
+blocks as blocks and embeddings / encoder / pooling as stages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from kfreeze_tui.core.model.layers import ModelInfo, walk
+from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.train.build import apply_freeze, flags_restored
+
+keras_hub = pytest.importorskip("keras_hub")
+
+
+@pytest.fixture(scope="module")
+def backbones(keras: Any) -> dict[str, Any]:
+    return {
+        "bert": keras_hub.models.BertBackbone(
+            vocabulary_size=1000,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=32,
+            intermediate_dim=64,
+            max_sequence_length=16,
+        ),
+        "gemma": keras_hub.models.GemmaBackbone(
+            vocabulary_size=100,
+            num_layers=2,
+            num_query_heads=2,
+            num_key_value_heads=1,
+            hidden_dim=16,
+            intermediate_dim=32,
+            head_dim=8,
+        ),
+        "vit": keras_hub.models.ViTBackbone(
+            image_shape=(32, 32, 3),
+            patch_size=8,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=16,
+            mlp_dim=32,
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def infos(backbones: dict[str, Any]) -> dict[str, ModelInfo]:
+    return {name: walk(model) for name, model in backbones.items()}
+
+
+def _size(variables: Any) -> int:
+    return sum(math.prod(v.shape) for v in variables)
+
+
+@pytest.mark.parametrize("name", ["bert", "gemma", "vit"])
+def test_counts_equal_keras(
+    name: str, backbones: dict[str, Any], infos: dict[str, ModelInfo]
+) -> None:
+    model, info = backbones[name], infos[name]
+    view = PlanView(info)
+    assert info.total_params == model.count_params()
+    assert sum(leaf.own_trainable_size for leaf in view.leaves) == model.count_params()
+    # The tree goes below model.layers, as summary() does not.
+    assert len(info.layers) > len(model.layers)
+    assert max(row.depth for row in info.layers) >= 2
+
+
+@pytest.mark.parametrize("name", ["bert", "gemma", "vit"])
+def test_every_boundary_trains_the_planned_weights(
+    name: str, backbones: dict[str, Any], infos: dict[str, ModelInfo]
+) -> None:
+    model, info = backbones[name], infos[name]
+    view = PlanView(info)
+    with flags_restored(model):
+        for leaf in view.leaves[:: max(1, len(view.leaves) // 12)] + view.leaves[-2:]:
+            plan = FreezePlan(boundary=leaf.path)
+            apply_freeze(model, view, plan)
+            planned = {
+                w.name
+                for row in view.leaves
+                if view.leaf_trainable(plan, row.path)
+                for w in row.own_weights
+                if w.can_train
+            }
+            assert {v.path for v in model.trainable_weights} == planned, leaf.path_text
+            assert view.totals(plan).trainable == _size(model.trainable_weights)
+
+
+def test_vits_class_token_is_the_patching_layers_own_and_freezes_alone(
+    backbones: dict[str, Any], infos: dict[str, ModelInfo]
+) -> None:
+    model, info = backbones["vit"], infos["vit"]
+    patching = info.find("vit_patching_and_embedding")
+    assert patching is not None and patching.is_container and patching.own_weight_count == 1
+    token = patching.own_weights[0]
+    view = PlanView(info)
+    inside = info.children(patching.path)[0].path  # patch_embedding: the token before it
+    with flags_restored(model):
+        apply_freeze(model, view, FreezePlan(boundary=inside))
+        paths = {v.path for v in model.trainable_weights}
+        assert token.name not in paths
+        assert any(p.startswith(f"{patching.name}/patch_embedding") for p in paths)
+        apply_freeze(model, view, FreezePlan(boundary=patching.path))
+        assert token.name in {v.path for v in model.trainable_weights}
+
+
+def test_transformer_layers_are_blocks_and_stages(infos: dict[str, ModelInfo]) -> None:
+    bert = infos["bert"]
+    top = {row.name: row for row in bert.top_level}
+    assert top["transformer_layer_0"].block == "transformer_layer_0"
+    assert top["transformer_layer_1"].block == "transformer_layer_1"
+    assert top["token_embedding"].stage_name == "embeddings"
+    assert top["transformer_layer_0"].stage_name == "encoder"
+    assert top["pooled_dense"].stage_name == "pooling"
+    gemma = {row.name: row for row in infos["gemma"].top_level}
+    assert gemma["decoder_block_0"].block != gemma["decoder_block_1"].block
+    assert gemma["decoder_block_1"].stage_name == "encoder"
+    assert gemma["final_normalization"].stage_name == "output"
+    vit = {row.name: row for row in infos["vit"].top_level}
+    assert vit["vit_patching_and_embedding"].stage_name == "embeddings"
+    assert vit["vit_encoder"].stage_name == "encoder"
