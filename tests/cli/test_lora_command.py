@@ -109,15 +109,26 @@ def test_cost_prices_lora(run_cli: Any, small_model_file: Path, keras: Any) -> N
     assert row["flops"]["backward"] > plain["flops"]["backward"] == 0
 
 
-def test_export_lora_is_refused_before_writing(
-    run_cli: Any, small_model_file: Path, tmp_path: Path
+def test_export_lora_writes_the_adapters_apart_and_refuses_to_overwrite_them(
+    run_cli: Any, small_model_file: Path, tmp_path: Path, keras: Any
 ) -> None:
     out = tmp_path / "out.keras"
-    result = run_cli(
+    args = (
         "export", str(small_model_file), "--freeze-before", "all", "--lora", "4",
-        "--lora-targets", "all", "-o", str(out),
+        "--lora-targets", "all", "--classes", "3", "-o", str(out),
     )  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    adapters = tmp_path / "out.lora.npz"
+    assert f"wrote {adapters} (LoRA adapters" in result.stdout
+    assert "LoRA B matrices moved" in result.stdout
+    # The deployable file loads in bare Keras with no LoRA left in it.
+    loaded = keras.saving.load_model(out)
+    assert not [w for w in loaded.weights if "lora" in w.path]
+    # Only the adapters file is there: the export refuses it without --force, writes nothing.
+    out.unlink()
+    before = adapters.read_bytes()
+    result = run_cli(*args)
     assert result.returncode == 2
-    assert "export --lora is not available yet" in result.stderr
-    assert "adapters" in result.stderr
-    assert not out.exists()
+    assert f"{adapters} exists already; pass --force" in result.stderr
+    assert not out.exists() and adapters.read_bytes() == before

@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class ExportRequest:
         script_path: the Python script (``.py``), or None.
         savedmodel_path: an inference SavedModel folder (``model.export``), or None.
         force: replace files that exist.
+        adapters_path: with LoRA, the adapters file (``out.lora.npz``), or None.
     """
 
     model_path: Path
@@ -51,10 +53,17 @@ class ExportRequest:
     script_path: Path | None = None
     savedmodel_path: Path | None = None
     force: bool = False
+    adapters_path: Path | None = None
 
     def targets(self) -> list[Path]:
         """Every path the export writes."""
-        paths = [self.model_path, self.plan_path, self.script_path, self.savedmodel_path]
+        paths = [
+            self.model_path,
+            self.adapters_path,
+            self.plan_path,
+            self.script_path,
+            self.savedmodel_path,
+        ]
         return [p for p in paths if p is not None]
 
 
@@ -105,6 +114,8 @@ def check_request(request: ExportRequest) -> None:
         raise ExportError(f"the model file {request.model_path} must end in .keras")
     if request.plan_path is not None and request.plan_path.suffix != ".toml":
         raise ExportError(f"the plan file {request.plan_path} must end in .toml")
+    if request.adapters_path is not None and request.adapters_path.suffix != ".npz":
+        raise ExportError(f"the adapters file {request.adapters_path} must end in .npz")
     if request.script_path is not None and request.script_path.suffix != ".py":
         raise ExportError(f"the script {request.script_path} must end in .py")
     paths = request.targets()
@@ -204,6 +215,7 @@ def export(
     plan_text: str | None = None,
     script_text: str | None = None,
     progress: Progress | None = None,
+    rebuild: Callable[[], Any] | None = None,
 ) -> ExportResult:
     """Write the model (verified), and the plan, script and SavedModel if asked.
 
@@ -213,6 +225,9 @@ def export(
         plan_text: the plan's TOML, when ``request.plan_path`` is set.
         script_text: the script, when ``request.script_path`` is set.
         progress: called with a short text before each step.
+        rebuild: with LoRA (``request.adapters_path`` set), builds the model again as the
+            script does (the base, freeze, LoRA and head, untrained): the verification loads
+            the adapters file into it and trains it one step (see :mod:`.adapters`).
 
     Returns:
         The files written and the verification.
@@ -224,7 +239,13 @@ def export(
     check_request(request)
     removed = remove_leftovers(path.parent for path in request.targets())
     try:
-        result = _export(model, request, plan_text, script_text, progress or (lambda _t: None))
+        report = progress or (lambda _t: None)
+        if request.adapters_path is not None:
+            if rebuild is None:
+                raise ValueError("an export with LoRA needs rebuild")
+            result = _export_lora(model, request, plan_text, script_text, report, rebuild)
+        else:
+            result = _export(model, request, plan_text, script_text, report)
         result.removed = removed
         return result
     except OSError as exc:  # a full disk, a folder without write permission, ...
@@ -269,6 +290,208 @@ def _export(
         temp.unlink(missing_ok=True)
         raise
     result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
+    _write_others(model, request, plan_text, script_text, report, result)
+    return result
+
+
+@deep_recursion()
+def _export_lora(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None,
+    script_text: str | None,
+    report: Progress,
+    rebuild: Callable[[], Any],
+) -> ExportResult:
+    """The LoRA export (see :mod:`.adapters`): the deployable file, LoRA merged and stripped,
+    verified by loading it in bare Keras; the adapters file, verified by the loader step a
+    user runs (the model rebuilt from the base, the adapters loaded), which is then trained
+    one step: B matrices move, frozen kernels stay bitwise the same."""
+    from kfreeze_tui.core.train.adapters import (
+        load_adapters_checked,
+        save_adapters_checked,
+        strip_lora,
+    )
+
+    assert request.adapters_path is not None
+    keras = import_keras()
+    result = ExportResult()
+    temp = temp_beside(request.model_path, ".keras")
+    temp_adapters = temp_beside(request.adapters_path, ".npz")
+    try:
+        report(f"Saving {request.model_path.name} and {request.adapters_path.name}")
+        with native_output_captured():
+            model.save(temp)
+            strip_lora(temp)
+            if getattr(model, "compiled", False):
+                # The plain layers train their kernels where the LoRA model trained A and
+                # B: the file's optimizer state is made for them (see _build_optimizer),
+                # from the file loaded once and saved again.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    plain = keras.saving.load_model(temp)
+                _build_optimizer(plain)
+                plain.save(temp)
+            save_adapters_checked(model, temp_adapters)
+            report("Loading it back to verify")
+            try:
+                loaded = keras.saving.load_model(temp)
+            except Exception as exc:
+                raise ExportError(f"the saved file does not load back: {exc}") from exc
+            restore_frozen(loaded)
+        checks = _verify_deployable(model, loaded)
+        report("Rebuilding the LoRA model from the base and the adapters")
+        with native_output_captured():
+            rebuilt = rebuild()
+            load_adapters_checked(rebuilt, temp_adapters)
+        checks += _verify_rebuilt(model, rebuilt)
+        step, moved = _prove_lora_step(rebuilt, report)
+        result.step = step
+        checks.append(moved)
+        trainable, frozen = params(rebuilt)
+        result.verification = Verification(
+            layers=len(loaded.layers),
+            trainable_params=trainable,
+            non_trainable_params=frozen,
+            checks=tuple(checks),
+        )
+        os.replace(temp, request.model_path)
+        os.replace(temp_adapters, request.adapters_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        temp_adapters.unlink(missing_ok=True)
+        raise
+    result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
+    result.files.append(
+        WrittenFile(request.adapters_path, "LoRA adapters", disk_size(request.adapters_path))
+    )
+    _write_others(model, request, plan_text, script_text, report, result)
+    return result
+
+
+def _outputs(model: Any, x: Any) -> list[Any]:
+    import numpy as np
+
+    from kfreeze_tui.core.train.check import _flat
+
+    return [np.asarray(out, dtype="float64") for out in _flat(model(x, training=False))]
+
+
+def _largest_difference(model: Any, other: Any) -> float:
+    """The largest difference between the two models' outputs on a synthetic batch."""
+    import numpy as np
+
+    from kfreeze_tui.core.train.check import synthetic_batch
+
+    x, _ = synthetic_batch(model, 2)
+    ours, theirs = _outputs(model, x), _outputs(other, x)
+    if len(ours) != len(theirs) or any(
+        a.shape != b.shape for a, b in zip(ours, theirs, strict=True)
+    ):
+        raise ExportError("the saved model's outputs have other shapes than the model's")
+    return max(
+        (float(np.max(np.abs(a - b))) if a.size else 0.0) for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def _tolerance(model: Any) -> float:
+    """How far apart W.x + (x.A).B and (W + A.B).x may be in the model's float type."""
+    dtype = str(getattr(model, "dtype", "float32") or "float32")
+    return 1e-2 if "16" in dtype else 1e-4
+
+
+def _verify_deployable(model: Any, loaded: Any) -> list[str]:
+    """The deployable file, loaded in bare Keras: same layers, no LoRA left in it (nothing
+    to resume as zero adapters), same outputs as the LoRA model.
+
+    Raises:
+        ExportError: naming the first difference.
+    """
+    from kfreeze_tui.core.train.adapters import lora_matrices
+
+    if [layer.name for layer in model.layers] != [layer.name for layer in loaded.layers]:
+        raise ExportError("the saved model has different layers from the model that was saved")
+    left = lora_matrices(loaded)
+    if left:
+        raise ExportError(
+            f"the saved model loads with LoRA on ({left[0].path}), with adapters of zeros "
+            "that would train nothing"
+        )
+    merged = len(lora_matrices(model)) // 2
+    difference = _largest_difference(model, loaded)
+    if not difference <= _tolerance(model):
+        raise ExportError(
+            f"the saved model's outputs differ from the LoRA model's by up to {difference:.3g}"
+        )
+    return [
+        f"{len(loaded.layers)} layers, same names and order",
+        f"LoRA merged into the kernels of {merged} layers, which load as plain layers "
+        "(no zero adapters to train)",
+        f"same outputs as the LoRA model (largest difference {difference:.2g})",
+    ]
+
+
+def _verify_rebuilt(model: Any, rebuilt: Any) -> list[str]:
+    """The loader step: the model rebuilt as the script builds it, the adapters loaded,
+    must hold the LoRA model's every weight and trainable state.
+
+    Raises:
+        ExportError: naming the first difference.
+    """
+    if params(rebuilt) != params(model) or len(rebuilt.weights) != len(model.weights):
+        raise ExportError(
+            "the LoRA model rebuilt from the base and the adapters has other parameter "
+            "counts than the model that was saved"
+        )
+    for a, b in zip(model.weights, rebuilt.weights, strict=True):
+        if tuple(a.shape) != tuple(b.shape) or not _same_values(a, b):
+            raise ExportError(f"the weight {a.path} differs after loading the adapters")
+    return [
+        f"the LoRA model rebuilt from the base and the adapters: all {len(model.weights)} "
+        "weights equal, same trainable state"
+    ]
+
+
+def _prove_lora_step(rebuilt: Any, report: Progress) -> tuple[Any, str]:
+    """One step on the rebuilt LoRA model: frozen weights (the adapted kernels among them)
+    bitwise unchanged, and the LoRA B matrices moved.
+
+    Raises:
+        ExportError: a frozen weight changed, or no B matrix moved.
+    """
+    import numpy as np
+
+    from kfreeze_tui.core.train.adapters import lora_matrices
+    from kfreeze_tui.core.train.check import one_step, step_findings, values_of
+
+    b_matrices = [v for v in lora_matrices(rebuilt) if str(v.path).endswith("_b")]
+    before = [np.array(values_of(v), copy=True) for v in b_matrices]
+    report("Training one step on the rebuilt LoRA model to prove the plan")
+    step = one_step(rebuilt)
+    errors = [f for f in step_findings(step) if f.severity == "error"]
+    if errors:
+        raise ExportError(f"the exported model does not train as planned: {errors[0].message}")
+    moved = sum(
+        not np.array_equal(values_of(v), old, equal_nan=True)
+        for v, old in zip(b_matrices, before, strict=True)
+    )
+    if b_matrices and not moved:
+        raise ExportError("no LoRA B matrix moved in one training step: LoRA does not learn")
+    return step, (
+        f"{step.summary()}; {moved} of {len(b_matrices)} LoRA B matrices moved (A matrices "
+        "start moving once B is not zero)"
+    )
+
+
+def _write_others(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None,
+    script_text: str | None,
+    report: Progress,
+    result: ExportResult,
+) -> None:
+    """The plan, the script and the SavedModel, after the model file."""
     if request.plan_path is not None and plan_text is not None:
         report(f"Writing {request.plan_path.name}")
         write_text_atomic(request.plan_path, plan_text)
@@ -285,7 +508,6 @@ def _export(
         result.files.append(
             WrittenFile(request.savedmodel_path, "SavedModel", disk_size(request.savedmodel_path))
         )
-    return result
 
 
 def _build_optimizer(model: Any) -> None:
