@@ -270,6 +270,7 @@ def _export(
         with native_output_captured():
             _build_optimizer(model)
             model.save(temp)
+            dropped = drop_rejected_keys(temp, model)
             report("Loading it back to verify")
             try:
                 loaded = keras.saving.load_model(temp)
@@ -279,6 +280,15 @@ def _export(
             # same step as the script's loader (see build.restore_frozen) puts them back.
             restore_frozen(loaded)
         result.verification = verify(model, loaded)
+        if dropped:
+            result.verification = replace(
+                result.verification,
+                checks=(
+                    *result.verification.checks,
+                    "left out of the file what the layers' constructors refuse on loading: "
+                    + ", ".join(dropped),
+                ),
+            )
         if loaded.trainable_weights:
             result.step = _prove_one_step(loaded, model, report)
             result.verification = replace(
@@ -322,6 +332,7 @@ def _export_lora(
         report(f"Saving {request.model_path.name} and {request.adapters_path.name}")
         with native_output_captured():
             model.save(temp)
+            drop_rejected_keys(temp, model)
             strip_lora(temp)
             if getattr(model, "compiled", False):
                 # The plain layers train their kernels where the LoRA model trained A and
@@ -332,6 +343,7 @@ def _export_lora(
                     plain = keras.saving.load_model(temp)
                 _build_optimizer(plain)
                 plain.save(temp)
+                drop_rejected_keys(temp, plain)
             save_adapters_checked(model, temp_adapters)
             report("Loading it back to verify")
             try:
@@ -508,6 +520,113 @@ def _write_others(
         result.files.append(
             WrittenFile(request.savedmodel_path, "SavedModel", disk_size(request.savedmodel_path))
         )
+
+
+#: Keyword arguments ``keras.layers.Layer.__init__`` takes through ``**kwargs`` (Keras 3.15).
+_LAYER_KWARGS = frozenset(
+    {"input_dim", "input_shape", "batch_input_shape", "batch_size", "input_dtype", "weights"}
+)
+
+
+def rejected_config_keys(layer: Any) -> set[str]:
+    """Keys of ``layer.get_config()`` that its class's constructor refuses on loading.
+
+    keras-hub 0.32's ``ViTPatchingAndEmbedding.get_config`` emits ``num_patches`` and
+    ``num_positions``, which it computes from its other arguments and its ``__init__`` does
+    not take: a ViT backbone saved whole loads (it rebuilds the layer from the backbone's own
+    arguments), but the layer saved in a functional model does not. The rule: the keys that
+    no ``__init__`` from the layer's class down to ``keras.layers.Layer`` names are suspects
+    (a constructor may also take keys from ``**kwargs``, as LayerNormalization's
+    ``rms_scaling``); they are left out of the file only when ``from_config`` refuses the
+    whole config and takes it without them. The export's verification then proves the
+    loaded model (same layers, same weights).
+    """
+    import inspect
+
+    from kfreeze_tui.core.runtime.process import import_keras
+
+    keras = import_keras()
+    try:
+        config = layer.get_config()
+    except (NotImplementedError, TypeError, ValueError):  # Keras saves (or refuses) it itself
+        return set()
+    accepted = set(_LAYER_KWARGS)
+    for cls in type(layer).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        if cls is keras.layers.Layer or not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    suspects = set(config) - accepted
+    if not suspects or _rebuilds(layer, config):
+        return set()
+    return (
+        suspects
+        if _rebuilds(layer, {k: v for k, v in config.items() if k not in suspects})
+        else set()
+    )
+
+
+def _rebuilds(layer: Any, config: dict[str, Any]) -> bool:
+    """Whether the layer's class takes ``config`` back (``from_config``)."""
+    try:
+        type(layer).from_config(dict(config))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def drop_rejected_keys(keras_file: Path, model: Any) -> list[str]:
+    """Leave out of a saved file's config the keys :func:`rejected_config_keys` finds
+    (rewriting the file through a temporary one); returns ``layer.key`` for each."""
+    import json
+    import zipfile
+
+    from kfreeze_tui.core.runtime.keras_private import flatten_layers
+
+    rejected = {
+        (type(layer).__name__, layer.name): keys
+        for layer in flatten_layers(model, include_self=False)
+        if (keys := rejected_config_keys(layer))
+    }
+    if not rejected:
+        return []
+    dropped: list[str] = []
+    with zipfile.ZipFile(keras_file) as source:
+        config = json.loads(source.read("config.json"))
+
+        def visit(node: Any) -> None:
+            if isinstance(node, dict):
+                inner = node.get("config")
+                if isinstance(inner, dict):
+                    keys = rejected.get((node.get("class_name"), inner.get("name")), set())
+                    for key in sorted(keys & set(inner)):
+                        del inner[key]
+                        dropped.append(f"{inner.get('name')}.{key}")
+                for value in node.values():
+                    visit(value)
+            elif isinstance(node, list):
+                for value in node:
+                    visit(value)
+
+        visit(config)
+        if not dropped:
+            return []
+        temp = temp_beside(keras_file, ".keras")
+        try:
+            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as target:
+                for item in source.infolist():
+                    data = source.read(item.filename)
+                    if item.filename == "config.json":
+                        data = json.dumps(config).encode("utf-8")
+                    target.writestr(item, data)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    os.replace(temp, keras_file)
+    return dropped
 
 
 def _build_optimizer(model: Any) -> None:
