@@ -175,3 +175,31 @@ def test_in_a_fresh_process_the_file_deploys_and_the_script_resumes(
     assert facts["trained_file_vs_trained"] < 1e-4  # W + A.B merged on saving
     assert facts["trained_file_lora"] == []
     assert facts["a_alive_after_resume"] == facts["a_count"] == 35
+
+
+def test_apply_reproduces_the_export(exported: dict[str, Any], run_cli: Any) -> None:
+    folder = exported["folder"]
+    out = folder / "applied.keras"
+    result = run_cli("apply", str(folder / "out.toml"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    first = exported["results"][0].verification
+    assert f"{first.trainable_params:,} trainable and {first.non_trainable_params:,}" in (
+        result.stdout
+    )
+    with (
+        np.load(folder / "out.lora.npz") as exported_file,
+        np.load(folder / "applied.lora.npz") as applied,
+    ):
+        assert sorted(exported_file.files) == sorted(applied.files)
+        assert all(exported_file[k].shape == applied[k].shape for k in applied.files)
+
+
+def test_adapters_of_another_plan_are_refused(exported: dict[str, Any], keras: Any) -> None:
+    from kfreeze_tui.core.errors import ExportError
+    from kfreeze_tui.core.train.adapters import load_adapters_checked
+
+    folder = exported["folder"]
+    other = keras.saving.load_model(folder / "mnv2.keras")  # no LoRA, no head
+    other.trainable = True
+    with pytest.raises(ExportError, match=r"no weight .* another plan or LoRA"):
+        load_adapters_checked(other, folder / "out.lora.npz")
