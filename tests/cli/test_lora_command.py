@@ -132,3 +132,14 @@ def test_export_lora_writes_the_adapters_apart_and_refuses_to_overwrite_them(
     assert result.returncode == 2
     assert f"{adapters} exists already; pass --force" in result.stderr
     assert not out.exists() and adapters.read_bytes() == before
+
+
+def test_cost_measures_lora_steps_on_a_copy(run_cli: Any, small_model_file: Path) -> None:
+    result = run_cli(
+        "cost", str(small_model_file), "--freeze-before", "block1_conv", "--lora", "2",
+        "--lora-targets", "all", "--measure", "--batch", "4", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    rows = document["rows"]
+    assert rows[0]["measured"]["step_seconds"] > 0
