@@ -143,3 +143,16 @@ def test_cost_measures_lora_steps_on_a_copy(run_cli: Any, small_model_file: Path
     document = json.loads(result.stdout)
     rows = document["rows"]
     assert rows[0]["measured"]["step_seconds"] > 0
+
+
+def test_export_lora_with_phases_is_refused_before_writing(
+    run_cli: Any, small_model_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.keras"
+    result = run_cli(
+        "export", str(small_model_file), "--lora", "2", "--lora-targets", "all",
+        "--phase", "gap:1", "--phase", "block1_conv:1", "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "an export with LoRA and training phases is not available yet" in result.stderr
+    assert list(tmp_path.iterdir()) == []
