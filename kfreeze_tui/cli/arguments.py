@@ -36,14 +36,17 @@ def hidden_layers(text: str) -> tuple[Any, ...]:
 
 def export_request(args: argparse.Namespace) -> Any:
     """The files the output options ask an export to write."""
+    from kfreeze_tui.core.train.adapters import adapters_path
     from kfreeze_tui.core.train.export import ExportRequest
 
+    lora = getattr(args, "lora", None) is not None
     return ExportRequest(
         model_path=args.output,
         plan_path=args.plan,
         script_path=args.script,
         savedmodel_path=args.savedmodel,
         force=args.force,
+        adapters_path=adapters_path(args.output) if lora else None,
     )
 
 

@@ -320,17 +320,13 @@ class ModelSession:
             PlanError: the head does not fit (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
-        from kfreeze_tui.core.plan.planfile import document, to_toml
-        from kfreeze_tui.core.train.build import flags_restored, uses_mixed_precision
+        from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
-        from kfreeze_tui.core.train.script import python_script
 
         check_request(request)
         if plan.lora is not None:
-            raise ExportError(
-                "a plan with LoRA cannot be exported yet: a .keras file merges the adapters "
-                "into the kernels and reloads them as zeros that train nothing, until kfreeze "
-                "saves the adapters apart"
+            return self._export_lora(
+                load_options, plan, head, compile_spec, request, progress, phase
             )
         report = progress or (lambda _text: None)
         report("Building the model")
@@ -339,26 +335,88 @@ class ModelSession:
         # export, so the session's model keeps matching ``self.info``.
         with flags_restored(base):
             model, plan = self.build(plan, head, compile_spec, phase)
-            plan_text = to_toml(
-                document(
-                    self.source, load_options, self.view, plan, head, compile_spec, self.phases
-                )
-            )
-            script_text = python_script(
-                self.source,
-                load_options,
-                self.view,
-                plan,
-                head,
-                compile_spec,
-                mixed_precision=uses_mixed_precision(base),
-                legacy=bool(self.repairs),
-                phases=self.phases,
-                strategy=self.strategy,
-                module=request.script_path.stem if request.script_path else "finetune",
-                script_dir=request.script_path.parent if request.script_path else None,
+            plan_text, script_text = self._plan_and_script(
+                load_options, plan, head, compile_spec, request, base
             )
             return export(model, request, plan_text, script_text, progress)
+
+    def _export_lora(
+        self,
+        load_options: LoadOptions,
+        plan: FreezePlan,
+        head: HeadSpec,
+        compile_spec: CompileSpec,
+        request: ExportRequest,
+        progress: Progress | None,
+        phase: int,
+    ) -> ExportResult:
+        """The export of a plan with LoRA, built on copies of the session's model: Keras's
+        ``enable_lora`` cannot be undone, and the session's model must stay as its walk says.
+        Writes the adapters apart (see :mod:`kfreeze_tui.core.train.adapters`)."""
+        from dataclasses import replace
+
+        from kfreeze_tui.core.train.adapters import adapters_path, copy_model
+        from kfreeze_tui.core.train.export import check_request, export
+        from kfreeze_tui.core.train.fit import build_for_phase, phase_setup
+
+        if self.phases:
+            raise ExportError(
+                "an export with LoRA and training phases is not available yet: export one "
+                "plan with LoRA, or the phases without it"
+            )
+        if request.adapters_path is None:
+            request = replace(request, adapters_path=adapters_path(request.model_path))
+            check_request(request)
+        report = progress or (lambda _text: None)
+        report("Building the LoRA model on a copy of the model")
+        phase_setup(plan, self.phases, phase)  # no such phase: refused before copying
+        base = self.model
+
+        def rebuild() -> Any:
+            return build_for_phase(
+                copy_model(base), self.view, plan, self.phases, head, compile_spec, phase
+            )
+
+        model = rebuild()
+        first = phase_setup(plan, self.phases, 1).plan
+        plan_text, script_text = self._plan_and_script(
+            load_options, first, head, compile_spec, request, base
+        )
+        return export(model, request, plan_text, script_text, progress, rebuild=rebuild)
+
+    def _plan_and_script(
+        self,
+        load_options: LoadOptions,
+        plan: FreezePlan,
+        head: HeadSpec,
+        compile_spec: CompileSpec,
+        request: ExportRequest,
+        base: Any,
+    ) -> tuple[str, str]:
+        """The plan file's TOML and the script's text for an export."""
+        from kfreeze_tui.core.plan.planfile import document, to_toml
+        from kfreeze_tui.core.train.build import uses_mixed_precision
+        from kfreeze_tui.core.train.script import python_script
+
+        plan_text = to_toml(
+            document(self.source, load_options, self.view, plan, head, compile_spec, self.phases)
+        )
+        script_text = python_script(
+            self.source,
+            load_options,
+            self.view,
+            plan,
+            head,
+            compile_spec,
+            mixed_precision=uses_mixed_precision(base),
+            legacy=bool(self.repairs),
+            phases=self.phases,
+            strategy=self.strategy,
+            module=request.script_path.stem if request.script_path else "finetune",
+            script_dir=request.script_path.parent if request.script_path else None,
+            adapters=request.adapters_path,
+        )
+        return plan_text, script_text
 
     def build(
         self, plan: FreezePlan, head: HeadSpec, compile_spec: CompileSpec, phase: int = 1

@@ -526,7 +526,8 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 + (f" at {first.lr_text()}" if first.lr_text() else "")
                 + "); the plan and the script carry every phase."
             )
-        self.app.push_screen(ExportScreen(default, note), self._export_requested)
+        lora = self.session.plan.lora is not None
+        self.app.push_screen(ExportScreen(default, note, lora), self._export_requested)
 
     def _export_requested(self, request: ExportRequest | None) -> None:
         if request is None:

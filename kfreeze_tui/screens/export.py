@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Static
 
 from kfreeze_tui.core.runtime.leftovers import human_size
+from kfreeze_tui.core.train.adapters import adapters_path
 from kfreeze_tui.core.train.export import ExportRequest, ExportResult, existing_targets
 from kfreeze_tui.screens.confirm import ConfirmScreen
 
@@ -46,15 +47,17 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         Binding("ctrl+s", "export", "Export"),
     ]
 
-    def __init__(self, default_path: Path, note: str = "") -> None:
+    def __init__(self, default_path: Path, note: str = "", lora: bool = False) -> None:
         """
         Args:
             default_path: the model file offered.
             note: what else the user should know about what is written (which phase).
+            lora: the plan has LoRA: the adapters file is written beside the model file.
         """
         super().__init__()
         self.default_path = default_path
         self.note = note
+        self.lora = lora
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box") as box:
@@ -91,6 +94,7 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
                 savedmodel if self.query_one("#export-savedmodel", Checkbox).value else None
             ),
             force=force,
+            adapters_path=adapters_path(model_path) if self.lora else None,
         )
 
     @on(Input.Changed)

@@ -109,15 +109,50 @@ def test_cost_prices_lora(run_cli: Any, small_model_file: Path, keras: Any) -> N
     assert row["flops"]["backward"] > plain["flops"]["backward"] == 0
 
 
-def test_export_lora_is_refused_before_writing(
+def test_export_lora_writes_the_adapters_apart_and_refuses_to_overwrite_them(
+    run_cli: Any, small_model_file: Path, tmp_path: Path, keras: Any
+) -> None:
+    out = tmp_path / "out.keras"
+    args = (
+        "export", str(small_model_file), "--freeze-before", "all", "--lora", "4",
+        "--lora-targets", "all", "--classes", "3", "-o", str(out),
+    )  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    adapters = tmp_path / "out.lora.npz"
+    assert f"wrote {adapters} (LoRA adapters" in result.stdout
+    assert "LoRA B matrices moved" in result.stdout
+    # The deployable file loads in bare Keras with no LoRA left in it.
+    loaded = keras.saving.load_model(out)
+    assert not [w for w in loaded.weights if "lora" in w.path]
+    # Only the adapters file is there: the export refuses it without --force, writes nothing.
+    out.unlink()
+    before = adapters.read_bytes()
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert f"{adapters} exists already; pass --force" in result.stderr
+    assert not out.exists() and adapters.read_bytes() == before
+
+
+def test_cost_measures_lora_steps_on_a_copy(run_cli: Any, small_model_file: Path) -> None:
+    result = run_cli(
+        "cost", str(small_model_file), "--freeze-before", "block1_conv", "--lora", "2",
+        "--lora-targets", "all", "--measure", "--batch", "4", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    rows = document["rows"]
+    assert rows[0]["measured"]["step_seconds"] > 0
+
+
+def test_export_lora_with_phases_is_refused_before_writing(
     run_cli: Any, small_model_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.keras"
     result = run_cli(
-        "export", str(small_model_file), "--freeze-before", "all", "--lora", "4",
-        "--lora-targets", "all", "-o", str(out),
+        "export", str(small_model_file), "--lora", "2", "--lora-targets", "all",
+        "--phase", "gap:1", "--phase", "block1_conv:1", "-o", str(out),
     )  # fmt: skip
     assert result.returncode == 2
-    assert "export --lora is not available yet" in result.stderr
-    assert "adapters" in result.stderr
-    assert not out.exists()
+    assert "an export with LoRA and training phases is not available yet" in result.stderr
+    assert list(tmp_path.iterdir()) == []

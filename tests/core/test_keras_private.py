@@ -171,3 +171,25 @@ def test_sublayers_are_a_models_layers_or_what_a_layer_tracks(
     mha.trainable = False
     assert not any(layer.trainable for layer in inner)
     assert sublayers(keras.layers.Dense(2)) == []
+
+
+def test_enable_lora_on_reaches_a_frozen_subclassed_layers_sublayer(keras: Any) -> None:
+    """The script's LoRA step: LoRA on ``mha/query`` inside a frozen MultiHeadAttention
+    trains the query's A, B and bias and nothing else of the layer, as Keras's own
+    enable_lora on that sublayer does once its holders train."""
+    from kfreeze_tui.core.runtime.keras_private import enable_lora_on
+
+    inputs = keras.Input((4, 8))
+    mha = keras.layers.MultiHeadAttention(2, 4, name="mha")
+    outputs = keras.layers.Dense(3, name="out")(mha(inputs, inputs))
+    model = keras.Model(inputs, outputs)
+    model.trainable = False
+    assert enable_lora_on(model, ["mha/query"], 2) == 1
+    assert mha.query_dense.lora_enabled
+    assert sorted(w.path for w in model.trainable_weights) == [
+        "mha/query/bias",
+        "mha/query/lora_kernel_a",
+        "mha/query/lora_kernel_b",
+    ]
+    with pytest.raises(ValueError, match="no layer mha/nothing"):
+        enable_lora_on(model, ["mha/nothing"], 2)

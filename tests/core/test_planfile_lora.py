@@ -86,23 +86,33 @@ def test_a_toggle_that_is_not_a_layer(tmp_path: Path, view: PlanView) -> None:
         resolve(read(path), view.info)
 
 
-def test_apply_refuses_a_lora_plan_and_writes_nothing(
-    tmp_path: Path, view: PlanView, small_model_file: Path, run_cli: Any
+def test_apply_exports_a_lora_plan_with_its_adapters_apart(
+    tmp_path: Path, view: PlanView, small_model_file: Path, run_cli: Any, keras: Any
 ) -> None:
-    """A .keras file would hold the adapters merged into the kernels, and reload them as
-    zeros that train nothing: apply says so instead of writing it."""
+    """apply reproduces a plan with LoRA as an export does: the deployable file and the
+    adapters beside it, with Keras's own LoRA trainable count."""
     plan = FreezePlan(boundary=None, lora=LoraSpec(2, "all"))
+    head = HeadSpec(classes=3)
     doc = document(
-        str(small_model_file), LoadOptions(weights="none"), view, plan, HeadSpec(), CompileSpec()
+        str(small_model_file), LoadOptions(weights="none"), view, plan, head, CompileSpec()
     )
     path = tmp_path / "plan.toml"
     path.write_text(to_toml(doc))
     out = tmp_path / "out.keras"
     result = run_cli("apply", str(path), "-o", str(out))
-    assert result.returncode == 2
-    assert "a plan with LoRA cannot be exported yet" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.keras", "out.lora.npz", "plan.toml"]
+    # The oracle: the base frozen, Keras's enable_lora on every layer that has it, the head.
+    base = keras.saving.load_model(small_model_file)
+    for layer in base.layers:
+        layer.trainable = False
+    for layer in base.layers:
+        if hasattr(layer, "enable_lora") and layer.name != "classifier":
+            layer.trainable = True
+            layer.enable_lora(2)
+    lora = sum(int(keras.ops.size(w)) for w in base.trainable_weights)
+    head_params = 32 * 3 + 3  # the head's Dense on gap's 32 features (the classifier replaced)
+    assert f"{lora + head_params:,} trainable" in result.stdout
 
 
 def _size(variables: Any) -> int:

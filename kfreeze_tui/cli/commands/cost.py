@@ -29,11 +29,6 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be a positive number of examples")
     lora = lora_spec_from(args)
-    if lora is not None and args.measure:
-        raise UsageError(
-            "--measure with --lora is not available yet: LoRA cannot be taken off the loaded "
-            "model between the measured plans"
-        )
     session = open_session(args.model, load_options_from(args), use_cache=not args.no_cache)
     for warning in session.warnings:
         warn(warning)

@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from kfreeze_tui.cli.arguments import (
+    check_lora,
     export_request,
     hidden_layers,
     load_options_from,
@@ -27,12 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from kfreeze_tui.core.train.export import check_request
 
     head, compile_spec = _head_and_compile(args)
-    if lora_spec_from(args) is not None:
-        raise UsageError(
-            "export --lora is not available yet: a .keras file merges the LoRA adapters into "
-            "the kernels and reloads them as zeros that train nothing, until kfreeze saves "
-            "the adapters apart"
-        )
+    lora = lora_spec_from(args)
     if args.freeze_before is None and not args.phase:
         raise UsageError("pass --freeze-before LAYER (or --phase for staged training)")
     check_request(export_request(args))  # before the slow load
@@ -41,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         warn(warning)
     session = ModelSession(loaded)
+    check_lora(lora, session.view)
     notes: list[str] = []
     phase_notes: list[str] = []
     session.set_training_plan(
@@ -56,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         note(f"--freeze-before {text}")
     for text in phase_notes:
         note(f"--phase {text}")
-    plan = FreezePlan(boundary=boundary, bn_policy=BNPolicy(args.bn))
+    plan = FreezePlan(boundary=boundary, bn_policy=BNPolicy(args.bn), lora=lora)
     return export_session(session, options, plan, head, compile_spec, args)
 
 

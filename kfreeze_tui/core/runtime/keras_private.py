@@ -210,3 +210,41 @@ def _position(kind: str, local: Any) -> tuple[str, int, int] | None:
 def _index(items: list[Any], item: Any) -> int:
     """The position of ``item`` (by identity) in ``items``: how many come before it."""
     return next((i for i, each in enumerate(items) if each is item), 0)
+
+
+# The generated script's step that puts LoRA on (copied into it by
+# kfreeze_tui.core.train.adapters.script_source; kfreeze itself uses build.apply_lora). It
+# reads Layer._flatten_layers (Keras 3.15), as keras-hub's Backbone.enable_lora does, to
+# reach a subclassed layer's sublayers.
+def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
+    """Put LoRA of ``rank`` on the layers of ``model`` that ``names`` names, each by the names
+    of the layers that hold it and its own, joined by "/" (``transformer_layer_0/
+    self_attention_layer/query``), after the freeze: each layer (and every layer holding
+    it, the model too) is made trainable first, since Keras creates A and B frozen in a
+    frozen layer; a holder's other layers keep their flags. Returns how many layers."""
+    names = set(names)
+    found = {}
+
+    def visit(layer, holders, prefix):  # noqa: ANN001, ANN202
+        for inner in layer._flatten_layers(include_self=False, recursive=False):
+            name = prefix + inner.name
+            if name in names and name not in found:
+                found[name] = (inner, holders)
+            visit(inner, [*holders, inner], name + "/")
+
+    visit(model, [model], "")
+    missing = names - set(found)
+    if missing:
+        raise ValueError(f"the model has no layer {sorted(missing)[0]} to put LoRA on")
+    for layer, holders in found.values():
+        for holder in holders:
+            if not holder.trainable:
+                inside = holder._flatten_layers(include_self=False)
+                flags = [(inner, inner.trainable) for inner in inside]
+                holder.trainable = True  # the setter sets every layer inside: put them back
+                for inner, flag in flags:
+                    inner.trainable = flag
+        layer.trainable = True
+        if not layer.lora_enabled:
+            layer.enable_lora(rank)
+    return len(found)

@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class ExportRequest:
         script_path: the Python script (``.py``), or None.
         savedmodel_path: an inference SavedModel folder (``model.export``), or None.
         force: replace files that exist.
+        adapters_path: with LoRA, the adapters file (``out.lora.npz``), or None.
     """
 
     model_path: Path
@@ -51,10 +53,17 @@ class ExportRequest:
     script_path: Path | None = None
     savedmodel_path: Path | None = None
     force: bool = False
+    adapters_path: Path | None = None
 
     def targets(self) -> list[Path]:
         """Every path the export writes."""
-        paths = [self.model_path, self.plan_path, self.script_path, self.savedmodel_path]
+        paths = [
+            self.model_path,
+            self.adapters_path,
+            self.plan_path,
+            self.script_path,
+            self.savedmodel_path,
+        ]
         return [p for p in paths if p is not None]
 
 
@@ -105,6 +114,8 @@ def check_request(request: ExportRequest) -> None:
         raise ExportError(f"the model file {request.model_path} must end in .keras")
     if request.plan_path is not None and request.plan_path.suffix != ".toml":
         raise ExportError(f"the plan file {request.plan_path} must end in .toml")
+    if request.adapters_path is not None and request.adapters_path.suffix != ".npz":
+        raise ExportError(f"the adapters file {request.adapters_path} must end in .npz")
     if request.script_path is not None and request.script_path.suffix != ".py":
         raise ExportError(f"the script {request.script_path} must end in .py")
     paths = request.targets()
@@ -204,6 +215,7 @@ def export(
     plan_text: str | None = None,
     script_text: str | None = None,
     progress: Progress | None = None,
+    rebuild: Callable[[], Any] | None = None,
 ) -> ExportResult:
     """Write the model (verified), and the plan, script and SavedModel if asked.
 
@@ -213,6 +225,9 @@ def export(
         plan_text: the plan's TOML, when ``request.plan_path`` is set.
         script_text: the script, when ``request.script_path`` is set.
         progress: called with a short text before each step.
+        rebuild: with LoRA (``request.adapters_path`` set), builds the model again as the
+            script does (the base, freeze, LoRA and head, untrained): the verification loads
+            the adapters file into it and trains it one step (see :mod:`.adapters`).
 
     Returns:
         The files written and the verification.
@@ -224,7 +239,13 @@ def export(
     check_request(request)
     removed = remove_leftovers(path.parent for path in request.targets())
     try:
-        result = _export(model, request, plan_text, script_text, progress or (lambda _t: None))
+        report = progress or (lambda _t: None)
+        if request.adapters_path is not None:
+            if rebuild is None:
+                raise ValueError("an export with LoRA needs rebuild")
+            result = _export_lora(model, request, plan_text, script_text, report, rebuild)
+        else:
+            result = _export(model, request, plan_text, script_text, report)
         result.removed = removed
         return result
     except OSError as exc:  # a full disk, a folder without write permission, ...
@@ -249,6 +270,7 @@ def _export(
         with native_output_captured():
             _build_optimizer(model)
             model.save(temp)
+            dropped = drop_rejected_keys(temp, model)
             report("Loading it back to verify")
             try:
                 loaded = keras.saving.load_model(temp)
@@ -258,6 +280,15 @@ def _export(
             # same step as the script's loader (see build.restore_frozen) puts them back.
             restore_frozen(loaded)
         result.verification = verify(model, loaded)
+        if dropped:
+            result.verification = replace(
+                result.verification,
+                checks=(
+                    *result.verification.checks,
+                    "left out of the file what the layers' constructors refuse on loading: "
+                    + ", ".join(dropped),
+                ),
+            )
         if loaded.trainable_weights:
             result.step = _prove_one_step(loaded, model, report)
             result.verification = replace(
@@ -269,6 +300,210 @@ def _export(
         temp.unlink(missing_ok=True)
         raise
     result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
+    _write_others(model, request, plan_text, script_text, report, result)
+    return result
+
+
+@deep_recursion()
+def _export_lora(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None,
+    script_text: str | None,
+    report: Progress,
+    rebuild: Callable[[], Any],
+) -> ExportResult:
+    """The LoRA export (see :mod:`.adapters`): the deployable file, LoRA merged and stripped,
+    verified by loading it in bare Keras; the adapters file, verified by the loader step a
+    user runs (the model rebuilt from the base, the adapters loaded), which is then trained
+    one step: B matrices move, frozen kernels stay bitwise the same."""
+    from kfreeze_tui.core.train.adapters import (
+        load_adapters_checked,
+        save_adapters_checked,
+        strip_lora,
+    )
+
+    assert request.adapters_path is not None
+    keras = import_keras()
+    result = ExportResult()
+    temp = temp_beside(request.model_path, ".keras")
+    temp_adapters = temp_beside(request.adapters_path, ".npz")
+    try:
+        report(f"Saving {request.model_path.name} and {request.adapters_path.name}")
+        with native_output_captured():
+            model.save(temp)
+            drop_rejected_keys(temp, model)
+            strip_lora(temp)
+            if getattr(model, "compiled", False):
+                # The plain layers train their kernels where the LoRA model trained A and
+                # B: the file's optimizer state is made for them (see _build_optimizer),
+                # from the file loaded once and saved again.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    plain = keras.saving.load_model(temp)
+                _build_optimizer(plain)
+                plain.save(temp)
+                drop_rejected_keys(temp, plain)
+            save_adapters_checked(model, temp_adapters)
+            report("Loading it back to verify")
+            try:
+                loaded = keras.saving.load_model(temp)
+            except Exception as exc:
+                raise ExportError(f"the saved file does not load back: {exc}") from exc
+            restore_frozen(loaded)
+        checks = _verify_deployable(model, loaded)
+        report("Rebuilding the LoRA model from the base and the adapters")
+        with native_output_captured():
+            rebuilt = rebuild()
+            load_adapters_checked(rebuilt, temp_adapters)
+        checks += _verify_rebuilt(model, rebuilt)
+        step, moved = _prove_lora_step(rebuilt, report)
+        result.step = step
+        checks.append(moved)
+        trainable, frozen = params(rebuilt)
+        result.verification = Verification(
+            layers=len(loaded.layers),
+            trainable_params=trainable,
+            non_trainable_params=frozen,
+            checks=tuple(checks),
+        )
+        os.replace(temp, request.model_path)
+        os.replace(temp_adapters, request.adapters_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        temp_adapters.unlink(missing_ok=True)
+        raise
+    result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
+    result.files.append(
+        WrittenFile(request.adapters_path, "LoRA adapters", disk_size(request.adapters_path))
+    )
+    _write_others(model, request, plan_text, script_text, report, result)
+    return result
+
+
+def _outputs(model: Any, x: Any) -> list[Any]:
+    import numpy as np
+
+    from kfreeze_tui.core.train.check import _flat
+
+    return [np.asarray(out, dtype="float64") for out in _flat(model(x, training=False))]
+
+
+def _largest_difference(model: Any, other: Any) -> float:
+    """The largest difference between the two models' outputs on a synthetic batch."""
+    import numpy as np
+
+    from kfreeze_tui.core.train.check import synthetic_batch
+
+    x, _ = synthetic_batch(model, 2)
+    ours, theirs = _outputs(model, x), _outputs(other, x)
+    if len(ours) != len(theirs) or any(
+        a.shape != b.shape for a, b in zip(ours, theirs, strict=True)
+    ):
+        raise ExportError("the saved model's outputs have other shapes than the model's")
+    return max(
+        (float(np.max(np.abs(a - b))) if a.size else 0.0) for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def _tolerance(model: Any) -> float:
+    """How far apart W.x + (x.A).B and (W + A.B).x may be in the model's float type."""
+    dtype = str(getattr(model, "dtype", "float32") or "float32")
+    return 1e-2 if "16" in dtype else 1e-4
+
+
+def _verify_deployable(model: Any, loaded: Any) -> list[str]:
+    """The deployable file, loaded in bare Keras: same layers, no LoRA left in it (nothing
+    to resume as zero adapters), same outputs as the LoRA model.
+
+    Raises:
+        ExportError: naming the first difference.
+    """
+    from kfreeze_tui.core.train.adapters import lora_matrices
+
+    if [layer.name for layer in model.layers] != [layer.name for layer in loaded.layers]:
+        raise ExportError("the saved model has different layers from the model that was saved")
+    left = lora_matrices(loaded)
+    if left:
+        raise ExportError(
+            f"the saved model loads with LoRA on ({left[0].path}), with adapters of zeros "
+            "that would train nothing"
+        )
+    merged = len(lora_matrices(model)) // 2
+    difference = _largest_difference(model, loaded)
+    if not difference <= _tolerance(model):
+        raise ExportError(
+            f"the saved model's outputs differ from the LoRA model's by up to {difference:.3g}"
+        )
+    return [
+        f"{len(loaded.layers)} layers, same names and order",
+        f"LoRA merged into the kernels of {merged} layers, which load as plain layers "
+        "(no zero adapters to train)",
+        f"same outputs as the LoRA model (largest difference {difference:.2g})",
+    ]
+
+
+def _verify_rebuilt(model: Any, rebuilt: Any) -> list[str]:
+    """The loader step: the model rebuilt as the script builds it, the adapters loaded,
+    must hold the LoRA model's every weight and trainable state.
+
+    Raises:
+        ExportError: naming the first difference.
+    """
+    if params(rebuilt) != params(model) or len(rebuilt.weights) != len(model.weights):
+        raise ExportError(
+            "the LoRA model rebuilt from the base and the adapters has other parameter "
+            "counts than the model that was saved"
+        )
+    for a, b in zip(model.weights, rebuilt.weights, strict=True):
+        if tuple(a.shape) != tuple(b.shape) or not _same_values(a, b):
+            raise ExportError(f"the weight {a.path} differs after loading the adapters")
+    return [
+        f"the LoRA model rebuilt from the base and the adapters: all {len(model.weights)} "
+        "weights equal, same trainable state"
+    ]
+
+
+def _prove_lora_step(rebuilt: Any, report: Progress) -> tuple[Any, str]:
+    """One step on the rebuilt LoRA model: frozen weights (the adapted kernels among them)
+    bitwise unchanged, and the LoRA B matrices moved.
+
+    Raises:
+        ExportError: a frozen weight changed, or no B matrix moved.
+    """
+    import numpy as np
+
+    from kfreeze_tui.core.train.adapters import lora_matrices
+    from kfreeze_tui.core.train.check import one_step, step_findings, values_of
+
+    b_matrices = [v for v in lora_matrices(rebuilt) if str(v.path).endswith("_b")]
+    before = [np.array(values_of(v), copy=True) for v in b_matrices]
+    report("Training one step on the rebuilt LoRA model to prove the plan")
+    step = one_step(rebuilt)
+    errors = [f for f in step_findings(step) if f.severity == "error"]
+    if errors:
+        raise ExportError(f"the exported model does not train as planned: {errors[0].message}")
+    moved = sum(
+        not np.array_equal(values_of(v), old, equal_nan=True)
+        for v, old in zip(b_matrices, before, strict=True)
+    )
+    if b_matrices and not moved:
+        raise ExportError("no LoRA B matrix moved in one training step: LoRA does not learn")
+    return step, (
+        f"{step.summary()}; {moved} of {len(b_matrices)} LoRA B matrices moved (A matrices "
+        "start moving once B is not zero)"
+    )
+
+
+def _write_others(
+    model: Any,
+    request: ExportRequest,
+    plan_text: str | None,
+    script_text: str | None,
+    report: Progress,
+    result: ExportResult,
+) -> None:
+    """The plan, the script and the SavedModel, after the model file."""
     if request.plan_path is not None and plan_text is not None:
         report(f"Writing {request.plan_path.name}")
         write_text_atomic(request.plan_path, plan_text)
@@ -285,7 +520,113 @@ def _export(
         result.files.append(
             WrittenFile(request.savedmodel_path, "SavedModel", disk_size(request.savedmodel_path))
         )
-    return result
+
+
+#: Keyword arguments ``keras.layers.Layer.__init__`` takes through ``**kwargs`` (Keras 3.15).
+_LAYER_KWARGS = frozenset(
+    {"input_dim", "input_shape", "batch_input_shape", "batch_size", "input_dtype", "weights"}
+)
+
+
+def rejected_config_keys(layer: Any) -> set[str]:
+    """Keys of ``layer.get_config()`` that its class's constructor refuses on loading.
+
+    keras-hub 0.32's ``ViTPatchingAndEmbedding.get_config`` emits ``num_patches`` and
+    ``num_positions``, which it computes from its other arguments and its ``__init__`` does
+    not take: a ViT backbone saved whole loads (it rebuilds the layer from the backbone's own
+    arguments), but the layer saved in a functional model does not. The rule: the keys that
+    no ``__init__`` from the layer's class down to ``keras.layers.Layer`` names are suspects
+    (a constructor may also take keys from ``**kwargs``, as LayerNormalization's
+    ``rms_scaling``); they are left out of the file only when ``from_config`` refuses the
+    whole config and takes it without them. The export's verification then proves the
+    loaded model (same layers, same weights).
+    """
+    import inspect
+
+    from kfreeze_tui.core.runtime.process import import_keras
+
+    keras = import_keras()
+    try:
+        config = layer.get_config()
+    except (NotImplementedError, TypeError, ValueError):  # Keras saves (or refuses) it itself
+        return set()
+    accepted = set(_LAYER_KWARGS)
+    for cls in type(layer).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        if cls is keras.layers.Layer or not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    suspects = set(config) - accepted
+    if not suspects or _rebuilds(layer, config):
+        return set()
+    return (
+        suspects
+        if _rebuilds(layer, {k: v for k, v in config.items() if k not in suspects})
+        else set()
+    )
+
+
+def _rebuilds(layer: Any, config: dict[str, Any]) -> bool:
+    """Whether the layer's class takes ``config`` back (``from_config``)."""
+    try:
+        type(layer).from_config(dict(config))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def drop_rejected_keys(keras_file: Path, model: Any) -> list[str]:
+    """Leave out of a saved file's config the keys :func:`rejected_config_keys` finds
+    (rewriting the file through a temporary one); returns ``layer.key`` for each."""
+    import json
+    import zipfile
+
+    from kfreeze_tui.core.runtime.keras_private import flatten_layers
+
+    rejected = {
+        (type(layer).__name__, layer.name): keys
+        for layer in flatten_layers(model, include_self=False)
+        if (keys := rejected_config_keys(layer))
+    }
+    if not rejected:
+        return []
+    dropped: list[str] = []
+    with zipfile.ZipFile(keras_file) as source:
+        config = json.loads(source.read("config.json"))
+
+        def visit(node: Any) -> None:
+            if isinstance(node, dict):
+                inner = node.get("config")
+                if isinstance(inner, dict):
+                    keys = rejected.get((node.get("class_name"), inner.get("name")), set())
+                    for key in sorted(keys & set(inner)):
+                        del inner[key]
+                        dropped.append(f"{inner.get('name')}.{key}")
+                for value in node.values():
+                    visit(value)
+            elif isinstance(node, list):
+                for value in node:
+                    visit(value)
+
+        visit(config)
+        if not dropped:
+            return []
+        temp = temp_beside(keras_file, ".keras")
+        try:
+            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as target:
+                for item in source.infolist():
+                    data = source.read(item.filename)
+                    if item.filename == "config.json":
+                        data = json.dumps(config).encode("utf-8")
+                    target.writestr(item, data)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    os.replace(temp, keras_file)
+    return dropped
 
 
 def _build_optimizer(model: Any) -> None:

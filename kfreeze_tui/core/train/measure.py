@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kfreeze_tui.core.errors import PlanError
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec
@@ -60,14 +59,13 @@ def optimizer_for(keras: Any, optimizer: Optimizer, learning_rate: float = 1e-4)
 def measure(
     base: Any, view: PlanView, plan: FreezePlan, setup: TrainingSetup, gpu: bool = False
 ) -> Measured:
-    """Time real training steps of ``plan`` on ``base`` (flags are restored afterwards).
+    """Time real training steps of ``plan`` on ``base`` (flags are restored afterwards; a
+    plan with LoRA is built on a copy of ``base``, since LoRA cannot be taken off a layer)."""
+    from kfreeze_tui.core.train.adapters import copy_model
 
-    Raises:
-        PlanError: for a plan with LoRA, which cannot be taken off ``base`` afterwards.
-    """
-    if plan.lora is not None:
-        raise PlanError("training steps with LoRA cannot be measured yet")
     keras = import_keras()
+    if plan.lora is not None:
+        base = copy_model(base)
     with flags_restored(base), native_output_captured():
         model = build_model(
             base, view, plan, HeadSpec(classes=CLASSES, dropout=0.0), CompileSpec(enabled=False)

@@ -35,6 +35,7 @@ from kfreeze_tui.core.plan.head import (
     resolved_pooling,
 )
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
+from kfreeze_tui.core.train.adapters import script_source
 from kfreeze_tui.core.train.build import loss_for
 from kfreeze_tui.core.train.fit import phase_setup
 
@@ -721,7 +722,7 @@ def _preprocess_lines(source: str) -> list[str]:
     ]
 
 
-def _main_lines(images: bool, phases: bool) -> list[str]:
+def _main_lines(images: bool, phases: bool, lora: bool = False) -> list[str]:
     """Run as a program: build the model and print its size; given an image folder, train
     it and save it."""
     lines = [
@@ -751,6 +752,16 @@ def _main_lines(images: bool, phases: bool) -> list[str]:
             '    parser.add_argument("--val", help="a folder of validation images, same classes")',
             *epochs,
             '    parser.add_argument("--save", metavar="OUT.keras", help="save the trained model")',
+            *(
+                [
+                    "    parser.add_argument(",
+                    '        "--adapters", metavar="OUT.lora.npz",',
+                    '        help="resume from these adapters (save() writes them)",',
+                    "    )",
+                ]
+                if lora
+                else []
+            ),
             "    args = parser.parse_args()",
         ]
     lines += [
@@ -763,11 +774,16 @@ def _main_lines(images: bool, phases: bool) -> list[str]:
     ]
     if images:
         lines += [
+            *(
+                ["    if args.adapters:", "        load_adapters(model, args.adapters)"]
+                if lora
+                else []
+            ),
             "    if args.train:",
             "        val_ds = load_images(args.val, shuffle=False) if args.val else None",
             "        train(load_images(args.train), val_ds, epochs=args.epochs)",
             "        if args.save:",
-            "            model.save(args.save)",
+            "            save(args.save)" if lora else "            model.save(args.save)",
             '            print(f"saved {args.save}")',
         ]
     return [*lines, ""]
@@ -786,6 +802,7 @@ def python_script(
     strategy: str | None = None,
     module: str = "finetune",
     script_dir: Path | None = None,
+    adapters: Path | None = None,
 ) -> str:
     """The script's text.
 
@@ -805,6 +822,8 @@ def python_script(
         module: the script's file name without ``.py``, for its usage text.
         script_dir: the folder the script is written to, from which it finds the model file
             (None: the working folder).
+        adapters: with LoRA, the adapters file the export writes: the script loads it when
+            it is there (None: the script looks for none).
 
     Returns:
         A complete Python module.
@@ -819,13 +838,18 @@ def python_script(
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, setup.plan),
+        *_lora_lines(view, setup.plan),
         "",
         "# 3. No head." if head.is_none else "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
         *([] if head.is_none else _compile_lines(compile_spec, setup.phase, choice, kept)),
+        *_adapters_lines(setup.plan, adapters),
     ]
+    lora = setup.plan.lora is not None
     data = [] if head.is_none else _data_lines(source, view, head, compile_spec)
     files = _base_files(source, load, legacy, script_dir)
+    if lora and adapters is not None:
+        files.append(("ADAPTERS", *_file_expr(str(adapters), script_dir)))
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
         "",
@@ -833,10 +857,17 @@ def python_script(
         '"""',
         "",
         *_import_lines(
-            view.info, bool(data), bool(phases), bool(files), strategy, needs_keras_hub(source)
+            view.info,
+            bool(data),
+            bool(phases),
+            bool(files) or lora,
+            strategy,
+            needs_keras_hub(source),
         ),
         *_setup_lines(view.info, files),
     ]
+    if lora:
+        lines += ["", "# The LoRA helpers (kfreeze's own, copied here).", *script_source()]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
     if head.is_none:  # no phases either: build_for_phase refuses them without a head
         train = list(_NO_HEAD_TRAIN)
@@ -855,8 +886,70 @@ def python_script(
     if data:
         lines += ["", "# 5. The data.", *data]
     lines += train
-    lines += _main_lines(bool(data), bool(phases))
+    if lora:
+        lines += _SAVE_LORA
+    lines += _main_lines(bool(data), bool(phases), lora)
     return "\n".join(lines)
+
+
+def lora_layer_names(view: PlanView, plan: FreezePlan) -> list[str]:
+    """The layers ``plan.lora`` puts LoRA on, each by the names of the layers that hold it
+    and its own, joined by "/" (as the script's ``enable_lora_on`` finds them)."""
+    if plan.lora is None:
+        return []
+    info = view.info
+    names = []
+    for pos in sorted(view.lora_positions(plan.lora)):
+        path = view.leaves[pos].path
+        names.append("/".join(info.layer(path[:depth]).name for depth in range(1, len(path) + 1)))
+    return names
+
+
+def _lora_lines(view: PlanView, plan: FreezePlan) -> list[str]:
+    """Step 2b: LoRA on the layers the plan names, after the freeze."""
+    if plan.lora is None:
+        return []
+    names = lora_layer_names(view, plan)
+    return [
+        "",
+        f"# LoRA of rank {plan.lora.rank} on {len(names)} layers: Keras freezes each one's kernel",
+        "# and trains two small matrices A and B beside it (and the bias). Cannot be undone.",
+        f"LORA_RANK = {plan.lora.rank}",
+        "LORA_LAYERS = [",
+        *(f"    {json.dumps(name)}," for name in names),
+        "]",
+        "enable_lora_on(base, LORA_LAYERS, LORA_RANK)",
+    ]
+
+
+def _adapters_lines(plan: FreezePlan, adapters: Path | None) -> list[str]:
+    """Step 4b: the adapters kfreeze's export saved apart, loaded when they are there."""
+    if plan.lora is None or adapters is None:
+        return []
+    return [
+        "",
+        "# 4b. The LoRA adapters and the rest of the training state (the head, the biases),",
+        "# saved apart by kfreeze's export or by save() below: loaded when the file is there,",
+        "# so that training resumes with live adapters. The .keras file to deploy has LoRA",
+        "# merged into its kernels and no adapters: do not resume LoRA training from it.",
+        "if ADAPTERS.exists():",
+        "    load_adapters(model, ADAPTERS)",
+    ]
+
+
+_SAVE_LORA = [
+    "",
+    "",
+    "def save(path):",
+    '    """Save the model to deploy, PATH.keras (LoRA merged into its kernels: it loads in',
+    "    bare Keras as plain layers and gives this model's outputs), and beside it",
+    "    PATH.lora.npz: the adapters and the rest of the training state, from which training",
+    '    resumes: load_adapters(model, "PATH.lora.npz") after building the model here."""',
+    "    path = Path(path)",
+    "    model.save(path)",
+    "    strip_lora(path)",
+    '    save_adapters(model, path.with_name(path.stem + ".lora.npz"))',
+]
 
 
 def _compile_lines(

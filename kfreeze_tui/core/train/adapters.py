@@ -1,0 +1,190 @@
+"""LoRA export without the trap: the deployable file and the adapters saved apart.
+
+Saving a LoRA model to ``.keras`` merges A.B into each kernel; on loading, a layer whose
+config still says ``lora_rank`` gets A and B both zero, whose gradients are exactly zero:
+resumed LoRA training would silently train nothing. So an export with LoRA writes two files:
+
+- ``NAME.keras``, the deployable model: each kernel holds W + A.B (Keras merges it), and every
+  layer loads as a plain layer (``lora_rank`` is taken out of the file's config). It loads
+  in bare Keras and gives the LoRA model's outputs; there is no zero adapter in it to train.
+- ``NAME.lora.npz``, the training state apart from the base: the LoRA A and B matrices, every
+  other trainable weight (the head, the biases), and BatchNormalization's moving statistics,
+  each named by its variable path (``transformer_layer_0/self_attention_layer/query/
+  lora_kernel_b``). The script rebuilds the base from the source, puts freeze and LoRA on it
+  again and loads this file: training resumes with live adapters.
+
+The functions under "shared with the script" are copied into the generated script by
+:func:`script_source` (one implementation for both): they import only what they use, inside.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from kfreeze_tui.core.errors import ExportError
+from kfreeze_tui.core.runtime.keras_private import enable_lora_on
+
+#: What the adapters file's name adds to the model file's stem.
+ADAPTERS_SUFFIX = ".lora.npz"
+#: The last part of the path of a LoRA matrix.
+LORA_NAMES = ("lora_kernel_a", "lora_kernel_b", "lora_embeddings_a", "lora_embeddings_b")
+
+
+def adapters_path(model_path: Path) -> Path:
+    """``out.lora.npz`` beside ``out.keras``."""
+    return model_path.with_name(model_path.stem + ADAPTERS_SUFFIX)
+
+
+def copy_model(model: Any) -> Any:
+    """A copy of ``model`` with the same layers, paths and weights, sharing nothing with it
+    (Keras's ``enable_lora`` cannot be undone: the session's model must never get it)."""
+    from kfreeze_tui.core.runtime.process import import_keras
+
+    keras = import_keras()
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def lora_matrices(model: Any) -> list[Any]:
+    """The LoRA A and B variables of ``model``, in its weights' order."""
+    return [v for v in model.weights if str(v.path).rsplit("/", 1)[-1] in LORA_NAMES]
+
+
+# -- shared with the script: self-contained, plain Python ------------------------------------
+
+
+def state_variables(model):  # noqa: ANN001, ANN201
+    """The variables the adapters file holds: every trainable weight (LoRA's A and B, the
+    head, the biases) and BatchNormalization's moving statistics (fit updates them); each
+    named by its path, which must be unique."""
+    chosen = {}
+    for variable in model.weights:
+        name = str(variable.path)
+        last = name.rsplit("/", 1)[-1]
+        if variable.trainable or last in ("moving_mean", "moving_variance"):
+            if name in chosen and chosen[name] is not variable:
+                raise ValueError(f"two weights of the model have the path {name}")
+            chosen[name] = variable
+    return chosen
+
+
+def save_adapters(model, path):  # noqa: ANN001, ANN201
+    """Write the LoRA adapters and the rest of the training state (see state_variables) to
+    the ``.npz`` file ``path``, through a temporary file and a rename."""
+    import os
+
+    import numpy as np
+
+    path = str(path)
+    arrays = {name: np.asarray(v.numpy()) for name, v in state_variables(model).items()}
+    temp = f"{path}.tmp-{os.getpid()}.npz"
+    try:
+        with open(temp, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    return len(arrays)
+
+
+def load_adapters(model, path):  # noqa: ANN001, ANN201
+    """Load what save_adapters wrote into ``model``, built with the same freeze and LoRA:
+    every variable by its path, shapes checked; refuses a file that does not fit."""
+    import numpy as np
+
+    wanted = state_variables(model)
+    with np.load(str(path), allow_pickle=False) as data:
+        names = set(data.files)
+        missing = sorted(set(wanted) - names)
+        if missing:
+            raise ValueError(
+                f"{path} has no weight {missing[0]} ({len(missing)} missing): it was saved "
+                "from a model with another plan or LoRA"
+            )
+        for name, variable in wanted.items():
+            value = data[name]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{path}: weight {name} has shape {tuple(value.shape)}, the model's "
+                    f"{tuple(variable.shape)}"
+                )
+            variable.assign(value)
+    return len(wanted)
+
+
+def strip_lora(keras_file):  # noqa: ANN001, ANN201
+    """Make every layer of a saved ``.keras`` file load as a plain layer: its kernel already
+    holds W + A.B (Keras merges it on saving), and a layer loaded with ``lora_rank`` would
+    get A and B both zero, which train nothing. Rewrites the file (through a temporary one)."""
+    import json
+    import os
+    import zipfile
+
+    keras_file = str(keras_file)
+    with zipfile.ZipFile(keras_file) as source:
+        config = json.loads(source.read("config.json"))
+        count = 0
+
+        def visit(node):  # noqa: ANN001, ANN202
+            nonlocal count
+            if isinstance(node, dict):
+                if node.get("lora_rank"):
+                    node["lora_rank"] = None
+                    count += 1
+                for value in node.values():
+                    visit(value)
+            elif isinstance(node, list):
+                for value in node:
+                    visit(value)
+
+        visit(config)
+        if not count:
+            return 0
+        temp = f"{keras_file}.tmp-{os.getpid()}.keras"
+        try:
+            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as target:
+                for item in source.infolist():
+                    data = source.read(item.filename)
+                    if item.filename == "config.json":
+                        data = json.dumps(config).encode("utf-8")
+                    target.writestr(item, data)
+            os.replace(temp, keras_file)
+        except BaseException:
+            if os.path.exists(temp):
+                os.remove(temp)
+            raise
+    return count
+
+
+_SHARED = (state_variables, save_adapters, load_adapters, strip_lora, enable_lora_on)
+
+
+def script_source() -> list[str]:
+    """The shared functions' source, as lines of the generated script."""
+    lines: list[str] = []
+    for function in _SHARED:
+        text = re.sub(r"  # noqa: [A-Z0-9, ]+", "", inspect.getsource(function))
+        lines += ["", "", *text.rstrip("\n").split("\n")]
+    return lines
+
+
+def save_adapters_checked(model: Any, path: Path) -> int:
+    """:func:`save_adapters`, its refusals as an :class:`ExportError`."""
+    try:
+        return int(save_adapters(model, path))
+    except ValueError as exc:
+        raise ExportError(f"the LoRA adapters cannot be saved: {exc}") from exc
+
+
+def load_adapters_checked(model: Any, path: Path) -> int:
+    """:func:`load_adapters`, its refusals as an :class:`ExportError`."""
+    try:
+        return int(load_adapters(model, path))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
