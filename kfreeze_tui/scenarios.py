@@ -125,4 +125,5 @@ async def lora_bert(pilot: Pilot) -> None:
     await explorer(pilot)
     await pilot.press("F", "right_square_bracket", "L")
     await pilot.press("right_curly_bracket", "j", "j")
+    pilot.app.clear_notifications()  # the toast would cover the status bar's headline
     await pilot.pause()

@@ -56,7 +56,8 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
         if layer.is_batch_norm and not trains_bool:
             state.append(" (runs in inference mode: moving statistics are not updated)")
     grid.add_row("state", state)
-    grid.add_row("LoRA", lora_text(session, plan, layer))
+    if layer.lora_supported or plan.lora is not None:
+        grid.add_row("LoRA", lora_text(session, plan, layer))
     grid.add_row("inbound", Text(inbound_text(layer)))
     repaired = [repair.message for repair in session.repairs if layer.name in repair.layers]
     if repaired:

@@ -35,7 +35,7 @@ from kfreeze_tui.screens.export import ExportRunScreen
 from kfreeze_tui.widgets.footer import KeepingFooter
 from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
-from kfreeze_tui.widgets.lora_pane import LoraPane, lora_shapes
+from kfreeze_tui.widgets.lora_pane import LoraPane
 from kfreeze_tui.widgets.status_bar import StatusBar, TextPane, phase_place
 from kfreeze_tui.workers import ReportsWorkerFailures
 
@@ -65,7 +65,6 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
         trains = view.leaf_trainable(plan, layer.path)
         text.append("trains" if trains else "frozen", style="bold green" if trains else "bold cyan")
         text.append(f": {view.reason(plan, layer.path).value}\n")
-        text.append_text(lora_line(session, plan, layer))
     cut = view.cuts.at(layer.path)
     text.append("f here: ")
     text.append(cut.describe(), style="green" if cut.clean else "yellow")
@@ -73,6 +72,7 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
+        text.append_text(lora_line(session, plan, layer))
     calls = call_inputs(layer)
     if len(calls) > 1:
         shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])
@@ -84,20 +84,19 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
 
 
 def lora_line(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Text:
-    """``LoRA on, rank 8: A (32, 2, 8), B (8, 16) · +512 params`` for a layer, or why it
-    cannot take LoRA (nothing for a layer without weights)."""
+    """``LoRA on · +640 params at r8`` for a layer (the detail gives A and B), or why it
+    cannot take LoRA while the plan has LoRA (nothing for a layer without weights)."""
     text = Text()
     if not layer.trainable_size:
         return text
-    kernel = layer.lora_kernel
-    if kernel is None:
-        text.append(f"LoRA: cannot ({layer.class_name} has no enable_lora)\n", style="dim")
+    if layer.lora_kernel is None:
+        if plan.lora is not None:  # said while LoRA is in the plan, as the tree's ⊘
+            text.append(f"LoRA: cannot ({layer.class_name})\n", style="dim")
         return text
     state = session.view.lora_state(plan, layer.path)
     rank = plan.lora.rank if plan.lora is not None else LoraSpec().rank
-    a, b = lora_shapes(kernel, rank)
     text.append(f"LoRA {state}", style="bold magenta" if state == "on" else "bold")
-    text.append(f", rank {rank}: A {a}, B {b} · +{adapter_size(layer, rank):,} params\n")
+    text.append(f" · +{adapter_size(layer, rank):,} params at r{rank}\n")
     return text
 
 

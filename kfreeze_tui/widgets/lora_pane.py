@@ -30,8 +30,10 @@ from kfreeze_tui.widgets.status_bar import TextPane
 TARGET_CHOICES = (*PRESETS, "regex")
 
 
-def _row(label: str, field: Widget) -> Horizontal:
-    return Horizontal(Label(label, classes="head-label"), field, classes="head-row")
+def _row(label: str, field: Widget, classes: str = "") -> Horizontal:
+    return Horizontal(
+        Label(label, classes="head-label"), field, classes=f"head-row {classes}".strip()
+    )
 
 
 def lora_shapes(kernel: tuple[int | None, ...], rank: int) -> tuple[str, str]:
@@ -112,22 +114,26 @@ class LoraPane(Vertical, can_focus=False):
         self._view: PlanView | None = None
         self._plan: FreezePlan | None = None
 
+    def on_mount(self) -> None:
+        self.set_class(not self.enabled, "-off")
+
     def compose(self) -> ComposeResult:
         regex = "" if self.targets in PRESETS else self.targets
         choice = self.targets if self.targets in PRESETS else "regex"
         yield _row("LoRA", CycleField(("off", "on"), "on" if self.enabled else "off", id="lora-on"))
-        yield _row("rank", Input(str(self.rank), id="lora-rank", compact=True))
+        yield _row("rank", Input(str(self.rank), id="lora-rank", compact=True), "lora-detail")
         targets = CycleField(TARGET_CHOICES, choice, id="lora-targets")
         targets.tooltip = Text(
             "attention: keras-hub's query and value layers; linear: Dense and EinsumDense; "
             "all: every layer that can take LoRA; regex: the next field"
         )
-        yield _row("targets", targets)
+        yield _row("targets", targets, "lora-detail")
         yield _row(
             "regex",
             Input(
                 regex, placeholder="over layer names, e.g. .*_dense", id="lora-regex", compact=True
             ),
+            "lora-detail",
         )
         yield TextPane(id="lora-info")
 
@@ -208,6 +214,7 @@ class LoraPane(Vertical, can_focus=False):
         self._view = view
         self._plan = plan
         enabled = plan.lora is not None
+        self.set_class(not enabled, "-off")  # off: one line, the rest shows when on
         if enabled != self.enabled:
             self.enabled = enabled
             field = self.query_one("#lora-on", CycleField)

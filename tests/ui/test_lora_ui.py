@@ -169,13 +169,15 @@ async def test_regex_targets_bad_and_matching_nothing_say_so(bert_loaded: Loaded
 
 
 async def test_state_column_and_detail_show_lora_without_colour(
-    bert_loaded: LoadedModel,
+    bert_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """LoRA rows say ``lora``, layers that cannot take it ``⊘``: words, not colours
     (NO_COLOR), and the detail gives A and B as Keras makes them."""
     from kfreeze_tui.core.train.build import layer_at
 
+    monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(loaded=bert_loaded)
+    assert app.no_color
     async with app.run_test(size=(140, 45)) as pilot:
         explorer = await wait_for_explorer(pilot)
         table = explorer.table
@@ -247,3 +249,21 @@ async def test_l_is_a_rebindable_action_in_help_and_palette(bert_loaded: LoadedM
         assert any(b.id == "toggle_lora" for b in groups["Freezing"])
         commands = [c.title for c in app.get_system_commands(app.screen)]
         assert any("LoRA on/off" in title for title in commands)
+
+
+async def test_the_cost_line_prices_the_plans_lora(bert_loaded: LoadedModel) -> None:
+    """The status bar's cost is the cost model's price of the boundary with the plan's LoRA
+    (``price_boundary(lora=...)``, as ``kfreeze cost --lora`` prices it), not without it."""
+    from kfreeze_tui.core.train.cost import brief, price_boundary
+
+    app = make_app(loaded=bert_loaded)
+    async with app.run_test(size=(140, 45)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        await pilot.press("F", "right_square_bracket", "L")
+        plan = explorer.plan
+        session = explorer.session
+        args = (session.view, plan.boundary, session.training, plan.bn_policy)
+        with_lora = brief(price_boundary(*args, lora=plan.lora).estimate, session.training)
+        without = brief(price_boundary(*args).estimate, session.training)
+        assert with_lora != without
+        assert with_lora in _status(pilot)
