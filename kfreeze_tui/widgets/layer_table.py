@@ -433,10 +433,12 @@ class LayerTable(ScrollView, can_focus=True):
     def _show_plan_lora(self, plan: FreezePlan) -> None:
         """Take the plan's LoRA layers; the state column widens to mark the layers that
         cannot take LoRA while the plan has LoRA."""
-        had = bool(self.plan.lora is not None)
+        had = self.plan.lora is not None
         self._lora_on = sorted(self.view.lora_positions(plan.lora)) if plan.lora is not None else []
         if had != (plan.lora is not None):
             self._columns_width = -1  # lay the columns out again
+            if self.is_mounted:
+                self.refresh(layout=True)  # the tree's width follows its columns
 
     def lora_count(self, start: int, end: int) -> int:
         """How many layers at leaf positions ``[start, end)`` have LoRA under the plan."""
