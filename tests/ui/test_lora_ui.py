@@ -267,3 +267,39 @@ async def test_the_cost_line_prices_the_plans_lora(bert_loaded: LoadedModel) -> 
         without = brief(price_boundary(*args).estimate, session.training)
         assert with_lora != without
         assert with_lora in _status(pilot)
+
+
+async def test_the_pane_gives_the_coverage_keras_gives(bert_loaded: LoadedModel) -> None:
+    """The share of parameters LoRA can reach: the trainable weights of the layers that have
+    ``enable_lora`` in Keras, out of all trainable weights; and how many layers with weights
+    have no ``enable_lora``."""
+    from kfreeze_tui.core.train.build import layer_at
+
+    copy = hub_presets.bert()
+    layers = [layer_at(copy, row.path) for row in bert_loaded_leaves(bert_loaded)]
+    with_weights = [layer for layer in layers if layer.trainable_weights]
+    reach = sum(
+        math.prod(v.shape)
+        for layer in with_weights
+        if hasattr(layer, "enable_lora")
+        for v in layer.trainable_weights
+    )
+    cannot = sum(1 for layer in with_weights if not hasattr(layer, "enable_lora"))
+    app = make_app(loaded=bert_loaded)
+    async with app.run_test(size=(140, 45)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        explorer.query_one("#lora-on").focus()
+        await pilot.press("right")
+        info = explorer.query_one("#lora-info").text.plain
+        total = _trainable(copy)
+        assert f"LoRA can reach {reach / total:.1%} of the parameters" in info
+        assert f"({reach:,} of {total:,})" in info
+        assert f"{cannot} layers with weights cannot take it" in info
+
+
+def bert_loaded_leaves(loaded: LoadedModel) -> list[Any]:
+    """The walk's leaves (layers and containers' own weights) of the loaded BERT."""
+    from kfreeze_tui.core.model.layers import walk
+
+    info = walk(loaded.model, loaded.source, loaded.description, True)
+    return [row for row in info.layers if row.is_leaf]
