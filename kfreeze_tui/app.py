@@ -351,7 +351,7 @@ def side_pane_bindings() -> list[Binding]:
     return [b for b in (*HeadPane.BINDINGS, *CycleField.BINDINGS) if isinstance(b, Binding)]
 
 
-PLAN_ACTIONS = {"boundary", "exception", "bn_policy", "freeze_all", "unfreeze_all", "copy"}
+PLAN_ACTIONS = {"boundary", "exception", "lora", "bn_policy", "freeze_all", "unfreeze_all", "copy"}
 
 
 def _runner(target: object, action: str) -> object:

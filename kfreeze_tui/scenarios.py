@@ -116,3 +116,14 @@ async def phases_dialog(pilot: Pilot) -> None:
     await phases(pilot)
     await pilot.press("E")
     await until(pilot, lambda: isinstance(pilot.app.screen, PhasesScreen))
+
+
+async def lora_bert(pilot: Pilot) -> None:
+    """A BERT backbone: everything frozen (F), LoRA on the whole first transformer layer
+    (L; the attention preset adds the query and value layers of the others), the cursor on
+    the next layer's query."""
+    await explorer(pilot)
+    await pilot.press("F", "right_square_bracket", "L")
+    await pilot.press("right_curly_bracket", "j", "j")
+    pilot.app.clear_notifications()  # the toast would cover the status bar's headline
+    await pilot.pause()

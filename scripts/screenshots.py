@@ -1,6 +1,7 @@
 """Regenerate the README's screenshots (SVG) from the real app, headless.
 
-    python scripts/screenshots.py
+    python scripts/screenshots.py         # all of them
+    python scripts/screenshots.py lora    # only screenshots/lora.svg (needs keras-hub)
 
 Builds ResNet50 with random weights (nothing is downloaded), opens it through make_app()
 and saves what the terminal would show after the same key presses a user would make.
@@ -64,8 +65,38 @@ def resnet_with_fixed_names() -> LoadedModel:
     return load(str(path))
 
 
+def bert_tiny_shaped() -> LoadedModel | None:
+    """A BERT backbone of bert_tiny_en_uncased's shape, random weights, built offline from
+    constructor arguments (None without keras-hub, the optional extra)."""
+    try:
+        import keras_hub
+    except ImportError:
+        return None
+    import_keras()
+    model = keras_hub.models.BertBackbone(
+        vocabulary_size=30522,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=128,
+        intermediate_dim=512,
+        max_sequence_length=512,
+    )
+    return LoadedModel(model=model, source="bert_tiny_en_uncased", description="BertBackbone")
+
+
+async def lora_shots() -> None:
+    """The LoRA screenshot (``python scripts/screenshots.py lora`` makes it alone)."""
+    OUT.mkdir(exist_ok=True)
+    bert = bert_tiny_shaped()
+    if bert is None:
+        print("keras-hub is not installed: no screenshots/lora.svg")
+        return
+    await shoot("lora", make_app(loaded=bert), (130, 44), scenarios.lora_bert)
+
+
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
+    await lora_shots()
     resnet = resnet_with_fixed_names()
     await shoot("explorer", make_app(loaded=resnet), (120, 36), scenarios.boundary_at_143)
     await shoot("split-cut", make_app(loaded=resnet), (120, 36), scenarios.split_cut)
@@ -98,4 +129,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(lora_shots() if sys.argv[1:] == ["lora"] else main())

@@ -17,6 +17,7 @@ from textual.worker import Worker
 from kfreeze_tui.core.model.layers import LayerInfo, call_inputs, format_shape
 from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.session import LayerDetail, ModelSession
+from kfreeze_tui.widgets.lora_pane import lora_shapes
 from kfreeze_tui.workers import ReportsWorkerFailures
 
 
@@ -55,6 +56,8 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
         if layer.is_batch_norm and not trains_bool:
             state.append(" (runs in inference mode: moving statistics are not updated)")
     grid.add_row("state", state)
+    if layer.lora_supported or plan.lora is not None:
+        grid.add_row("LoRA", lora_text(session, plan, layer))
     grid.add_row("inbound", Text(inbound_text(layer)))
     repaired = [repair.message for repair in session.repairs if layer.name in repair.layers]
     if repaired:
@@ -76,6 +79,38 @@ def detail_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Ta
     else:
         grid.add_row("weights", "none")
     return grid
+
+
+def lora_text(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Text:
+    """LoRA on this layer: on, off or cannot; with the rank, the adapted kernel, the shapes
+    of A and B and the adapter parameters (Keras's ``enable_lora`` shapes)."""
+    from kfreeze_tui.core.plan.lora import LoraSpec, adapter_size
+
+    view = session.view
+    if layer.is_container:
+        start, end = view.span(layer.path)
+        on = (
+            0
+            if plan.lora is None
+            else sum(1 for pos in view.lora_positions(plan.lora) if start <= pos < end)
+        )
+        return Text(f"on in {on} of its layers (L toggles them all)")
+    kernel = layer.lora_kernel
+    if kernel is None:
+        return Text(f"cannot take LoRA ({layer.class_name} has no enable_lora)")
+    state = view.lora_state(plan, layer.path)
+    rank = plan.lora.rank if plan.lora is not None else LoraSpec().rank
+    a, b = lora_shapes(kernel, rank)
+    text = Text(state, style="bold")
+    if layer.lora_enabled:
+        text.append(" (LoRA was already on in the model as loaded)")
+    text.append(
+        f"\nrank {rank} · kernel {format_shape(kernel)} · A {a} · B {b}"
+        f"\nadapters {adapter_size(layer, rank):,} params"
+        + ("" if state == "on" else " if on")
+        + "; the kernel freezes, the bias trains"
+    )
+    return text
 
 
 class LayerDetailScreen(ReportsWorkerFailures, ModalScreen[None]):

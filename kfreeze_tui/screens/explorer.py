@@ -23,6 +23,7 @@ from kfreeze_tui.core.model.layers import LayerInfo, call_inputs
 from kfreeze_tui.core.model.names import find_layer
 from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.plan.head import HeadSpec, default_replaced_output, model_outputs, validate
+from kfreeze_tui.core.plan.lora import LoraSpec, adapter_size
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
 from kfreeze_tui.core.runtime.gpus import Gpu
 from kfreeze_tui.core.session import ModelSession
@@ -34,6 +35,7 @@ from kfreeze_tui.screens.export import ExportRunScreen
 from kfreeze_tui.widgets.footer import KeepingFooter
 from kfreeze_tui.widgets.head_pane import HeadPane
 from kfreeze_tui.widgets.layer_table import LayerTable
+from kfreeze_tui.widgets.lora_pane import LoraPane
 from kfreeze_tui.widgets.status_bar import StatusBar, TextPane, phase_place
 from kfreeze_tui.workers import ReportsWorkerFailures
 
@@ -57,7 +59,8 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     text.append(f"{stage} · block {layer.block}\n")
     if layer.is_container:
         trains = view.trainable_in(plan, layer.path)
-        text.append(f"nested model, {layer.child_count} layers, {trains:,} params train\n")
+        kind = "layer with sublayers" if layer.subclassed else "nested model"
+        text.append(f"{kind}, {layer.child_count} layers, {trains:,} params train\n")
     else:
         trains = view.leaf_trainable(plan, layer.path)
         text.append("trains" if trains else "frozen", style="bold green" if trains else "bold cyan")
@@ -69,6 +72,7 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
+        text.append_text(lora_line(session, plan, layer))
     calls = call_inputs(layer)
     if len(calls) > 1:
         shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])
@@ -76,6 +80,23 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
         text.append(f"called {len(calls)} times, from {shown}{more}\n", style="dim")
     elif calls[0]:
         text.append(f"from {_first(calls[0], 4)}\n", style="dim")
+    return text
+
+
+def lora_line(session: ModelSession, plan: FreezePlan, layer: LayerInfo) -> Text:
+    """``LoRA on · +640 params at r8`` for a layer (the detail gives A and B), or why it
+    cannot take LoRA while the plan has LoRA (nothing for a layer without weights)."""
+    text = Text()
+    if not layer.trainable_size:
+        return text
+    if layer.lora_kernel is None:
+        if plan.lora is not None:  # said while LoRA is in the plan, as the tree's ⊘
+            text.append(f"LoRA: cannot ({layer.class_name})\n", style="dim")
+        return text
+    state = session.view.lora_state(plan, layer.path)
+    rank = plan.lora.rank if plan.lora is not None else LoraSpec().rank
+    text.append(f"LoRA {state}", style="bold magenta" if state == "on" else "bold")
+    text.append(f" · +{adapter_size(layer, rank):,} params at r{rank}\n")
     return text
 
 
@@ -96,6 +117,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "boundary", "Freeze before", id="freeze_boundary"),
         Binding("space", "exception", "Toggle layer", id="toggle_exception"),
+        Binding("L", "lora", "LoRA on/off", id="toggle_lora"),
         Binding("b", "bn_policy", "BatchNorm", id="bn_policy"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("y", "copy", "Copy code", id="copy_snippet"),
@@ -132,6 +154,8 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         self.session = session
         self.exported = False
         self._export_run: ExportRunScreen | None = None
+        self._last_lora: LoraSpec | None = self.session.plan.lora
+        """The LoRA the plan last had, so that switching LoRA off and on keeps its layers."""
 
     def compose(self) -> ComposeResult:
         info = self.session.info
@@ -150,6 +174,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                     default_output=default_output.name if default_output else None,
                     id="head-pane",
                 )
+                yield LoraPane(self.plan.lora, id="lora-pane")
         yield Input(
             placeholder="filter: regex on name or type (Enter: keep, Esc: clear)", id="filter"
         )
@@ -176,6 +201,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(HeadPane).show_preview(self.session.view, self.plan)
+        self.query_one(LoraPane).show(self.session.view, self.plan)
         self._show_status(self.plan)
         self._show_phases()
         self.query_one("#filter", Input).display = False
@@ -243,6 +269,11 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         self._show_status(plan)
         self._show_summary(table.current_layer)
         self.query_one(HeadPane).show_preview(self.session.view, plan)
+        self.query_one(LoraPane).show(self.session.view, plan)
+        if plan.lora is not None:
+            self._last_lora = plan.lora
+        if self.session.phases:
+            self._show_phases()
 
     @property
     def table(self) -> LayerTable:
@@ -364,6 +395,73 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         pane.refresh(layout=True)
         self.table.set_phase_marks(marks)
         self._show_status(self.plan)  # the status bar says what e writes
+
+    # -- LoRA ------------------------------------------------------------------------------
+
+    def action_lora(self) -> None:
+        """LoRA on or off on the layer under the cursor, or on every layer of the group
+        (stage, block, layer with sublayers) that can take it; the others are skipped."""
+        node = self.table.current_node
+        if node is None:
+            return
+        view = self.session.view
+        rows = [view.leaves[pos] for pos in range(node.start, node.end)]
+        supported = [row for row in rows if row.lora_supported]
+        skipped = [row for row in rows if row.trainable_size and not row.lora_supported]
+        what = node.layer.name if node.layer is not None else node.title.split("  ")[0]
+        if not supported:
+            if skipped and len(rows) == 1:
+                message = f"{what} cannot take LoRA ({rows[0].class_name} has no enable_lora)."
+            elif skipped:
+                message = f"No layer of {what} can take LoRA: {len(skipped)} skipped."
+            else:
+                message = f"{what} has no weights for LoRA."
+            self.notify(message, title="LoRA", severity="warning", markup=False)
+            return
+        plan = self.plan
+        started = plan.lora is None
+        # LoRA off: it starts with the pane's rank and targets (keras-hub's attention layers
+        # by default), and the cursor's layers on.
+        lora = plan.lora or self._pane_lora()
+        turn_on = started or not all(view.lora_on(plan, row.path) for row in supported)
+        for row in supported:
+            if view.lora_on(plan.with_lora(lora), row.path) != turn_on:
+                lora = lora.toggled(row.path)
+        self.change_plan(plan.with_lora(lora))
+        verb = "on" if turn_on else "off"
+        count = len(supported)
+        message = (
+            f"LoRA {verb} for {what}."
+            if count == 1
+            else f"LoRA {verb} for {count} layers of {what}."
+        )
+        if skipped:
+            message += (
+                f" {len(skipped)} layer{'s' if len(skipped) != 1 else ''} cannot take LoRA: "
+                "skipped."
+            )
+        if started:
+            total = len(view.lora_positions(lora))
+            message += (
+                f" With the targets {lora.targets}: {total} layer{'s' if total != 1 else ''}"
+                f" in all, rank {lora.rank} (side pane)."
+            )
+        self.notify(message, title="LoRA", markup=False)
+
+    def _pane_lora(self) -> LoraSpec:
+        """The rank and targets the LoRA pane holds."""
+        pane = self.query_one(LoraPane)
+        return LoraSpec(pane.rank, pane.targets)
+
+    @on(LoraPane.Changed)
+    def _lora_changed(self, event: LoraPane.Changed) -> None:
+        if not event.enabled:
+            self.change_plan(self.plan.with_lora(None))
+            self.query_one(LoraPane).show(self.session.view, self.plan)
+            return
+        toggles = (self.plan.lora or self._last_lora or LoraSpec()).toggles
+        self.change_plan(self.plan.with_lora(LoraSpec(event.rank, event.targets, toggles)))
+        self.query_one(LoraPane).show(self.session.view, self.plan)
 
     def action_repairs(self) -> None:
         if not self.session.repairs:

@@ -28,6 +28,7 @@ from textual.widgets import Input, Label
 from kfreeze_tui.core.model.layers import format_shape
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
+    HEAD_KINDS,
     HeadSpec,
     attachment,
     head_layers,
@@ -180,6 +181,9 @@ class HeadPane(VerticalScroll, can_focus=False):
                 ("auto", "avg", "max", "flatten", "none"), head.pooling or "auto", id="head-pooling"
             ),
         )
+        kind = CycleField(HEAD_KINDS, head.kind, id="head-kind")
+        kind.tooltip = Text("classifier: a new head; none: the model as it is, for your own head")
+        yield _row("head", kind)
         hidden = ",".join(
             f"{d.units}" + (f":{d.activation}" if d.activation != "relu" else "")
             for d in head.hidden
@@ -252,6 +256,8 @@ class HeadPane(VerticalScroll, can_focus=False):
             self._output_changed(event.field.output, value)
         elif field == "head-pooling":
             self.head = replace(self.head, pooling=None if value == "auto" else value)
+        elif field == "head-kind":
+            self.head = replace(self.head, kind=value)
         elif field == "head-activation":
             self.head = replace(self.head, activation=value)
         elif field == "head-compile":
@@ -318,6 +324,9 @@ class HeadPane(VerticalScroll, can_focus=False):
     def show_preview(self, view: PlanView, plan: FreezePlan) -> None:
         """Redraw the feature line and the preview for the current plan."""
         info = view.info
+        if self.head.is_none:
+            self._show_no_head(view, plan)
+            return
         found = attachment(info, self.head)
         feature = Text()
         feature.append("New head", style="bold")
@@ -356,6 +365,22 @@ class HeadPane(VerticalScroll, can_focus=False):
                 preview.append(f" trainable {totals.trainable:,}\n", style="green")
                 preview.append(f" frozen    {totals.non_trainable:,}\n", style="cyan")
                 preview.append(f" total     {totals.total:,}\n")
+        self.query_one("#head-preview", TextPane).set_text(preview)
+
+    def _show_no_head(self, view: PlanView, plan: FreezePlan) -> None:
+        """No head: the model is exported as it is, for the user's own task model."""
+        feature = Text()
+        feature.append("No head", style="bold")
+        feature.append(": the model as it is, its outputs unchanged (for your own task model)")
+        self.query_one("#head-feature", TextPane).set_text(feature)
+        preview = Text()
+        for problem in self.input_problems:
+            preview.append(f"✗ {problem}\n", style="bold red")
+        totals = view.totals(plan)
+        preview.append("new model:\n", style="dim")
+        preview.append(f" trainable {totals.trainable:,}\n", style="green")
+        preview.append(f" frozen    {totals.non_trainable:,}\n", style="cyan")
+        preview.append(f" total     {totals.total:,}\n")
         self.query_one("#head-preview", TextPane).set_text(preview)
 
     @property

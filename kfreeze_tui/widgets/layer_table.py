@@ -212,6 +212,11 @@ class Columns:
         return 2 + self.index + 1 + extra + 1 + self.params + 1 + self.state
 
 
+#: The state column's mark of a layer that cannot take LoRA (shown while the plan has LoRA).
+NO_LORA = "⊘"
+#: The state column's width while the plan has LoRA (``frozen* ⊘``).
+LORA_STATE_WIDTH = 9
+
 #: The widest the name, type and shape columns get; longer text is cut in the middle.
 NAME_CAP = 40
 TYPE_CAP = 18
@@ -315,6 +320,11 @@ class LayerTable(ScrollView, can_focus=True):
         text-style: italic;
     }
 
+    LayerTable > .layer-table--lora {
+        color: $secondary;
+        text-style: bold;
+    }
+
     LayerTable > .layer-table--boundary {
         color: $error;
         text-style: bold;
@@ -349,6 +359,7 @@ class LayerTable(ScrollView, can_focus=True):
         "layer-table--frozen",
         "layer-table--partial",
         "layer-table--exception",
+        "layer-table--lora",
         "layer-table--boundary",
         "layer-table--phase",
         "layer-table--cursor",
@@ -401,13 +412,37 @@ class LayerTable(ScrollView, can_focus=True):
         """The width ``_columns`` was laid out for (-1: not yet)."""
         self._phase_marks: list[tuple[int, str]] = []
         """Leaf positions and labels of the phases' boundary lines."""
-        self._stage_starts = sorted(
-            view.span(row.path)[0] for row in iter_group_starts(info.layers, "stage")
-        )
-        self._block_starts = sorted(
-            view.span(row.path)[0] for row in iter_group_starts(info.layers, "block")
-        )
+        self._stage_starts = self._jump_starts("stage")
+        self._block_starts = self._jump_starts("block")
+        self._lora_on: list[int] = []
+        """Sorted leaf positions of the layers with LoRA under the plan."""
+        self._show_plan_lora(plan)
         self._rebuild_rows()
+
+    def _jump_starts(self, attribute: str) -> list[int]:
+        """Leaf positions where a stage or block starts, for the jumps: not inside a layer
+        with sublayers (a transformer block's query, key and value are not blocks; the
+        blocks are the transformer layers themselves), but inside a nested model."""
+        info = self.info
+        return sorted(
+            self.view.span(row.path)[0]
+            for row in iter_group_starts(info.layers, attribute)
+            if not (row.parent_path and info.layer(row.parent_path).subclassed)
+        )
+
+    def _show_plan_lora(self, plan: FreezePlan) -> None:
+        """Take the plan's LoRA layers; the state column widens to mark the layers that
+        cannot take LoRA while the plan has LoRA."""
+        had = self.plan.lora is not None
+        self._lora_on = sorted(self.view.lora_positions(plan.lora)) if plan.lora is not None else []
+        if had != (plan.lora is not None):
+            self._columns_width = -1  # lay the columns out again
+            if self.is_mounted:
+                self.refresh(layout=True)  # the tree's width follows its columns
+
+    def lora_count(self, start: int, end: int) -> int:
+        """How many layers at leaf positions ``[start, end)`` have LoRA under the plan."""
+        return bisect.bisect_left(self._lora_on, end) - bisect.bisect_left(self._lora_on, start)
 
     def _index_nodes(self, nodes: list[Node], parent: Node | None) -> None:
         for node in nodes:
@@ -490,6 +525,7 @@ class LayerTable(ScrollView, can_focus=True):
 
     def set_plan(self, plan: FreezePlan) -> None:
         """Show another plan (one refresh of the visible lines, no rebuild)."""
+        self._show_plan_lora(plan)
         self.plan = plan
         self.refresh()
         # The boundary line may have moved in above the cursor and pushed it off the screen.
@@ -731,7 +767,8 @@ class LayerTable(ScrollView, can_focus=True):
         # Names are indented by two per level: groups (up to two) and nested models.
         wanted = min(NAME_CAP, max([8, *(len(row.name) + 2 * (row.depth + 2) for row in layers)]))
         params = max([6, *(len(f"{row.params:,}") for row in layers)])
-        full = Columns(index=index, type=type_width, shape=shape_width, params=params)
+        state = LORA_STATE_WIDTH if self.plan.lora is not None else Columns.state
+        full = Columns(index=index, type=type_width, shape=shape_width, params=params, state=state)
         return full, wanted
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
@@ -869,7 +906,20 @@ class LayerTable(ScrollView, can_focus=True):
     def _span_state(self, start: int, end: int) -> tuple[str, str]:
         if self.view.trainable_size_between(start, end) == 0:
             return "·", "trainable"  # a group without weights has nothing to freeze
-        trainable = self.view.trainable_between(self.plan, start, end)
+        plan = self.plan
+        if plan.lora is not None and self.lora_count(start, end):
+            # LoRA inside: "lora" when nothing else trains (the usual LoRA set-up).
+            without = self.view.trainable_between(replace(plan, lora=None), start, end)
+            on = self._lora_on[
+                bisect.bisect_left(self._lora_on, start) : bisect.bisect_left(self._lora_on, end)
+            ]
+            lora_kernels = sum(
+                self.view.leaves[pos].trainable_size
+                for pos in on
+                if self.view.leaf_trainable(replace(plan, lora=None), self.view.leaves[pos].path)
+            )
+            return ("lora", "lora") if without == lora_kernels else ("partly+L", "partial")
+        trainable = self.view.trainable_between(plan, start, end)
         if trainable == 0:
             return "frozen", "frozen"
         if trainable == self.view.trainable_size_between(start, end):
@@ -879,11 +929,18 @@ class LayerTable(ScrollView, can_focus=True):
     def _state(self, layer: LayerInfo) -> tuple[str, str]:
         if layer.is_container:
             return self._span_state(*self.view.span(layer.path))
-        trains = self.view.leaf_trainable(self.plan, layer.path)
-        mark = "*" if layer.path in self.plan.exceptions else ""
+        plan = self.plan
+        if plan.lora is not None and self.view.lora_on(plan, layer.path):
+            return "lora", "lora"
+        trains = self.view.leaf_trainable(plan, layer.path)
+        mark = "*" if layer.path in plan.exceptions else ""
         if not layer.has_weights:
             return ("·" + mark, "trainable" if trains else "frozen")
-        return ("train" + mark, "trainable") if trains else ("frozen" + mark, "frozen")
+        # With LoRA in the plan, a layer that cannot take it says so in words (NO_COLOR).
+        no_lora = f" {NO_LORA}" if plan.lora is not None and not layer.lora_supported else ""
+        if trains:
+            return "train" + mark + no_lora, "trainable"
+        return "frozen" + mark + no_lora, "frozen"
 
 
 def _middle(text: str, width: int) -> str:

@@ -62,15 +62,28 @@ def status_text(
     return text
 
 
-def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
-    """``Trainable 2,257,984 (64.3%)  Frozen 1,253,440  Total 3,511,424``."""
+def headline(view: PlanView, plan: FreezePlan) -> str:
+    """``trainable 294,912 || all 110,123,456 || 0.27 %``: the count PEFT users look for,
+    LoRA's adapters included (the CLI's ``layers`` prints the same line)."""
     totals = view.totals(plan)
-    text.append("Trainable ", style="bold")
-    text.append(f"{totals.trainable:,}", style="bold green")
-    text.append(f" ({totals.trainable_fraction:.1%})  ")
-    text.append("Frozen ", style="bold")
+    percent = 100 * totals.trainable_fraction
+    return f"trainable {totals.trainable:,} || all {totals.total:,} || {percent:.2f} %"
+
+
+def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
+    """``trainable 2,257,984 || all 3,511,424 || 64.30 %  ·  frozen 1,253,440``, and with
+    LoRA its layers, rank and adapters."""
+    totals = view.totals(plan)
+    text.append(headline(view, plan), style="bold")
+    text.append("  ·  frozen ")
     text.append(f"{totals.non_trainable:,}", style="bold cyan")
-    text.append(f"  Total {totals.total:,}\n")
+    lora = plan.lora
+    if lora is not None:
+        layers = len(view.lora_positions(lora))
+        text.append("  ·  ")
+        text.append(f"LoRA r{lora.rank}", style="bold magenta")
+        text.append(f" on {layers} layer{'s' if layers != 1 else ''} (+{view.adapters(plan):,})")
+    text.append("\n")
 
 
 def _append_boundary(text: Text, view: PlanView, plan: FreezePlan) -> None:

@@ -148,3 +148,20 @@ def test_columns_efficientnetv2l(
     assert snap_compare(
         make_app(loaded=efficientnetv2l), terminal_size=size, run_before=_to_stage_4
     )
+
+
+def test_explorer_lora_bert(snap_compare: Any) -> None:
+    """A tiny BERT with LoRA on a whole transformer layer and the attention preset: the
+    state column says lora, ⊘ marks the layers that cannot take it, the pane the coverage."""
+    pytest.importorskip("keras_hub")
+    import hub_presets
+
+    from kfreeze_tui.core.model.loading import LoadedModel
+
+    loaded = LoadedModel(model=hub_presets.bert(), source="bert", description="tiny BERT")
+
+    async def run_before(pilot: Pilot) -> None:
+        await scenarios.lora_bert(pilot)
+        assert "LoRA r8 on" in pilot.app.screen.query_one("#status").text.plain
+
+    assert snap_compare(make_app(loaded=loaded), terminal_size=(130, 44), run_before=run_before)

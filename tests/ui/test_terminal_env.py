@@ -53,7 +53,7 @@ def test_quitting_does_not_wait_for_a_hanging_nvidia_smi(
     }
     terminal = Terminal([*kfreeze_command, str(small_model_file)], env)
     try:
-        terminal.wait_for(lambda text: "stem_conv" in text and "Trainable" in text)
+        terminal.wait_for(lambda text: "stem_conv" in text and "trainable" in text)
         start = time.monotonic()
         terminal.send("q")
         terminal.child.expect(pexpect.EOF, timeout=30)
