@@ -44,14 +44,6 @@ def totals_text(info: ModelInfo) -> str:
     )
 
 
-def headline(view: PlanView, plan: FreezePlan) -> str:
-    """``trainable 294,912 || all 110,123,456 || 0.27 %``: the count PEFT users look for,
-    LoRA adapters included."""
-    totals = view.totals(plan)
-    percent = 100 * totals.trainable_fraction
-    return f"trainable {totals.trainable:,} || all {totals.total:,} || {percent:.2f} %"
-
-
 def lora_state(row: LayerInfo, view: PlanView | None, plan: FreezePlan | None) -> str:
     """``on``, ``off`` or ``unsupported``: under ``plan``, or as loaded without one."""
     if view is not None and plan is not None and plan.lora is not None:
@@ -146,7 +138,7 @@ def layer_table(
     footer = [Text(totals_text(info))]
     if with_lora:
         assert view is not None and plan is not None
-        footer.append(Text(headline(view, plan)))
+        footer.append(Text(view.totals(plan).headline))
     shown = len(rows)
     available = len(info.layers if expand_nested else info.top_level)
     if shown != available:

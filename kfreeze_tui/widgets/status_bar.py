@@ -62,19 +62,11 @@ def status_text(
     return text
 
 
-def headline(view: PlanView, plan: FreezePlan) -> str:
-    """``trainable 294,912 || all 110,123,456 || 0.27 %``: the count PEFT users look for,
-    LoRA's adapters included (the CLI's ``layers`` prints the same line)."""
-    totals = view.totals(plan)
-    percent = 100 * totals.trainable_fraction
-    return f"trainable {totals.trainable:,} || all {totals.total:,} || {percent:.2f} %"
-
-
 def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
     """``trainable 2,257,984 || all 3,511,424 || 64.30 %  ·  frozen 1,253,440``, and with
     LoRA its layers, rank and adapters."""
     totals = view.totals(plan)
-    text.append(headline(view, plan), style="bold")
+    text.append(view.totals(plan).headline, style="bold")
     text.append("  ·  frozen ")
     text.append(f"{totals.non_trainable:,}", style="bold cyan")
     lora = plan.lora

@@ -109,6 +109,13 @@ class Totals:
         """Trainable share of all parameters (0 for a model without weights)."""
         return self.trainable / self.total if self.total else 0.0
 
+    @property
+    def headline(self) -> str:
+        """``trainable 294,912 || all 110,123,456 || 0.27 %``: the count PEFT users look
+        for, LoRA's adapters included (``kfreeze layers`` and the status bar print it)."""
+        percent = 100 * self.trainable_fraction
+        return f"trainable {self.trainable:,} || all {self.total:,} || {percent:.2f} %"
+
 
 @dataclass(frozen=True)
 class _LoraTable:
