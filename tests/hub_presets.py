@@ -9,11 +9,24 @@ from __future__ import annotations
 import importlib.abc
 import shutil
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 #: The built-in preset the cache tests put into a fake kagglehub cache.
 BUILTIN = "bert_tiny_en_uncased"
+
+
+def with_fresh_names(build: Callable[[], Any]) -> Any:
+    """``build()`` in a thread of its own: Keras numbers the names it makes up (a
+    MultiHeadAttention's ``softmax_3``) per thread, so the model gets the names a fresh
+    process gives, whatever this process built before (a snapshot shows them)."""
+    built: list[Any] = []
+    thread = threading.Thread(target=lambda: built.append(build()))
+    thread.start()
+    thread.join()
+    return built[0]
 
 
 def bert() -> Any:

@@ -321,7 +321,7 @@ class LayerTable(ScrollView, can_focus=True):
     }
 
     LayerTable > .layer-table--lora {
-        color: $secondary;
+        color: $text-secondary;
         text-style: bold;
     }
 

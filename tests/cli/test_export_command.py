@@ -208,7 +208,7 @@ def test_plan_opens_in_the_explorer(cli_export: Path) -> None:
             assert explorer.plan.boundary == (143,)
             assert explorer.plan.bn_policy.value == "trainable"
             assert explorer.head.dropout == 0.0
-            assert "Trainable 14,976,000" in screen_text(pilot)
+            assert "trainable 14,976,000 ||" in screen_text(pilot)
 
     asyncio.run(run())
 

@@ -158,7 +158,8 @@ def test_explorer_lora_bert(snap_compare: Any) -> None:
 
     from kfreeze_tui.core.model.loading import LoadedModel
 
-    loaded = LoadedModel(model=hub_presets.bert(), source="bert", description="tiny BERT")
+    model = hub_presets.with_fresh_names(hub_presets.bert)
+    loaded = LoadedModel(model=model, source="bert", description="tiny BERT")
 
     async def run_before(pilot: Pilot) -> None:
         await scenarios.lora_bert(pilot)
