@@ -9,7 +9,7 @@ import pytest
 
 from kfreeze_tui.core.model.layers import walk
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView, Reason
-from kfreeze_tui.core.train.build import apply_freeze
+from kfreeze_tui.core.train.build import apply_freeze, set_trainable
 from kfreeze_tui.core.train.snippet import freeze_snippet
 
 
@@ -143,7 +143,7 @@ def test_snippet_for_a_nested_base(nested: Any) -> None:
     view = PlanView(walk(nested))
     base_path = next(row.path for row in view.info.layers if row.is_container)
     plan = FreezePlan(boundary=(*base_path, 30))
-    nested.trainable = True
+    set_trainable(nested, True)  # other tests froze some of its layers
     code = freeze_snippet(view, plan)
     assert f"base = model.layers[{base_path[0]}]" in code
     exec(compile(code, "snippet", "exec"), {"model": nested})

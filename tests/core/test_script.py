@@ -227,3 +227,36 @@ def test_graph_depth_of_a_chain_is_its_length(small_model: Any) -> None:
     from kfreeze_tui.core.train.script import graph_depth
 
     assert graph_depth(walk(small_model)) == len(small_model.layers)  # one layer after another
+
+
+def test_the_script_and_the_snippet_unfreeze_what_the_source_froze(
+    keras: Any, tmp_path: Path
+) -> None:
+    """A model file whose last layers were saved frozen: the plan trains them, and so must
+    the script and the snippet (``base.trainable = True`` on a base already True runs no
+    setter in Keras, and a layer frozen inside it would stay frozen)."""
+    from kfreeze_tui.core.model.layers import walk
+    from kfreeze_tui.core.plan.freeze import PlanView
+    from kfreeze_tui.core.train.snippet import freeze_snippet
+
+    inputs = keras.Input((6,), name="x")
+    x = keras.layers.Dense(5, name="first")(inputs)
+    x = keras.layers.Dense(4, name="second")(x)
+    outputs = keras.layers.Dense(3, name="third")(x)
+    model = keras.Model(inputs, outputs, name="saved_frozen")
+    model.get_layer("third").trainable = False
+    model.save(tmp_path / "frozen_top.keras")
+
+    session = ModelSession(load(str(tmp_path / "frozen_top.keras")))
+    plan = FreezePlan(boundary=session.info.find("second").path)
+    planned = session.view.totals(plan).trainable
+    assert planned == 4 * 5 + 4 + 3 * 4 + 3  # second and third train
+    request = ExportRequest(tmp_path / "ft.keras", script_path=tmp_path / "ft.py")
+    session.export(LoadOptions(), plan, HeadSpec(kind="none"), CompileSpec(), request)
+    script = runpy.run_path(str(request.script_path))
+    trained = sum(int(np.prod(v.shape)) for v in script["model"].trainable_weights)
+    assert trained == planned
+    reloaded = keras.saving.load_model(tmp_path / "frozen_top.keras")
+    assert not reloaded.get_layer("third").trainable  # as the file has it
+    exec(freeze_snippet(PlanView(walk(reloaded)), plan), {"model": reloaded})
+    assert sum(int(np.prod(v.shape)) for v in reloaded.trainable_weights) == planned

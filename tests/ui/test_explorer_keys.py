@@ -255,7 +255,7 @@ async def test_collapse_and_expand(resnet50: Any) -> None:
 
 
 async def test_nested_wrapper_counts_match_keras(wrapped_loaded: Any, keras: Any) -> None:
-    from kfreeze_tui.core.train.build import apply_freeze
+    from kfreeze_tui.core.train.build import apply_freeze, set_trainable
 
     app = make_app(loaded=wrapped_loaded)
     async with app.run_test(size=SIZE) as pilot:
@@ -278,7 +278,7 @@ async def test_nested_wrapper_counts_match_keras(wrapped_loaded: Any, keras: Any
             trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
             assert shown.trainable == trainable == 14_953_472 + 20_490
         finally:
-            model.trainable = True
+            set_trainable(model, True)  # a plain `= True` skips the setter on a True flag
 
 
 async def test_small_model_space_on_batchnorm(small_loaded: Any) -> None:

@@ -118,35 +118,34 @@ def load_adapters(model, path):  # noqa: ANN001, ANN201
     return len(wanted)
 
 
-def strip_lora(keras_file):  # noqa: ANN001, ANN201
-    """Make every layer of a saved ``.keras`` file load as a plain layer: its kernel already
-    holds W + A.B (Keras merges it on saving), and a layer loaded with ``lora_rank`` would
-    get A and B both zero, which train nothing. Rewrites the file (through a temporary one)."""
+def rewrite_config(keras_file, edit, make_temp=None):  # noqa: ANN001, ANN201
+    """Rewrite a saved ``.keras`` file's ``config.json`` through a temporary file beside it:
+    ``edit(node)`` sees every dict of the config, depth first, and returns what it changed
+    in it (a list, empty for nothing); the file is rewritten only when something changed.
+    ``make_temp()`` names the temporary file (default: the file's name, ``.tmp-PID``).
+    Returns the list of all changes."""
     import json
     import os
     import zipfile
 
     keras_file = str(keras_file)
+    changes = []
+
+    def visit(node):  # noqa: ANN001, ANN202
+        if isinstance(node, dict):
+            changes.extend(edit(node))
+            for value in list(node.values()):
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
     with zipfile.ZipFile(keras_file) as source:
         config = json.loads(source.read("config.json"))
-        count = 0
-
-        def visit(node):  # noqa: ANN001, ANN202
-            nonlocal count
-            if isinstance(node, dict):
-                if node.get("lora_rank"):
-                    node["lora_rank"] = None
-                    count += 1
-                for value in node.values():
-                    visit(value)
-            elif isinstance(node, list):
-                for value in node:
-                    visit(value)
-
         visit(config)
-        if not count:
-            return 0
-        temp = f"{keras_file}.tmp-{os.getpid()}.keras"
+        if not changes:
+            return changes
+        temp = str(make_temp()) if make_temp else f"{keras_file}.tmp-{os.getpid()}.keras"
         try:
             with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as target:
                 for item in source.infolist():
@@ -154,15 +153,36 @@ def strip_lora(keras_file):  # noqa: ANN001, ANN201
                     if item.filename == "config.json":
                         data = json.dumps(config).encode("utf-8")
                     target.writestr(item, data)
-            os.replace(temp, keras_file)
         except BaseException:
             if os.path.exists(temp):
                 os.remove(temp)
             raise
-    return count
+    os.replace(temp, keras_file)
+    return changes
 
 
-_SHARED = (state_variables, save_adapters, load_adapters, strip_lora, enable_lora_on)
+def strip_lora(keras_file):  # noqa: ANN001, ANN201
+    """Make every layer of a saved ``.keras`` file load as a plain layer: its kernel already
+    holds W + A.B (Keras merges it on saving), and a layer loaded with ``lora_rank`` would
+    get A and B both zero, which train nothing. Returns how many layers it changed."""
+
+    def no_rank(node):  # noqa: ANN001, ANN202
+        if not node.get("lora_rank"):
+            return []
+        node["lora_rank"] = None
+        return [node.get("name")]
+
+    return len(rewrite_config(keras_file, no_rank))
+
+
+_SHARED = (
+    state_variables,
+    save_adapters,
+    load_adapters,
+    rewrite_config,
+    strip_lora,
+    enable_lora_on,
+)
 
 
 def script_source() -> list[str]:

@@ -581,10 +581,8 @@ def _rebuilds(layer: Any, config: dict[str, Any]) -> bool:
 def drop_rejected_keys(keras_file: Path, model: Any) -> list[str]:
     """Leave out of a saved file's config the keys :func:`rejected_config_keys` finds
     (rewriting the file through a temporary one); returns ``layer.key`` for each."""
-    import json
-    import zipfile
-
     from kfreeze_tui.core.runtime.keras_private import flatten_layers
+    from kfreeze_tui.core.train.adapters import rewrite_config
 
     rejected = {
         (type(layer).__name__, layer.name): keys
@@ -593,40 +591,19 @@ def drop_rejected_keys(keras_file: Path, model: Any) -> list[str]:
     }
     if not rejected:
         return []
-    dropped: list[str] = []
-    with zipfile.ZipFile(keras_file) as source:
-        config = json.loads(source.read("config.json"))
 
-        def visit(node: Any) -> None:
-            if isinstance(node, dict):
-                inner = node.get("config")
-                if isinstance(inner, dict):
-                    keys = rejected.get((node.get("class_name"), inner.get("name")), set())
-                    for key in sorted(keys & set(inner)):
-                        del inner[key]
-                        dropped.append(f"{inner.get('name')}.{key}")
-                for value in node.values():
-                    visit(value)
-            elif isinstance(node, list):
-                for value in node:
-                    visit(value)
-
-        visit(config)
-        if not dropped:
+    def without_rejected(node: dict[str, Any]) -> list[str]:
+        inner = node.get("config")
+        if not isinstance(inner, dict):
             return []
-        temp = temp_beside(keras_file, ".keras")
-        try:
-            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as target:
-                for item in source.infolist():
-                    data = source.read(item.filename)
-                    if item.filename == "config.json":
-                        data = json.dumps(config).encode("utf-8")
-                    target.writestr(item, data)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-    os.replace(temp, keras_file)
-    return dropped
+        keys = rejected.get((node.get("class_name"), inner.get("name")), set())
+        dropped = [f"{inner.get('name')}.{key}" for key in sorted(keys & set(inner))]
+        for key in keys & set(inner):
+            del inner[key]
+        return dropped
+
+    temp = lambda: temp_beside(keras_file, ".keras")  # noqa: E731
+    return list(rewrite_config(keras_file, without_rejected, temp))
 
 
 def _build_optimizer(model: Any) -> None:

@@ -236,6 +236,17 @@ def _shown(path: str, script_dir: Path | None) -> str:
     return script_file(path, script_dir)[0]
 
 
+#: Every layer of the base trainable, whatever the source froze: Keras runs no setter when
+#: a flag does not change (``base.trainable = True`` on a base already True leaves a layer
+#: frozen inside it), so the flag goes off, then on.
+_ALL_TRAINABLE = [
+    "# Every layer trainable first: off, then on (Keras runs no setter when the flag does",
+    "# not change, and a layer the source froze would stay frozen).",
+    "base.trainable = False",
+    "base.trainable = True",
+]
+
+
 def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
     """Step 2 of the script: every layer before the boundary frozen, by name (the index in a
     comment), BatchNormalization and the exceptions as the plan says."""
@@ -249,7 +260,7 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
     lines = [
         f"# Freeze every layer before {boundary.name}: by index, that is",
         f"# `for layer in base.layers[:{boundary.index}]`.",
-        "base.trainable = True",
+        *_ALL_TRAINABLE,
         f'cut = [layer.name for layer in base.layers].index("{boundary.name}")',
         "for layer in base.layers[:cut]:",
         "    layer.trainable = False",
@@ -319,7 +330,7 @@ def _nested_freeze_lines(boundary: LayerInfo, keep_bn: bool, exceptions: list[st
         "    )",
         "    trains[id(layer)] = state != (layer.name in EXCEPTIONS)",
         "# Setting a nested model's trainable overwrites its layers' flags: containers first.",
-        "base.trainable = True",
+        *_ALL_TRAINABLE,
         "for container in containers(base):",
         "    container.trainable = any(trains[id(layer)] for layer in leaves(container))",
         "for layer in all_layers:",

@@ -42,15 +42,18 @@ def freeze_snippet(view: PlanView, plan: FreezePlan) -> str:
         f"# kfreeze: freeze every layer before {boundary.name} "
         f"(index {boundary.index}{' of ' + base if parent else ''})"
     )
+    # Off, then on: Keras runs no setter when a flag does not change, and a layer frozen
+    # before would stay frozen inside a model already trainable.
+    reset = ["# every layer trainable first (off, then on: Keras skips an unchanged flag)"]
     if parent:
-        lines += [f"base = {base}", "model.trainable = True", "base.trainable = True"]
+        lines += [f"base = {base}", *reset, "model.trainable = False", "model.trainable = True"]
         # Layers of the outer model before the container are frozen too.
         outer = [row for row in view.info.top_level if row.index < parent[0]]
         if outer:
             lines.append(f"for layer in model.layers[:{parent[0]}]:")
             lines.append("    layer.trainable = False")
     else:
-        lines += ["base = model", "base.trainable = True"]
+        lines += ["base = model", *reset, "base.trainable = False", "base.trainable = True"]
     lines += [
         f"for layer in base.layers[:{boundary.index}]:",
         "    layer.trainable = False",
@@ -67,6 +70,17 @@ def freeze_snippet(view: PlanView, plan: FreezePlan) -> str:
             "    if isinstance(layer, keras.layers.BatchNormalization):",
             "        layer.trainable = False",
         ]
+        after = [
+            row
+            for row in view.info.top_level
+            if parent and row.index > parent[0] and row.is_batch_norm
+        ]
+        if after:  # the outer model's own, after the nested base
+            lines += [
+                f"for layer in model.layers[{parent[0] + 1}:]:",
+                "    if isinstance(layer, keras.layers.BatchNormalization):",
+                "        layer.trainable = False",
+            ]
     if plan.exceptions:
         lines += ["", "# Exceptions to the boundary:"]
         for path in sorted(plan.exceptions):
