@@ -272,13 +272,7 @@ def _export(
             model.save(temp)
             dropped = drop_rejected_keys(temp, model)
             report("Loading it back to verify")
-            try:
-                loaded = keras.saving.load_model(temp)
-            except Exception as exc:
-                raise ExportError(f"the saved file does not load back: {exc}") from exc
-            # Keras builds a frozen subclassed layer's sublayers trainable on loading: the
-            # same step as the script's loader (see build.restore_frozen) puts them back.
-            restore_frozen(loaded)
+            loaded = _load_back(keras, temp)
         result.verification = verify(model, loaded)
         if dropped:
             result.verification = replace(
@@ -302,6 +296,18 @@ def _export(
     result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
     _write_others(model, request, plan_text, script_text, report, result)
     return result
+
+
+def _load_back(keras: Any, path: Path) -> Any:
+    """The saved file, loaded as a user loads it, frozen layers' sublayers frozen again: Keras
+    builds them trainable on loading, and the script's loader puts them back the same way
+    (see :func:`~kfreeze_tui.core.train.build.restore_frozen`)."""
+    try:
+        loaded = keras.saving.load_model(path)
+    except Exception as exc:
+        raise ExportError(f"the saved file does not load back: {exc}") from exc
+    restore_frozen(loaded)
+    return loaded
 
 
 @deep_recursion()
@@ -346,11 +352,7 @@ def _export_lora(
                 drop_rejected_keys(temp, plain)
             save_adapters_checked(model, temp_adapters)
             report("Loading it back to verify")
-            try:
-                loaded = keras.saving.load_model(temp)
-            except Exception as exc:
-                raise ExportError(f"the saved file does not load back: {exc}") from exc
-            restore_frozen(loaded)
+            loaded = _load_back(keras, temp)
         checks = _verify_deployable(model, loaded)
         report("Rebuilding the LoRA model from the base and the adapters")
         with native_output_captured():
