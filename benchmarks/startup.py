@@ -72,7 +72,7 @@ def tui_run(command: list[str]) -> tuple[float, float, int]:
         now = time.perf_counter() - start
         if first is None and b"Opening" in raw:
             first = now
-        if b"Trainable" in raw and b"conv1_conv" in raw:
+        if b"trainable " in raw and b"conv1_conv" in raw:  # the status headline
             interactive = now
         if now > 120:
             raise RuntimeError("the tree never appeared")
