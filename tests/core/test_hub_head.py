@@ -10,27 +10,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-keras_hub = pytest.importorskip("keras_hub")
+pytest.importorskip("keras_hub")
 
-from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions  # noqa: E402
-from kfreeze_tui.core.plan.freeze import FreezePlan  # noqa: E402
-from kfreeze_tui.core.plan.head import HeadSpec, attachment  # noqa: E402
-from kfreeze_tui.core.plan.phases import CompileSpec  # noqa: E402
-from kfreeze_tui.core.session import ModelSession  # noqa: E402
-from kfreeze_tui.core.train.check import synthetic_batch  # noqa: E402
-from kfreeze_tui.core.train.export import ExportRequest  # noqa: E402
+import hub_presets
+
+from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
+from kfreeze_tui.core.plan.freeze import FreezePlan
+from kfreeze_tui.core.plan.head import HeadSpec, attachment
+from kfreeze_tui.core.plan.phases import CompileSpec
+from kfreeze_tui.core.session import ModelSession
+from kfreeze_tui.core.train.check import synthetic_batch
+from kfreeze_tui.core.train.export import ExportRequest
 
 
 @pytest.fixture(scope="module")
 def bert(keras: Any) -> Any:
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=1000,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=32,
-        intermediate_dim=64,
-        max_sequence_length=16,
-    )
+    return hub_presets.bert()
 
 
 def _session(model: Any) -> ModelSession:
