@@ -8,15 +8,13 @@ same weights), LoRA rank 4 on every layer that takes it, the rest frozen."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from lora_probe import run_facts
 
 from kfreeze_tui.core.model.layers import walk
 from kfreeze_tui.core.model.loading import LoadOptions, load
@@ -103,29 +101,13 @@ _FRESH = textwrap.dedent(
     import json, runpy, sys
     import numpy as np
     import keras
+    from lora_probe import deploy_and_step
     folder = sys.argv[1]
-    facts = {}
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
-    deployed = keras.saving.load_model(folder + "/out.keras")
-    facts["deployed_lora"] = [w.path for w in deployed.weights if "lora" in w.path]
-    import warnings
-    warnings.simplefilter("ignore")
-    ns = runpy.run_path(folder + "/out.py")
-    model = ns["model"]
-    facts["script_trainable"] = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
-    facts["deployed_vs_script"] = float(np.max(np.abs(deployed(x) - model(x))))
-    lora_b = [w for w in model.weights if w.path.endswith("lora_kernel_b")]
-    lora_a = [w for w in model.weights if w.path.endswith("lora_kernel_a")]
-    frozen = [w for w in model.weights if not w.trainable]
-    before_b = [w.numpy().copy() for w in lora_b]
-    before_frozen = [w.numpy().copy() for w in frozen]
     y = np.array([0, 1])
-    model.train_on_batch(x, y)
-    facts["b_moved"] = sum(not np.array_equal(w.numpy(), b) for w, b in zip(lora_b, before_b))
-    facts["b_count"] = len(lora_b)
-    facts["frozen_changed"] = sum(
-        not np.array_equal(w.numpy(), b) for w, b in zip(frozen, before_frozen)
-    )
+    facts, ns = deploy_and_step(folder, "out", x, y)
+    model = ns["model"]
+    lora_a = [w for w in model.weights if w.path.endswith("lora_kernel_a")]
     # Save (deployable + adapters), then resume in a model built again by the script.
     ns["save"](folder + "/trained.keras")
     trained = model(x)
@@ -156,16 +138,7 @@ def test_in_a_fresh_process_the_file_deploys_and_the_script_resumes(
     exported: dict[str, Any], keras: Any
 ) -> None:
     folder = exported["folder"]
-    run = subprocess.run(
-        [sys.executable, "-c", _FRESH, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    line = next(x for x in run.stdout.splitlines() if x.startswith("FACTS "))
-    facts = json.loads(line.removeprefix("FACTS "))
+    facts = run_facts(_FRESH, str(folder))
     assert facts["deployed_lora"] == []  # nothing of LoRA to resume as zeros
     assert facts["script_trainable"] == _keras_oracle(keras, folder / "mnv2.keras")
     assert facts["deployed_vs_script"] < 1e-5  # the file = the script's model + adapters

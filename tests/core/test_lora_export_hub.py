@@ -5,9 +5,6 @@ keras-hub's own LoRA count and trains it one step."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ pytest.importorskip("keras_hub")
 
 import hub_presets
 import numpy as np
+from lora_probe import run_facts
 
 from kfreeze_tui.core.model.loading import LoadOptions, load
 from kfreeze_tui.core.plan.freeze import FreezePlan
@@ -51,33 +49,18 @@ def _keras_hub_oracle(folder: Path) -> int:
 
 _FRESH = textwrap.dedent(
     """
-    import json, runpy, sys, warnings
+    import json, sys
     import numpy as np
     import keras
     import keras_hub
-    warnings.simplefilter("ignore")
+    from lora_probe import deploy_and_step
     folder = sys.argv[1]
-    facts = {}
     x = {
         "token_ids": np.arange(32).reshape(2, 16) % 1000,
         "segment_ids": np.zeros((2, 16), "int32"),
         "padding_mask": np.ones((2, 16), "int32"),
     }
-    deployed = keras.saving.load_model(folder + "/bert_out.keras")
-    facts["deployed_lora"] = [w.path for w in deployed.weights if "lora" in w.path]
-    model = runpy.run_path(folder + "/bert_out.py")["model"]
-    facts["script_trainable"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    facts["deployed_vs_script"] = float(np.max(np.abs(deployed(x) - model(x))))
-    lora_b = [w for w in model.weights if w.path.endswith("lora_kernel_b")]
-    frozen = [w for w in model.weights if not w.trainable]
-    before_b = [w.numpy().copy() for w in lora_b]
-    before_frozen = [w.numpy().copy() for w in frozen]
-    model.train_on_batch(x, np.array([0, 1]))
-    facts["b_moved"] = sum(not np.array_equal(w.numpy(), b) for w, b in zip(lora_b, before_b))
-    facts["b_count"] = len(lora_b)
-    facts["frozen_changed"] = sum(
-        not np.array_equal(w.numpy(), b) for w, b in zip(frozen, before_frozen)
-    )
+    facts, _ = deploy_and_step(folder, "bert_out", x, np.array([0, 1]))
     images = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     # The file's backbone part against the preset's own backbone (its weights unchanged).
     vit = keras.saving.load_model(folder + "/vit_out.keras")
@@ -112,16 +95,7 @@ def test_bert_lora_and_vit_files_load_in_a_fresh_process(folder: Path, keras: An
     )
     checks = "; ".join(vit_result.verification.checks)
     assert "vit_patching_and_embedding.num_patches" in checks
-    run = subprocess.run(
-        [sys.executable, "-c", _FRESH, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    line = next(x for x in run.stdout.splitlines() if x.startswith("FACTS "))
-    facts = json.loads(line.removeprefix("FACTS "))
+    facts = run_facts(_FRESH, str(folder))
     assert facts["deployed_lora"] == []
     assert facts["script_trainable"] == oracle
     assert facts["deployed_vs_script"] < 1e-5

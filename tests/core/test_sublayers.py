@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planned import assert_trains_as_planned
 
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
@@ -79,17 +80,9 @@ def test_every_boundary_trains_exactly_the_planned_weights(
     view = PlanView(info)
     with flags_restored(transformer):
         for leaf in view.leaves:
-            plan = FreezePlan(boundary=leaf.path)
-            apply_freeze(transformer, view, plan)
-            planned = {
-                w.name
-                for row in view.leaves
-                if view.leaf_trainable(plan, row.path)
-                for w in row.own_weights
-                if w.can_train
-            }
-            assert {v.path for v in transformer.trainable_weights} == planned, leaf.path_text
-            assert view.totals(plan).trainable == _size(transformer.trainable_weights)
+            assert_trains_as_planned(
+                transformer, view, FreezePlan(boundary=leaf.path), leaf.path_text
+            )
     assert _size(transformer.trainable_weights) == transformer.count_params()
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import hub_presets
 import pytest
+from planned import assert_trains_as_planned
 
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
@@ -18,33 +20,7 @@ keras_hub = pytest.importorskip("keras_hub")
 
 @pytest.fixture(scope="module")
 def backbones(keras: Any) -> dict[str, Any]:
-    return {
-        "bert": keras_hub.models.BertBackbone(
-            vocabulary_size=1000,
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=32,
-            intermediate_dim=64,
-            max_sequence_length=16,
-        ),
-        "gemma": keras_hub.models.GemmaBackbone(
-            vocabulary_size=100,
-            num_layers=2,
-            num_query_heads=2,
-            num_key_value_heads=1,
-            hidden_dim=16,
-            intermediate_dim=32,
-            head_dim=8,
-        ),
-        "vit": keras_hub.models.ViTBackbone(
-            image_shape=(32, 32, 3),
-            patch_size=8,
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=16,
-            mlp_dim=32,
-        ),
-    }
+    return {"bert": hub_presets.bert(), "gemma": hub_presets.gemma(), "vit": hub_presets.vit()}
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +53,7 @@ def test_every_boundary_trains_the_planned_weights(
     view = PlanView(info)
     with flags_restored(model):
         for leaf in view.leaves[:: max(1, len(view.leaves) // 12)] + view.leaves[-2:]:
-            plan = FreezePlan(boundary=leaf.path)
-            apply_freeze(model, view, plan)
-            planned = {
-                w.name
-                for row in view.leaves
-                if view.leaf_trainable(plan, row.path)
-                for w in row.own_weights
-                if w.can_train
-            }
-            assert {v.path for v in model.trainable_weights} == planned, leaf.path_text
-            assert view.totals(plan).trainable == _size(model.trainable_weights)
+            assert_trains_as_planned(model, view, FreezePlan(boundary=leaf.path), leaf.path_text)
 
 
 def test_vits_class_token_is_the_patching_layers_own_and_freezes_alone(
