@@ -100,6 +100,25 @@ def put_in_kaggle_cache(preset: Path, handle: str, whole: bool = False) -> Path:
     return folder
 
 
+def put_in_hf_cache(preset: Path, repo_id: str, revision: str = "abc123") -> Path:
+    """Copy a preset folder where ``huggingface_hub`` caches ``repo_id`` (under
+    ``$HF_HUB_CACHE``): ``models--org--name/snapshots/<revision>``, with ``refs/main`` naming
+    the revision (``test_a_hugging_face_snapshot_in_the_cache`` checks this layout against
+    ``huggingface_hub.try_to_load_from_cache``).
+
+    Returns:
+        The snapshot folder.
+    """
+    import os
+
+    repo = Path(os.environ["HF_HUB_CACHE"]) / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(preset, snapshot)
+    return snapshot
+
+
 class _Hidden(importlib.abc.MetaPathFinder):
     """keras-hub as an environment without it sees it: the import system cannot find it."""
 
