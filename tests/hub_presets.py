@@ -1,7 +1,8 @@
 """Tiny keras-hub backbones, built offline from constructor arguments, and the local caches
 keras-hub reads presets from, laid out by kagglehub's own code.
 
-Only test modules that start with ``pytest.importorskip("keras_hub")`` import this.
+Importing this imports nothing of keras-hub: :func:`hide_keras_hub` works without it, the
+builders and the cache layouts need it (their test modules ``pytest.importorskip`` it).
 """
 
 from __future__ import annotations
