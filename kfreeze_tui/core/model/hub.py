@@ -21,6 +21,10 @@ Three kinds of hub source:
 - a ``.keras`` **file of a keras-hub model**: Keras needs keras-hub imported (its classes
   registered) before it can deserialize one (:func:`uses_keras_hub`).
 
+What is in the caches is listed by :func:`cached_presets` (the picker, ``kfreeze models``),
+from the folders alone, as everything above the opening section: kagglehub's and Hugging
+Face's cache locations are computed here, neither package is imported.
+
 A preset opens as its **backbone** (``Backbone.from_preset``), also when the folder holds a
 task (``task.json``): the backbone is what a user freezes, and a task's head is rebuilt by
 kfreeze's own head or by the user's task model.
