@@ -117,6 +117,9 @@ async def main() -> None:
         await shoot("export-result", make_app(loaded=resnet), (120, 36), export_result)
     with tempfile.TemporaryDirectory() as empty:
         os.chdir(empty)
+        # The picker lists the keras-hub presets in the local caches: none, whoever runs this.
+        os.environ["KAGGLEHUB_CACHE"] = os.path.join(empty, ".kagglehub")
+        os.environ["HF_HUB_CACHE"] = os.path.join(empty, ".huggingface")
         await shoot(
             "picker",
             make_app(options=LoadOptions(weights="none"), root=Path(empty)),

@@ -25,6 +25,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 _HOME = tempfile.mkdtemp(prefix="kfreeze-tests-")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+# Nor the keras-hub presets in a developer's kagglehub or Hugging Face cache (the picker and
+# `kfreeze models` list them): empty caches of the tests' own.
+os.environ["KAGGLEHUB_CACHE"] = os.path.join(_HOME, "kagglehub")
+os.environ["HF_HUB_CACHE"] = os.path.join(_HOME, "huggingface")
 # A load that happens to run past the progress line's delay on a busy machine must not change
 # what a test sees on stderr: progress shows only where a test asks for it (delay 0).
 os.environ["KFREEZE_PROGRESS_DELAY"] = "600"

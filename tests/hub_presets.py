@@ -1,7 +1,8 @@
 """Tiny keras-hub backbones, built offline from constructor arguments, and the local caches
 keras-hub reads presets from, laid out by kagglehub's own code.
 
-Only test modules that start with ``pytest.importorskip("keras_hub")`` import this.
+Importing this imports nothing of keras-hub: :func:`hide_keras_hub` works without it, the
+builders and the cache layouts need it (their test modules ``pytest.importorskip`` it).
 """
 
 from __future__ import annotations
@@ -98,6 +99,25 @@ def put_in_kaggle_cache(preset: Path, handle: str, whole: bool = False) -> Path:
     for file in folder.iterdir():
         Cache().mark_as_complete(parsed, file.name)
     return folder
+
+
+def put_in_hf_cache(preset: Path, repo_id: str, revision: str = "abc123") -> Path:
+    """Copy a preset folder where ``huggingface_hub`` caches ``repo_id`` (under
+    ``$HF_HUB_CACHE``): ``models--org--name/snapshots/<revision>``, with ``refs/main`` naming
+    the revision (``test_a_hugging_face_snapshot_in_the_cache`` checks this layout against
+    ``huggingface_hub.try_to_load_from_cache``).
+
+    Returns:
+        The snapshot folder.
+    """
+    import os
+
+    repo = Path(os.environ["HF_HUB_CACHE"]) / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(preset, snapshot)
+    return snapshot
 
 
 class _Hidden(importlib.abc.MetaPathFinder):

@@ -19,7 +19,7 @@ Choose what to freeze and what to train when fine-tuning a Keras model.
 commands:
   kfreeze [MODEL]        open the explorer on MODEL (without MODEL: pick one from a list)
   kfreeze layers MODEL   print every layer with its index, shape, params and trainable state
-  kfreeze models         list the keras.applications architectures and their input sizes
+  kfreeze models         list the architectures and the keras-hub presets in the local cache
   kfreeze export MODEL --freeze-before LAYER -o OUT.keras
                          freeze, add a head, compile and write a verified model (and plan,
                          script, SavedModel) without the explorer
@@ -303,8 +303,10 @@ def _models(commands: _Commands) -> None:
     models = _command(
         commands,
         "models",
-        help="list the keras.applications architectures",
-        description="List the keras.applications architectures kfreeze can open by name.",
+        help="list the keras.applications architectures and the cached keras-hub presets",
+        description="List the keras.applications architectures kfreeze can open by name, and "
+        "the keras-hub presets already in the local kagglehub or Hugging Face cache (kfreeze "
+        "opens them offline; it never downloads).",
     )
     add_json_option(models, "print JSON instead of a table")
 

@@ -1,4 +1,5 @@
-"""The picker: `kfreeze` alone. The catalog and the model files under the current folder."""
+"""The picker: `kfreeze` alone. The catalog, the model files and keras-hub preset folders under
+the current folder, and the keras-hub presets in the local caches."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from kfreeze_tui.core.model import catalog
+from kfreeze_tui.core.model import catalog, hub
 from kfreeze_tui.core.model.loading import MODEL_SUFFIXES
 from kfreeze_tui.core.train.cost import human_bytes
 from kfreeze_tui.workers import ReportsWorkerFailures
@@ -24,15 +25,27 @@ MAX_FILES = 500
 MAX_DEPTH = 4
 
 
+#: The kinds of row besides "architecture" and "file".
+PRESET_FOLDER = "keras-hub preset folder"
+CACHED_PRESET = "keras-hub preset (cached)"
+
+
 @dataclass(frozen=True)
 class Choice:
-    """One row of the picker."""
+    """One row of the picker.
+
+    Attributes:
+        source: what the row shows (and the filter matches).
+        kind: "architecture", "file", :data:`PRESET_FOLDER` or :data:`CACHED_PRESET`.
+        target: what opens, as typed on the command line ("": ``source`` itself).
+    """
 
     source: str
-    kind: str  # "architecture" or "file"
+    kind: str
     input_text: str
     layers: str
     params: str
+    target: str = ""
 
 
 def catalog_choices() -> list[Choice]:
@@ -73,6 +86,42 @@ def find_model_files(root: Path) -> list[Path]:
                 if len(found) >= MAX_FILES:
                     return found
     return found
+
+
+def find_preset_folders(root: Path) -> list[Path]:
+    """keras-hub preset folders at most one level under ``root`` (``root`` itself included):
+    where ``save_to_preset(dir)`` or a download left one. Hidden folders are skipped."""
+    candidates = [root]
+    try:
+        candidates += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        pass
+    return [folder for folder in candidates if hub.is_preset_dir(folder)]
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for path in folder.iterdir():
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the picker's scan found on disk."""
+
+    files: list[Path]
+    presets: list[Path]
+    cached: list[hub.Cached]
+
+
+def scan(root: Path) -> Found:
+    """Model files and preset folders under ``root``, and the cached keras-hub presets: files
+    and small JSON files only (nothing imported), run in a worker all the same."""
+    return Found(find_model_files(root), find_preset_folders(root), hub.cached_presets())
 
 
 class PickerScreen(ReportsWorkerFailures, Screen[None]):
@@ -119,22 +168,38 @@ class PickerScreen(ReportsWorkerFailures, Screen[None]):
         exclusive=True,
         exit_on_error=False,
         group="scan",
-        description="looking for model files",
+        description="looking for model files and keras-hub presets",
     )
     def _scan_files(self) -> None:
-        files = find_model_files(self.root)
-        self.app.call_from_thread(self._add_files, files)
+        found = scan(self.root)
+        self.app.call_from_thread(self._add_found, found)
 
-    def _add_files(self, files: list[Path]) -> None:
-        file_choices = []
-        for path in files:
+    def _add_found(self, found: Found) -> None:
+        local = []
+        for path in found.presets:
+            try:
+                size = _folder_size(path)
+            except OSError:
+                continue
+            shown = os.path.relpath(path, self.root)
+            local.append(Choice(shown, PRESET_FOLDER, "", "", human_bytes(size), str(path)))
+        for path in found.files:
             try:
                 size = path.stat().st_size
             except OSError:
                 continue
             shown = os.path.relpath(path, self.root)
-            file_choices.append(Choice(shown, "file", "", "", human_bytes(size)))
-        self.choices = file_choices + catalog_choices()
+            local.append(Choice(shown, "file", "", "", human_bytes(size), str(path)))
+        cached = []
+        for preset in found.cached:
+            try:
+                size = _folder_size(preset.folder)
+            except OSError:
+                continue
+            cached.append(
+                Choice(preset.name, CACHED_PRESET, "", "", human_bytes(size), preset.handle)
+            )
+        self.choices = local + cached + catalog_choices()
         self._fill(self.query_one("#picker-filter", Input).value)
 
     def _fill(self, text: str) -> None:
@@ -181,5 +246,4 @@ class PickerScreen(ReportsWorkerFailures, Screen[None]):
             self.notify("Nothing matches the filter.", severity="warning")
             return
         choice = self.shown[max(0, min(table.cursor_row, len(self.shown) - 1))]
-        source = str(self.root / choice.source) if choice.kind == "file" else choice.source
-        self.app.open_model(source)  # type: ignore[attr-defined]
+        self.app.open_model(choice.target or choice.source)  # type: ignore[attr-defined]

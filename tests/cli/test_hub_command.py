@@ -70,3 +70,44 @@ def test_without_keras_hub(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "keras-hub is not installed" in lines[0] and "pip install 'kfreeze[hub]'" in lines[0]
+
+
+def test_models_lists_the_cached_presets(
+    run_cli: Any, bert_preset: tuple[Path, int], tmp_path: Path
+) -> None:
+    env = {
+        "KAGGLEHUB_CACHE": str(tmp_path / "kagglehub"),
+        "HF_HUB_CACHE": str(tmp_path / "huggingface"),
+        "COLUMNS": "200",
+    }
+    # Nothing cached: the architectures alone, as before.
+    empty = run_cli("models", env=env)
+    assert empty.returncode == 0, empty.stderr
+    assert "keras-hub" not in empty.stdout
+    entries = json.loads(run_cli("models", "--json", env=env).stdout)
+    assert {entry["kind"] for entry in entries} == {"architecture"}
+    handle = hub_presets.builtin_handle()  # keras-hub's own table: where from_preset looks
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        hub_presets.put_in_kaggle_cache(bert_preset[0], handle)
+        hub_presets.put_in_hf_cache(bert_preset[0], "someone/tiny-bert")
+    table = run_cli("models", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "2 keras-hub presets in the local cache" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if hub_presets.BUILTIN in line)
+    assert handle in row
+    assert "hf://someone/tiny-bert" in table.stdout
+    assert "ResNet50" in table.stdout  # the architectures stay
+    entries = json.loads(run_cli("models", "--json", env=env).stdout)
+    cached = [entry for entry in entries if entry["kind"] == "keras-hub preset (cached)"]
+    assert [(entry["name"], entry["handle"]) for entry in cached] == [
+        (hub_presets.BUILTIN, handle),
+        ("hf://someone/tiny-bert", "hf://someone/tiny-bert"),
+    ]
+    assert cached[0]["family"] == "bert"
+    assert all(entry["kind"] == "architecture" for entry in entries[: -len(cached)])
+    # What it lists opens: `kfreeze layers HANDLE`.
+    opened = run_cli("layers", cached[0]["handle"], "--json", env=env)
+    assert opened.returncode == 0, opened.stderr
+    assert json.loads(opened.stdout)["total_params"] == bert_preset[1]

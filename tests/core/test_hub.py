@@ -203,12 +203,9 @@ def test_a_hugging_face_snapshot_in_the_cache(saved: dict[str, Any], kaggle_cach
     """The layout of the Hugging Face cache (refs/main naming the snapshot), as
     ``huggingface_hub.try_to_load_from_cache`` reads it: the oracle for where it looks."""
     huggingface_hub = pytest.importorskip("huggingface_hub")
-    import shutil
 
+    hub_presets.put_in_hf_cache(saved["folder"] / "bert", "someone/tiny-bert", "abc123")
     repo = Path(hub.hf_cache()) / "models--someone--tiny-bert"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("abc123")
-    shutil.copytree(saved["folder"] / "bert", repo / "snapshots" / "abc123")
     found = huggingface_hub.try_to_load_from_cache(
         "someone/tiny-bert", "config.json", cache_dir=str(hub.hf_cache())
     )
@@ -272,3 +269,39 @@ def test_a_version_kagglehub_downloaded_whole(saved: dict[str, Any], kaggle_cach
     (cached.parent / f"{cached.name}.complete").unlink()
     with pytest.raises(LoadError, match="is not in the local cache"):
         hub.locate(handle)
+
+
+def test_the_cached_presets_are_listed_without_importing(
+    saved: dict[str, Any], kaggle_cache: Path, tmp_path: Path
+) -> None:
+    """What ``kfreeze models`` and the picker list: every preset in both caches, each with a
+    handle that opens its folder; what is not a complete keras-hub preset is left out."""
+    assert hub.cached_presets() == []  # empty caches: nothing
+    handle = hub_presets.builtin_handle()  # keras-hub's own table: the outside reference
+    older = f"{handle.rsplit('/', 1)[0]}/{int(handle.rsplit('/', 1)[1]) - 1}"
+    hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", older)
+    newest = hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", handle, whole=True)
+    mine = hub_presets.put_in_kaggle_cache(saved["folder"] / "vit", "kaggle://me/vit/keras/tiny/1")
+    snapshot = hub_presets.put_in_hf_cache(saved["folder"] / "gemma", "someone/tiny-gemma")
+    # Left out: a download that did not finish (no marker), a Transformers model in the HF
+    # cache, and a Kaggle folder that is not a preset.
+    unfinished = hub_presets.put_in_kaggle_cache(saved["folder"] / "bert", "keras/x/keras/y/1")
+    (unfinished.parent / ".complete").rename(unfinished.parent / "gone")
+    hf_other = tmp_path / "transformers"
+    hf_other.mkdir()
+    (hf_other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    hub_presets.put_in_hf_cache(hf_other, "someone/plain-bert")
+    not_preset = tmp_path / "data"
+    not_preset.mkdir()
+    (not_preset / "config.json").write_text("{}")
+    hub_presets.put_in_kaggle_cache(not_preset, "me/data/other/v/1")
+
+    listed = hub.cached_presets()
+    assert [(c.name, c.handle, c.folder) for c in listed] == [
+        (hub_presets.BUILTIN, handle, newest),
+        ("hf://someone/tiny-gemma", "hf://someone/tiny-gemma", snapshot),
+        ("me/vit/keras/tiny", "kaggle://me/vit/keras/tiny/1", mine),
+    ]
+    assert listed[0].family == "bert" and listed[1].family is None
+    for preset in listed:  # each handle opens the folder listed
+        assert hub.locate(preset.handle).folder == preset.folder

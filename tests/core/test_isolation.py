@@ -66,3 +66,36 @@ def test_the_app_starts_on_a_keras_hub_preset_without_importing_keras_hub(tmp_pa
     )
     for heavy in ("keras", "tensorflow", "keras_hub", "kagglehub"):
         assert heavy not in modules, heavy
+
+
+def test_listing_the_cached_presets_imports_neither_keras_hub_nor_kagglehub(
+    tmp_path: Path,
+) -> None:
+    # The picker's scan and `kfreeze models` look at the caches' folders only. The layout is
+    # kagglehub's (test_hub.py lays it out with kagglehub's own code), written by hand here
+    # so that this test runs without the extra.
+    variation = tmp_path / "kagglehub" / "models" / "keras" / "bert" / "keras" / "bert_tiny"
+    (variation / "3").mkdir(parents=True)
+    (variation / "3" / "config.json").write_text('{"registered_name": "keras_hub>BertBackbone"}')
+    (variation / "3.complete").write_text("")
+    root = tmp_path / "work"
+    (root / "preset").mkdir(parents=True)
+    (root / "preset" / "config.json").write_text('{"registered_name": "keras_hub>BertBackbone"}')
+    probe = (
+        "import os, contextlib, io\n"
+        f"os.environ['KAGGLEHUB_CACHE'] = {str(tmp_path / 'kagglehub')!r}\n"
+        f"os.environ['HF_HUB_CACHE'] = {str(tmp_path / 'huggingface')!r}\n"
+        "from pathlib import Path\n"
+        "from kfreeze_tui.screens.picker import scan\n"
+        "from kfreeze_tui.cli import run\n"
+        f"found = scan(Path({str(root)!r}))\n"
+        "assert [c.name for c in found.cached] == ['bert_tiny'], found\n"
+        "assert [p.name for p in found.presets] == ['preset'], found\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out): assert run(['models']) == 0\n"
+        "assert 'kaggle://keras/bert/keras/bert_tiny/3' in out.getvalue()\n"
+    )
+    modules = _modules_after(probe)
+    assert "kfreeze_tui.cli.commands.models" in modules  # the command really ran
+    for heavy in ("keras", "tensorflow", "keras_hub", "kagglehub"):
+        assert heavy not in modules, heavy

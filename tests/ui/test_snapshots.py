@@ -32,6 +32,32 @@ def test_picker(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
 
+def test_picker_with_keras_hub_presets(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preset folder here and a preset in kagglehub's cache (its layout, written by hand:
+    tests/core/test_hub.py lays it out with kagglehub's own code) are rows of their own."""
+    config = '{"registered_name": "keras_hub>BertBackbone"}'
+    root = tmp_path / "work"
+    (root / "my_bert").mkdir(parents=True)
+    (root / "my_bert" / "config.json").write_text(config)
+    (root / "my_bert" / "model.weights.h5").write_bytes(b"\0" * 3_000_000)
+    (root / "tiny.keras").write_bytes(b"\0" * 700)
+    variation = tmp_path / "kagglehub" / "models" / "keras" / "gemma" / "keras" / "gemma_2b_en"
+    (variation / "2").mkdir(parents=True)
+    (variation / "2" / "config.json").write_text(config)
+    (variation / "2" / "model.weights.h5").write_bytes(b"\0" * 5_000_000)
+    (variation / "2.complete").write_text("")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, PickerScreen))
+        await wait_for(pilot, lambda: "gemma_2b_en" in screen_text(pilot))
+
+    app = make_app(options=LoadOptions(weights="none"), root=root)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
 def test_explorer_boundary_143(snap_compare: Any, named_resnet: Any) -> None:
     assert snap_compare(
         make_app(loaded=named_resnet), terminal_size=(120, 36), run_before=scenarios.boundary_at_143

@@ -21,6 +21,10 @@ Three kinds of hub source:
 - a ``.keras`` **file of a keras-hub model**: Keras needs keras-hub imported (its classes
   registered) before it can deserialize one (:func:`uses_keras_hub`).
 
+What is in the caches is listed by :func:`cached_presets` (the picker, ``kfreeze models``),
+from the folders alone, as everything above the opening section: kagglehub's and Hugging
+Face's cache locations are computed here, neither package is imported.
+
 A preset opens as its **backbone** (``Backbone.from_preset``), also when the folder holds a
 task (``task.json``): the backbone is what a user freezes, and a task's head is rebuilt by
 kfreeze's own head or by the user's task model.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +57,8 @@ SHARDED_WEIGHTS_FILE = "model.weights.json"
 _FORMAT_KEYS = ("registered_name", "model_type", "architecture")
 #: kagglehub's completion markers (a file counts as cached only with its marker).
 _COMPLETE = ".complete"
+#: How keras-hub writes a preset name: words of letters, digits and dots joined by "_".
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.]*(?:_[A-Za-z0-9.]+)+")
 
 
 def installed() -> bool:
@@ -60,6 +67,24 @@ def installed() -> bool:
         return importlib.util.find_spec("keras_hub") is not None
     except (ImportError, ValueError):
         return False
+
+
+def missing(source: str, alternatives: list[str] | None = None) -> LoadError:
+    """The sentence for a source that names a keras-hub preset when keras-hub is not
+    installed: what the source looks like, and the extra that opens it.
+
+    Args:
+        source: what the user typed.
+        alternatives: architectures it may be a typo of (offered after the extra).
+    """
+    hint = f"install it with {INSTALL}"
+    if alternatives:
+        hint += f", or did you mean {', '.join(alternatives)}?"
+    return LoadError(
+        f"{source} looks like a keras-hub preset, and keras-hub is not installed",
+        hint,
+        kind="hub-missing",
+    )
 
 
 def require(source: str) -> ModuleType:
@@ -120,6 +145,13 @@ def is_handle(text: str) -> bool:
     """Whether ``text`` is a Kaggle or Hugging Face preset handle."""
     lowered = text.lower()
     return lowered.startswith((KAGGLE_PREFIX, HF_PREFIX))
+
+
+def looks_like_name(text: str) -> bool:
+    """Whether ``text`` is written as keras-hub writes its preset names (``bert_tiny_en_uncased``,
+    ``llama3.2_1b``: words joined by underscores) or is a handle; a text look, for the
+    sentence kfreeze gives without keras-hub."""
+    return is_handle(text) or _NAME.fullmatch(text) is not None
 
 
 def kaggle_cache() -> Path:
@@ -204,6 +236,80 @@ def cached_name(text: str) -> bool:
     return any(_cached_versions(variation) for variation in _builtin_variations(text))
 
 
+@dataclass(frozen=True)
+class Cached:
+    """A keras-hub preset in a local cache, as :func:`cached_presets` lists it.
+
+    Attributes:
+        name: what a user calls it: a built-in's name (``bert_tiny_en_uncased``) for keras's
+            own Kaggle presets, else the handle without its version.
+        handle: the handle that opens exactly this folder (``kaggle://.../3``,
+            ``hf://org/model``): what the picker opens and ``kfreeze models`` shows.
+        folder: the cached preset folder.
+        family: the Kaggle model (``bert``); None for a Hugging Face repo.
+    """
+
+    name: str
+    handle: str
+    folder: Path
+    family: str | None = None
+
+
+def _keras_format(folder: Path) -> bool:
+    """Whether a folder is a preset keras-hub saved (a Keras config naming a keras-hub class,
+    or keras-hub's metadata): Hugging Face caches hold Transformers models too, which are not
+    listed (keras-hub converts only some)."""
+    config = _read_json(folder / CONFIG_FILE)
+    if config is None or "registered_name" not in config:
+        return False
+    metadata = _read_json(folder / METADATA_FILE) or {}
+    return uses_keras_hub(config) or "keras_hub_version" in metadata
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def cached_presets() -> list[Cached]:
+    """The keras-hub presets in kagglehub's and Hugging Face's local caches, newest cached
+    version of each Kaggle variation, sorted by name: a look at folders and small JSON files,
+    no import of keras-hub or kagglehub (what a user can open offline)."""
+    found: list[Cached] = []
+    models = kaggle_cache() / "models"
+    for owner in _subfolders(models):
+        for model in _subfolders(owner):
+            for framework in _subfolders(model):
+                for variation in _subfolders(framework):
+                    versions = _cached_versions(variation)
+                    if not versions:
+                        continue
+                    folder = variation / str(versions[-1])
+                    if not is_preset_dir(folder):
+                        continue
+                    unversioned = "/".join(p.name for p in (owner, model, framework, variation))
+                    builtin = owner.name == "keras" and framework.name == "keras"
+                    found.append(
+                        Cached(
+                            name=variation.name if builtin else unversioned,
+                            handle=f"{KAGGLE_PREFIX}{unversioned}/{versions[-1]}",
+                            folder=folder,
+                            family=model.name,
+                        )
+                    )
+    for repo in _subfolders(hf_cache()):
+        if not repo.name.startswith("models--"):
+            continue
+        snapshot = _hf_snapshot(repo)
+        if snapshot is None or not _keras_format(snapshot):
+            continue
+        handle = HF_PREFIX + repo.name.removeprefix("models--").replace("--", "/")
+        found.append(Cached(name=handle, handle=handle, folder=snapshot))
+    return sorted(found, key=lambda c: (c.name.lower(), c.handle))
+
+
 def identity_root(text: str) -> Path | None:
     """The cache folder whose files identify what a preset name opens (for the layer-table
     cache's key): the Kaggle variation (every cached version) or the Hugging Face repo."""
@@ -280,9 +386,12 @@ def locate(text: str) -> Located:
         text: a built-in name, or a ``kaggle://`` or ``hf://`` handle.
 
     Raises:
-        LoadError: keras-hub is not installed (for a built-in name), or the name is not in
-            the cache (the sentence says where kfreeze looked).
+        LoadError: keras-hub is not installed (whether or not the preset is cached: it
+            cannot open without), or the name is not in the cache (the sentence says where
+            kfreeze looked).
     """
+    if not installed():
+        raise missing(text)
     lowered = text.lower()
     if lowered.startswith(HF_PREFIX):
         repo = _hf_repo(text)

@@ -156,6 +156,8 @@ def load(source: str | Source, options: LoadOptions | None = None) -> LoadedMode
         hub.locate(text)  # a keras-hub preset that is not cached: says so, and where it looked
     if named.kind is SourceKind.UNKNOWN:
         suggestions = catalog.closest(text)
+        if hub.looks_like_name(text) and not hub.installed():
+            raise hub.missing(repr(text), suggestions)
         hint = "run `kfreeze models` to list every architecture"
         if suggestions:
             hint = f"did you mean {', '.join(suggestions)}? ({hint})"
