@@ -183,12 +183,13 @@ def test_the_exports_are_verified_for_their_phase(exported: dict[str, Any], kera
     text = "; ".join(second.verification.checks)
     assert "2 of 2 LoRA B matrices moved" in text
     assert "FROZEN WEIGHTS CHANGED" not in text
+    statistics = ("moving_mean", "moving_variance")
     with np.load(exported["folder"] / "out2.lora.npz") as adapters:
         assert sorted(adapters.files) == sorted(
             [
                 *(f"{name}/lora_kernel_{ab}" for name in LORA_LAYERS for ab in "ab"),
                 *(f"{name}/bias" for name in LORA_LAYERS),
-                *(f"{bn}/{s}" for bn in ("stem_bn", "block1_bn") for s in ("moving_mean", "moving_variance")),
+                *(f"{bn}/{s}" for bn in ("stem_bn", "block1_bn") for s in statistics),
                 "head_output/kernel", "head_output/bias",
             ]
         )  # fmt: skip
