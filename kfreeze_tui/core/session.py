@@ -317,16 +317,20 @@ class ModelSession:
                 (phase 1 first; the script's train() runs them all).
 
         Raises:
-            PlanError: the head does not fit (nothing is written).
+            PlanError: the head does not fit, or a phase without LoRA follows one with it
+                (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
         from dataclasses import replace
 
+        from kfreeze_tui.core.plan.phases import check_phase_lora
         from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
         from kfreeze_tui.core.train.fit import phase_setup
 
         check_request(request)
+        # LoRA cannot come off a layer: no phase without it after one with it.
+        check_phase_lora(plan.lora is not None, self.phases)
         if phase_setup(plan, self.phases, phase).plan.lora is not None:
             return self._export_lora(
                 load_options, plan, head, compile_spec, request, progress, phase

@@ -296,3 +296,25 @@ def test_lora_off_after_lora_on_is_still_refused(exported: dict[str, Any], run_c
     assert "phase 4 has lora = false after phase 1 put LoRA on" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (folder / "bad.keras").exists()
+
+
+def test_the_session_refuses_lora_off_after_lora_on(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from kfreeze_tui.core.errors import PlanError
+
+    session = exported["session"]
+    phases = session.phases
+    try:
+        session.set_training_plan((replace(phases[0], lora=None), replace(phases[1], lora=False)))
+        request = ExportRequest(model_path=tmp_path / "never.keras")
+        with pytest.raises(PlanError, match=r"^phase 2 has lora = false after phase 1 put LoRA on"):
+            session.export(LoadOptions(), PLAN, HEAD, CompileSpec(), request)
+        with pytest.raises(PlanError, match=r"^phase 2 has lora = true, but the plan has no"):
+            session.set_training_plan((phases[0], replace(phases[1], lora=True)))
+            session.export(LoadOptions(), replace(PLAN, lora=None), HEAD, CompileSpec(), request)
+    finally:
+        session.set_training_plan(phases)
+    assert list(tmp_path.iterdir()) == []
