@@ -318,3 +318,16 @@ def test_the_session_refuses_lora_off_after_lora_on(
     finally:
         session.set_training_plan(phases)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_adapters_with_lora_do_not_load_silently_without_it(
+    exported: dict[str, Any], keras: Any
+) -> None:
+    """Phase 2's adapters into phase 1's model (no LoRA yet): refused, not half loaded."""
+    from kfreeze_tui.core.errors import ExportError
+    from kfreeze_tui.core.train.adapters import load_adapters_checked
+
+    folder = exported["folder"]
+    first = keras.saving.load_model(folder / "out1.keras")
+    with pytest.raises(ExportError, match=r"has LoRA weights the model has no LoRA for \(block"):
+        load_adapters_checked(first, folder / "out2.lora.npz")
