@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.errors import ExportError, LoadError
+from kfreeze_tui.core.errors import LoadError
 from kfreeze_tui.core.model import cache
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
@@ -317,26 +317,36 @@ class ModelSession:
                 (phase 1 first; the script's train() runs them all).
 
         Raises:
-            PlanError: the head does not fit (nothing is written).
+            PlanError: the head does not fit, or a phase without LoRA follows one with it
+                (nothing is written).
             ExportError: a target exists or writing failed (nothing half-written).
         """
+        from dataclasses import replace
+
+        from kfreeze_tui.core.plan.phases import check_phase_lora
         from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
+        from kfreeze_tui.core.train.fit import phase_setup
 
         check_request(request)
-        if plan.lora is not None:
+        # LoRA cannot come off a layer: no phase without it after one with it.
+        check_phase_lora(plan.lora is not None, self.phases)
+        if phase_setup(plan, self.phases, phase).plan.lora is not None:
             return self._export_lora(
                 load_options, plan, head, compile_spec, request, progress, phase
             )
+        # The phase written goes without LoRA (a head warm-up before it): a plain model
+        # file, and the plan and the script keep the LoRA of the later phases.
+        request = replace(request, adapters_path=None)
         report = progress or (lambda _text: None)
         report("Building the model")
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
         with flags_restored(base):
-            model, plan = self.build(plan, head, compile_spec, phase)
+            model, first = self.build(plan, head, compile_spec, phase)
             plan_text, script_text = self._plan_and_script(
-                load_options, plan, head, compile_spec, request, base
+                load_options, replace(first, lora=plan.lora), head, compile_spec, request, base
             )
             return export(model, request, plan_text, script_text, progress)
 
@@ -352,18 +362,15 @@ class ModelSession:
     ) -> ExportResult:
         """The export of a plan with LoRA, built on copies of the session's model: Keras's
         ``enable_lora`` cannot be undone, and the session's model must stay as its walk says.
-        Writes the adapters apart (see :mod:`kfreeze_tui.core.train.adapters`)."""
+        Writes the adapters apart (see :mod:`kfreeze_tui.core.train.adapters`). With phases,
+        the model is set up for ``phase`` (which has LoRA); the script rebuilds phase 1 and
+        loads the adapters file only when it is phase 1's."""
         from dataclasses import replace
 
         from kfreeze_tui.core.train.adapters import adapters_path, copy_model
         from kfreeze_tui.core.train.export import check_request, export
         from kfreeze_tui.core.train.fit import build_for_phase, phase_setup
 
-        if self.phases:
-            raise ExportError(
-                "an export with LoRA and training phases is not available yet: export one "
-                "plan with LoRA, or the phases without it"
-            )
         if request.adapters_path is None:
             request = replace(request, adapters_path=adapters_path(request.model_path))
             check_request(request)
@@ -378,9 +385,10 @@ class ModelSession:
             )
 
         model = rebuild()
-        first = phase_setup(plan, self.phases, 1).plan
+        # Phase 1's freeze, and the LoRA of every phase that has it (phase 1 may not).
+        first = replace(phase_setup(plan, self.phases, 1).plan, lora=plan.lora)
         plan_text, script_text = self._plan_and_script(
-            load_options, first, head, compile_spec, request, base
+            load_options, first, head, compile_spec, request, base, adapters=phase == 1
         )
         return export(model, request, plan_text, script_text, progress, rebuild=rebuild)
 
@@ -392,8 +400,11 @@ class ModelSession:
         compile_spec: CompileSpec,
         request: ExportRequest,
         base: Any,
+        adapters: bool = True,
     ) -> tuple[str, str]:
-        """The plan file's TOML and the script's text for an export."""
+        """The plan file's TOML and the script's text for an export (``adapters`` False:
+        the script does not load the adapters file, which is for another phase than its
+        first)."""
         from kfreeze_tui.core.plan.planfile import document, to_toml
         from kfreeze_tui.core.train.build import uses_mixed_precision
         from kfreeze_tui.core.train.script import python_script
@@ -414,7 +425,7 @@ class ModelSession:
             strategy=self.strategy,
             module=request.script_path.stem if request.script_path else "finetune",
             script_dir=request.script_path.parent if request.script_path else None,
-            adapters=request.adapters_path,
+            adapters=request.adapters_path if adapters else None,
         )
         return plan_text, script_text
 

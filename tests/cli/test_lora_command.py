@@ -145,14 +145,22 @@ def test_cost_measures_lora_steps_on_a_copy(run_cli: Any, small_model_file: Path
     assert rows[0]["measured"]["step_seconds"] > 0
 
 
-def test_export_lora_with_phases_is_refused_before_writing(
+def test_export_lora_with_phases_writes_phase_1_with_its_adapters(
     run_cli: Any, small_model_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.keras"
     result = run_cli(
         "export", str(small_model_file), "--lora", "2", "--lora-targets", "all",
         "--phase", "gap:1", "--phase", "block1_conv:1", "-o", str(out),
+        "--script", str(tmp_path / "out.py"), "--plan", str(tmp_path / "out.toml"),
     )  # fmt: skip
-    assert result.returncode == 2
-    assert "an export with LoRA and training phases is not available yet" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.keras",
+        "out.lora.npz",
+        "out.py",
+        "out.toml",
+    ]
+    assert "LoRA B matrices moved" in result.stdout
+    script = (tmp_path / "out.py").read_text()
+    assert script.count("lora=True") == 2 and "enable_lora_on(base, LORA_LAYERS" in script

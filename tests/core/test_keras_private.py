@@ -193,3 +193,32 @@ def test_enable_lora_on_reaches_a_frozen_subclassed_layers_sublayer(keras: Any) 
     ]
     with pytest.raises(ValueError, match="no layer mha/nothing"):
         enable_lora_on(model, ["mha/nothing"], 2)
+
+
+def test_enable_lora_on_again_keeps_the_kernel_frozen(keras: Any) -> None:
+    """A later training phase sets the flags off and on (which makes an adapted kernel
+    trainable again in Keras 3.15) and calls enable_lora_on again: the layer trains what
+    Keras's own enable_lora on a trainable layer trains, its A, B and bias."""
+    from kfreeze_tui.core.runtime.keras_private import enable_lora_on
+
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(3, name="dense")(keras.layers.Embedding(10, 6, name="emb")(inputs))
+    model = keras.Model(inputs, outputs)
+    assert enable_lora_on(model, ["dense", "emb"], 2) == 2
+    reference = sorted(w.path for w in model.trainable_weights)
+    for layer in model.layers:
+        layer.trainable = False
+        layer.trainable = True
+    assert "dense/kernel" in [w.path for w in model.trainable_weights]  # Keras's own reset
+    enable_lora_on(model, ["dense", "emb"], 2)
+    assert (
+        sorted(w.path for w in model.trainable_weights)
+        == reference
+        == [
+            "dense/bias",
+            "dense/lora_kernel_a",
+            "dense/lora_kernel_b",
+            "emb/lora_embeddings_a",
+            "emb/lora_embeddings_b",
+        ]
+    )

@@ -221,7 +221,9 @@ def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
     of the layers that hold it and its own, joined by "/" (``transformer_layer_0/
     self_attention_layer/query``), after the freeze: each layer (and every layer holding
     it, the model too) is made trainable first, since Keras creates A and B frozen in a
-    frozen layer; a holder's other layers keep their flags. Returns how many layers."""
+    frozen layer; a holder's other layers keep their flags. A layer whose LoRA is on
+    already (a later training phase) gets its kernel frozen again: only A, B and the bias
+    train. Returns how many layers."""
     names = set(names)
     found = {}
 
@@ -245,6 +247,12 @@ def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
                 for inner, flag in flags:
                     inner.trainable = flag
         layer.trainable = True
-        if not layer.lora_enabled:
+        if layer.lora_enabled:
+            # Setting trainable made every weight of the layer trainable, the kernel that
+            # enable_lora froze too (a phase sets the flags again): freeze it once more.
+            for variable in layer.trainable_weights:
+                if str(variable.path).rsplit("/", 1)[-1] in ("kernel", "embeddings"):
+                    variable.trainable = False
+        else:
             layer.enable_lora(rank)
     return len(found)

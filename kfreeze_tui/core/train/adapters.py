@@ -95,7 +95,8 @@ def save_adapters(model, path):  # noqa: ANN001, ANN201
 
 def load_adapters(model, path):  # noqa: ANN001, ANN201
     """Load what save_adapters wrote into ``model``, built with the same freeze and LoRA:
-    every variable by its path, shapes checked; refuses a file that does not fit."""
+    every variable by its path, shapes checked; refuses a file that does not fit, or whose
+    LoRA matrices the model has no trainable LoRA for."""
     import numpy as np
 
     wanted = state_variables(model)
@@ -106,6 +107,14 @@ def load_adapters(model, path):  # noqa: ANN001, ANN201
             raise ValueError(
                 f"{path} has no weight {missing[0]} ({len(missing)} missing): it was saved "
                 "from a model with another plan or LoRA"
+            )
+        # LoRA matrices the model has no place for would be lost without a word (a phased
+        # plan's first phases go without LoRA: set_phase of a phase with it puts it on).
+        unplaced = sorted(n for n in names - set(wanted) if n.rsplit("/", 1)[-1][:5] == "lora_")
+        if unplaced:
+            raise ValueError(
+                f"{path} has LoRA weights the model has no LoRA for ({unplaced[0]}): put LoRA "
+                "on the same layers first"
             )
         for name, variable in wanted.items():
             value = data[name]

@@ -451,7 +451,7 @@ def _train_lines(
         "]",
         "# Where the base's stages start, as positions in leaves(base) (for (low, high) rates).",
         f"STAGE_STARTS = {_stage_starts(view)!r}",
-        *_PHASE_HELPERS,
+        *(_phase_helpers(plan.lora is not None)),
     ]
     return definitions, _phased_train(choice, strategy, kept)
 
@@ -469,9 +469,10 @@ def _phase_entries(
             else (phase.lr if phase.lr is not None else compile_spec.learning_rate)
         )
         keep_bn = (phase.bn_policy or plan.bn_policy) is BNPolicy.FROZEN
+        lora = f", lora={phase.plan(plan).lora is not None}" if plan.lora is not None else ""
         entries.append(
             f"    dict(boundary={boundary!r}, epochs={phase.epochs}, lr={rate!r}, "
-            f"keep_batchnorm_frozen={keep_bn}),"
+            f"keep_batchnorm_frozen={keep_bn}{lora}),"
         )
     return entries
 
@@ -592,6 +593,26 @@ _SINGLE_TRAIN = [
     "    )",
     "    return result.history",
 ]
+
+
+def _phase_helpers(lora: bool) -> list[str]:
+    """``base_leaves``, ``set_phase`` and ``optimizer_for``; with LoRA, ``set_phase`` puts
+    it on (or keeps it on) after the flags, for the phases that have it."""
+    if not lora:
+        return list(_PHASE_HELPERS)
+    end = _PHASE_HELPERS.index(_SET_PHASE_END) + 1
+    return [*_PHASE_HELPERS[:end], *_SET_PHASE_LORA, *_PHASE_HELPERS[end:]]
+
+
+_SET_PHASE_END = "        )"
+_SET_PHASE_LORA = [
+    '    if phase["lora"]:',
+    "        # LoRA on its layers, put on when the first phase with it starts (Keras cannot",
+    "        # take it off): each trains A, B and its bias whatever the boundary, and its",
+    "        # kernel, which the flags above made trainable again, is frozen once more.",
+    "        enable_lora_on(base, LORA_LAYERS, LORA_RANK)",
+]
+
 #: ``base_leaves``, ``set_phase`` and ``optimizer_for``, the same for every plan.
 _PHASE_HELPERS = [
     "",
@@ -821,7 +842,8 @@ def python_script(
         source: the model source (a catalog name or a path).
         load: how it was loaded.
         view: the walked model's plan view.
-        plan: the freeze plan (with phases, the model is set up for phase 1's).
+        plan: the freeze plan (with phases, the model is set up for phase 1's; its LoRA
+            is every phase's that does not say ``lora = false``).
         head: the head.
         compile_spec: how to compile.
         mixed_precision: the model uses a mixed precision policy (the head ends in float32).
@@ -834,7 +856,7 @@ def python_script(
         script_dir: the folder the script is written to, from which it finds the model file
             (None: the working folder).
         adapters: with LoRA, the adapters file the export writes: the script loads it when
-            it is there (None: the script looks for none).
+            it is there (None: the script looks for none), if phase 1 has LoRA.
 
     Returns:
         A complete Python module.
@@ -849,17 +871,18 @@ def python_script(
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, setup.plan),
-        *_lora_lines(view, setup.plan),
+        *_lora_lines(view, plan, enable=setup.plan.lora is not None),
         "",
         "# 3. No head." if head.is_none else "# 3. The new head.",
         *_head_lines(view, head, mixed_precision),
         *([] if head.is_none else _compile_lines(compile_spec, setup.phase, choice, kept)),
         *_adapters_lines(setup.plan, adapters),
     ]
-    lora = setup.plan.lora is not None
+    # Any phase's LoRA (a phase may go without it: a head warm-up before LoRA).
+    lora = plan.lora is not None
     data = [] if head.is_none else _data_lines(source, view, head, compile_spec)
     files = _base_files(source, load, legacy, script_dir)
-    if lora and adapters is not None:
+    if setup.plan.lora is not None and adapters is not None:
         files.append(("ADAPTERS", *_file_expr(str(adapters), script_dir)))
     lines = [
         f'"""Fine-tuning model for {view.info.name}, written by kfreeze {__version__}.',
@@ -916,11 +939,20 @@ def lora_layer_names(view: PlanView, plan: FreezePlan) -> list[str]:
     return names
 
 
-def _lora_lines(view: PlanView, plan: FreezePlan) -> list[str]:
-    """Step 2b: LoRA on the layers the plan names, after the freeze."""
+def _lora_lines(view: PlanView, plan: FreezePlan, enable: bool = True) -> list[str]:
+    """Step 2b: LoRA on the layers the plan names, after the freeze (``enable`` False: phase
+    1 goes without it, and ``set_phase`` puts it on when the first phase with it starts)."""
     if plan.lora is None:
         return []
     names = lora_layer_names(view, plan)
+    call = (
+        ["enable_lora_on(base, LORA_LAYERS, LORA_RANK)"]
+        if enable
+        else [
+            "# Phase 1 trains without LoRA: set_phase() puts it on when the first phase with",
+            "# LoRA starts.",
+        ]
+    )
     return [
         "",
         f"# LoRA of rank {plan.lora.rank} on {len(names)} layers: Keras freezes each one's kernel",
@@ -929,7 +961,7 @@ def _lora_lines(view: PlanView, plan: FreezePlan) -> list[str]:
         "LORA_LAYERS = [",
         *(f"    {json.dumps(name)}," for name in names),
         "]",
-        "enable_lora_on(base, LORA_LAYERS, LORA_RANK)",
+        *call,
     ]
 
 
