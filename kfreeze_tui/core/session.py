@@ -322,6 +322,7 @@ class ModelSession:
         """
         from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
+        from kfreeze_tui.core.train.script import sublayer_flags
 
         check_request(request)
         if plan.lora is not None:
@@ -338,7 +339,8 @@ class ModelSession:
             plan_text, script_text = self._plan_and_script(
                 load_options, plan, head, compile_spec, request, base
             )
-            return export(model, request, plan_text, script_text, progress)
+            flags = sublayer_flags(self.view, plan)
+            return export(model, request, plan_text, script_text, progress, sublayer_flags=flags)
 
     def _export_lora(
         self,
