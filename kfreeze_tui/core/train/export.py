@@ -169,8 +169,7 @@ def verify(saved: Any, loaded: Any) -> Verification:
         if a.trainable_params != b.trainable_params:
             lost = (
                 "; a .keras file keeps a subclassed layer's own trainable flag but not its "
-                "sublayers', so a freeze that stops inside it does not survive loading: put "
-                "the boundary before or after it"
+                "sublayers', which the script's load() sets again"
                 if a.subclassed and a.is_container
                 else ""
             )
