@@ -322,6 +322,7 @@ class ModelSession:
         """
         from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
+        from kfreeze_tui.core.train.fit import phase_setup
         from kfreeze_tui.core.train.script import sublayer_flags
 
         check_request(request)
@@ -334,12 +335,13 @@ class ModelSession:
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
+        # The model file is set up for ``phase``: so are the flags its loader sets again.
+        flags = sublayer_flags(self.view, phase_setup(plan, self.phases, phase).plan)
         with flags_restored(base):
             model, plan = self.build(plan, head, compile_spec, phase)
             plan_text, script_text = self._plan_and_script(
                 load_options, plan, head, compile_spec, request, base
             )
-            flags = sublayer_flags(self.view, plan)
             return export(model, request, plan_text, script_text, progress, sublayer_flags=flags)
 
     def _export_lora(

@@ -183,6 +183,11 @@ def test_a_boundary_inside_the_attention_exports_with_its_load_step(
     assert result.returncode == 0, result.stderr
     assert "out.keras freezes part of mha" in result.stderr
     assert "load() from ft.py" in result.stderr
+    # Verified as load() loads it; one step leaves the query and key kernels and biases
+    # bitwise as they were.
+    assert "every layer's trainable state is the same" in result.stdout
+    assert "4 frozen weights bitwise unchanged" in result.stdout
+    assert "boundary_path = [1, 2]" in plan.read_text()
     expected = sorted(_by_hand(keras, {"query", "key"}))
     assert any(path.startswith("mha/value/") for path in expected)
     assert not any(path.startswith("mha/query/") for path in expected)

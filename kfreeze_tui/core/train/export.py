@@ -312,10 +312,14 @@ def partial_note(request: ExportRequest, flags: dict[str, bool]) -> str:
     ``load()`` (the layers named by the first part of each chain in ``flags``)."""
     outer = sorted({name.split("/", 1)[0] for name in flags})
     names = ", ".join(outer[:3]) + (f" and {len(outer) - 3} more" if len(outer) > 3 else "")
-    script = request.script_path.name if request.script_path is not None else "the script"
+    script = (
+        f"from {request.script_path.name}"
+        if request.script_path is not None
+        else "of the script kfreeze writes"
+    )
     return (
         f"{request.model_path.name} freezes part of {names}, which a .keras file cannot keep: "
-        f"load it with load() from {script}, which sets those flags again"
+        f"load it with load() {script}, which sets those flags again"
     )
 
 
