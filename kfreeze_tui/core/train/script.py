@@ -306,8 +306,9 @@ def chain_name(info: ModelInfo, path: tuple[int, ...]) -> str:
 
 def sublayer_flags(view: PlanView, plan: FreezePlan) -> dict[str, bool]:
     """The flags inside subclassed layers that a freeze stops inside, by chain of names,
-    outer layers first: the subclassed layer itself (trainable), then each sublayer whose
-    state differs from its holder's (setting a layer's flag sets every layer inside it).
+    outer layers first: the subclassed layer itself (trainable), then each sublayer with
+    weights whose state differs from its holder's (setting a layer's flag sets every layer
+    inside it).
     Empty when every subclassed layer is wholly frozen or wholly trainable, which the
     model-level flags (and a ``.keras`` file) keep. A ``.keras`` file does not keep these
     flags: they are set again after building the model and after loading its file."""
@@ -329,7 +330,9 @@ def sublayer_flags(view: PlanView, plan: FreezePlan) -> dict[str, bool]:
         inside = [r for r in info.layers if r.path[: len(row.path)] == row.path and r != row]
         for inner in sorted(inside, key=lambda r: r.path):
             own = trains(inner.path)
-            if own != state[inner.path[:-1]]:
+            # A layer without weights trains nothing whatever its flag; left out, since
+            # Keras names such sublayers by a per-process count (``dropout_4``).
+            if own != state[inner.path[:-1]] and inner.params:
                 flags[chain_name(info, inner.path)] = own
             state[inner.path] = own
     return flags
