@@ -337,6 +337,13 @@ class ModelSession:
         # export, so the session's model keeps matching ``self.info``.
         # The model file is set up for ``phase``: so are the flags its loader sets again.
         flags = sublayer_flags(self.view, phase_setup(plan, self.phases, phase).plan)
+        for number in range(1, len(self.phases) + 1):
+            inside = sublayer_flags(self.view, phase_setup(plan, self.phases, number).plan)
+            if inside:
+                raise ExportError(
+                    f"phase {number} freezes part of {next(iter(inside))}, which the script's "
+                    "phases cannot set yet: put its boundary before or after that layer"
+                )
         with flags_restored(base):
             model, plan = self.build(plan, head, compile_spec, phase)
             plan_text, script_text = self._plan_and_script(

@@ -278,3 +278,20 @@ def test_the_script_freezes_a_boundary_at_the_attention_as_planned(
         planned = {v.path.split("/")[0] for v in model.trainable_weights}
     assert "mha" in trains and "ffn2" not in trains
     assert set(trains) - {"head_output"} == planned - {"ffn2"} - {"head_output"}
+
+
+def test_a_phase_boundary_inside_the_attention_is_refused_in_one_sentence(
+    keras: Any, run_cli: Any, tmp_path: Path
+) -> None:
+    """The script's phases set model-level flags only: a phase that stops inside mha is
+    refused by name, and nothing is written."""
+    source = tmp_path / "transformer.keras"
+    _transformer(keras).save(source)
+    target = tmp_path / "out.keras"
+    result = run_cli(
+        "export", str(source), "--phase", "head:1:1e-3", "--phase", "mha/value:1:1e-4",
+        "-o", str(target),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "phase 2 freezes part of mha" in result.stderr
+    assert "Traceback" not in result.stderr and not target.exists()
