@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfreeze_tui.core.errors import LoadError
+from kfreeze_tui.core.errors import ExportError, LoadError
 from kfreeze_tui.core.model import cache
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
@@ -327,6 +327,7 @@ class ModelSession:
         from kfreeze_tui.core.train.build import flags_restored
         from kfreeze_tui.core.train.export import check_request, export
         from kfreeze_tui.core.train.fit import phase_setup
+        from kfreeze_tui.core.train.script import sublayer_flags
 
         check_request(request)
         # LoRA cannot come off a layer: no phase without it after one with it.
@@ -343,12 +344,21 @@ class ModelSession:
         base = self.model
         # The new model shares the base's layers; their flags go back as they were after the
         # export, so the session's model keeps matching ``self.info``.
+        # The model file is set up for ``phase``: so are the flags its loader sets again.
+        flags = sublayer_flags(self.view, phase_setup(plan, self.phases, phase).plan)
+        for number in range(1, len(self.phases) + 1):
+            inside = sublayer_flags(self.view, phase_setup(plan, self.phases, number).plan)
+            if inside:
+                raise ExportError(
+                    f"phase {number} freezes part of {next(iter(inside))}, which the script's "
+                    "phases cannot set yet: put its boundary before or after that layer"
+                )
         with flags_restored(base):
             model, first = self.build(plan, head, compile_spec, phase)
             plan_text, script_text = self._plan_and_script(
                 load_options, replace(first, lora=plan.lora), head, compile_spec, request, base
             )
-            return export(model, request, plan_text, script_text, progress)
+            return export(model, request, plan_text, script_text, progress, sublayer_flags=flags)
 
     def _export_lora(
         self,

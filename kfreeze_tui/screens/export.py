@@ -187,6 +187,8 @@ class ExportRunScreen(ModalScreen[None]):
             )
             for check in verification.checks:
                 body.append(f"  ✓ {check}\n")
+        for text in result.notes:
+            body.append(f"\n{text[:1].upper()}{text[1:]}.\n", style="bold")
         if result.removed:
             from kfreeze_tui.core.runtime.leftovers import describe
 

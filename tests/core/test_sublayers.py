@@ -127,18 +127,101 @@ def test_export_of_a_frozen_attention_verifies(keras: Any, run_cli: Any, tmp_pat
     assert trains and not trains & {"mha", "ffn1"}, trains
 
 
-def test_a_boundary_inside_the_attention_is_refused_by_the_export(
+def _by_hand(keras: Any, frozen: set[str]) -> set[str]:
+    """The trainable weights of mha and ffn1 when plain Keras sets the flags: the model's
+    layers before mha frozen, mha trainable with the sublayers ``frozen`` frozen."""
+    model = _transformer(keras)
+    mha = model.get_layer("mha")
+    for name in frozen:
+        getattr(mha, f"_{name}_dense").trainable = False
+    return {v.path for v in model.trainable_weights if v.path.split("/")[0] in ("mha", "ffn1")}
+
+
+def _probe(folder: Path, code: str) -> Any:
+    """Run ``code`` in a fresh Python with the exported script as ``script``; its last line
+    of output, as a Python value."""
+    import ast
+    import subprocess
+    import sys
+
+    probe = (
+        "import runpy\n"
+        f"script = runpy.run_path({str(folder / 'ft.py')!r}, run_name='not_main')\n"
+        "def trains(model):\n"
+        "    return sorted(v.path for v in model.trainable_weights\n"
+        "                  if v.path.split('/')[0] in ('mha', 'ffn1'))\n" + code
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=600, cwd=folder, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_boundary_inside_the_attention_exports_with_its_load_step(
     keras: Any, run_cli: Any, tmp_path: Path
 ) -> None:
-    """Keras keeps no flag of a MultiHeadAttention's sublayers in the file: the export says
-    so in one sentence and writes nothing."""
+    """Keras keeps no flag of a MultiHeadAttention's sublayers in the file: the export
+    verifies the file as the script's load() loads it and says so in one sentence; the
+    script, its load() and ``kfreeze apply`` of the plan train what plain Keras trains with
+    ``query`` and ``key`` frozen by hand."""
     source = tmp_path / "transformer.keras"
     _transformer(keras).save(source)
-    target = tmp_path / "out.keras"
-    result = run_cli("export", str(source), "--freeze-before", "mha/key", "-o", str(target))
-    assert result.returncode == 2
-    assert "layer mha has" in result.stderr and "does not survive loading" in result.stderr
-    assert not target.exists()
+    target, script, plan = tmp_path / "out.keras", tmp_path / "ft.py", tmp_path / "plan.toml"
+    result = run_cli(
+        "export", str(source), "--freeze-before", "mha/value", "-o", str(target),
+        "--script", str(script), "--plan", str(plan),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "out.keras freezes part of mha" in result.stderr
+    assert "load() from ft.py" in result.stderr
+    # Verified as load() loads it; one step leaves the query and key kernels and biases
+    # bitwise as they were.
+    assert "every layer's trainable state is the same" in result.stdout
+    assert "4 frozen weights bitwise unchanged" in result.stdout
+    assert "boundary_path = [1, 2]" in plan.read_text()
+    expected = sorted(_by_hand(keras, {"query", "key"}))
+    assert any(path.startswith("mha/value/") for path in expected)
+    assert not any(path.startswith("mha/query/") for path in expected)
+    built, loaded = _probe(
+        tmp_path, "print([trains(script['model']), trains(script['load']('out.keras'))])"
+    )
+    assert built == expected and loaded == expected
+    # Loaded without the load step, the file trains the whole attention layer.
+    plain = keras.saving.load_model(target)
+    restore_frozen(plain)
+    assert any(v.path.startswith("mha/query/") for v in plain.trainable_weights)
+    # The plan keeps the boundary inside the attention layer; apply replays it.
+    again = tmp_path / "again.keras"
+    result = run_cli("apply", str(plan), "-o", str(again))
+    assert result.returncode == 0, result.stderr
+    assert "again.keras freezes part of mha" in result.stderr
+    assert _probe(tmp_path, "print(trains(script['load']('again.keras')))") == expected
+
+
+def test_an_exception_inside_the_attention_sets_only_its_sublayer(
+    keras: Any, transformer: Any, info: ModelInfo
+) -> None:
+    """The script's flags for an exception that freezes ``query`` alone, set on a fresh model
+    by the script's step, train what plain Keras trains with ``query`` frozen by hand."""
+    from kfreeze_tui.core.runtime.keras_private import set_sublayer_flags
+    from kfreeze_tui.core.train.script import sublayer_flags
+
+    view = PlanView(info)
+    query = info.find("mha/query") if info.find("mha/query") else None
+    plan = FreezePlan(boundary=(1,), exceptions=frozenset({(1, 0)}))
+    flags = sublayer_flags(view, plan)
+    assert flags == {"mha": True, "mha/query": False}, (flags, query)
+    model = _transformer(keras)
+    model.trainable = False
+    model.trainable = True
+    set_sublayer_flags(model, flags)
+    got = {v.path for v in model.trainable_weights if v.path.split("/")[0] in ("mha", "ffn1")}
+    assert got == _by_hand(keras, {"query"})
+    # A boundary before or after the attention layer needs no sublayer flags.
+    assert sublayer_flags(view, FreezePlan(boundary=(1,))) == {}
+    assert sublayer_flags(view, FreezePlan(boundary=(2,))) == {}
 
 
 def test_a_slash_path_names_a_sublayer(info: ModelInfo) -> None:
@@ -188,3 +271,20 @@ def test_the_script_freezes_a_boundary_at_the_attention_as_planned(
         planned = {v.path.split("/")[0] for v in model.trainable_weights}
     assert "mha" in trains and "ffn2" not in trains
     assert set(trains) - {"head_output"} == planned - {"ffn2"} - {"head_output"}
+
+
+def test_a_phase_boundary_inside_the_attention_is_refused_in_one_sentence(
+    keras: Any, run_cli: Any, tmp_path: Path
+) -> None:
+    """The script's phases set model-level flags only: a phase that stops inside mha is
+    refused by name, and nothing is written."""
+    source = tmp_path / "transformer.keras"
+    _transformer(keras).save(source)
+    target = tmp_path / "out.keras"
+    result = run_cli(
+        "export", str(source), "--phase", "head:1:1e-3", "--phase", "mha/value:1:1e-4",
+        "-o", str(target),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "phase 2 freezes part of mha" in result.stderr
+    assert "Traceback" not in result.stderr and not target.exists()

@@ -89,3 +89,48 @@ def test_transformer_layers_are_blocks_and_stages(infos: dict[str, ModelInfo]) -
     vit = {row.name: row for row in infos["vit"].top_level}
     assert vit["vit_patching_and_embedding"].stage_name == "embeddings"
     assert vit["vit_encoder"].stage_name == "encoder"
+
+
+def test_a_boundary_inside_a_bert_block_exports_with_its_load_step(
+    keras: Any, run_cli: Any, tmp_path: Any
+) -> None:
+    """A boundary at the value projection of transformer_layer_0's attention: the exported
+    script's load() gives the file the flags plain Keras gives with the query and key
+    projections frozen by hand (Keras keeps no sublayer flag in the file)."""
+    import ast
+    import subprocess
+    import sys
+
+    import hub_presets
+
+    source = tmp_path / "bert.keras"
+    hub_presets.bert().save(str(source))
+    result = run_cli(
+        "export", str(source), "--feature-layer", "pooled_dense", "--pool", "none",
+        "--classes", "2", "-o", str(tmp_path / "out.keras"), "--script", str(tmp_path / "ft.py"),
+        "--freeze-before", "transformer_layer_0/self_attention_layer/value",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "freezes part of transformer_layer_0" in result.stderr
+    reference = hub_presets.bert()
+    attention = reference.get_layer("transformer_layer_0")._self_attention_layer
+    attention._query_dense.trainable = False
+    attention._key_dense.trainable = False
+    expected = sorted(
+        v.path for v in reference.trainable_weights if v.path.startswith("transformer_layer_0/")
+    )
+    assert any("/value/" in path for path in expected)
+    assert not any("/query/" in path for path in expected)
+    probe = (
+        "import runpy\n"
+        f"script = runpy.run_path({str(tmp_path / 'ft.py')!r}, run_name='not_main')\n"
+        "model = script['load']('out.keras')\n"
+        "print(sorted(v.path for v in model.trainable_weights\n"
+        "             if v.path.startswith('transformer_layer_0/')))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ast.literal_eval(run.stdout.strip().splitlines()[-1]) == expected

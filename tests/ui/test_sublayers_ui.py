@@ -4,9 +4,11 @@ gives the trainable count Keras gives (issue 18)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
-from helpers import screen_text, wait_for_explorer
+import pytest
+from helpers import screen_text, wait_for, wait_for_explorer
 
 from kfreeze_tui.app import make_app
 
@@ -39,3 +41,32 @@ async def test_the_boundary_on_mha_query_counts_as_keras(keras: Any) -> None:
             trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
         assert shown.trainable == trainable == model.count_params() - 544
         assert f"{trainable:,}" in screen_text(pilot)
+
+
+async def test_the_export_of_a_boundary_inside_mha_says_how_to_load_it(
+    keras: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export dialog writes a boundary at mha/key and its result says, in one sentence,
+    that the file's freeze inside mha needs the script's load()."""
+    from kfreeze_tui.core.model.loading import load
+    from kfreeze_tui.screens.export import ExportRunScreen, ExportScreen
+
+    inputs = keras.Input((8, 16), name="tokens")
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=16, name="mha")(inputs, inputs)
+    model = keras.Model(inputs, keras.layers.Dense(16, name="ffn")(x), name="transformer")
+    model.save(tmp_path / "transformer.keras")
+    monkeypatch.chdir(tmp_path)
+    app = make_app(loaded=load(str(tmp_path / "transformer.keras")), use_cache=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        explorer = await wait_for_explorer(pilot)
+        assert explorer.table.move_to_path((1, 1))  # mha/key
+        await pilot.press("f")
+        await pilot.press("e")
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportRunScreen))
+        run = app.screen
+        await wait_for(pilot, lambda: run.done, timeout=120)
+        text = " ".join(screen_text(pilot).split())
+        assert "Verified by loading it back" in text, text
+        assert "freezes part of mha, which a .keras file cannot keep" in text, text

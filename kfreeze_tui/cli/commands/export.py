@@ -124,6 +124,8 @@ def _print_result(result: Any) -> None:
             f"{verification.non_trainable_params:,} non-trainable parameters; "
             + "; ".join(verification.checks)
         )
+    for text in result.notes:
+        note(text)
 
 
 def _print_placement(info: Any, head: Any) -> None:

@@ -212,18 +212,15 @@ def _index(items: list[Any], item: Any) -> int:
     return next((i for i, each in enumerate(items) if each is item), 0)
 
 
-# The generated script's step that puts LoRA on (copied into it by
-# kfreeze_tui.core.train.adapters.script_source; kfreeze itself uses build.apply_lora). It
-# reads Layer._flatten_layers (Keras 3.15), as keras-hub's Backbone.enable_lora does, to
-# reach a subclassed layer's sublayers.
-def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
-    """Put LoRA of ``rank`` on the layers of ``model`` that ``names`` names, each by the names
-    of the layers that hold it and its own, joined by "/" (``transformer_layer_0/
-    self_attention_layer/query``), after the freeze: each layer (and every layer holding
-    it, the model too) is made trainable first, since Keras creates A and B frozen in a
-    frozen layer; a holder's other layers keep their flags. A layer whose LoRA is on
-    already (a later training phase) gets its kernel frozen again: only A, B and the bias
-    train. Returns how many layers."""
+# The generated script's steps that find layers by their chains of names, put LoRA on and set
+# the flags of a subclassed layer's sublayers (copied into it by
+# kfreeze_tui.core.train.adapters.script_source; kfreeze itself uses build.apply_lora and
+# build.apply_freeze). They read Layer._flatten_layers (Keras 3.15), as keras-hub's
+# Backbone.enable_lora does, to reach a subclassed layer's sublayers.
+def find_layers(model, names):  # noqa: ANN001, ANN201
+    """The layers of ``model`` that ``names`` names, each by the names of the layers that
+    hold it and its own, joined by "/" (``transformer_layer_0/self_attention_layer/query``):
+    a dict from name to the layer and the layers holding it (the model first)."""
     names = set(names)
     found = {}
 
@@ -237,15 +234,32 @@ def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
     visit(model, [model], "")
     missing = names - set(found)
     if missing:
-        raise ValueError(f"the model has no layer {sorted(missing)[0]} to put LoRA on")
+        raise ValueError(f"the model has no layer {sorted(missing)[0]}")
+    return found
+
+
+def make_holders_trainable(holders):  # noqa: ANN001, ANN201
+    """Make every layer in ``holders`` trainable (outermost first), each one's other layers
+    keeping their flags (the setter sets every layer inside a layer)."""
+    for holder in holders:
+        if not holder.trainable:
+            inside = holder._flatten_layers(include_self=False)
+            flags = [(inner, inner.trainable) for inner in inside]
+            holder.trainable = True
+            for inner, flag in flags:
+                inner.trainable = flag
+
+
+def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
+    """Put LoRA of ``rank`` on the layers of ``model`` that ``names`` names (by chains of
+    names, see find_layers), after the freeze: each layer (and every layer holding it, the
+    model too) is made trainable first, since Keras creates A and B frozen in a frozen
+    layer; a holder's other layers keep their flags. A layer whose LoRA is on already (a
+    later training phase) gets its kernel frozen again: only A, B and the bias train.
+    Returns how many layers."""
+    found = find_layers(model, names)
     for layer, holders in found.values():
-        for holder in holders:
-            if not holder.trainable:
-                inside = holder._flatten_layers(include_self=False)
-                flags = [(inner, inner.trainable) for inner in inside]
-                holder.trainable = True  # the setter sets every layer inside: put them back
-                for inner, flag in flags:
-                    inner.trainable = flag
+        make_holders_trainable(holders)
         layer.trainable = True
         if layer.lora_enabled:
             # Setting trainable made every weight of the layer trainable, the kernel that
@@ -255,4 +269,20 @@ def enable_lora_on(model, names, rank):  # noqa: ANN001, ANN201
                     variable.trainable = False
         else:
             layer.enable_lora(rank)
+    return len(found)
+
+
+def set_sublayer_flags(model, flags):  # noqa: ANN001, ANN201
+    """Set the trainable flags of layers inside subclassed layers, ``flags`` a dict from a
+    chain of names (see find_layers) to the flag, outer layers before their sublayers
+    (setting a layer's flag sets every layer inside it). Each flag goes off, then on: Keras
+    runs no setter for a flag that does not change. A trainable layer's holders are made
+    trainable, their other layers keeping their flags. Returns how many layers."""
+    found = find_layers(model, flags)
+    for name in sorted(flags, key=lambda name: name.count("/")):
+        layer, holders = found[name]
+        if flags[name]:
+            make_holders_trainable(holders)
+        layer.trainable = not flags[name]
+        layer.trainable = flags[name]
     return len(found)

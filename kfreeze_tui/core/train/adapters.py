@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from kfreeze_tui.core.errors import ExportError
-from kfreeze_tui.core.runtime.keras_private import enable_lora_on
+from kfreeze_tui.core.runtime.keras_private import (
+    enable_lora_on,
+    find_layers,
+    make_holders_trainable,
+    set_sublayer_flags,
+)
 
 #: What the adapters file's name adds to the model file's stem.
 ADAPTERS_SUFFIX = ".lora.npz"
@@ -190,14 +195,22 @@ _SHARED = (
     load_adapters,
     rewrite_config,
     strip_lora,
-    enable_lora_on,
 )
+_FIND = (find_layers, make_holders_trainable)
 
 
-def script_source() -> list[str]:
-    """The shared functions' source, as lines of the generated script."""
+def script_source(lora: bool = True, sublayers: bool = False) -> list[str]:
+    """The shared functions' source, as lines of the generated script: the LoRA helpers,
+    and the step that sets flags inside subclassed layers (each finds layers by their
+    chains of names with the same ``find_layers``)."""
+    functions = [
+        *(_SHARED if lora else ()),
+        *(_FIND if lora or sublayers else ()),
+        *((enable_lora_on,) if lora else ()),
+        *((set_sublayer_flags,) if sublayers else ()),
+    ]
     lines: list[str] = []
-    for function in _SHARED:
+    for function in functions:
         text = re.sub(r"  # noqa: [A-Z0-9, ]+", "", inspect.getsource(function))
         lines += ["", "", *text.rstrip("\n").split("\n")]
     return lines

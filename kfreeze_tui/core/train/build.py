@@ -107,7 +107,9 @@ def restore_frozen(model: Any) -> None:
 
     A freeze that stops *inside* a subclassed layer (its ``query`` frozen, its ``key`` not)
     is not in the file at all (the layer's config does not hold its sublayers' flags): the
-    export's verification refuses it rather than write a file that trains otherwise.
+    script's ``load()`` sets those flags again after this step, by chain of names (see
+    :func:`~kfreeze_tui.core.runtime.keras_private.set_sublayer_flags`), and the export
+    verifies the file so loaded.
 
     Args:
         model: a loaded model (changed in place).

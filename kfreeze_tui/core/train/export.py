@@ -97,6 +97,8 @@ class ExportResult:
     :class:`~kfreeze_tui.core.train.check.StepResult`)."""
     removed: list[Leftover] = field(default_factory=list)
     """Temporary files that killed exports had left beside the targets, removed first."""
+    notes: list[str] = field(default_factory=list)
+    """What the user must know to use the files (one sentence each)."""
 
 
 def existing_targets(request: ExportRequest) -> list[Path]:
@@ -167,8 +169,7 @@ def verify(saved: Any, loaded: Any) -> Verification:
         if a.trainable_params != b.trainable_params:
             lost = (
                 "; a .keras file keeps a subclassed layer's own trainable flag but not its "
-                "sublayers', so a freeze that stops inside it does not survive loading: put "
-                "the boundary before or after it"
+                "sublayers', which the script's load() sets again"
                 if a.subclassed and a.is_container
                 else ""
             )
@@ -216,6 +217,7 @@ def export(
     script_text: str | None = None,
     progress: Progress | None = None,
     rebuild: Callable[[], Any] | None = None,
+    sublayer_flags: dict[str, bool] | None = None,
 ) -> ExportResult:
     """Write the model (verified), and the plan, script and SavedModel if asked.
 
@@ -228,6 +230,10 @@ def export(
         rebuild: with LoRA (``request.adapters_path`` set), builds the model again as the
             script does (the base, freeze, LoRA and head, untrained): the verification loads
             the adapters file into it and trains it one step (see :mod:`.adapters`).
+        sublayer_flags: the flags inside subclassed layers that the freeze stops inside, by
+            chain of names (:func:`~kfreeze_tui.core.train.script.sublayer_flags`): a
+            ``.keras`` file does not keep them, so the file is verified as the script's
+            ``load()`` loads it, which sets them again.
 
     Returns:
         The files written and the verification.
@@ -245,7 +251,7 @@ def export(
                 raise ValueError("an export with LoRA needs rebuild")
             result = _export_lora(model, request, plan_text, script_text, report, rebuild)
         else:
-            result = _export(model, request, plan_text, script_text, report)
+            result = _export(model, request, plan_text, script_text, report, sublayer_flags)
         result.removed = removed
         return result
     except OSError as exc:  # a full disk, a folder without write permission, ...
@@ -261,6 +267,7 @@ def _export(
     plan_text: str | None,
     script_text: str | None,
     report: Progress,
+    sublayer_flags: dict[str, bool] | None = None,
 ) -> ExportResult:
     keras = import_keras()
     result = ExportResult()
@@ -272,7 +279,7 @@ def _export(
             model.save(temp)
             dropped = drop_rejected_keys(temp, model)
             report("Loading it back to verify")
-            loaded = _load_back(keras, temp)
+            loaded = _load_back(keras, temp, sublayer_flags)
         result.verification = verify(model, loaded)
         if dropped:
             result.verification = replace(
@@ -295,18 +302,44 @@ def _export(
         raise
     result.files.append(WrittenFile(request.model_path, "model", disk_size(request.model_path)))
     _write_others(model, request, plan_text, script_text, report, result)
+    if sublayer_flags:
+        result.notes.append(partial_note(request, sublayer_flags))
     return result
 
 
-def _load_back(keras: Any, path: Path) -> Any:
+def partial_note(request: ExportRequest, flags: dict[str, bool]) -> str:
+    """The one sentence that says a freeze inside subclassed layers needs the script's
+    ``load()`` (the layers named by the first part of each chain in ``flags``)."""
+    outer = sorted({name.split("/", 1)[0] for name in flags})
+    names = ", ".join(outer[:3]) + (f" and {len(outer) - 3} more" if len(outer) > 3 else "")
+    script = (
+        f"from {request.script_path.name}"
+        if request.script_path is not None
+        else "of the script kfreeze writes"
+    )
+    return (
+        f"{request.model_path.name} freezes part of {names}, which a .keras file cannot keep: "
+        f"load it with load() {script}, which sets those flags again"
+    )
+
+
+def _load_back(keras: Any, path: Path, sublayer_flags: dict[str, bool] | None = None) -> Any:
     """The saved file, loaded as a user loads it, frozen layers' sublayers frozen again: Keras
     builds them trainable on loading, and the script's loader puts them back the same way
-    (see :func:`~kfreeze_tui.core.train.build.restore_frozen`)."""
+    (see :func:`~kfreeze_tui.core.train.build.restore_frozen`); then, as the script's
+    ``load()`` does, the flags inside subclassed layers that the file cannot keep."""
+    from kfreeze_tui.core.runtime.keras_private import set_sublayer_flags
+
     try:
         loaded = keras.saving.load_model(path)
     except Exception as exc:
         raise ExportError(f"the saved file does not load back: {exc}") from exc
     restore_frozen(loaded)
+    if sublayer_flags:
+        try:
+            set_sublayer_flags(loaded, sublayer_flags)
+        except ValueError as exc:
+            raise ExportError(f"the saved model's sublayers cannot be set: {exc}") from exc
     return loaded
 
 

@@ -282,15 +282,95 @@ def _freeze_lines(view: PlanView, plan: FreezePlan) -> list[str]:
 
 
 def _script_layer(view: PlanView, path: tuple[int, ...]) -> LayerInfo:
-    """The layer the script sets for ``path``: the layer itself, or the outermost subclassed
-    layer holding it (the script walks models, not a subclassed layer's sublayers; the
-    export refuses a freeze that stops inside one, which a .keras file cannot keep)."""
-    info = view.info
+    """The layer the model-level step of the script sets for ``path``: the layer itself, or
+    the outermost subclassed layer holding it (the script walks models there; the flags
+    inside a subclassed layer are set afterwards by name, see :func:`sublayer_flags`)."""
+    outer = _outer_subclassed(view.info, path)
+    return outer if outer is not None else view.info.layer(path)
+
+
+def _outer_subclassed(info: ModelInfo, path: tuple[int, ...]) -> LayerInfo | None:
+    """The outermost subclassed layer strictly holding the row at ``path`` (None: none)."""
     for depth in range(1, len(path)):
         row = info.layer(path[:depth])
         if row.is_container and row.subclassed:
             return row
-    return info.layer(path)
+    return None
+
+
+def chain_name(info: ModelInfo, path: tuple[int, ...]) -> str:
+    """A layer by the names of the layers that hold it and its own, joined by "/"
+    (``mha/query``): how the script's ``find_layers`` finds a layer inside a subclassed one."""
+    return "/".join(info.layer(path[:depth]).name for depth in range(1, len(path) + 1))
+
+
+def sublayer_flags(view: PlanView, plan: FreezePlan) -> dict[str, bool]:
+    """The flags inside subclassed layers that a freeze stops inside, by chain of names,
+    outer layers first: the subclassed layer itself (trainable), then each sublayer with
+    weights whose state differs from its holder's (setting a layer's flag sets every layer
+    inside it).
+    Empty when every subclassed layer is wholly frozen or wholly trainable, which the
+    model-level flags (and a ``.keras`` file) keep. A ``.keras`` file does not keep these
+    flags: they are set again after building the model and after loading its file."""
+    info = view.info
+
+    def trains(path: tuple[int, ...]) -> bool:
+        start, end = view.span(path)
+        return any(view.leaf_trainable(plan, view.leaves[i].path) for i in range(start, end))
+
+    flags: dict[str, bool] = {}
+    for row in info.layers:
+        if not (row.is_container and row.subclassed) or _outer_subclassed(info, row.path):
+            continue
+        start, end = view.span(row.path)
+        if len({view.leaf_trainable(plan, view.leaves[i].path) for i in range(start, end)}) < 2:
+            continue
+        state = {row.path: True}
+        flags[chain_name(info, row.path)] = True
+        inside = [r for r in info.layers if r.path[: len(row.path)] == row.path and r != row]
+        for inner in sorted(inside, key=lambda r: r.path):
+            own = trains(inner.path)
+            # A layer without weights trains nothing whatever its flag; left out, since
+            # Keras names such sublayers by a per-process count (``dropout_4``).
+            if own != state[inner.path[:-1]] and inner.params:
+                flags[chain_name(info, inner.path)] = own
+            state[inner.path] = own
+    return flags
+
+
+def _sublayer_lines(view: PlanView, plan: FreezePlan) -> list[str]:
+    """Step 2c: the flags inside subclassed layers that the freeze stops inside."""
+    flags = sublayer_flags(view, plan)
+    if not flags:
+        return []
+    return [
+        "",
+        "# The freeze stops inside subclassed layers: their sublayers' flags, by chain of names,",
+        "# outer layers first. A .keras file does not keep them: load a saved model with load().",
+        "SUBLAYER_FLAGS = {",
+        *(f"    {json.dumps(name)}: {state}," for name, state in flags.items()),
+        "}",
+        "set_sublayer_flags(base, SUBLAYER_FLAGS)",
+    ]
+
+
+#: The script's loader of a saved model when the freeze stops inside subclassed layers.
+_LOAD_LINES = [
+    "",
+    "",
+    "def load(path):",
+    '    """A model this script saved (or kfreeze exported), loaded with its freeze: Keras',
+    "    builds the sublayers of a subclassed layer trainable on loading, and a .keras file",
+    "    keeps no sublayer's flag. Frozen layers are frozen again (off after on: Keras runs",
+    '    no setter for a flag that does not change), then SUBLAYER_FLAGS set."""',
+    "    loaded = keras.saving.load_model(path)",
+    "    for layer in loaded._flatten_layers(include_self=False):",
+    "        if not layer.trainable and layer._flatten_layers(include_self=False):",
+    "            layer.trainable = True",
+    "            layer.trainable = False",
+    "    set_sublayer_flags(loaded, SUBLAYER_FLAGS)",
+    "    return loaded",
+]
 
 
 def _nested_freeze_lines(boundary: LayerInfo, keep_bn: bool, exceptions: list[str]) -> list[str]:
@@ -871,6 +951,7 @@ def python_script(
         "",
         "# 2. What trains. Set before compile(): compile() captures the trainable weights.",
         *_freeze_lines(view, setup.plan),
+        *_sublayer_lines(view, setup.plan),
         *_lora_lines(view, plan, enable=setup.plan.lora is not None),
         "",
         "# 3. No head." if head.is_none else "# 3. The new head.",
@@ -880,6 +961,7 @@ def python_script(
     ]
     # Any phase's LoRA (a phase may go without it: a head warm-up before LoRA).
     lora = plan.lora is not None
+    partial = bool(sublayer_flags(view, setup.plan))
     data = [] if head.is_none else _data_lines(source, view, head, compile_spec)
     files = _base_files(source, load, legacy, script_dir)
     if setup.plan.lora is not None and adapters is not None:
@@ -900,8 +982,9 @@ def python_script(
         ),
         *_setup_lines(view.info, files),
     ]
-    if lora:
-        lines += ["", "# The LoRA helpers (kfreeze's own, copied here).", *script_source()]
+    if lora or partial:
+        what = "LoRA helpers" if lora else "helpers"
+        lines += ["", f"# The {what} (kfreeze's own, copied here).", *script_source(lora, partial)]
     definitions, train = _train_lines(view, plan, phases, compile_spec, choice, strategy, kept)
     if head.is_none:  # no phases either: build_for_phase refuses them without a head
         train = list(_NO_HEAD_TRAIN)
@@ -922,6 +1005,8 @@ def python_script(
     lines += train
     if lora:
         lines += _SAVE_LORA
+    if partial:
+        lines += _LOAD_LINES
     lines += _main_lines(bool(data), bool(phases), lora)
     return "\n".join(lines)
 
@@ -931,12 +1016,10 @@ def lora_layer_names(view: PlanView, plan: FreezePlan) -> list[str]:
     and its own, joined by "/" (as the script's ``enable_lora_on`` finds them)."""
     if plan.lora is None:
         return []
-    info = view.info
-    names = []
-    for pos in sorted(view.lora_positions(plan.lora)):
-        path = view.leaves[pos].path
-        names.append("/".join(info.layer(path[:depth]).name for depth in range(1, len(path) + 1)))
-    return names
+    return [
+        chain_name(view.info, view.leaves[pos].path)
+        for pos in sorted(view.lora_positions(plan.lora))
+    ]
 
 
 def _lora_lines(view: PlanView, plan: FreezePlan, enable: bool = True) -> list[str]:
