@@ -52,7 +52,7 @@ def status_text(
         a fourth: what a step costs (and whether it fits the GPU).
     """
     text = Text(no_wrap=True, overflow="ellipsis")
-    _append_counts(text, view, plan)
+    _append_counts(text, view, plan, width)
     _append_boundary(text, view, plan)
     text.append("\n")
     text.append("  ·  ".join(_notes(view, plan, phases, keys)))
@@ -62,19 +62,31 @@ def status_text(
     return text
 
 
-def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
+def _append_counts(text: Text, view: PlanView, plan: FreezePlan, width: int | None) -> None:
     """``trainable 2,257,984 || all 3,511,424 || 64.30 %  ·  frozen 1,253,440``, and with
-    LoRA its layers, rank and adapters."""
+    LoRA its layers, rank and adapters; in ``width`` columns, tighter rather than wrapped
+    (narrower separators, then without the frozen count, which is all minus trainable)."""
     totals = view.totals(plan)
-    text.append(view.totals(plan).headline, style="bold")
-    text.append("  ·  frozen ")
-    text.append(f"{totals.non_trainable:,}", style="bold cyan")
     lora = plan.lora
+    lora_rest = ""
     if lora is not None:
         layers = len(view.lora_positions(lora))
-        text.append("  ·  ")
+        lora_rest = f" on {layers} layer{'s' if layers != 1 else ''} (+{view.adapters(plan):,})"
+    forms = [("  ·  ", True), (" · ", True), (" · ", False)]
+    for sep, frozen in forms:
+        length = len(totals.headline)
+        length += len(f"{sep}frozen {totals.non_trainable:,}") if frozen else 0
+        length += len(f"{sep}LoRA r{lora.rank}{lora_rest}") if lora is not None else 0
+        if width is None or length <= width:
+            break
+    text.append(totals.headline, style="bold")
+    if frozen:
+        text.append(f"{sep}frozen ")
+        text.append(f"{totals.non_trainable:,}", style="bold cyan")
+    if lora is not None:
+        text.append(sep)
         text.append(f"LoRA r{lora.rank}", style="bold magenta")
-        text.append(f" on {layers} layer{'s' if layers != 1 else ''} (+{view.adapters(plan):,})")
+        text.append(lora_rest)
     text.append("\n")
 
 
