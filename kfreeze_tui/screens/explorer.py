@@ -287,7 +287,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def _show_summary(self, layer: LayerInfo | None) -> None:
         self.query_one("#layer-summary", TextPane).set_text(
-            layer_summary(self.session, self.plan, layer)
+            layer_summary(self.session, self.plan, layer), fit=True
         )
 
     @on(LayerTable.LayerSelected)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual import events
+from textual.geometry import Size
 from textual.widget import Widget
 
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
@@ -224,11 +225,32 @@ class TextPane(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._text = Text()
+        self._fitted_lines = -1
 
-    def set_text(self, text: Text) -> None:
-        """Show ``text`` (one repaint, no layout)."""
+    def set_text(self, text: Text, *, fit: bool = False) -> None:
+        """Show ``text`` (one repaint, no layout).
+
+        Args:
+            text: what to show.
+            fit: the pane's height is ``auto``: when the text wraps to more lines than
+                any text before it, ask for a layout, so that its last lines are not cut off
+                by the height of a shorter one. The pane only grows (up to its
+                ``max-height``), so that moving the cursor costs a layout a few times per
+                session, not on every key.
+        """
         self._text = text
+        if fit:
+            width = self.content_size.width
+            lines = len(text.wrap(self.app.console, width)) if width else 0
+            if lines > self._fitted_lines:
+                self._fitted_lines = lines
+                self.refresh(layout=True)
+                return
         self.refresh()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """As tall as the longest text shown so far (see :meth:`set_text`)."""
+        return max(super().get_content_height(container, viewport, width), self._fitted_lines)
 
     @property
     def text(self) -> Text:
