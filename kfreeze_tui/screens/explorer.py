@@ -65,6 +65,8 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
         trains = view.leaf_trainable(plan, layer.path)
         text.append("trains" if trains else "frozen", style="bold green" if trains else "bold cyan")
         text.append(f": {view.reason(plan, layer.path).value}\n")
+        # Before the longer lines, so that the pane's height limit never cuts it off.
+        text.append_text(lora_line(session, plan, layer))
     cut = view.cuts.at(layer.path)
     text.append("f here: ")
     text.append(cut.describe(), style="green" if cut.clean else "yellow")
@@ -72,7 +74,6 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
-        text.append_text(lora_line(session, plan, layer))
     calls = call_inputs(layer)
     if len(calls) > 1:
         shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])
@@ -286,7 +287,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
 
     def _show_summary(self, layer: LayerInfo | None) -> None:
         self.query_one("#layer-summary", TextPane).set_text(
-            layer_summary(self.session, self.plan, layer)
+            layer_summary(self.session, self.plan, layer), fit=True
         )
 
     @on(LayerTable.LayerSelected)

@@ -64,6 +64,8 @@ def _size_text(shape: tuple[int | None, ...] | None) -> str:
     if shape is None or len(shape) < 3:
         return ""
     dims = shape[1:-1]
+    if all(d is None for d in dims):  # a sequence of any length: no size to tell
+        return ""
     return "x".join("?" if d is None else str(d) for d in dims)
 
 

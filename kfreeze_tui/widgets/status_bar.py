@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual import events
+from textual.geometry import Size
 from textual.widget import Widget
 
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
@@ -52,7 +53,7 @@ def status_text(
         a fourth: what a step costs (and whether it fits the GPU).
     """
     text = Text(no_wrap=True, overflow="ellipsis")
-    _append_counts(text, view, plan)
+    _append_counts(text, view, plan, width)
     _append_boundary(text, view, plan)
     text.append("\n")
     text.append("  ·  ".join(_notes(view, plan, phases, keys)))
@@ -62,19 +63,31 @@ def status_text(
     return text
 
 
-def _append_counts(text: Text, view: PlanView, plan: FreezePlan) -> None:
+def _append_counts(text: Text, view: PlanView, plan: FreezePlan, width: int | None) -> None:
     """``trainable 2,257,984 || all 3,511,424 || 64.30 %  ·  frozen 1,253,440``, and with
-    LoRA its layers, rank and adapters."""
+    LoRA its layers, rank and adapters; in ``width`` columns, tighter rather than wrapped
+    (narrower separators, then without the frozen count, which is all minus trainable)."""
     totals = view.totals(plan)
-    text.append(view.totals(plan).headline, style="bold")
-    text.append("  ·  frozen ")
-    text.append(f"{totals.non_trainable:,}", style="bold cyan")
     lora = plan.lora
+    lora_rest = ""
     if lora is not None:
         layers = len(view.lora_positions(lora))
-        text.append("  ·  ")
+        lora_rest = f" on {layers} layer{'s' if layers != 1 else ''} (+{view.adapters(plan):,})"
+    forms = [("  ·  ", True), (" · ", True), (" · ", False)]
+    for sep, frozen in forms:
+        length = len(totals.headline)
+        length += len(f"{sep}frozen {totals.non_trainable:,}") if frozen else 0
+        length += len(f"{sep}LoRA r{lora.rank}{lora_rest}") if lora is not None else 0
+        if width is None or length <= width:
+            break
+    text.append(totals.headline, style="bold")
+    if frozen:
+        text.append(f"{sep}frozen ")
+        text.append(f"{totals.non_trainable:,}", style="bold cyan")
+    if lora is not None:
+        text.append(sep)
         text.append(f"LoRA r{lora.rank}", style="bold magenta")
-        text.append(f" on {layers} layer{'s' if layers != 1 else ''} (+{view.adapters(plan):,})")
+        text.append(lora_rest)
     text.append("\n")
 
 
@@ -212,11 +225,32 @@ class TextPane(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._text = Text()
+        self._fitted_lines = -1
 
-    def set_text(self, text: Text) -> None:
-        """Show ``text`` (one repaint, no layout)."""
+    def set_text(self, text: Text, *, fit: bool = False) -> None:
+        """Show ``text`` (one repaint, no layout).
+
+        Args:
+            text: what to show.
+            fit: the pane's height is ``auto``: when the text wraps to more lines than
+                any text before it, ask for a layout, so that its last lines are not cut off
+                by the height of a shorter one. The pane only grows (up to its
+                ``max-height``), so that moving the cursor costs a layout a few times per
+                session, not on every key.
+        """
         self._text = text
+        if fit:
+            width = self.content_size.width
+            lines = len(text.wrap(self.app.console, width)) if width else 0
+            if lines > self._fitted_lines:
+                self._fitted_lines = lines
+                self.refresh(layout=True)
+                return
         self.refresh()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """As tall as the longest text shown so far (see :meth:`set_text`)."""
+        return max(super().get_content_height(container, viewport, width), self._fitted_lines)
 
     @property
     def text(self) -> Text:

@@ -222,3 +222,20 @@ def test_enable_lora_on_again_keeps_the_kernel_frozen(keras: Any) -> None:
             "emb/lora_embeddings_b",
         ]
     )
+
+
+def test_built_input_shapes_are_those_a_layer_was_built_with(keras: Any) -> None:
+    from kfreeze_tui.core.runtime.keras_private import built_input_shapes
+
+    dense = keras.layers.Dense(5)
+    assert built_input_shapes(dense) is None  # not built
+    dense(keras.ops.zeros((2, 3, 7)))
+    assert built_input_shapes(dense) == {"input_shape": (2, 3, 7)}
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    mha(keras.ops.zeros((1, 3, 8)), keras.ops.zeros((1, 5, 6)))
+    shapes = built_input_shapes(mha)
+    assert shapes is not None
+    assert shapes["query_shape"] == (1, 3, 8) and shapes["value_shape"] == (1, 5, 6)
+    dropout = keras.layers.Dropout(0.5)  # no build of its own: nothing recorded
+    dropout(keras.ops.zeros((1, 2)))
+    assert built_input_shapes(dropout) is None

@@ -9,8 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from planned import assert_trains_as_planned
+from sublayer_outputs import agrees, shapes_when_run
 
 from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
@@ -63,6 +65,30 @@ def test_the_attention_layer_is_a_container_of_its_projections(
     assert mha.params == keras_mha.count_params() == sum(r.params for r in children)
     # The layers after it are the model's, as before.
     assert [row.name for row in info.top_level] == ["tokens", "mha", "ffn1", "ffn2"]
+
+
+def test_the_projections_shapes_are_those_keras_makes_when_it_runs(
+    transformer: Any, info: ModelInfo
+) -> None:
+    mha = info.find("mha")
+    assert mha is not None
+    children = info.children(mha.path)
+    layers = [layer_at(transformer, row.path) for row in children]
+    inputs = np.random.default_rng(0).normal(size=(3, 8, 16)).astype("float32")
+    actual = shapes_when_run(transformer, inputs, layers)
+    shown = {}
+    for row, layer in zip(children, layers, strict=True):
+        if row.output_shapes:
+            assert len(row.output_shapes) == len(actual[id(layer)]), row.name
+            assert all(
+                agrees(s, a) for s, a in zip(row.output_shapes, actual[id(layer)], strict=True)
+            ), (row.name, row.output_shapes, actual[id(layer)])
+            shown[re.sub(r"_\d+$", "", row.name)] = row.output_shape_text
+    # Every layer with weights has its shape; only those that record none (no build) stay "?".
+    assert set(shown) == {"query", "key", "value", "attention_output"}
+    # EinsumDense's own rule leaves the sequence open: (None, None, heads, key_dim).
+    assert shown["query"].endswith(", 2, 16)") and shown["attention_output"].endswith(", 16)")
+    assert {r.class_name for r in children if not r.output_shapes} == {"Softmax", "Dropout"}
 
 
 def test_every_parameter_counts_once(transformer: Any, info: ModelInfo) -> None:

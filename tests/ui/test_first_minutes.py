@@ -266,7 +266,9 @@ async def test_the_gpu_verdict_is_never_cut(
         estimate = cost_model(explorer.session.view).estimate(explorer.plan, TrainingSetup())
         largest = estimate.largest_batch(80486 << 20)
         assert largest > 32
-        line = next(line for line in screen_text(pilot).splitlines() if "step 0.46x" in line)
+        line = next(
+            row for row in screen_text(pilot).splitlines() if "step 0.46x" in row and "GPU" in row
+        )
         assert "…" not in line
         assert f"fits GPU 0 (78.6 GiB free; batch up to {largest:,})" in line or (
             size[0] == 80 and f"fits GPU 0 (batch ≤ {largest:,})" in line

@@ -311,3 +311,39 @@ def bert_loaded_leaves(loaded: LoadedModel) -> list[Any]:
 
     info = walk(loaded.model, loaded.source, loaded.description, True)
     return [row for row in info.layers if row.is_leaf]
+
+
+async def test_the_summarys_lora_line_shows_at_120x36(bert_loaded: LoadedModel) -> None:
+    """The side pane's summary has a height limit; the LoRA line is never what it cuts."""
+    app = make_app(loaded=bert_loaded)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await scenarios.lora_bert(pilot)  # the cursor on a query layer with LoRA
+        await pilot.pause()
+        layer = pilot.app.screen.table.current_layer
+        assert layer.name == "query" and layer.lora_kernel is not None
+        shown = screen_text(pilot)
+        assert re.search(r"LoRA on · \+[\d,]+ params at r8", shown), shown
+
+
+async def test_the_lora_pane_fits_at_80x24(bert_loaded: LoadedModel) -> None:
+    """At a narrow width ``p`` shows the side pane alone: each LoRA field, once focused, is
+    on the screen whole (label and value on one line), and so is the status headline."""
+    app = make_app(loaded=bert_loaded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await scenarios.lora_bert(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        expected = {
+            "lora-on": r"LoRA +◂ on ▸",
+            "lora-rank": r"rank +8\b",
+            "lora-targets": r"targets +◂ attention ▸",
+            "lora-regex": r"regex +over layer names, e\.g\. \.\*_dense",
+        }
+        for field, line in expected.items():
+            pilot.app.screen.query_one(f"#{field}").focus()
+            await pilot.pause()
+            shown = screen_text(pilot)
+            assert re.search(line, shown), (field, shown)
+        assert "LoRA can reach" in shown and "on 8 layers, rank 8" in shown
+        headline = next(row for row in shown.splitlines() if "|| all" in row)
+        assert re.search(r"LoRA r8 on 8 layers \(\+[\d,]+\)$", headline), headline

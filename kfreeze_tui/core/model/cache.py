@@ -39,7 +39,7 @@ from kfreeze_tui.core.model.source import Source, SourceKind, resolve
 from kfreeze_tui.core.runtime.leftovers import Leftover, remove_leftovers, temp_file
 
 #: Bumped whenever the stored form or the meaning of a walked field changes.
-SCHEMA = 8
+SCHEMA = 9
 
 
 def cache_dir() -> Path:

@@ -14,8 +14,10 @@ layer tracks as attributes (a
 a keras-hub ``TransformerEncoder``'s attention, norms and dense layers). Such a layer is a
 container row (``is_container``, ``subclassed``) followed by its sublayers' rows, depth
 first (``3.1.0``); a layer whose one sublayer holds all its weights (an LSTM's cell) stays a
-leaf. Its sublayers have no functional graph: their shapes are unknown unless
-Keras built them inside a graph, and no wiring between them is invented (no ``inbound``).
+leaf. Its sublayers have no functional graph: no wiring between them is invented (no
+``inbound``), and their output shapes come from Keras's own rule, each layer's
+``compute_output_shape`` for the shapes it was built with ("?" where that cannot tell:
+a Dropout or Softmax has no recorded build shapes).
 
 Every parameter is counted once. A container's *own* weights, those in none of its
 sublayers (ViT's class token in its patching-and-embedding layer), are listed first in its
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 from kfreeze_tui.core.model import grouping
 from kfreeze_tui.core.runtime.keras_private import (
+    built_input_shapes,
     created_trainable_variables,
     flatten_layers,
     functional_graph,
@@ -740,12 +743,48 @@ def _weight_infos(
 
 def _unwired(layer: Any) -> _Connection:
     """A sublayer of a subclassed layer: no graph says what it reads, so nothing is
-    invented; its output shape is known only when Keras built it in a graph."""
+    invented. Its output shape is the one Keras gave it in a graph, else the one its own
+    ``compute_output_shape`` gives for the shapes it was built with (unknown without)."""
     try:
         shapes = _tensor_shapes(layer.output)
     except (AttributeError, ValueError, RuntimeError):
-        shapes = ()
+        shapes = _built_output_shapes(layer)
     return _Connection(shapes, (), (), (), ())
+
+
+def _built_output_shapes(layer: Any) -> tuple[Shape, ...]:
+    """What ``layer.compute_output_shape`` says for the input shapes ``layer`` was built
+    with: Keras's own rule, without running the layer. Empty (shown as ``?``) for a layer
+    never built, built without recording its shapes, or whose rule cannot tell."""
+    built = built_input_shapes(layer)
+    if built is None:
+        return ()
+    try:
+        if len(built) == 1:
+            out = layer.compute_output_shape(next(iter(built.values())))
+        else:
+            out = layer.compute_output_shape(**built)
+    except Exception:  # any layer's own rule: a shape it cannot give stays "?"
+        return ()
+    return _declared_shapes(out)
+
+
+def _declared_shapes(value: Any) -> tuple[Shape, ...]:
+    """The shapes in what a ``compute_output_shape`` returns: one shape (a tuple of
+    dims), or a list, tuple or dict of them; empty for anything else."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, (list, tuple)):
+        return ()
+    if all(d is None or isinstance(d, int) for d in value):
+        return (_shape(value),)
+    shapes: list[Shape] = []
+    for item in value:
+        inner = _declared_shapes(item)
+        if not inner:
+            return ()
+        shapes.extend(inner)
+    return tuple(shapes)
 
 
 def _connections(container: Any, layers: list[Any]) -> list[_Connection]:

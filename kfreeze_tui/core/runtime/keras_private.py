@@ -83,6 +83,21 @@ def sublayers(layer: Any, is_model: bool | None = None) -> list[Any]:
     return list(flatten(include_self=False, recursive=False))
 
 
+def built_input_shapes(layer: Any) -> dict[str, Any] | None:
+    """The input shapes ``layer`` was built with, by the name of ``build``'s argument
+    (``{"input_shape": (None, 8, 16)}``; a MultiHeadAttention's ``query_shape`` and
+    ``value_shape``), with which ``compute_output_shape`` gives its output shape.
+
+    Keras 3.15 records them in ``Layer._build_shapes_dict`` when a layer that overrides
+    ``build`` is built (to rebuild it on loading); a layer without its own ``build``
+    (Dropout, Softmax) has none. None when it is not there or not built.
+    """
+    shapes = getattr(layer, "_build_shapes_dict", None)
+    if not isinstance(shapes, dict) or not shapes or not getattr(layer, "built", False):
+        return None
+    return dict(shapes)
+
+
 def created_trainable_variables(layer: Any) -> list[Any] | None:
     """The variables ``layer`` itself created as trainable (kernels, gamma), frozen or not.
 
