@@ -47,6 +47,7 @@ def export_request(args: argparse.Namespace) -> Any:
         savedmodel_path=args.savedmodel,
         force=args.force,
         adapters_path=adapters_path(args.output) if lora else None,
+        cache_features=bool(getattr(args, "cache_features", False)),
     )
 
 

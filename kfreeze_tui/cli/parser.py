@@ -343,6 +343,14 @@ def _export(commands: _Commands) -> None:
         help="the script builds and compiles inside tf.distribute.MirroredStrategy (this "
         "machine's GPUs) or MultiWorkerMirroredStrategy (several machines)",
     )
+    export.add_argument(
+        "--cache-features",
+        action="store_true",
+        help="the script gets cache_features(ds, directory) and train(..., cache_dir=...): "
+        "the frozen part runs once and the rest trains on its cached output (needs a plan "
+        "whose frozen part is a pure function of the input: nothing before the cut trains, "
+        "nothing random runs there)",
+    )
     add_bn_option(export)
     add_lora_options(export)
     add_head_options(export)

@@ -19,6 +19,7 @@ from kfreeze_tui.core.model.layers import ModelInfo, walk
 from kfreeze_tui.core.model.loading import LoadedModel, LoadOptions
 from kfreeze_tui.core.model.source import Source
 from kfreeze_tui.core.model.source import resolve as resolve_source
+from kfreeze_tui.core.plan.features import FeatureCache
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
@@ -332,6 +333,8 @@ class ModelSession:
         check_request(request)
         # LoRA cannot come off a layer: no phase without it after one with it.
         check_phase_lora(plan.lora is not None, self.phases)
+        if request.cache_features:
+            self._cache_verdict(plan, head)  # refused before building
         if phase_setup(plan, self.phases, phase).plan.lora is not None:
             return self._export_lora(
                 load_options, plan, head, compile_spec, request, progress, phase
@@ -419,6 +422,7 @@ class ModelSession:
         from kfreeze_tui.core.train.build import uses_mixed_precision
         from kfreeze_tui.core.train.script import python_script
 
+        cache = self._cache_verdict(plan, head) if request.cache_features else None
         plan_text = to_toml(
             document(self.source, load_options, self.view, plan, head, compile_spec, self.phases)
         )
@@ -436,8 +440,30 @@ class ModelSession:
             module=request.script_path.stem if request.script_path else "finetune",
             script_dir=request.script_path.parent if request.script_path else None,
             adapters=request.adapters_path if adapters else None,
+            cache=cache,
         )
         return plan_text, script_text
+
+    def _cache_verdict(self, plan: FreezePlan, head: HeadSpec) -> FeatureCache:
+        """Phase 1's feature cache verdict for ``--cache-features``.
+
+        Raises:
+            PlanError: the frozen part cannot be cached, in one sentence.
+        """
+        from kfreeze_tui.core.train.feature_script import checked_verdict
+        from kfreeze_tui.core.train.fit import phase_setup
+
+        first = phase_setup(plan, self.phases, 1).plan
+        return checked_verdict(self.view, first, head, self.phases, self.strategy)
+
+    def export_cache_verdict(self, plan: FreezePlan | None = None) -> FeatureCache:
+        """The verdict on caching the frozen part of ``plan`` (default: the session's,
+        phase 1's with phases)."""
+        from kfreeze_tui.core.plan.features import feature_cache
+        from kfreeze_tui.core.train.fit import phase_setup
+
+        first = phase_setup(plan or self.plan, self.phases, 1).plan
+        return feature_cache(self.view, first)
 
     def build(
         self, plan: FreezePlan, head: HeadSpec, compile_spec: CompileSpec, phase: int = 1

@@ -46,6 +46,8 @@ class ExportRequest:
         savedmodel_path: an inference SavedModel folder (``model.export``), or None.
         force: replace files that exist.
         adapters_path: with LoRA, the adapters file (``out.lora.npz``), or None.
+        cache_features: the script gets ``cache_features`` and trains from cached features
+            (the plan's frozen part must be cacheable).
     """
 
     model_path: Path
@@ -54,6 +56,7 @@ class ExportRequest:
     savedmodel_path: Path | None = None
     force: bool = False
     adapters_path: Path | None = None
+    cache_features: bool = False
 
     def targets(self) -> list[Path]:
         """Every path the export writes."""

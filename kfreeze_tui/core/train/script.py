@@ -23,6 +23,7 @@ from kfreeze_tui.core.model import catalog, hub
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, format_shape
 from kfreeze_tui.core.model.loading import LoadOptions
 from kfreeze_tui.core.model.source import SourceKind, resolve
+from kfreeze_tui.core.plan.features import FeatureCache
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
 from kfreeze_tui.core.plan.head import (
     HEAD_OUTPUT,
@@ -37,6 +38,7 @@ from kfreeze_tui.core.plan.head import (
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
 from kfreeze_tui.core.train.adapters import script_source
 from kfreeze_tui.core.train.build import loss_for
+from kfreeze_tui.core.train.feature_script import CACHE_IMPORTS, cache_lines, cached_train
 from kfreeze_tui.core.train.fit import phase_setup
 
 #: Python's own recursion limit, which a script run with a backend other than TensorFlow
@@ -915,6 +917,7 @@ def python_script(
     module: str = "finetune",
     script_dir: Path | None = None,
     adapters: Path | None = None,
+    cache: FeatureCache | None = None,
 ) -> str:
     """The script's text.
 
@@ -937,6 +940,8 @@ def python_script(
             (None: the working folder).
         adapters: with LoRA, the adapters file the export writes: the script loads it when
             it is there (None: the script looks for none), if phase 1 has LoRA.
+        cache: phase 1's feature cache verdict (cacheable): the script gets
+            ``cache_features`` and ``train(..., cache_dir=None)`` (None: neither).
 
     Returns:
         A complete Python module.
@@ -976,9 +981,10 @@ def python_script(
             view.info,
             bool(data),
             bool(phases),
-            bool(files) or lora,
+            bool(files) or lora or cache is not None,
             strategy,
             needs_keras_hub(source),
+            cache is not None,
         ),
         *_setup_lines(view.info, files),
     ]
@@ -1002,6 +1008,9 @@ def python_script(
         lines += ["", *body]
     if data:
         lines += ["", "# 5. The data.", *data]
+    if cache is not None:
+        lines += _cache_section(view, setup.plan, head, cache, phases, compile_spec, choice, kept)
+        train = cached_train(train)
     lines += train
     if lora:
         lines += _SAVE_LORA
@@ -1009,6 +1018,22 @@ def python_script(
         lines += _LOAD_LINES
     lines += _main_lines(bool(data), bool(phases), lora)
     return "\n".join(lines)
+
+
+def _cache_section(
+    view: PlanView,
+    plan: FreezePlan,
+    head: HeadSpec,
+    cache: FeatureCache,
+    phases: tuple[Phase, ...],
+    compile_spec: CompileSpec,
+    choice: Any,
+    kept: int,
+) -> list[str]:
+    """Section 6: cached features (see :mod:`kfreeze_tui.core.train.feature_script`)."""
+    loss, metrics = _compile_sources(choice, kept)
+    optimizer = _optimizer_source(None, compile_spec)
+    return cache_lines(view, plan, head, cache, phases, optimizer, loss, metrics)
 
 
 def lora_layer_names(view: PlanView, plan: FreezePlan) -> list[str]:
@@ -1127,18 +1152,21 @@ def _import_lines(
     files: bool,
     strategy: str | None,
     keras_hub: bool = False,
+    cache: bool = False,
 ) -> list[str]:
     """The standard library modules the script uses, then keras (keras_hub for a keras-hub
-    model, and tensorflow for a strategy)."""
+    model, tensorflow for a strategy, numpy for cached features)."""
     stdlib = [
         *(["import argparse"] if images else []),
         *(["import bisect"] if phases else []),
+        *(CACHE_IMPORTS if cache else []),
         *(["import sys"] if recursion_limit(info) else []),
         *(["from pathlib import Path"] if files else []),
     ]
     return [
         *([*stdlib, ""] if stdlib else []),
         "import keras",
+        *(["import numpy as np"] if cache else []),
         *(
             ["import keras_hub  # before loading: registers the keras-hub classes"]
             if keras_hub
