@@ -456,14 +456,16 @@ class ModelSession:
         first = phase_setup(plan, self.phases, 1).plan
         return checked_verdict(self.view, first, head, self.phases, self.strategy)
 
-    def export_cache_verdict(self, plan: FreezePlan | None = None) -> FeatureCache:
-        """The verdict on caching the frozen part of ``plan`` (default: the session's,
-        phase 1's with phases)."""
-        from kfreeze_tui.core.plan.features import feature_cache
-        from kfreeze_tui.core.train.fit import phase_setup
+    def cache_refusal(self, plan: FreezePlan, head: HeadSpec) -> str | None:
+        """Why the export of ``plan`` cannot offer cached features (one sentence), or None
+        when it can (the export dialog shows the option, or this reason)."""
+        from kfreeze_tui.core.errors import PlanError
 
-        first = phase_setup(plan or self.plan, self.phases, 1).plan
-        return feature_cache(self.view, first)
+        try:
+            self._cache_verdict(plan, head)
+        except PlanError as error:
+            return error.message
+        return None
 
     def build(
         self, plan: FreezePlan, head: HeadSpec, compile_spec: CompileSpec, phase: int = 1

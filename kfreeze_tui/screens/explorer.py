@@ -626,7 +626,10 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
                 + "); the plan and the script carry every phase."
             )
         lora = self.session.plan.lora is not None
-        self.app.push_screen(ExportScreen(default, note, lora), self._export_requested)
+        refusal = self.session.cache_refusal(self.plan, self.head)
+        self.app.push_screen(
+            ExportScreen(default, note, lora, cache_refusal=refusal), self._export_requested
+        )
 
     def _export_requested(self, request: ExportRequest | None) -> None:
         if request is None:

@@ -47,17 +47,26 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         Binding("ctrl+s", "export", "Export"),
     ]
 
-    def __init__(self, default_path: Path, note: str = "", lora: bool = False) -> None:
+    def __init__(
+        self,
+        default_path: Path,
+        note: str = "",
+        lora: bool = False,
+        cache_refusal: str | None = "",
+    ) -> None:
         """
         Args:
             default_path: the model file offered.
             note: what else the user should know about what is written (which phase).
             lora: the plan has LoRA: the adapters file is written beside the model file.
+            cache_refusal: None: the plan's frozen part can be cached, and the dialog offers
+                the script's cached features; otherwise why not (shown in one line).
         """
         super().__init__()
         self.default_path = default_path
         self.note = note
         self.lora = lora
+        self.cache_refusal = cache_refusal
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box") as box:
@@ -70,6 +79,14 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
                 "Python script (.py): rebuilds it with Keras alone", True, id="export-script"
             )
             yield TickBox("inference SavedModel (model.export)", False, id="export-savedmodel")
+            if self.cache_refusal is None:
+                yield TickBox(
+                    "cached features: the script's cache_features() and train(..., cache_dir=...)",
+                    False,
+                    id="export-cache",
+                )
+            elif self.cache_refusal:
+                yield Static(Text(self.cache_refusal, style="dim"), id="export-cache-reason")
             if self.note:
                 yield Static(Text(self.note, style="bold"), id="export-phases")
             yield Static(id="export-targets")
@@ -95,6 +112,11 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
             ),
             force=force,
             adapters_path=adapters_path(model_path) if self.lora else None,
+            cache_features=bool(
+                self.cache_refusal is None
+                and self.query_one("#export-cache", Checkbox).value
+                and self.query_one("#export-script", Checkbox).value
+            ),
         )
 
     @on(Input.Changed)
