@@ -347,7 +347,8 @@ def cache_lines(
         '            val = cached_dataset(Path(cache_dir) / "val", shuffle=False)',
         "        top = top_model(model)",
         f"        top.compile(optimizer={optimizer}, loss={loss}, metrics={metrics})",
-        "        return top.fit(cached_dataset(cache_dir), validation_data=val, **options)",
+        "        data = cached_dataset(cache_dir)  # shuffles itself every epoch",
+        "        return top.fit(data, validation_data=val, shuffle=False, **options)",
         "",
         "    return fit",
     ]
