@@ -119,6 +119,9 @@ facts["same"] = same
 with np.load("whole/shard-00000.npz") as a:
     facts["files"] = sorted(a.files)
     facts["weights_kept"] = bool(np.array_equal(a["weights_0"], w[:8]))
+# Training reads the weights back from the shards (through tf.data) with the labels.
+history = script["train"](ds, epochs=1, verbose=0, cache_dir="whole")
+facts["weighted_epochs"] = len(history["loss"])
 try:
     other["cache_features"](ds, "whole", verbose=False)
     facts["refused"] = None
@@ -204,6 +207,7 @@ def test_a_stopped_cache_resumes_and_another_plans_is_refused(small_exports: Pat
     assert facts["same"] == [True] * 6
     assert facts["files"] == ["features_0", "labels_0", "weights_0"]
     assert facts["weights_kept"]
+    assert facts["weighted_epochs"] == 1
     assert facts["refused"] is not None
     assert "holds features of another model, plan or cut" in facts["refused"]
 
