@@ -3,9 +3,13 @@ refused in one sentence (exit 2, nothing written) for one that cannot."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 
@@ -42,7 +46,7 @@ def test_cache_features_writes_the_scripts_functions(
 ) -> None:
     result = run_cli(
         "export", str(small_model_file), "--freeze-before", "block1_conv", "--cache-features",
-        "-o", str(tmp_path / "out.keras"), "--script", str(tmp_path / "out.py"),
+        "--classes", "2", "-o", str(tmp_path / "out.keras"), "--script", str(tmp_path / "out.py"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     script = (tmp_path / "out.py").read_text()
@@ -55,3 +59,22 @@ def test_cache_features_writes_the_scripts_functions(
     )  # fmt: skip
     assert plain.returncode == 0, plain.stderr
     assert "cache_features" not in (tmp_path / "plain.py").read_text()
+    # Run as a program on an image folder, with --cache-dir: cached once, then trained on.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+            tf.io.write_file(str(tmp_path / "data" / name / f"{i}.png"), tf.io.encode_png(pixels))
+    run = subprocess.run(
+        [sys.executable, "out.py", "data", "--epochs", "1", "--cache-dir", "cache",
+         "--save", "trained.keras"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "cached features of 6 examples in cache" in run.stdout
+    assert "saved trained.keras" in run.stdout
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["tensors"] == ["pool1"]

@@ -386,6 +386,31 @@ def cached_train(train: list[str]) -> list[str]:
     return lines
 
 
+def cached_main(main: list[str]) -> list[str]:
+    """The script run as a program with ``--cache-dir DIR``: the training images read in a
+    fixed order, their features cached there once (resumable) and trained on."""
+    lines: list[str] = []
+    for line in main:
+        if line == "    args = parser.parse_args()":
+            lines += [
+                "    parser.add_argument(",
+                '        "--cache-dir",',
+                '        help="cache the frozen part\'s features of TRAIN here once (resumable) "',
+                '        "and train on them",',
+                "    )",
+            ]
+        elif line.strip() == "train(load_images(args.train), val_ds, epochs=args.epochs)":
+            indent = line[: len(line) - len(line.lstrip())]
+            lines += [
+                f"{indent}# Cached: the images in a fixed order (a stopped run resumes).",
+                f"{indent}images = load_images(args.train, shuffle=not args.cache_dir)",
+                f"{indent}train(images, val_ds, epochs=args.epochs, cache_dir=args.cache_dir)",
+            ]
+            continue
+        lines.append(line)
+    return lines
+
+
 def checked_verdict(
     view: PlanView,
     plan: FreezePlan,

@@ -38,7 +38,12 @@ from kfreeze_tui.core.plan.head import (
 from kfreeze_tui.core.plan.phases import CompileSpec, Phase
 from kfreeze_tui.core.train.adapters import script_source
 from kfreeze_tui.core.train.build import loss_for
-from kfreeze_tui.core.train.feature_script import CACHE_IMPORTS, cache_lines, cached_train
+from kfreeze_tui.core.train.feature_script import (
+    CACHE_IMPORTS,
+    cache_lines,
+    cached_main,
+    cached_train,
+)
 from kfreeze_tui.core.train.fit import phase_setup
 
 #: Python's own recursion limit, which a script run with a backend other than TensorFlow
@@ -1016,7 +1021,8 @@ def python_script(
         lines += _SAVE_LORA
     if partial:
         lines += _LOAD_LINES
-    lines += _main_lines(bool(data), bool(phases), lora)
+    main = _main_lines(bool(data), bool(phases), lora)
+    lines += cached_main(main) if cache is not None else main
     return "\n".join(lines)
 
 
