@@ -14,6 +14,7 @@ from typing import Any
 
 from kfreeze_tui.core.model.layers import LayerInfo
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
 
 Shape = tuple[int | None, ...]
 
@@ -68,8 +69,9 @@ def _is_random(row: LayerInfo) -> bool:
     return row.class_name.startswith("Random")
 
 
-def feature_cache(view: PlanView, plan: FreezePlan) -> FeatureCache:
-    """Whether the frozen part of ``plan`` can be cached, and what it makes per example."""
+def feature_cache(view: PlanView, plan: FreezePlan, head: HeadSpec | None = None) -> FeatureCache:
+    """Whether the frozen part of ``plan`` can be cached, and what it makes per example
+    (``head``: as the core's verdict takes it; this minimal one reports the base's outputs)."""
     info = view.info
     cut = view.cut(plan)
     end = view.boundary_position(plan)

@@ -428,9 +428,13 @@ def checked_verdict(
     from kfreeze_tui.core.plan.features import feature_cache
     from kfreeze_tui.core.plan.head import kept_outputs
 
-    verdict = feature_cache(view, plan)
+    verdict = feature_cache(view, plan, head)
+    layers = {row.name for row in view.info.layers if len(row.path) == 1 and not row.is_container}
+    unnamed = [label for label in verdict.tensors if label not in layers]
     if not verdict.cacheable:
         reason = verdict.reason
+    elif plan.boundary is not None and unnamed:
+        reason = f"{unnamed[0]} crosses the cut, and the script finds only layers' outputs by name"
     elif head.is_none:
         reason = "the export has no head, so the script has no training to cache for"
     elif kept_outputs(view.info, head):
