@@ -49,8 +49,9 @@ history = script.train(data, data.take(1), epochs=1, verbose=2)
 arrays = {{"before|" + path: value for path, value in before.items()}}
 arrays.update({{"after|" + w.path: w.numpy() for w in script.model.weights}})
 np.savez(out, **arrays)
+trainable = [w.path for w in script.model.trainable_weights]
 with open(out + ".json", "w") as f:
-    json.dump({{"history": history, "trainable": [w.path for w in script.model.trainable_weights]}}, f)
+    json.dump({{"history": history, "trainable": trainable}}, f)
 """
 
 
