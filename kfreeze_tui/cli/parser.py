@@ -340,8 +340,9 @@ def _export(commands: _Commands) -> None:
     export.add_argument(
         "--strategy",
         choices=("mirrored", "multiworker"),
-        help="the script builds and compiles inside tf.distribute.MirroredStrategy (this "
-        "machine's GPUs) or MultiWorkerMirroredStrategy (several machines)",
+        help="the script builds and trains under tf.distribute.MirroredStrategy (this "
+        "machine's GPUs) or MultiWorkerMirroredStrategy (several machines: run it on each, "
+        "with TF_CONFIG)",
     )
     add_bn_option(export)
     add_lora_options(export)

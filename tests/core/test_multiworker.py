@@ -55,6 +55,32 @@ with open(out + ".json", "w") as f:
 """
 
 
+#: Runs the exported script as a program (``python SCRIPT ARGS``, through runpy), then
+#: writes every weight of its model after training.
+MAIN = """
+import json, runpy, sys
+import numpy as np
+
+out, script, *args = sys.argv[1:]
+sys.argv = [script, *args]
+model = runpy.run_path(script, run_name="__main__")["model"]
+np.savez(out, **{"after|" + w.path: w.numpy() for w in model.weights})
+with open(out + ".json", "w") as f:
+    json.dump({"trainable": [w.path for w in model.trainable_weights]}, f)
+"""
+
+
+def _images(folder: Path, keras: Any) -> Path:
+    """Three class folders of eight random 32x32 images each."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (folder / name).mkdir(parents=True)
+        for index in range(8):
+            pixels = rng.integers(0, 256, (32, 32, 3)).astype("uint8")
+            keras.utils.save_img(folder / name / f"{index}.png", pixels)
+    return folder
+
+
 def _export(run_cli: Any, model_file: Path, folder: Path, name: str, *extra: str) -> Path:
     """The script of the small CNN with PHASES and no dropout, written to FOLDER/NAME.py."""
     folder.mkdir(exist_ok=True)
@@ -137,39 +163,61 @@ def _load(out: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict
     return before, after, json.loads(Path(f"{out}.json").read_text())
 
 
-def _check_training(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> None:
-    """The never-trainable layers' weights are bitwise unchanged; the others moved."""
+def _check_training(
+    before: dict[str, np.ndarray], after: dict[str, np.ndarray], with_head: bool = True
+) -> None:
+    """The never-trainable layers' weights are bitwise unchanged; the others moved (the
+    head's only when BEFORE has it)."""
     frozen = [path for path in before if path.split("/")[0] in FROZEN]
     assert len(frozen) == 2 + 4 + 2 + 4  # kernels, biases, BatchNorm's four
     for path in frozen:
         assert np.array_equal(before[path], after[path]), f"{path} changed"
-    for path in ("block2_conv/kernel", "head_output/kernel", "head_output/bias"):
+    head = ("head_output/kernel", "head_output/bias") if with_head else ()
+    for path in ("block2_conv/kernel", *head):
         assert not np.allclose(before[path], after[path]), f"{path} did not train"
 
 
 def test_multiworker_script_trains_on_two_workers(
-    run_cli: Any, small_model_file: Path, tmp_path: Path
+    run_cli: Any, small_model_file: Path, tmp_path: Path, keras: Any
 ) -> None:
-    driver = _export(run_cli, small_model_file, tmp_path, "ft", "--strategy", "multiworker")
-    assert "tf.distribute.MultiWorkerMirroredStrategy()" in driver.with_name("ft.py").read_text()
+    """python ft.py DATA --val DATA --epochs 1 --save out.keras on each of two workers."""
+    _export(run_cli, small_model_file, tmp_path, "ft", "--strategy", "multiworker")
+    script = tmp_path / "ft.py"
+    assert "tf.distribute.MultiWorkerMirroredStrategy()" in script.read_text()
+    data = _images(tmp_path / "data", keras)
+    main = tmp_path / "main.py"
+    main.write_text(MAIN)
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     configs: list[dict[str, Any] | None] = [
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         for index in range(2)
     ]
-    outs = [tmp_path / f"worker{index}.npz" for index in range(2)]
-    _run(driver, outs, configs)
-    (before0, after0, run0), (before1, after1, run1) = (_load(out) for out in outs)
-    # The workers start from the same weights (the chief's, broadcast) and end with the same.
-    for path in before0:
-        assert np.array_equal(before0[path], before1[path]), f"{path} started apart"
+    outs = []
+    for index in range(2):  # each worker in a folder of its own, as on two machines
+        (tmp_path / f"worker{index}").mkdir()
+        outs.append(tmp_path / f"worker{index}" / "weights.npz")
+    args = (str(script), str(data), "--val", str(data), "--epochs", "1", "--save", "out.keras")
+    _run(main, outs, configs, *args)
+    (_, after0, run0), (_, after1, _) = (_load(out) for out in outs)
+    # The same weights on both workers at the end, and the same metrics (the cluster's).
+    assert after0.keys() == after1.keys()
+    for path in after0:
         assert np.array_equal(after0[path], after1[path]), f"{path} ended apart"
-    _check_training(before0, after0)
+    logs = [out.with_suffix(".log").read_text() for out in outs]
+    epochs = [[line for line in log.splitlines() if line.startswith("Epoch ")] for log in logs]
+    assert len(epochs[0]) == 2 and epochs[0] == epochs[1], logs  # one line per phase
+    assert "val_loss: " in epochs[0][1]
+    # The layers no phase trains are bitwise the source model's; block2_conv trained.
+    source = {w.path: w.numpy() for w in keras.saving.load_model(small_model_file).weights}
+    _check_training(source, after0, with_head=False)
     # After phase 2, block2_conv and the head train (block2_conv has no BatchNorm).
     assert {p.split("/")[0] for p in run0["trainable"]} == {"block2_conv", "head_output"}
-    # The metrics are the whole cluster's, so both workers report the same history.
-    assert run0["history"] == run1["history"]
-    assert len(run0["history"]["loss"]) == 2 == len(run0["history"]["val_loss"])
+    # The chief alone saved, what it trained; the other worker said so.
+    saved = keras.saving.load_model(tmp_path / "worker0" / "out.keras")
+    for weight in saved.weights:
+        assert np.array_equal(weight.numpy(), after0[weight.path]), weight.path
+    assert not (tmp_path / "worker1" / "out.keras").exists()
+    assert "saved nothing: out.keras is the chief's to write" in logs[1]
 
 
 def test_mirrored_script_trains_as_fit_does(

@@ -1068,7 +1068,8 @@ def python_script(
         phases: staged training: the script gets ``train(train_ds, val_ds=None)``, which runs
             them (without phases, ``train`` runs one phase: the plan, for the given epochs).
         strategy: ``mirrored`` or ``multiworker``: build and compile inside that
-            ``tf.distribute`` strategy's scope.
+            ``tf.distribute`` strategy's scope, and train with ``fit_distributed`` (a loop
+            of ``strategy.run`` steps: Keras 3's fit fails under MultiWorkerMirroredStrategy).
         module: the script's file name without ``.py``, for its usage text.
         script_dir: the folder the script is written to, from which it finds the model file
             (None: the working folder).
