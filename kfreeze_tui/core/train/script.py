@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -619,9 +620,10 @@ def _phased_train(choice: Any, strategy: str | None, kept: int) -> list[str]:
 
 
 def _distributed(train: list[str]) -> list[str]:
-    """``train`` under a strategy: ``fit_distributed`` (defined before it) where ``train``
-    calls ``model.fit``, the same arguments but the shuffle flag it has no use for (and a
-    compile of its own in the strategy's scope)."""
+    """``train`` under a strategy: ``fit_distributed`` (defined before it; it trains
+    ``model``) where ``train`` calls ``model.fit`` (not another model's fit), with the
+    same arguments but the shuffle flag it has no use for (and a compile of its own in the
+    strategy's scope)."""
     lines = []
     for line in train:
         if line.startswith("    model.compile("):  # train() without a head compiles itself
@@ -630,7 +632,7 @@ def _distributed(train: list[str]) -> list[str]:
                 "    " + line,
             ]
         elif not line.strip().startswith("shuffle="):
-            lines.append(line.replace("model.fit(", "fit_distributed("))
+            lines.append(re.sub(r"(?<![\w.])model\.fit\(", "fit_distributed(", line))
     return lines
 
 
