@@ -21,6 +21,7 @@ from textual.worker import Worker
 
 from kfreeze_tui.core.model.layers import LayerInfo, call_inputs
 from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.plan.head import HeadSpec, default_replaced_output, model_outputs, validate
 from kfreeze_tui.core.plan.lora import LoraSpec, adapter_size
@@ -71,6 +72,8 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     text.append("f here: ")
     text.append(cut.describe(), style="green" if cut.clean else "yellow")
     text.append("\n")
+    cache = feature_cache(view, plan.with_boundary(layer.path))
+    text.append(f"  {cache.describe()}\n", style="green" if cache.cacheable else "dim")
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
@@ -234,6 +237,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             # never a pane that is hidden: at a narrow width, the key that shows it
             settings_at=self._key("head_pane") if self.narrow else "side pane",
             keys={name: self._key(name) for name in ("export", "bn_policy")},
+            head=self.session.head,
         )
 
     def _key(self, binding_id: str) -> str:

@@ -11,7 +11,9 @@ from textual import events
 from textual.geometry import Size
 from textual.widget import Widget
 
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import Phase
 from kfreeze_tui.core.runtime.gpus import Gpu
 from kfreeze_tui.core.train.cost import DtypePolicy, TrainingSetup, brief, cost_model, human_bytes
@@ -30,6 +32,7 @@ def status_text(
     width: int | None = None,
     settings_at: str = "side pane",
     keys: Mapping[str, str] = DEFAULT_KEYS,
+    head: HeadSpec | None = None,
 ) -> Text:
     """The status bar's text for a plan (pure, so the tests and the app share it).
 
@@ -46,6 +49,7 @@ def status_text(
             ``bn_policy``).
         settings_at: where the batch size and optimizer are set (``side pane``, or ``p``
             when the side pane is folded away).
+        head: the new head (what a head-only plan caches; None: the default head).
 
     Returns:
         Three lines: the counts; the boundary and the cut it makes; what the export writes
@@ -54,7 +58,7 @@ def status_text(
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     _append_counts(text, view, plan, width)
-    _append_boundary(text, view, plan)
+    _append_boundary(text, view, plan, head)
     text.append("\n")
     text.append("  ·  ".join(_notes(view, plan, phases, keys)))
     if training is not None:
@@ -91,11 +95,15 @@ def _append_counts(text: Text, view: PlanView, plan: FreezePlan, width: int | No
     text.append("\n")
 
 
-def _append_boundary(text: Text, view: PlanView, plan: FreezePlan) -> None:
-    """The boundary layer and the cut it makes (or that there is none)."""
+def _append_boundary(
+    text: Text, view: PlanView, plan: FreezePlan, head: HeadSpec | None = None
+) -> None:
+    """The boundary layer, the cut it makes (or that there is none) and whether the frozen
+    part's output can be cached as features (the side pane says why not)."""
     layer = view.boundary_layer(plan)
     if layer is None:
         text.append("Boundary: none, every layer frozen")
+        _append_cache(text, view, plan, head)
     elif view.boundary_position(plan) == 0:
         frozen_bns = plan.bn_policy is BNPolicy.FROZEN and view.batch_norms_after_boundary(plan)
         text.append(
@@ -108,6 +116,13 @@ def _append_boundary(text: Text, view: PlanView, plan: FreezePlan) -> None:
         cut = view.cut(plan)
         text.append("  ·  ")
         text.append(cut.brief(), style="green" if cut.clean else "yellow")
+        _append_cache(text, view, plan, head)
+
+
+def _append_cache(text: Text, view: PlanView, plan: FreezePlan, head: HeadSpec | None) -> None:
+    cache = feature_cache(view, plan, head)
+    text.append("  ·  ")
+    text.append(cache.brief(), style="green" if cache.cacheable else "dim")
 
 
 def _notes(
@@ -274,6 +289,7 @@ class StatusBar(TextPane):
         self._phases: Sequence[Phase] = ()
         self._settings_at = "side pane"
         self._keys: Mapping[str, str] = DEFAULT_KEYS
+        self._head: HeadSpec | None = None
 
     def show(
         self,
@@ -285,9 +301,11 @@ class StatusBar(TextPane):
         phases: Sequence[Phase] = (),
         settings_at: str = "side pane",
         keys: Mapping[str, str] = DEFAULT_KEYS,
+        head: HeadSpec | None = None,
     ) -> None:
         """Render the counts and the cost of ``plan`` (see :func:`status_text`)."""
         self._shown = (view, plan, training, gpus)
+        self._head = head
         self._phases = phases
         self._settings_at = settings_at
         self._keys = keys
@@ -306,6 +324,7 @@ class StatusBar(TextPane):
                     width=self.size.width or None,
                     settings_at=self._settings_at,
                     keys=self._keys,
+                    head=self._head,
                 )
             )
 
