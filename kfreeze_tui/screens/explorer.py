@@ -72,11 +72,14 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     text.append("f here: ")
     text.append(cut.describe(), style="green" if cut.clean else "yellow")
     text.append("\n")
-    cache = feature_cache(view, plan.with_boundary(layer.path))
-    text.append(f"  {cache.describe()}\n", style="green" if cache.cacheable else "dim")
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
+    # After the step: the pane's height limit cuts this rather than the step. A partial
+    # freeze inside a subclassed layer is said by the cut's line already.
+    if not cut.inside:
+        cache = feature_cache(view, plan.with_boundary(layer.path))
+        text.append(f"  {cache.describe()}\n", style="green" if cache.cacheable else "dim")
     calls = call_inputs(layer)
     if len(calls) > 1:
         shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])

@@ -58,7 +58,7 @@ def status_text(
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     _append_counts(text, view, plan, width)
-    _append_boundary(text, view, plan, head)
+    _append_boundary(text, view, plan, head, width)
     text.append("\n")
     text.append("  ·  ".join(_notes(view, plan, phases, keys)))
     if training is not None:
@@ -96,14 +96,34 @@ def _append_counts(text: Text, view: PlanView, plan: FreezePlan, width: int | No
 
 
 def _append_boundary(
-    text: Text, view: PlanView, plan: FreezePlan, head: HeadSpec | None = None
+    text: Text,
+    view: PlanView,
+    plan: FreezePlan,
+    head: HeadSpec | None = None,
+    width: int | None = None,
 ) -> None:
     """The boundary layer, the cut it makes (or that there is none) and whether the frozen
-    part's output can be cached as features (the side pane says why not)."""
+    part's output can be cached as features (the side pane says why not), in ``width``
+    columns: the verdict takes a shorter form, or is left out, rather than wrapping."""
+    line = Text()
+    _boundary_line(line, view, plan)
+    if line.plain.startswith("Boundary: none, every layer trains"):
+        text.append_text(line)
+        return
+    cache = feature_cache(view, plan, head)
+    style = "green" if cache.cacheable else "dim"
+    for form in (cache.brief(), cache.brief(short=True)):
+        if width is None or line.cell_len + 5 + len(form) <= width:
+            line.append("  ·  ")
+            line.append(form, style=style)
+            break
+    text.append_text(line)
+
+
+def _boundary_line(text: Text, view: PlanView, plan: FreezePlan) -> None:
     layer = view.boundary_layer(plan)
     if layer is None:
         text.append("Boundary: none, every layer frozen")
-        _append_cache(text, view, plan, head)
     elif view.boundary_position(plan) == 0:
         frozen_bns = plan.bn_policy is BNPolicy.FROZEN and view.batch_norms_after_boundary(plan)
         text.append(
@@ -116,13 +136,6 @@ def _append_boundary(
         cut = view.cut(plan)
         text.append("  ·  ")
         text.append(cut.brief(), style="green" if cut.clean else "yellow")
-        _append_cache(text, view, plan, head)
-
-
-def _append_cache(text: Text, view: PlanView, plan: FreezePlan, head: HeadSpec | None) -> None:
-    cache = feature_cache(view, plan, head)
-    text.append("  ·  ")
-    text.append(cache.brief(), style="green" if cache.cacheable else "dim")
 
 
 def _notes(

@@ -150,14 +150,16 @@ class FeatureCache:
             return f"features cacheable: {self.size_text()}"
         return f"features not cacheable: {self.reason}"
 
-    def brief(self) -> str:
+    def brief(self, short: bool = False) -> str:
         """The status bar's form: ``features cacheable 784 KiB/ex`` or ``features not
-        cacheable`` (the reason is left to the side pane)."""
+        cacheable`` (the reason is left to the side pane); ``short``: ``cache 784 KiB/ex``,
+        ``no cache``."""
         if not self.cacheable:
-            return "features not cacheable"
+            return "no cache" if short else "features not cacheable"
         from kfreeze_tui.core.train.cost import human_bytes
 
-        return f"features cacheable {human_bytes(self.bytes_per_example)}/ex"
+        size = f"{human_bytes(self.bytes_per_example)}/ex"
+        return f"cache {size}" if short else f"features cacheable {size}"
 
 
 def _dims(shape: tuple[int | None, ...]) -> str:
@@ -292,7 +294,7 @@ def feature_cache(view: PlanView, plan: FreezePlan, head: HeadSpec | None = None
             return _not("nothing is frozen before the boundary", dtype)
         if cut.inside:
             return _not(
-                f"the boundary is inside {cut.inside}, a partial freeze of a subclassed layer",
+                f"a partial freeze inside the subclassed layer {cut.inside}",
                 dtype,
             )
     training = _first_training(view, plan, end)
