@@ -141,13 +141,13 @@ def test_dropout_before_the_boundary_is_off_in_the_cache(keras: Any) -> None:
     apply_freeze(model, view, plan)
     import keras as k
 
-    part = k.Model(model.inputs, model.get_layer("drop1").output)
+    part = k.Model(model.inputs[0], model.get_layer("drop1").output)
     batch = _batch((16, 16, 3))
     # The features are computed in inference mode, where Keras's Dropout is the identity.
     assert np.array_equal(np.asarray(part(batch, training=False)), np.asarray(part(batch)))
     assert np.array_equal(
         np.asarray(part(batch, training=False)),
-        np.asarray(k.Model(model.inputs, model.get_layer("relu1").output)(batch, training=True)),
+        np.asarray(k.Model(model.inputs[0], model.get_layer("relu1").output)(batch, training=True)),
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, Shape, call_label, format_shape
 from kfreeze_tui.core.plan.freeze import FreezePlan, Path, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec, attachment, model_outputs
+from kfreeze_tui.core.wording import human_bytes
 
 #: Layers whose output changes from call to call in training: augmentation. Any class whose
 #: name starts with ``Random`` or ``Rand`` (Keras's and KerasCV's) is one too.
@@ -136,8 +137,6 @@ class FeatureCache:
 
     def size_text(self) -> str:
         """``14x14x1024, 784 KiB per example`` (several tensors: ``2 tensors, ...``)."""
-        from kfreeze_tui.core.train.cost import human_bytes
-
         per = f"{human_bytes(self.bytes_per_example)} per example"
         if len(self.shapes) == 1:
             return f"{_dims(self.shapes[0])}, {per}"
@@ -156,8 +155,6 @@ class FeatureCache:
         ``no cache``."""
         if not self.cacheable:
             return "no cache" if short else "features not cacheable"
-        from kfreeze_tui.core.train.cost import human_bytes
-
         size = f"{human_bytes(self.bytes_per_example)}/ex"
         return f"cache {size}" if short else f"features cacheable {size}"
 

@@ -63,6 +63,7 @@ from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path, PlanView
 from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.lora import LoraSpec
+from kfreeze_tui.core.wording import human_bytes
 
 #: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
 VARIABLE_BYTES = 4
@@ -617,15 +618,6 @@ def _by_name(info: ModelInfo, layer: LayerInfo) -> dict[str, LayerInfo]:
 def cost_model(view: PlanView) -> CostModel:
     """The cost model of a view, made once per model."""
     return view.info.memo("cost-model", lambda: CostModel(view))
-
-
-def human_bytes(size: float) -> str:
-    """``5.2 GiB``, ``310 MiB``, ``12 KiB``."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{int(size)} B"
 
 
 def human_flops(flops: float) -> str:
