@@ -420,6 +420,18 @@ def _cost(commands: _Commands) -> None:
         help="dtype policy: activations take 4 bytes in float32, 2 under mixed precision "
         "(default: the model's own policy)",
     )
+    cost.add_argument(
+        "--examples",
+        type=int,
+        default=10000,
+        help="training examples, for the feature cache's disk and FLOPs (default 10000)",
+    )
+    cost.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="epochs, for the feature cache's FLOPs against training the whole model (default 10)",
+    )
     add_freeze_before_option(cost, "price this boundary only ('all': head only)")
     add_bn_option(cost)
     add_lora_options(cost)
