@@ -340,8 +340,9 @@ def _export(commands: _Commands) -> None:
     export.add_argument(
         "--strategy",
         choices=("mirrored", "multiworker"),
-        help="the script builds and compiles inside tf.distribute.MirroredStrategy (this "
-        "machine's GPUs) or MultiWorkerMirroredStrategy (several machines)",
+        help="the script builds and trains under tf.distribute.MirroredStrategy (this "
+        "machine's GPUs) or MultiWorkerMirroredStrategy (several machines: run it on each, "
+        "with TF_CONFIG)",
     )
     export.add_argument(
         "--cache-features",
@@ -426,6 +427,18 @@ def _cost(commands: _Commands) -> None:
         default=None,
         help="dtype policy: activations take 4 bytes in float32, 2 under mixed precision "
         "(default: the model's own policy)",
+    )
+    cost.add_argument(
+        "--examples",
+        type=int,
+        default=10000,
+        help="training examples, for the feature cache's disk and FLOPs (default 10000)",
+    )
+    cost.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="epochs, for the feature cache's FLOPs against training the whole model (default 10)",
     )
     add_freeze_before_option(cost, "price this boundary only ('all': head only)")
     add_bn_option(cost)

@@ -257,6 +257,16 @@ def layers_document(
     return document
 
 
+def _cache_cell(found: dict[str, Any] | None) -> str:
+    """``784 KiB/ex 6.8x`` for a row whose features can be cached, ``-`` otherwise."""
+    from kfreeze_tui.core.train.cost import human_bytes
+
+    if not found or not found["cacheable"]:
+        return "-"
+    speedup = found.get("speedup_estimate")
+    return f"{human_bytes(found['bytes_per_example'])}/ex" + (f" {speedup:.1f}x" if speedup else "")
+
+
 def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
     """``kfreeze cost`` as a table: one row per boundary."""
     from rich.table import Table
@@ -272,6 +282,9 @@ def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
     table.add_column("vs full", justify="right")
     if any("measured" in doc for doc in documents):
         table.add_column("measured", justify="right")
+    cache = any("feature_cache" in doc for doc in documents)
+    if cache:
+        table.add_column("cache", justify="right")
     for doc in documents:
         where = doc["label"]
         if doc["boundary_index"] is not None and where == doc["boundary_name"]:
@@ -287,5 +300,7 @@ def cost_table(title: str, documents: list[dict[str, Any]]) -> Any:
         ]
         if "measured" in doc:
             cells.append(f"{doc['measured']['step_seconds']:.3f} s" if doc.get("measured") else "")
+        if cache:
+            cells.append(_cache_cell(doc.get("feature_cache")))
         table.add_row(*cells)
     return table

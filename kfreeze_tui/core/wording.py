@@ -64,3 +64,12 @@ def with_suggestion(text: str, suggestion: str, separator: str = ": ") -> str:
     prints the sentence ends it, with :func:`sentence`)."""
     text = text.rstrip().rstrip(".")
     return f"{text}{separator}{suggestion}" if suggestion else text
+
+
+def human_bytes(size: float) -> str:
+    """``5.2 GiB``, ``310 MiB``, ``12 KiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{int(size)} B"

@@ -21,6 +21,7 @@ from textual.worker import Worker
 
 from kfreeze_tui.core.model.layers import LayerInfo, call_inputs
 from kfreeze_tui.core.model.names import find_layer
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import FreezePlan
 from kfreeze_tui.core.plan.head import HeadSpec, default_replaced_output, model_outputs, validate
 from kfreeze_tui.core.plan.lora import LoraSpec, adapter_size
@@ -74,6 +75,11 @@ def layer_summary(session: ModelSession, plan: FreezePlan, layer: LayerInfo | No
     if not layer.is_container:
         there = cost_model(view).estimate(plan.with_boundary(layer.path), session.training)
         text.append(f"  step {there.relative_step:.2f}x, {human_bytes(there.memory.total)}\n")
+    # After the step: the pane's height limit cuts this rather than the step. A partial
+    # freeze inside a subclassed layer is said by the cut's line already.
+    if not cut.inside:
+        cache = feature_cache(view, plan.with_boundary(layer.path))
+        text.append(f"  {cache.describe()}\n", style="green" if cache.cacheable else "dim")
     calls = call_inputs(layer)
     if len(calls) > 1:
         shown = "; ".join(_first(inputs, 2) for inputs in calls[:3])
@@ -234,6 +240,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
             # never a pane that is hidden: at a narrow width, the key that shows it
             settings_at=self._key("head_pane") if self.narrow else "side pane",
             keys={name: self._key(name) for name in ("export", "bn_policy")},
+            head=self.session.head,
         )
 
     def _key(self, binding_id: str) -> str:

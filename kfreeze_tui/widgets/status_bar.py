@@ -11,7 +11,9 @@ from textual import events
 from textual.geometry import Size
 from textual.widget import Widget
 
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.phases import Phase
 from kfreeze_tui.core.runtime.gpus import Gpu
 from kfreeze_tui.core.train.cost import DtypePolicy, TrainingSetup, brief, cost_model, human_bytes
@@ -30,6 +32,7 @@ def status_text(
     width: int | None = None,
     settings_at: str = "side pane",
     keys: Mapping[str, str] = DEFAULT_KEYS,
+    head: HeadSpec | None = None,
 ) -> Text:
     """The status bar's text for a plan (pure, so the tests and the app share it).
 
@@ -46,6 +49,7 @@ def status_text(
             ``bn_policy``).
         settings_at: where the batch size and optimizer are set (``side pane``, or ``p``
             when the side pane is folded away).
+        head: the new head (what a head-only plan caches; None: the default head).
 
     Returns:
         Three lines: the counts; the boundary and the cut it makes; what the export writes
@@ -54,7 +58,7 @@ def status_text(
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     _append_counts(text, view, plan, width)
-    _append_boundary(text, view, plan)
+    _append_boundary(text, view, plan, head, width)
     text.append("\n")
     text.append("  ·  ".join(_notes(view, plan, phases, keys)))
     if training is not None:
@@ -91,8 +95,32 @@ def _append_counts(text: Text, view: PlanView, plan: FreezePlan, width: int | No
     text.append("\n")
 
 
-def _append_boundary(text: Text, view: PlanView, plan: FreezePlan) -> None:
-    """The boundary layer and the cut it makes (or that there is none)."""
+def _append_boundary(
+    text: Text,
+    view: PlanView,
+    plan: FreezePlan,
+    head: HeadSpec | None = None,
+    width: int | None = None,
+) -> None:
+    """The boundary layer, the cut it makes (or that there is none) and whether the frozen
+    part's output can be cached as features (the side pane says why not), in ``width``
+    columns: the verdict takes a shorter form, or is left out, rather than wrapping."""
+    line = Text()
+    _boundary_line(line, view, plan)
+    if line.plain.startswith("Boundary: none, every layer trains"):
+        text.append_text(line)
+        return
+    cache = feature_cache(view, plan, head)
+    style = "green" if cache.cacheable else "dim"
+    for form in (cache.brief(), cache.brief(short=True)):
+        if width is None or line.cell_len + 5 + len(form) <= width:
+            line.append("  ·  ")
+            line.append(form, style=style)
+            break
+    text.append_text(line)
+
+
+def _boundary_line(text: Text, view: PlanView, plan: FreezePlan) -> None:
     layer = view.boundary_layer(plan)
     if layer is None:
         text.append("Boundary: none, every layer frozen")
@@ -274,6 +302,7 @@ class StatusBar(TextPane):
         self._phases: Sequence[Phase] = ()
         self._settings_at = "side pane"
         self._keys: Mapping[str, str] = DEFAULT_KEYS
+        self._head: HeadSpec | None = None
 
     def show(
         self,
@@ -285,9 +314,11 @@ class StatusBar(TextPane):
         phases: Sequence[Phase] = (),
         settings_at: str = "side pane",
         keys: Mapping[str, str] = DEFAULT_KEYS,
+        head: HeadSpec | None = None,
     ) -> None:
         """Render the counts and the cost of ``plan`` (see :func:`status_text`)."""
         self._shown = (view, plan, training, gpus)
+        self._head = head
         self._phases = phases
         self._settings_at = settings_at
         self._keys = keys
@@ -306,6 +337,7 @@ class StatusBar(TextPane):
                     width=self.size.width or None,
                     settings_at=self._settings_at,
                     keys=self._keys,
+                    head=self._head,
                 )
             )
 

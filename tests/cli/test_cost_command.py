@@ -97,3 +97,42 @@ def test_cost_bad_input(run_cli: Any) -> None:
     assert result.returncode == 2 and "--batch 0 must be a positive" in result.stderr
     unknown = run_cli("cost", "resnet50", "--weights", "none", "--freeze-before", "nope")
     assert unknown.returncode == 2 and unknown.stdout == ""
+
+
+def test_cost_json_rows_carry_the_feature_cache(run_cli: Any) -> None:
+    result = run_cli(
+        "cost", "resnet50", "--weights", "none", "--json", "--examples", "500", "--epochs", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    for row in rows:
+        found = row["feature_cache"]
+        assert {"cacheable", "reason", "bytes_per_example", "tensors", "shapes", "dtype",
+                "disk_bytes", "flops", "speedup_estimate"} <= set(found)  # fmt: skip
+        assert found["examples"] == 500 and found["epochs"] == 4
+        assert found["disk_bytes"] == 500 * found["bytes_per_example"]
+    by_label = {row["label"]: row["feature_cache"] for row in rows}
+    # ResNet50 without top: the head reads conv5_block3_out, 7x7x2048 float32.
+    assert by_label["head only"]["tensors"] == ["conv5_block3_out"]
+    assert by_label["head only"]["bytes_per_example"] == 7 * 7 * 2048 * 4
+    assert by_label["conv5_block1_1_conv"]["shapes"] == [[14, 14, 1024]]
+    assert by_label["conv5_block1_1_conv"]["speedup_estimate"] > 1
+    everything = by_label["everything trains"]
+    assert everything["cacheable"] is False
+    assert everything["reason"] == "nothing is frozen before the boundary"
+
+
+def test_cost_freeze_before_row_carries_the_feature_cache(run_cli: Any) -> None:
+    result = run_cli(
+        "cost", "resnet50", "--weights", "none", "--json", "--freeze-before", "conv5_block1_1_conv",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["rows"]
+    found = row["feature_cache"]
+    assert found["cacheable"] and found["bytes_per_example"] == 14 * 14 * 1024 * 4
+    assert found["examples"] == 10000 and found["epochs"] == 10  # the defaults
+    table = run_cli("cost", "resnet50", "--weights", "none", "--freeze-before", "143")
+    assert "784 KiB/ex" in table.stdout
+    bad = run_cli("cost", "resnet50", "--weights", "none", "--examples", "0")
+    assert bad.returncode != 0 and "--examples 0 must be a positive number" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -16,13 +16,16 @@ Building all 40 costs about two minutes on two cores.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import pytest
+from feature_oracle import per_example_shapes
 
 from kfreeze_tui.core.model import catalog, grouping
 from kfreeze_tui.core.model.cut import CutIndex
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
 from kfreeze_tui.core.train.cost import TrainingSetup, cost_model
 
@@ -83,12 +86,12 @@ PUBLISHED_MACS: dict[str, float] = {
 TWO_INPUT_CELLS = {"NASNetLarge", "NASNetMobile"}
 
 
-def _build(name: str) -> ModelInfo:
+def _build(name: str) -> tuple[Any, ModelInfo]:
     from kfreeze_tui.core.model.layers import walk
     from kfreeze_tui.core.model.loading import LoadOptions, load
 
     loaded = load(name, LoadOptions(weights="none"))
-    return walk(loaded.model, loaded.source)
+    return loaded.model, walk(loaded.model, loaded.source)
 
 
 def _stage_starts(info: ModelInfo) -> list[LayerInfo]:
@@ -102,7 +105,7 @@ def test_the_table_covers_every_architecture_keras_offers() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_STAGE_STARTS))
 def test_stage_starts_blocks_and_cuts(name: str, keras: Any) -> None:
-    info = _build(name)
+    model, info = _build(name)
     top = info.top_level
     starts = _stage_starts(info)
     expected = [item.split(":") for item in EXPECTED_STAGE_STARTS[name].split()]
@@ -161,6 +164,8 @@ def test_stage_starts_blocks_and_cuts(name: str, keras: Any) -> None:
     ]
     assert len(runs) == len(set(runs)), f"a block of {name} is split in two"
 
+    _check_feature_cache(model, info, starts)
+
     if name == "EfficientNetB0":
         assert {"block4a_expand_conv", "block6a_expand_conv"} <= {row.name for row in starts}
         assert [row.stage_name for row in starts][-2:] == ["block4-5", "block6-7"]
@@ -175,3 +180,28 @@ def test_stage_starts_blocks_and_cuts(name: str, keras: Any) -> None:
         assert len(reductions) == 2
         # 2 stem cells, 2 reduction cells and 3 stacks of 4 (Mobile) or 6 (Large) normal cells.
         assert len(cells) == 4 + 3 * (4 if name == "NASNetMobile" else 6)
+
+
+def _check_feature_cache(model: Any, info: ModelInfo, starts: list[LayerInfo]) -> None:
+    """At every stage start (and head only), the feature cache's verdict; where cacheable,
+    its tensors' shapes are those of ``keras.Model(model.inputs, crossing)``'s outputs as
+    Keras builds them, and bytes are their elements x 4 (float32)."""
+    view = PlanView(info)
+    weighted_before = {
+        row.path: any(leaf.own_has_weights for leaf in view.leaves[: view.span(row.path)[0]])
+        for row in starts
+    }
+    plans = [FreezePlan(boundary=None)] + [FreezePlan(boundary=row.path) for row in starts]
+    for plan in plans:
+        cache = feature_cache(view, plan)
+        if plan.boundary is not None and not weighted_before[plan.boundary]:
+            assert not cache.cacheable and "nothing is frozen" in cache.reason, cache
+            continue
+        # No augmentation, no exception, fixed input size: every such cut can be cached.
+        assert cache.cacheable, (plan.boundary, cache)
+        labels = cache.tensors
+        if plan.boundary is not None:
+            assert labels == view.cut(plan).crossing
+        shapes = per_example_shapes(model, labels)
+        assert list(cache.shapes) == shapes, (labels, cache.shapes, shapes)
+        assert cache.bytes_per_example == 4 * sum(math.prod(s) for s in shapes)  # type: ignore[misc]

@@ -255,3 +255,37 @@ def test_layers_json_reports_each_call_and_the_cut(
     assert rows["cat"]["calls"] == [
         {"inbound": ["shared", "shared (call 2)"], "output_shape": [None, 16]}
     ]
+
+
+def test_the_feature_cache_counts_every_call(shared_dense: Any, siamese: Any, keras: Any) -> None:
+    """A cut before the join of a shared layer's two calls caches both calls' outputs; a cut
+    inside a model called twice caches its tensor once per call (Keras's tensors as the
+    reference)."""
+    import numpy as np
+
+    from kfreeze_tui.core.plan.features import feature_cache
+    from kfreeze_tui.core.plan.freeze import FreezePlan, PlanView
+
+    info = walk(shared_dense)
+    view = PlanView(info)
+    cache = feature_cache(view, FreezePlan(boundary=info.find("cat").path))
+    assert cache.cacheable and cache.tensors == ("shared", "shared (call 2)")
+    joined = shared_dense.get_layer("cat").input  # the two calls' outputs, as Keras has them
+    assert list(cache.shapes) == [tuple(t.shape[1:]) for t in joined]
+    assert cache.bytes_per_example == 4 * sum(int(np.prod(t.shape[1:])) for t in joined)
+    part = keras.Model(shared_dense.inputs, joined)
+    batch = [np.ones((2, 8), "float32"), np.zeros((2, 8), "float32")]
+    first, second = part(batch, training=True), part(batch, training=True)
+    assert all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(first, second, strict=True)
+    )
+
+    info = walk(siamese)
+    view = PlanView(info)
+    enc_out = next(row for row in info.layers if row.name == "enc_out")
+    cache = feature_cache(view, FreezePlan(boundary=enc_out.path))
+    assert cache.cacheable, cache
+    assert cache.tensors == ("enc_h", "enc_h (encoder call 2)")
+    hidden = siamese.get_layer("encoder").get_layer("enc_h").output
+    assert list(cache.shapes) == [tuple(hidden.shape[1:])] * 2
+    assert cache.bytes_per_example == 2 * 4 * int(np.prod(hidden.shape[1:]))

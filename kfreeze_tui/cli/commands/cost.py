@@ -23,11 +23,16 @@ def run(args: argparse.Namespace) -> int:
         Optimizer,
         TrainingSetup,
         model_dtype,
+        price_feature_cache,
         price_stages,
     )
 
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be a positive number of examples")
+    if args.examples < 1:
+        raise UsageError(f"--examples {args.examples} must be a positive number of examples")
+    if args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs} must be a positive number of epochs")
     lora = lora_spec_from(args)
     session = open_session(args.model, load_options_from(args), use_cache=not args.no_cache)
     for warning in session.warnings:
@@ -46,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         as_loaded = session.architecture is None
         rows = price_stages(session.view, setup, policy, as_loaded=as_loaded, lora=lora)
     documents = [row.to_json(session.info) for row in rows]
+    for row, document in zip(rows, documents, strict=True):
+        document["feature_cache"] = price_feature_cache(
+            session.view, row.plan, args.examples, args.epochs, session.head
+        )
     if args.measure:
         _measure(session, rows, setup, documents, args.gpu)
     found = gpus.query()

@@ -59,8 +59,11 @@ from typing import Any
 
 from kfreeze_tui.core.model.layers import LayerInfo, ModelInfo, call_label
 from kfreeze_tui.core.plan import lora as lora_rules
+from kfreeze_tui.core.plan.features import feature_cache
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan, Path, PlanView
+from kfreeze_tui.core.plan.head import HeadSpec
 from kfreeze_tui.core.plan.lora import LoraSpec
+from kfreeze_tui.core.wording import human_bytes
 
 #: Bytes of a variable, gradient or optimizer slot (float32, also under mixed precision).
 VARIABLE_BYTES = 4
@@ -548,6 +551,20 @@ class CostModel:
             backward += 2 * trainable_macs
         return forward * batch, backward * batch
 
+    def feature_cache_flops(self, plan: FreezePlan) -> tuple[int, int, int]:
+        """FLOPs per example of training from cached features (see :func:`price_feature_cache`).
+
+        Returns:
+            One feature pass (the forward pass of the leaves before the boundary), one epoch
+            of the trainable part on cached features (its forward and backward pass from the
+            boundary), one epoch of the whole model with the frozen part (a step at batch 1).
+        """
+        boundary = self.view.boundary_position(plan)
+        feature_pass = 2 * self._macs[boundary] + self._elementwise[boundary]
+        start = max(self.first_trainable(plan), boundary)
+        forward, backward = self._step(start, self._trainable_macs(plan), 1)
+        return feature_pass, forward + backward - feature_pass, forward + backward
+
     def estimate(self, plan: FreezePlan, setup: TrainingSetup) -> Estimate:
         """Memory and step FLOPs of training under ``plan``."""
         trainable = self.view.totals(plan).trainable
@@ -603,15 +620,6 @@ def cost_model(view: PlanView) -> CostModel:
     return view.info.memo("cost-model", lambda: CostModel(view))
 
 
-def human_bytes(size: float) -> str:
-    """``5.2 GiB``, ``310 MiB``, ``12 KiB``."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{int(size)} B"
-
-
 def human_flops(flops: float) -> str:
     """``7.8 GFLOP``, ``310 MFLOP``."""
     for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
@@ -663,6 +671,41 @@ class PricedPlan:
             "flops": {"forward": estimate.forward_flops, "backward": estimate.backward_flops},
             "relative_step": round(estimate.relative_step, 4),
         }
+
+
+def price_feature_cache(
+    view: PlanView,
+    plan: FreezePlan,
+    examples: int,
+    epochs: int,
+    head: HeadSpec | None = None,
+) -> dict[str, Any]:
+    """The ``feature_cache`` object of a ``kfreeze cost --json`` row: the verdict
+    (:func:`~kfreeze_tui.core.plan.features.feature_cache`) and, when cacheable, what it saves.
+
+    With the cache, training is one feature pass (the frozen part's forward pass over every
+    example) plus ``epochs`` epochs of the trainable part on the features; without it,
+    ``epochs`` epochs of the whole model with the frozen part (what a step is priced at).
+    ``speedup_estimate`` is the ratio of the two in FLOPs (reading the features from disk is
+    not counted); ``disk_bytes`` is ``bytes_per_example x examples``.
+    """
+    cache = feature_cache(view, plan, head)
+    document = cache.to_json()
+    document.update(examples=examples, epochs=epochs, disk_bytes=0, flops=None)
+    document["speedup_estimate"] = None
+    if not cache.cacheable:
+        return document
+    feature_pass, cached, full = cost_model(view).feature_cache_flops(plan)
+    with_cache = examples * (feature_pass + epochs * cached)
+    without = examples * epochs * full
+    document["disk_bytes"] = cache.bytes_per_example * examples
+    document["flops"] = {
+        "feature_pass": examples * feature_pass,
+        "cached_epoch": examples * cached,
+        "full_epoch": examples * full,
+    }
+    document["speedup_estimate"] = round(without / with_cache, 2) if with_cache else None
+    return document
 
 
 def price_boundary(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -625,6 +626,122 @@ def _phased_train(choice: Any, strategy: str | None, kept: int) -> list[str]:
     return lines
 
 
+def _distributed(train: list[str]) -> list[str]:
+    """``train`` under a strategy: ``fit_distributed`` (defined before it; it trains
+    ``model``) where ``train`` calls ``model.fit`` (not another model's fit), with the
+    same arguments but the shuffle flag it has no use for (and a compile of its own in the
+    strategy's scope)."""
+    lines = []
+    for line in train:
+        if line.startswith("    model.compile("):  # train() without a head compiles itself
+            lines += [
+                "    with strategy.scope():  # the optimizer's variables mirrored",
+                "    " + line,
+            ]
+        elif not line.strip().startswith("shuffle="):
+            lines.append(re.sub(r"(?<![\w.])model\.fit\(", "fit_distributed(", line))
+    return lines
+
+
+#: ``fit_distributed``: model.fit's work as a loop of ``strategy.run`` steps, which Keras 3
+#: cannot do itself under MultiWorkerMirroredStrategy (keras-team/keras issue 20585).
+_FIT_DISTRIBUTED = [
+    "",
+    "",
+    "def fit_distributed(",
+    '    train_ds, validation_data=None, epochs=1, initial_epoch=0, callbacks=None, verbose="auto"',
+    "):",
+    '    """model.fit\'s work under the strategy, as a loop of its own: Keras 3\'s model.fit',
+    "    fails under MultiWorkerMirroredStrategy (keras-team/keras issue 20585).",
+    "",
+    "    Every worker calls it with the same dataset (the same order: give a shuffle the same",
+    "    seed): each batch is the global batch, split between the replicas of all the workers,",
+    "    and each worker reads its share. The gradients are summed across the replicas, so",
+    "    every worker keeps the same weights. Takes model.fit's arguments and returns its",
+    "    History ({metric: [one per epoch]} in history.history). Callbacks run on every",
+    "    worker: give those that write files (ModelCheckpoint, ...) to the chief alone",
+    "    (strategy.extended.should_checkpoint is True there).",
+    '    """',
+    "    train_dist = strategy.experimental_distribute_dataset(train_ds)",
+    "    val_dist = None",
+    "    if validation_data is not None:",
+    "        val_dist = strategy.experimental_distribute_dataset(validation_data)",
+    "    with strategy.scope():",
+    "        # Variables are made in the strategy's scope, never inside strategy.run: the",
+    "        # optimizer's, the compiled loss's and metrics' (built on one batch, then reset)",
+    "        # and the running mean of the loss.",
+    "        model.optimizer.build(model.trainable_variables)",
+    "        x, y, weight = keras.utils.unpack_x_y_sample_weight(next(iter(train_ds)))",
+    "        y_pred = model(x, training=False)",
+    "        model.compute_loss(x, y, y_pred, weight, training=False)",
+    "        model.compute_metrics(x, y, y_pred, weight)",
+    "        model.reset_metrics()",
+    '        mean_loss = keras.metrics.Mean(name="loss")',
+    "",
+    "    def train_step(batch):",
+    "        x, y, weight = keras.utils.unpack_x_y_sample_weight(batch)",
+    "        with tf.GradientTape() as tape:",
+    "            y_pred = model(x, training=True)  # frozen BatchNormalization runs in inference",
+    "            # The compiled loss plus the layers' own losses, averaged over this replica's",
+    "            # examples and divided by the number of replicas (Keras does that under a",
+    "            # strategy): the replicas' gradients sum to the global batch's.",
+    "            loss = model.compute_loss(x, y, y_pred, weight, training=True)",
+    "        gradients = tape.gradient(loss, model.trainable_variables)",
+    "        # Sums the gradients across the replicas, then applies them on each one.",
+    "        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))",
+    "        mean_loss.update_state(loss * strategy.num_replicas_in_sync)",
+    "        model.compute_metrics(x, y, y_pred, weight)",
+    "",
+    "    def test_step(batch):",
+    "        x, y, weight = keras.utils.unpack_x_y_sample_weight(batch)",
+    "        y_pred = model(x, training=False)",
+    "        loss = model.compute_loss(x, y, y_pred, weight, training=False)",
+    "        mean_loss.update_state(loss * strategy.num_replicas_in_sync)",
+    "        model.compute_metrics(x, y, y_pred, weight)",
+    "",
+    "    @tf.function",
+    "    def run_train(batch):",
+    "        strategy.run(train_step, args=(batch,))",
+    "",
+    "    @tf.function",
+    "    def run_test(batch):",
+    "        strategy.run(test_step, args=(batch,))",
+    "",
+    '    def results(prefix=""):',
+    "        # Read outside strategy.run, every metric sums its state over all the replicas.",
+    '        values = {**model.get_metrics_result(), "loss": mean_loss.result()}',
+    "        return {prefix + name: float(value) for name, value in values.items()}",
+    "",
+    "    history = keras.callbacks.History()",
+    "    callbacks = keras.callbacks.CallbackList(",
+    "        [*(callbacks or []), history], model=model, epochs=epochs, verbose=verbose",
+    "    )",
+    "    model.stop_training = False",
+    "    callbacks.on_train_begin()",
+    "    for epoch in range(initial_epoch, epochs):",
+    "        callbacks.on_epoch_begin(epoch)",
+    "        mean_loss.reset_state()",
+    "        model.reset_metrics()",
+    "        for batch in train_dist:",
+    "            run_train(batch)",
+    "        logs = results()",
+    "        if val_dist is not None:",
+    "            mean_loss.reset_state()",
+    "            model.reset_metrics()",
+    "            for batch in val_dist:",
+    "                run_test(batch)",
+    '            logs.update(results("val_"))',
+    "        callbacks.on_epoch_end(epoch, logs)",
+    "        if verbose != 0:",
+    '            shown = " - ".join(f"{name}: {value:.4f}" for name, value in logs.items())',
+    '            print(f"Epoch {epoch + 1}/{epochs} - {shown}")',
+    "        if model.stop_training:",
+    "            break",
+    "    callbacks.on_train_end()",
+    "    return history",
+]
+
+
 #: ``train`` without phases: one fit of the model as the script sets it up.
 _NO_HEAD_USAGE = [
     "Run it to build the model; or import it and build your task model on `model` (the",
@@ -841,7 +958,28 @@ def _preprocess_lines(source: str) -> list[str]:
     ]
 
 
-def _main_lines(images: bool, phases: bool, lora: bool = False) -> list[str]:
+_TRAIN_CALL = "        train(load_images(args.train), val_ds, epochs=args.epochs)"
+#: Under a strategy: every worker reads the batches in the same order (each takes its share
+#: of every batch), so the shuffle has the same seed on each; only the chief saves.
+_DISTRIBUTED_TRAIN = [
+    "        # The same shuffle on every worker: each reads its share of the same batches.",
+    "        train(load_images(args.train, seed=args.seed), val_ds, epochs=args.epochs)",
+]
+_SEED_ARGUMENT = [
+    "    parser.add_argument(",
+    '        "--seed", type=int, default=1337, help="the shuffle\'s, the same on every worker"',
+    "    )",
+]
+_CHIEF_SAVES = [
+    "        if args.save and not strategy.extended.should_checkpoint:",
+    '            print(f"saved nothing: {args.save} is the chief\'s to write")',
+    "        elif args.save:",
+]
+
+
+def _main_lines(
+    images: bool, phases: bool, lora: bool = False, strategy: str | None = None
+) -> list[str]:
     """Run as a program: build the model and print its size; given an image folder, train
     it and save it."""
     lines = [
@@ -871,6 +1009,7 @@ def _main_lines(images: bool, phases: bool, lora: bool = False) -> list[str]:
             '    parser.add_argument("--val", help="a folder of validation images, same classes")',
             *epochs,
             '    parser.add_argument("--save", metavar="OUT.keras", help="save the trained model")',
+            *(_SEED_ARGUMENT if strategy else []),
             *(
                 [
                     "    parser.add_argument(",
@@ -900,8 +1039,8 @@ def _main_lines(images: bool, phases: bool, lora: bool = False) -> list[str]:
             ),
             "    if args.train:",
             "        val_ds = load_images(args.val, shuffle=False) if args.val else None",
-            "        train(load_images(args.train), val_ds, epochs=args.epochs)",
-            "        if args.save:",
+            *(_DISTRIBUTED_TRAIN if strategy else [_TRAIN_CALL]),
+            *(_CHIEF_SAVES if strategy else ["        if args.save:"]),
             "            save(args.save)" if lora else "            model.save(args.save)",
             '            print(f"saved {args.save}")',
         ]
@@ -939,7 +1078,8 @@ def python_script(
         phases: staged training: the script gets ``train(train_ds, val_ds=None)``, which runs
             them (without phases, ``train`` runs one phase: the plan, for the given epochs).
         strategy: ``mirrored`` or ``multiworker``: build and compile inside that
-            ``tf.distribute`` strategy's scope.
+            ``tf.distribute`` strategy's scope, and train with ``fit_distributed`` (a loop
+            of ``strategy.run`` steps: Keras 3's fit fails under MultiWorkerMirroredStrategy).
         module: the script's file name without ``.py``, for its usage text.
         script_dir: the folder the script is written to, from which it finds the model file
             (None: the working folder).
@@ -1013,15 +1153,18 @@ def python_script(
         lines += ["", *body]
     if data:
         lines += ["", "# 5. The data.", *data]
-    if cache is not None:
+    if cache is not None:  # never with a strategy (checked_verdict refuses it)
         lines += _cache_section(view, setup.plan, head, cache, phases, compile_spec, choice, kept)
         train = cached_train(train)
+    if strategy:
+        lines += _FIT_DISTRIBUTED
+        train = _distributed(train)
     lines += train
     if lora:
         lines += _SAVE_LORA
     if partial:
         lines += _LOAD_LINES
-    main = _main_lines(bool(data), bool(phases), lora)
+    main = _main_lines(bool(data), bool(phases), lora, strategy)
     lines += cached_main(main) if cache is not None else main
     return "\n".join(lines)
 
