@@ -112,7 +112,7 @@ def _first(names: tuple[str, ...], count: int) -> str:
 
 
 #: The actions whose keys the footer shows at every width.
-ALWAYS_SHOWN = ("app.help", "app.request_quit")
+ALWAYS_SHOWN = ("export", "app.help", "app.request_quit")
 
 #: Below this many columns the side pane folds away, so that the tree keeps all its columns.
 NARROW_WIDTH = 110
@@ -125,7 +125,7 @@ class ExplorerScreen(ReportsWorkerFailures, Screen[None]):
         Binding("f", "boundary", "Freeze before", id="freeze_boundary"),
         Binding("space", "exception", "Toggle layer", id="toggle_exception"),
         Binding("L", "lora", "LoRA on/off", id="toggle_lora"),
-        Binding("b", "bn_policy", "BatchNorm", id="bn_policy"),
+        Binding("b", "bn_policy", "BatchNorm", show=False, id="bn_policy"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("y", "copy", "Copy code", id="copy_snippet"),
         Binding("e", "export", "Export", id="export"),
