@@ -10,15 +10,13 @@ head replaces), LoRA rank 2 on ``block1_conv`` and ``block2_conv``."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from lora_probe import run_facts
 
 from kfreeze_tui.core.model.loading import LoadOptions, load
 from kfreeze_tui.core.plan.freeze import BNPolicy, FreezePlan
@@ -156,16 +154,7 @@ _RUN = textwrap.dedent(
 @pytest.fixture(scope="module")
 def trained(exported: dict[str, Any]) -> dict[str, Any]:
     """The phase-1 export's script, run in a fresh process through every phase."""
-    run = subprocess.run(
-        [sys.executable, "-c", _RUN, str(exported["folder"] / "out1.py")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    line = next(x for x in run.stdout.splitlines() if x.startswith("FACTS "))
-    return json.loads(line.removeprefix("FACTS "))
+    return run_facts(_RUN, str(exported["folder"] / "out1.py"))
 
 
 def test_the_exports_are_verified_for_their_phase(exported: dict[str, Any], keras: Any) -> None:
@@ -246,21 +235,12 @@ def test_the_range_gives_the_adapters_their_stages_rates(exported: dict[str, Any
         # The OptimizerMap it was made with ({variable path: optimizer}): Keras keeps it
         # without a public accessor.
         mapping = optimizer._optimizer_map
-        print("RATES " + json.dumps(
+        print("FACTS " + json.dumps(
             {p: float(o.learning_rate) for p, o in mapping.items() if "lora" in p}
         ))
         """
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code, str(exported["folder"] / "out1.py")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    line = next(x for x in run.stdout.splitlines() if x.startswith("RATES "))
-    rates = json.loads(line.removeprefix("RATES "))
+    rates = run_facts(code, str(exported["folder"] / "out1.py"))
     assert set(rates) == {f"{name}/lora_kernel_{ab}" for name in LORA_LAYERS for ab in "ab"}
     assert all(1e-5 <= rate < 1e-4 for rate in rates.values())
 
