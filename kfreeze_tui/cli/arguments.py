@@ -40,6 +40,14 @@ def export_request(args: argparse.Namespace) -> Any:
     from kfreeze_tui.core.train.export import ExportRequest
 
     lora = getattr(args, "lora", None) is not None
+    cache_features = bool(getattr(args, "cache_features", False))
+    # Options that shape only the training script: without one they would do nothing.
+    for flag, given in (
+        ("--cache-features", cache_features),
+        ("--strategy", getattr(args, "strategy", None) is not None),
+    ):
+        if given and args.script is None:
+            raise UsageError(f"{flag} changes the training script: give --script PATH too")
     return ExportRequest(
         model_path=args.output,
         plan_path=args.plan,
@@ -47,7 +55,7 @@ def export_request(args: argparse.Namespace) -> Any:
         savedmodel_path=args.savedmodel,
         force=args.force,
         adapters_path=adapters_path(args.output) if lora else None,
-        cache_features=bool(getattr(args, "cache_features", False)),
+        cache_features=cache_features,
     )
 
 

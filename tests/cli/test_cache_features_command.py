@@ -42,6 +42,22 @@ def test_cache_features_is_refused_after_an_augmentation_layer(
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("option", [("--cache-features",), ("--strategy", "mirrored")])
+def test_a_script_option_without_a_script_is_refused(
+    run_cli: Any, small_model_file: Path, tmp_path: Path, option: tuple[str, ...]
+) -> None:
+    out = tmp_path / "out.keras"
+    result = run_cli(
+        "export", str(small_model_file), "--freeze-before", "block1_conv", *option, "-o", str(out)
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"kfreeze: error: {option[0]} changes the training script: give --script PATH too."
+    ]
+    assert not list(tmp_path.iterdir())
+
+
 def test_cache_features_writes_the_scripts_functions(
     run_cli: Any, small_model_file: Path, tmp_path: Path
 ) -> None:
