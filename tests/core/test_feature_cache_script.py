@@ -130,6 +130,79 @@ except ValueError as error:
 print("FACTS " + json.dumps(facts))
 """
 
+#: Reading the cache back: the frozen part is traced once for every batch size and gives
+#: predict_on_batch's features; cached_dataset gives every example once an epoch with its
+#: label and weight, in memory (a small cache: read once) or from the shards.
+READ = """
+import json, os, runpy, shutil, sys
+import numpy as np
+import tensorflow as tf
+
+script = runpy.run_path(sys.argv[1])
+script["cache_features"].__globals__["SHARD_BATCHES"] = 2
+model = script["model"]
+frozen = script["feature_model"](model)
+rng = np.random.default_rng(2)
+x = rng.uniform(-1, 1, (43, 16, 16, 3)).astype("float32")
+y = rng.integers(0, 3, 43)
+ids = np.arange(43, dtype="float32")  # the sample weights: each example's number
+ds = tf.data.Dataset.from_tensor_slices((x, y, ids)).batch(8)  # the last batch holds 3
+facts = {}
+predict = script["_predictor"](frozen)
+outputs = [np.asarray(predict(x[i : i + 8])) for i in range(0, 43, 8)]
+facts["traces"] = int(predict.function.experimental_get_tracing_count())
+expected = np.concatenate([frozen.predict_on_batch(x[i : i + 8]) for i in range(0, 43, 8)])
+facts["vs_predict_on_batch"] = float(np.abs(np.concatenate(outputs) - expected).max())
+# uint8 images go in as Keras would take them (cast to the input's dtype).
+pixels = rng.integers(0, 255, (4, 16, 16, 3)).astype("uint8")
+facts["uint8"] = float(np.abs(np.asarray(predict(pixels)) - frozen.predict_on_batch(
+    pixels.astype("float32"))).max())
+facts["cached"] = script["cache_features"](ds, "cache", verbose=False)
+facts["shards"] = len(json.loads(open("cache/manifest.json").read())["shards"])
+features = np.concatenate([
+    np.load(os.path.join("cache", name))["features_0"]
+    for name in sorted(os.listdir("cache")) if name.endswith(".npz")
+])
+facts["vs_frozen"] = float(np.abs(features - expected).max())
+
+
+def epochs(data, count=2):
+    runs = []
+    for _ in range(count):
+        batches = [[np.asarray(part) for part in batch] for batch in data]
+        got = np.concatenate([b[2] for b in batches]).astype(int)
+        feats = np.concatenate([b[0] for b in batches])
+        labels = np.concatenate([b[1] for b in batches])
+        runs.append({
+            "order": got.tolist(),
+            "sizes": [len(b[1]) for b in batches],
+            "rows_right": bool(np.array_equal(feats, features[got])),
+            "labels_right": bool(np.array_equal(labels, y[got])),
+        })
+    return runs
+
+
+for name, memory in (("memory", True), ("shards", False), ("default", None)):
+    for shuffle in (True, False):
+        data = script["cached_dataset"]("cache", shuffle=shuffle, in_memory=memory)
+        facts[f"{name}_{shuffle}"] = epochs(data)
+# The default reads a small cache once: it still gives its batches with the files gone.
+shutil.copytree("cache", "gone")
+kept = script["cached_dataset"]("gone")
+script["cached_dataset"].__globals__["IN_MEMORY_BYTES"] = 0
+streamed = script["cached_dataset"]("gone")
+for name in os.listdir("gone"):
+    if name.endswith(".npz"):
+        os.remove(os.path.join("gone", name))
+facts["kept_after_removal"] = sum(len(np.asarray(b[1])) for b in kept)
+try:
+    sum(1 for _ in streamed)
+    facts["streamed_after_removal"] = "read"
+except Exception as error:  # the shard files are read every epoch
+    facts["streamed_after_removal"] = type(error).__name__
+print("FACTS " + json.dumps(facts))
+"""
+
 
 def _facts(code: str, folder: Path, *args: str) -> dict[str, Any]:
     run = subprocess.run(
@@ -244,3 +317,25 @@ def test_mobilenetv2_trains_from_its_cached_features(
     facts = _facts(PROBE, folder, str(folder / "mn.py"))
     _assert_trained_from_cache(facts)
     assert not any(name.startswith("block_12") for name in facts["fits"][0]["moved"])
+
+
+def test_the_cache_is_read_back_whole_in_memory_or_from_its_shards(small_exports: Path) -> None:
+    folder = small_exports / "run_read"
+    folder.mkdir()
+    facts = _facts(READ, folder, str(small_exports / "ft.py"))
+    # One trace for batches of 8 and of 3 (predict_on_batch traces again for the last).
+    assert facts["traces"] == 1
+    assert facts["vs_predict_on_batch"] <= 1e-6 and facts["uint8"] <= 1e-5
+    assert facts["cached"] == 43 and facts["shards"] == 3  # 6 batches, 2 per shard
+    assert facts["vs_frozen"] <= 1e-6
+    for name in ("memory", "shards", "default"):
+        shuffled, fixed = facts[f"{name}_True"], facts[f"{name}_False"]
+        for epoch in (*shuffled, *fixed):
+            assert sorted(epoch["order"]) == list(range(43)), name
+            assert epoch["rows_right"] and epoch["labels_right"], name
+            assert epoch["sizes"] == [8, 8, 8, 8, 8, 3], name
+        assert [epoch["order"] for epoch in fixed] == [list(range(43))] * 2, name
+        first, second = (epoch["order"] for epoch in shuffled)
+        assert first != second and first != list(range(43)), name
+    assert facts["kept_after_removal"] == 43
+    assert facts["streamed_after_removal"] != "read"
