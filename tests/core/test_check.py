@@ -286,6 +286,33 @@ def test_a_model_that_fits_the_synthetic_batch_exactly_still_learns(keras: Any, 
     assert "nothing_changed" not in codes(step_findings(step))
 
 
+@pytest.mark.parametrize("units", [3, 1])
+def test_an_uncompiled_model_with_raw_outputs_learns_in_the_step(keras: Any, units: int) -> None:
+    # A plain Dense at the end (a model exported without a head): outputs [-1, -1, 3] for
+    # every input. Keras's cross-entropy on probabilities divides them by their sum and
+    # clips them to (0, 1): every label's entry is clipped, so its gradient is exactly zero.
+    inputs = keras.Input((6,), name="x")
+    hidden = keras.layers.Dense(4, name="hidden")(inputs)
+    out = keras.layers.Dense(units, name="out")
+    model = keras.Model(inputs, out(hidden), name=f"raw_{units}")
+    bias = np.array([-1.0, -1.0, 3.0] if units == 3 else [-2.0], dtype="float32")
+    out.set_weights([np.zeros(out.kernel.shape, dtype="float32"), bias])
+    probabilities = keras.models.clone_model(model)
+    probabilities.set_weights(model.get_weights())
+    loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+    probabilities.compile(optimizer=keras.optimizers.SGD(1e-2), loss=loss)
+    x, y = synthetic_batch(probabilities, 4)
+    before = probabilities.get_weights()
+    probabilities.train_on_batch(x, y)
+    # The trap, in Keras itself: nothing moves.
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, probabilities.get_weights(), strict=True)
+    )
+    step = one_step(model, batch=4)
+    assert "nothing_changed" not in codes(step_findings(step))
+    assert step.trainable_changed >= 2  # out's kernel and bias
+
+
 def check_file(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
     """``kfreeze check FILE --json`` in this process: the exit code and the document."""
     from kfreeze_tui.cli import run

@@ -478,15 +478,33 @@ def same_values(a: Any, b: Any) -> bool:
 
 
 def _loss_for(keras: Any, model: Any) -> Any:
-    """A loss for the first output (None for the others: one output's loss is a step)."""
+    """A loss for the first output (None for the others: one output's loss is a step).
+
+    Cross-entropy on probabilities when a softmax or sigmoid makes the output, else on
+    logits: Keras's cross-entropy on probabilities divides the outputs by their sum and
+    clips them to (0, 1), so on raw outputs (a model exported without a head ending in a
+    plain Dense) the gradient can be exactly zero and the step would move nothing.
+    """
     units = int(model.outputs[0].shape[-1] or 1)
+    logits = not _emits_probabilities(model.outputs[0])
     loss = (
-        keras.losses.BinaryCrossentropy()
+        keras.losses.BinaryCrossentropy(from_logits=logits)
         if units == 1
-        else keras.losses.SparseCategoricalCrossentropy()
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
     )
     extra = len(model.outputs) - 1
     return [loss, *[None] * extra] if extra else loss
+
+
+def _emits_probabilities(tensor: Any) -> bool:
+    """Whether a softmax or sigmoid makes ``tensor``: a Softmax layer, or a layer whose
+    activation is one (Dense(..., activation="softmax"), Activation("sigmoid"))."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = history[0] if history else None
+    if type(layer).__name__ == "Softmax":
+        return True
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") in {"softmax", "sigmoid"}
 
 
 #: The size given to input dimensions a model leaves open (an image's side).
