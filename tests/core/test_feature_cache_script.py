@@ -62,9 +62,12 @@ facts["epochs"] = len(history["loss"])
 full = model(x, training=False).numpy()
 two = script["top_model"](model)(script["feature_model"](model)(x, training=False), training=False)
 with np.load("cache/shard-00000.npz") as shard:
-    features = shard["features_0"]
+    keys = sorted((k for k in shard.files if k.startswith("features_")), key=lambda k: int(k[9:]))
+    features = [shard[key] for key in keys]
     facts["labels_kept"] = bool(np.array_equal(shard["labels_0"], y))
-cached = script["top_model"](model)(features, training=False).numpy()
+facts["feature_shapes"] = [list(f.shape[1:]) for f in features]
+top = script["top_model"](model)
+cached = top(features[0] if len(features) == 1 else features, training=False).numpy()
 facts["vs_two_parts"] = float(np.abs(full - np.asarray(two)).max())
 facts["vs_cached"] = float(np.abs(full - cached).max())
 # Frozen in the last phase (so in every phase): bitwise unchanged.
@@ -339,3 +342,88 @@ def test_the_cache_is_read_back_whole_in_memory_or_from_its_shards(small_exports
         assert first != second and first != list(range(43)), name
     assert facts["kept_after_removal"] == 43
     assert facts["streamed_after_removal"] != "read"
+
+
+def _export(path: Path, boundary: str | None, folder: Path) -> Path:
+    """The model file at PATH exported with --cache-features (the cut before BOUNDARY, or
+    the whole base frozen) to FOLDER/ft.py."""
+    options = LoadOptions()
+    session = ModelSession(load(str(path), options))
+    plan = FreezePlan(boundary=None if boundary is None else session.info.find(boundary).path)
+    request = ExportRequest(folder / "ft.keras", script_path=folder / "ft.py", cache_features=True)
+    session.export(options, plan, HeadSpec(classes=3), CompileSpec(), request)
+    return folder / "ft.py"
+
+
+def test_a_cut_inside_a_residual_block_caches_both_crossing_tensors(
+    keras: Any, tmp_path: Path
+) -> None:
+    inputs = keras.Input((16, 16, 3), name="image")
+    a = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    a = keras.layers.BatchNormalization(name="bn1")(a)
+    a = keras.layers.ReLU(name="r1")(a)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="c2")(a)
+    b = keras.layers.ReLU(name="r2")(b)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="c3")(b)
+    c = keras.layers.Add(name="add")([a, b])
+    c = keras.layers.ReLU(name="r3")(c)
+    c = keras.layers.Conv2D(8, 3, padding="same", name="c4")(c)
+    keras.Model(inputs, c, name="resid").save(tmp_path / "resid.keras")
+    script = _export(tmp_path / "resid.keras", "c3", tmp_path)
+    # The shortcut (r1) and the main path (r2) both cross a cut before c3.
+    assert 'FEATURE_TENSORS = ["r1", "r2"]' in script.read_text()
+    run = tmp_path / "run"
+    run.mkdir()
+    facts = _facts(PROBE, run, str(script))
+    _assert_trained_from_cache(facts)
+    assert facts["feature_shapes"] == [[16, 16, 4], [16, 16, 4]]
+    assert set(facts["fits"][0]["moved"]) >= {"c3", "c4", "head_output"}
+    assert not {"c1", "bn1", "c2"} & set(facts["fits"][0]["moved"])
+
+
+def _wrapped(keras: Any, folder: Path) -> Path:
+    """A base model nested in the model, as Keras's transfer-learning guide builds it."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="r1")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", name="c2")(x)
+    base = keras.Model(inputs, keras.layers.ReLU(name="r2")(x), name="base")
+    pixels = keras.Input((16, 16, 3), name="pixels")
+    y = base(keras.layers.Rescaling(1 / 255, name="scale")(pixels), training=False)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    y = keras.layers.Dense(5, activation="softmax", name="old_head")(y)
+    keras.Model(pixels, y, name="outer").save(folder / "outer.keras")
+    return folder / "outer.keras"
+
+
+@pytest.mark.parametrize("boundary", [None, "gap"])
+def test_a_nested_base_frozen_whole_trains_from_the_cache(
+    keras: Any, tmp_path: Path, boundary: str | None
+) -> None:
+    # Head only: the head reads gap's output. A cut before gap: base's output crosses it,
+    # and base.output is the tensor of base's own graph, so the script takes gap.input.
+    script = _export(_wrapped(keras, tmp_path), boundary, tmp_path)
+    text = script.read_text()
+    assert 'FEATURE_TENSORS = ["gap"]' in text
+    if boundary is not None:
+        assert "by the layers that read them (their .input)" in text
+    run = tmp_path / "run"
+    run.mkdir()
+    facts = _facts(PROBE, run, str(script))
+    _assert_trained_from_cache(facts)
+    assert facts["feature_shapes"] == ([[6]] if boundary is None else [[16, 16, 6]])
+    assert facts["fits"][0]["moved"] == ["head_output"]
+
+
+def test_a_cut_inside_a_nested_base_is_refused_in_one_sentence(keras: Any, tmp_path: Path) -> None:
+    from kfreeze_tui.core.errors import PlanError
+
+    with pytest.raises(PlanError) as refused:
+        _export(_wrapped(keras, tmp_path), "c2", tmp_path)  # inside base
+    message = str(refused.value)
+    assert message.startswith(
+        "--cache-features cannot be used: the cut is inside the nested model base"
+    )
+    assert "\n" not in message
+    assert not (tmp_path / "ft.py").exists() and not (tmp_path / "ft.keras").exists()

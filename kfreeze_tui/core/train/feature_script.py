@@ -37,7 +37,34 @@ def feature_tensors(
         found = attachment(view.info, head)
         assert found is not None
         return [found.layer.name], found.of_input
+    readers = nested_outputs_read(view, verdict)
+    if readers is not None:
+        return readers, True
     return list(verdict.tensors), False
+
+
+def nested_outputs_read(view: PlanView, verdict: FeatureCache) -> list[str] | None:
+    """For a cut right after nested models (Keras's transfer-learning guide calls its base
+    inside the model): the model's layers that read each of their outputs, or None when a
+    crossing tensor is not such an output or no layer reads it alone.
+
+    A nested model's ``.output`` is the tensor of its own graph, not of the model calling
+    it (``keras.Model(model.inputs, base.output)`` is not connected), so the script takes
+    ``get_layer(reader).input``: the tensor as the model has it.
+    """
+    top = [row for row in view.info.layers if len(row.path) == 1]
+    containers = {row.name for row in top if row.is_container}
+    if not verdict.tensors or not set(verdict.tensors) <= containers:
+        return None
+    readers = []
+    for label in verdict.tensors:
+        reader = next(
+            (row.name for row in top if row.sources == (label,) and len(row.calls) == 1), None
+        )
+        if reader is None:
+            return None
+        readers.append(reader)
+    return readers
 
 
 def cached_phases(view: PlanView, plan: FreezePlan, phases: tuple[Phase, ...]) -> list[bool]:
@@ -94,7 +121,8 @@ def cache_lines(
         "# the input: cache_features(ds, directory) computes it once, and",
         "# train(..., cache_dir=directory) trains the part after the cut on it. Disk: "
         f"{verdict.bytes_per_example:,} bytes",
-        "# per example. The tensors that cross the cut, by the layers that make them:",
+        "# per example. The tensors that cross the cut, by the layers that "
+        + ("read them (their .input):" if of_input else "make them:"),
         f"FEATURE_TENSORS = {json.dumps(names)}",
         f"FEATURE_PLAN = {fingerprint!r}",
         f"SHARD_BATCHES = {SHARD_BATCHES}",
@@ -489,10 +517,21 @@ def checked_verdict(
     verdict = feature_cache(view, plan, head)
     layers = {row.name for row in view.info.layers if len(row.path) == 1 and not row.is_container}
     unnamed = [label for label in verdict.tensors if label not in layers]
+    inner = {row.name: row for row in view.info.layers if len(row.path) > 1}
     if not verdict.cacheable:
         reason = verdict.reason
-    elif plan.boundary is not None and unnamed:
-        reason = f"{unnamed[0]} crosses the cut, and the script finds only layers' outputs by name"
+    elif plan.boundary is not None and unnamed and nested_outputs_read(view, verdict) is None:
+        if unnamed[0] in inner:
+            outer = view.info.layer(inner[unnamed[0]].path[:1]).name
+            reason = (
+                f"the cut is inside the nested model {outer}, and the script caches only "
+                f"tensors of the model itself (cut before or after {outer})"
+            )
+        else:
+            reason = (
+                f"{unnamed[0]} crosses the cut, and the script finds only layers' outputs "
+                "(or, for a nested model, what one layer reads of it) by name"
+            )
     elif head.is_none:
         reason = "the export has no head, so the script has no training to cache for"
     elif kept_outputs(view.info, head):
