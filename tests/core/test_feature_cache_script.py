@@ -381,8 +381,9 @@ def test_a_cut_inside_a_residual_block_caches_both_crossing_tensors(
     assert not {"c1", "bn1", "c2"} & set(facts["fits"][0]["moved"])
 
 
-def _wrapped(keras: Any, folder: Path) -> Path:
-    """A base model nested in the model, as Keras's transfer-learning guide builds it."""
+def _wrapped(keras: Any, folder: Path, pool: str = "gap") -> Path:
+    """A base model nested in the model, as Keras's transfer-learning guide builds it (its
+    pooling layer named POOL)."""
     inputs = keras.Input((16, 16, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
     x = keras.layers.BatchNormalization(name="bn1")(x)
@@ -391,7 +392,7 @@ def _wrapped(keras: Any, folder: Path) -> Path:
     base = keras.Model(inputs, keras.layers.ReLU(name="r2")(x), name="base")
     pixels = keras.Input((16, 16, 3), name="pixels")
     y = base(keras.layers.Rescaling(1 / 255, name="scale")(pixels), training=False)
-    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    y = keras.layers.GlobalAveragePooling2D(name=pool)(y)
     y = keras.layers.Dense(5, activation="softmax", name="old_head")(y)
     keras.Model(pixels, y, name="outer").save(folder / "outer.keras")
     return folder / "outer.keras"
@@ -416,11 +417,16 @@ def test_a_nested_base_frozen_whole_trains_from_the_cache(
     assert facts["fits"][0]["moved"] == ["head_output"]
 
 
-def test_a_cut_inside_a_nested_base_is_refused_in_one_sentence(keras: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["gap", "r1"])
+def test_a_cut_inside_a_nested_base_is_refused_in_one_sentence(
+    keras: Any, tmp_path: Path, pool: str
+) -> None:
+    # r1 (inside base) crosses a cut before c2. With the model's own pooling layer named r1
+    # too, the script's get_layer("r1") would find that one: refused all the same.
     from kfreeze_tui.core.errors import PlanError
 
     with pytest.raises(PlanError) as refused:
-        _export(_wrapped(keras, tmp_path), "c2", tmp_path)  # inside base
+        _export(_wrapped(keras, tmp_path, pool), "c2", tmp_path)  # inside base
     message = str(refused.value)
     assert message.startswith(
         "--cache-features cannot be used: the cut is inside the nested model base"

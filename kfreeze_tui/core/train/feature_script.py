@@ -517,21 +517,20 @@ def checked_verdict(
     verdict = feature_cache(view, plan, head)
     layers = {row.name for row in view.info.layers if len(row.path) == 1 and not row.is_container}
     unnamed = [label for label in verdict.tensors if label not in layers]
-    inner = {row.name: row for row in view.info.layers if len(row.path) > 1}
     if not verdict.cacheable:
         reason = verdict.reason
+    elif plan.boundary is not None and len(plan.boundary) > 1:
+        # Its crossing tensors are named in the nested model's graph, not the model's.
+        outer = view.info.layer(plan.boundary[:1]).name
+        reason = (
+            f"the cut is inside the nested model {outer}, and the script caches only "
+            f"tensors of the model itself (cut before or after {outer})"
+        )
     elif plan.boundary is not None and unnamed and nested_outputs_read(view, verdict) is None:
-        if unnamed[0] in inner:
-            outer = view.info.layer(inner[unnamed[0]].path[:1]).name
-            reason = (
-                f"the cut is inside the nested model {outer}, and the script caches only "
-                f"tensors of the model itself (cut before or after {outer})"
-            )
-        else:
-            reason = (
-                f"{unnamed[0]} crosses the cut, and the script finds only layers' outputs "
-                "(or, for a nested model, what one layer reads of it) by name"
-            )
+        reason = (
+            f"{unnamed[0]} crosses the cut, and the script finds only layers' outputs "
+            "(or, for a nested model, what one layer reads of it) by name"
+        )
     elif head.is_none:
         reason = "the export has no head, so the script has no training to cache for"
     elif kept_outputs(view.info, head):
